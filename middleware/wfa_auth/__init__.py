@@ -1,0 +1,1 @@
+"""wfa_auth: authenticate Workflow Automation API calls by Key ID and Key Secret."""

@@ -1,0 +1,204 @@
+"""The plug-in points of :class:`~wfa_auth.ApiKeyAuthMiddleware`, as :class:`typing.Protocol` s.
+
+Each has a default implementation in a module of its own; write your own to plug the
+middleware into another database, cache or hashing scheme.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from starlette.types import Receive, Scope, Send
+
+
+@runtime_checkable
+class KeyRecord(Protocol):
+    """What the middleware needs to know of one API key and of who owns it."""
+
+    @property
+    def key_id(self) -> str:
+        """The public Key ID."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """The name an admin gave the key."""
+        ...
+
+    @property
+    def secret_hash(self) -> str:
+        """The hash of the Key Secret (never the secret itself)."""
+        ...
+
+    @property
+    def enabled(self) -> bool:
+        """False when an admin has disabled the key."""
+        ...
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When the key stops working (timezone-aware), or None for never."""
+        ...
+
+    @property
+    def owner_id(self) -> str:
+        """The ID of the admin who created the key."""
+        ...
+
+    @property
+    def owner_email(self) -> str:
+        """The email of the admin who created the key; ``request.user.display_name``."""
+        ...
+
+    @property
+    def owner_is_active_admin(self) -> bool:
+        """False once the owner is deactivated or is no longer an admin."""
+        ...
+
+    @property
+    def organization_id(self) -> str:
+        """The ID of the organization the key belongs to."""
+        ...
+
+    @property
+    def organization_name(self) -> str:
+        """The name of the organization the key belongs to."""
+        ...
+
+    @property
+    def organization_subscribed(self) -> bool:
+        """True while the organization subscribes to Workflow Automation."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """An access token as stored: never the token, only what it was issued for."""
+
+    key_id: str
+    #: A keyed digest of the key's ``secret_hash`` when the token was issued: regenerating
+    #: the secret changes the hash, so every token obtained with the old secret stops working.
+    secret_fingerprint: str
+    expires_at: datetime
+
+
+class KeyStore(Protocol):
+    """Where key records live (a database table, a dict, a remote service)."""
+
+    async def get_key(self, key_id: str) -> KeyRecord | None:
+        """The key with this Key ID, or None when there is none."""
+        ...
+
+    async def replace_secret_hash(self, key_id: str, old_hash: str, new_hash: str) -> None:
+        """Store a rehashed secret, only if the stored hash is still ``old_hash``."""
+        ...
+
+    async def record_usage(self, last_used: Mapping[str, datetime]) -> None:
+        """Set ``last_used_at`` for each Key ID, in one write where the store allows."""
+        ...
+
+
+class TokenStore(Protocol):
+    """Where access tokens live, by a hash of the token (never the token itself)."""
+
+    async def save_token(self, token_hash: str, record: TokenRecord) -> None:
+        """Remember a newly issued token."""
+        ...
+
+    async def get_token(self, token_hash: str) -> TokenRecord | None:
+        """The token with this hash, or None when unknown."""
+        ...
+
+    async def delete_token(self, token_hash: str) -> None:
+        """Forget a token (expired or revoked)."""
+        ...
+
+
+class SecretVerifier(Protocol):
+    """Hashes Key Secrets and checks a presented secret against a stored hash."""
+
+    def hash(self, secret: str) -> str:
+        """A new hash of ``secret``."""
+        ...
+
+    def verify(self, secret_hash: str, secret: str) -> bool:
+        """True when ``secret`` matches; constant-time; may block, so it runs in a thread."""
+        ...
+
+    def needs_rehash(self, secret_hash: str) -> bool:
+        """True when ``secret_hash`` was made with other parameters than the current ones."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCredentials:
+    """A Key ID and Key Secret presented directly with a request."""
+
+    key_id: str
+    key_secret: str
+
+    def __repr__(self) -> str:
+        # The secret never reaches a log line through a repr.
+        return f"KeyCredentials(key_id={self.key_id!r}, key_secret='***')"
+
+
+@dataclass(frozen=True, slots=True)
+class BearerCredentials:
+    """An access token obtained from the token endpoint."""
+
+    token: str
+
+    def __repr__(self) -> str:
+        return "BearerCredentials(token='***')"
+
+
+Credentials = KeyCredentials | BearerCredentials
+
+
+class MalformedCredentials(Exception):
+    """Credentials were presented but cannot be parsed; answered 401 ``invalid_request``."""
+
+
+class CredentialExtractor(Protocol):
+    """Finds credentials in a request's scope."""
+
+    def extract(self, scope: Scope) -> Credentials | None:
+        """The credentials in ``scope``; None when there are none; raises MalformedCredentials."""
+        ...
+
+
+class Cache(Protocol):
+    """A small key-value cache with expiry, for records and verified credentials."""
+
+    async def get(self, key: str) -> Any | None:
+        """The value under ``key``, or None when absent or expired."""
+        ...
+
+    async def set(self, key: str, value: Any, ttl: float) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key``."""
+        ...
+
+
+class ErrorResponder(Protocol):
+    """Sends the response for a refused request."""
+
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        status: int,
+        error: str,
+        message: str,
+        headers: Mapping[str, str],
+    ) -> None:
+        """Send a complete HTTP response (or close a websocket) for the refusal."""
+        ...

@@ -1,0 +1,136 @@
+"""Service settings, read from ``WFA_*`` environment variables; command-line flags override them."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_DATABASE_URL = "sqlite://wfa-keys.sqlite3"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot use; the message names the variable."""
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise SettingsError(f"{name} must be on or off, not {raw!r}")
+
+
+def _int(name: str, raw: str, minimum: int, maximum: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise SettingsError(f"{name} must be between {minimum} and {maximum}, not {value}")
+    return value
+
+
+def _list(_name: str, raw: str) -> tuple[str, ...]:
+    return tuple(item.strip().rstrip("/") for item in raw.split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service can be told; each field documents its ``WFA_`` variable.
+
+    The defaults are safe for production: GraphiQL and introspection are off unless
+    ``dev`` is on, and argon2 runs with at least OWASP's minimum parameters.
+    """
+
+    database_url: str = field(default=DEFAULT_DATABASE_URL, metadata={"env": "WFA_DATABASE_URL"})
+    dev: bool = field(default=False, metadata={"env": "WFA_DEV"})
+    graphiql: bool | None = field(default=None, metadata={"env": "WFA_GRAPHIQL"})
+    cors_origins: tuple[str, ...] = field(default=(), metadata={"env": "WFA_CORS_ORIGINS"})
+    # argon2id cost for secrets and passwords; OWASP's minimum is m=19 MiB, t=2, p=1.
+    argon2_time_cost: int = field(
+        default=2, metadata={"env": "WFA_ARGON2_TIME_COST", "range": (2, 20)}
+    )
+    argon2_memory_cost_kib: int = field(
+        default=19456, metadata={"env": "WFA_ARGON2_MEMORY_COST_KIB", "range": (19456, 4194304)}
+    )
+    argon2_parallelism: int = field(
+        default=1, metadata={"env": "WFA_ARGON2_PARALLELISM", "range": (1, 16)}
+    )
+    session_idle_timeout: int = field(
+        default=30 * 60, metadata={"env": "WFA_SESSION_IDLE_TIMEOUT", "range": (60, 7 * 86400)}
+    )
+    session_absolute_timeout: int = field(
+        default=12 * 3600,
+        metadata={"env": "WFA_SESSION_ABSOLUTE_TIMEOUT", "range": (60, 30 * 86400)},
+    )
+    token_ttl: int = field(default=3600, metadata={"env": "WFA_TOKEN_TTL", "range": (60, 86400)})
+    max_query_depth: int = field(
+        default=10, metadata={"env": "WFA_MAX_QUERY_DEPTH", "range": (1, 100)}
+    )
+    max_aliases: int = field(default=15, metadata={"env": "WFA_MAX_ALIASES", "range": (1, 1000)})
+    max_tokens: int = field(default=2000, metadata={"env": "WFA_MAX_TOKENS", "range": (10, 100000)})
+    max_body_bytes: int = field(
+        default=64 * 1024, metadata={"env": "WFA_MAX_BODY_BYTES", "range": (1024, 10 * 1024**2)}
+    )
+    login_max_failures_per_email_ip: int = field(
+        default=5, metadata={"env": "WFA_LOGIN_MAX_FAILURES_PER_EMAIL_IP", "range": (1, 10000)}
+    )
+    login_max_failures_per_ip: int = field(
+        default=50, metadata={"env": "WFA_LOGIN_MAX_FAILURES_PER_IP", "range": (1, 100000)}
+    )
+    login_window: int = field(
+        default=15 * 60, metadata={"env": "WFA_LOGIN_WINDOW", "range": (1, 86400)}
+    )
+    log_level: str = field(default="INFO", metadata={"env": "WFA_LOG_LEVEL"})
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        """GraphiQL is served when asked for explicitly, or in dev mode."""
+        return self.dev if self.graphiql is None else self.graphiql
+
+    @property
+    def production(self) -> bool:
+        """Production mode: introspection and suggestions only for signed-in admins."""
+        return not self.dev
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read the settings from ``environ`` (default ``os.environ``), then apply overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = f.metadata["env"]
+            if name not in env:
+                continue
+            raw = env[name]
+            if f.name == "cors_origins":
+                values[f.name] = _list(name, raw)
+            elif f.name in {"dev", "graphiql"}:
+                values[f.name] = _bool(name, raw)
+            elif "range" in f.metadata:
+                values[f.name] = _int(name, raw, *f.metadata["range"])
+            elif f.name == "log_level":
+                level = raw.strip().upper()
+                if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+                    raise SettingsError(f"{name} must be DEBUG, INFO, WARNING or ERROR")
+                values[f.name] = level
+            else:
+                values[f.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        if "*" in settings.cors_origins:
+            raise SettingsError("WFA_CORS_ORIGINS cannot be '*': cookies are sent with credentials")
+        if settings.session_idle_timeout > settings.session_absolute_timeout:
+            raise SettingsError(
+                "WFA_SESSION_IDLE_TIMEOUT cannot be longer than WFA_SESSION_ABSOLUTE_TIMEOUT"
+            )
+        return settings
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str]]:
+        """(variable, default) pairs, for the README's configuration table and ``--help``."""
+        return [(f.metadata["env"], repr(f.default)) for f in dataclasses.fields(cls)]
