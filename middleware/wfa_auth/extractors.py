@@ -1,0 +1,86 @@
+"""The default :class:`~wfa_auth.base.CredentialExtractor`: credentials from request headers.
+
+Only headers are read. Credentials in the query string would end up in access logs, proxy
+logs and browser history, so they are never looked for.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from starlette.types import Scope
+
+from wfa_auth.base import BearerCredentials, Credentials, KeyCredentials, MalformedCredentials
+
+KEY_ID_HEADER = b"x-api-key-id"
+KEY_SECRET_HEADER = b"x-api-key-secret"
+_TOKEN68 = re.compile(r"\A[A-Za-z0-9\-._~+/]+=*\Z")
+_MAX_HEADER_LENGTH = 1024
+
+
+class HeaderCredentialExtractor:
+    """Finds ``Authorization: Bearer``, ``Authorization: Basic`` or the two key headers.
+
+    ``Basic`` carries ``base64(key_id:key_secret)``; the headers are ``X-API-Key-ID`` and
+    ``X-API-Key-Secret``. Ambiguous requests (an ``Authorization`` header and the key headers,
+    or a header given twice) are malformed rather than resolved by a guess.
+    """
+
+    def __init__(self, *, bearer: bool = True, basic: bool = True, key_headers: bool = True):
+        self.bearer = bearer
+        self.basic = basic
+        self.key_headers = key_headers
+
+    def extract(self, scope: Scope) -> Credentials | None:
+        """The credentials in ``scope``; None when there are none; raises MalformedCredentials."""
+        authorization: list[bytes] = []
+        key_id: list[bytes] = []
+        key_secret: list[bytes] = []
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                authorization.append(value)
+            elif name == KEY_ID_HEADER:
+                key_id.append(value)
+            elif name == KEY_SECRET_HEADER:
+                key_secret.append(value)
+        if not (authorization or key_id or key_secret):
+            return None
+        if len(authorization) > 1 or len(key_id) > 1 or len(key_secret) > 1:
+            raise MalformedCredentials("a credential header is given more than once")
+        if authorization and (key_id or key_secret):
+            raise MalformedCredentials("both an Authorization header and API key headers")
+        if authorization:
+            return self._authorization(authorization[0])
+        if not self.key_headers:
+            return None
+        if not (key_id and key_secret):
+            raise MalformedCredentials("X-API-Key-ID and X-API-Key-Secret go together")
+        return KeyCredentials(_text(key_id[0]), _text(key_secret[0]))
+
+    def _authorization(self, raw: bytes) -> Credentials | None:
+        value = _text(raw)
+        scheme, _, param = value.strip().partition(" ")
+        param = param.strip()
+        scheme = scheme.lower()
+        if scheme == "bearer" and self.bearer:
+            if not _TOKEN68.match(param):
+                raise MalformedCredentials("the Bearer token is empty or malformed")
+            return BearerCredentials(param)
+        if scheme == "basic" and self.basic:
+            try:
+                decoded = base64.b64decode(param, validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                raise MalformedCredentials("Basic credentials are not base64 of UTF-8") from None
+            key_id, colon, key_secret = decoded.partition(":")
+            if not colon:
+                raise MalformedCredentials("Basic credentials need key_id:key_secret")
+            return KeyCredentials(key_id, key_secret)
+        raise MalformedCredentials("unsupported Authorization scheme")
+
+
+def _text(raw: bytes) -> str:
+    if len(raw) > _MAX_HEADER_LENGTH:
+        raise MalformedCredentials("a credential header is too long")
+    return raw.decode("latin-1")

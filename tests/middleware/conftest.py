@@ -1,0 +1,42 @@
+"""Fixtures for the middleware tests: a fast verifier, a memory store with one key, an app."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from authkit import CountingStore, CountingVerifier, inner_app
+
+from wfa_auth import ApiKeyAuthMiddleware
+from wfa_auth.memory import MemoryKeyRecord
+
+
+@pytest.fixture
+def verifier() -> CountingVerifier:
+    return CountingVerifier()
+
+
+@pytest.fixture
+def store() -> CountingStore:
+    return CountingStore()
+
+
+@pytest.fixture
+def key(store: CountingStore, verifier: CountingVerifier) -> tuple[MemoryKeyRecord, str]:
+    """A key of ``ada@example.com`` at Acme, and its secret."""
+    return store.create_key(
+        verifier, name="CI", owner_email="ada@example.com", organization_name="Acme"
+    )
+
+
+@pytest.fixture
+def make_middleware(
+    store: CountingStore, verifier: CountingVerifier
+) -> Callable[..., ApiKeyAuthMiddleware]:
+    def make(**options: Any) -> ApiKeyAuthMiddleware:
+        options.setdefault("store", store)
+        options.setdefault("verifier", verifier)
+        return ApiKeyAuthMiddleware(inner_app(), **options)
+
+    return make

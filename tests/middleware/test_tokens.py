@@ -1,0 +1,213 @@
+"""The token exchange: issuing access tokens, their lifetime and their revocation."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from authkit import Clock, CountingStore, CountingVerifier, basic, bearer, client_for
+
+from wfa_auth import ApiKeyAuthMiddleware, MemoryKeyRecord, MemoryTokenStore
+from wfa_auth.keyformat import generate_key_secret
+from wfa_auth.tokens import secret_fingerprint, token_digest
+
+Make = Callable[..., ApiKeyAuthMiddleware]
+Key = tuple[MemoryKeyRecord, str]
+TOKEN_PATH = "/v1/auth/api-key/token"
+
+
+async def post_token(app: Any, body: Any = None, **kwargs: Any) -> Any:
+    async with client_for(app) as client:
+        if body is not None:
+            kwargs["json"] = body
+        return await client.post(TOKEN_PATH, **kwargs)
+
+
+async def whoami(app: Any, token: str) -> Any:
+    async with client_for(app) as client:
+        return await client.get("/whoami", headers=bearer(token))
+
+
+async def test_tokens_are_stored_only_as_digests_with_the_secret_fingerprint(
+    make_middleware: Make, key: Key
+) -> None:
+    record, secret = key
+    tokens = MemoryTokenStore()
+    clock = Clock()
+    app = make_middleware(token_store=tokens, token_ttl=120, clock=clock)
+    response = await post_token(app, {"key_id": record.key_id, "key_secret": secret})
+    token = response.json()["access_token"]
+    assert len(token) >= 43
+    assert list(tokens.tokens) == [hashlib.sha256(token.encode()).hexdigest()]
+    stored = tokens.tokens[token_digest(token)]
+    assert stored.key_id == record.key_id
+    assert stored.secret_fingerprint == secret_fingerprint(record.secret_hash)
+    assert stored.expires_at == clock.now + timedelta(seconds=120)
+    assert token not in repr(stored)
+
+
+async def test_each_exchange_issues_a_different_token(make_middleware: Make, key: Key) -> None:
+    record, secret = key
+    app = make_middleware()
+    body = {"key_id": record.key_id, "key_secret": secret}
+    first = (await post_token(app, body)).json()["access_token"]
+    second = (await post_token(app, body)).json()["access_token"]
+    assert first != second
+    assert (await whoami(app, first)).status_code == 200
+    assert (await whoami(app, second)).status_code == 200
+
+
+async def test_token_expires_after_its_lifetime(make_middleware: Make, key: Key) -> None:
+    record, secret = key
+    tokens = MemoryTokenStore()
+    clock = Clock()
+    app = make_middleware(token_store=tokens, token_ttl=60, clock=clock)
+    token = (await post_token(app, {"key_id": record.key_id, "key_secret": secret})).json()[
+        "access_token"
+    ]
+    clock.now += timedelta(seconds=59)
+    assert (await whoami(app, token)).status_code == 200
+    clock.now += timedelta(seconds=1)
+    response = await whoami(app, token)
+    assert response.status_code == 401
+    assert response.json()["error"] == "token_expired"
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+    assert tokens.tokens == {}
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"enabled": False}, "key_disabled"),
+        ({"owner_is_active_admin": False}, "key_owner_inactive"),
+        ({"organization_subscribed": False}, "subscription_required"),
+        ({"secret_hash": "regenerate"}, "invalid_token"),
+        ({"deleted": True}, "invalid_token"),
+        ({"expires_at": "now"}, "key_expired"),
+    ],
+)
+async def test_token_stops_working_at_once_when_its_key_changes(
+    make_middleware: Make,
+    key: Key,
+    store: CountingStore,
+    verifier: CountingVerifier,
+    change: dict[str, Any],
+    error: str,
+) -> None:
+    record, secret = key
+    clock = Clock()
+    app = make_middleware(record_cache_ttl=3600, clock=clock)
+    token = (await post_token(app, {"key_id": record.key_id, "key_secret": secret})).json()[
+        "access_token"
+    ]
+    assert (await whoami(app, token)).status_code == 200
+    if "deleted" in change:
+        store.remove(record.key_id)
+    elif change.get("secret_hash") == "regenerate":
+        store.update(record.key_id, secret_hash=verifier.hash(generate_key_secret()))
+    elif change.get("expires_at") == "now":
+        store.update(record.key_id, expires_at=clock.now)
+    else:
+        store.update(record.key_id, **change)
+    await app.key_changed(record.key_id)
+    response = await whoami(app, token)
+    assert response.json()["error"] == error
+    assert response.status_code == (403 if error == "subscription_required" else 401)
+
+
+async def test_tokens_of_a_regenerated_key_stay_revoked_when_it_is_enabled_again(
+    make_middleware: Make, key: Key, store: CountingStore, verifier: CountingVerifier
+) -> None:
+    record, secret = key
+    app = make_middleware()
+    token = (await post_token(app, {"key_id": record.key_id, "key_secret": secret})).json()[
+        "access_token"
+    ]
+    new_secret = generate_key_secret()
+    store.update(record.key_id, secret_hash=verifier.hash(new_secret))
+    await app.key_changed(record.key_id)
+    assert (await whoami(app, token)).json()["error"] == "invalid_token"
+    new = await post_token(app, {"key_id": record.key_id, "key_secret": new_secret})
+    assert (await whoami(app, new.json()["access_token"])).status_code == 200
+    assert (await whoami(app, token)).json()["error"] == "invalid_token"
+
+
+async def test_warm_bearer_requests_cost_no_hashing_and_no_lookup(
+    make_middleware: Make, key: Key, store: CountingStore, verifier: CountingVerifier
+) -> None:
+    record, secret = key
+    app = make_middleware()
+    token = (await post_token(app, {"key_id": record.key_id, "key_secret": secret})).json()[
+        "access_token"
+    ]
+    calls, lookups = verifier.verify_calls, store.lookups
+    for _ in range(5):
+        assert (await whoami(app, token)).status_code == 200
+    assert (verifier.verify_calls, store.lookups) == (calls, lookups)
+
+
+async def test_token_endpoint_refuses_wrong_credentials_like_any_call(
+    make_middleware: Make, key: Key
+) -> None:
+    record, _ = key
+    response = await post_token(
+        app=make_middleware(), body={"key_id": record.key_id, "key_secret": generate_key_secret()}
+    )
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_credentials"
+    assert "access_token" not in response.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[]",
+        b'{"key_id": "wfak_x"}',
+        b'{"key_id": 1, "key_secret": 2}',
+        b"\xff\xfe",
+    ],
+)
+async def test_token_endpoint_answers_400_to_a_bad_body(make_middleware: Make, body: bytes) -> None:
+    response = await post_token(make_middleware(), content=body)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
+async def test_token_endpoint_refuses_a_body_that_is_too_large(make_middleware: Make) -> None:
+    response = await post_token(make_middleware(max_token_request_bytes=100), content=b"x" * 101)
+    assert response.status_code == 413
+    assert response.json()["error"] == "request_too_large"
+
+
+async def test_token_endpoint_only_answers_post(make_middleware: Make) -> None:
+    async with client_for(make_middleware()) as client:
+        response = await client.get(TOKEN_PATH)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+
+
+async def test_token_endpoint_ignores_credentials_in_the_query_string(
+    make_middleware: Make, key: Key
+) -> None:
+    record, secret = key
+    response = await post_token(
+        make_middleware(), params={"key_id": record.key_id, "key_secret": secret}
+    )
+    assert response.status_code == 400
+
+
+async def test_token_path_can_be_moved_or_turned_off(make_middleware: Make, key: Key) -> None:
+    record, secret = key
+    body = {"key_id": record.key_id, "key_secret": secret}
+    moved = make_middleware(token_path="/oauth/token")
+    async with client_for(moved) as client:
+        assert (await client.post("/oauth/token", json=body)).status_code == 200
+    off = make_middleware(token_path=None)
+    async with client_for(off) as client:
+        # No endpoint: the path is an ordinary route behind the middleware (404 once through).
+        response = await client.post(TOKEN_PATH, json=body, headers=basic(record.key_id, secret))
+    assert response.status_code == 404

@@ -1,0 +1,79 @@
+"""The public API of wfa_auth is what ``__all__`` says, and it all imports."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import wfa_auth
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(wfa_auth.__all__) == sorted(
+        [
+            "SCOPE_KEY",
+            "ApiKeyAuthMiddleware",
+            "ApiKeyUser",
+            "Argon2Verifier",
+            "BearerCredentials",
+            "Cache",
+            "CredentialExtractor",
+            "Credentials",
+            "ErrorResponder",
+            "FailureLimiter",
+            "HeaderCredentialExtractor",
+            "JSONErrorResponder",
+            "KeyCredentials",
+            "KeyRecord",
+            "KeyStore",
+            "MalformedCredentials",
+            "MemoryKeyRecord",
+            "MemoryKeyStore",
+            "MemoryTokenStore",
+            "SecretVerifier",
+            "TTLCache",
+            "TokenRecord",
+            "TokenStore",
+            "secret_fingerprint",
+            "token_digest",
+        ]
+    )
+
+
+def test_every_exported_name_exists_and_belongs_to_wfa_auth() -> None:
+    for name in wfa_auth.__all__:
+        member = getattr(wfa_auth, name)
+        if isinstance(member, type):
+            assert member.__module__.startswith("wfa_auth."), name
+
+
+def test_the_middleware_package_imports_nothing_from_the_service_or_an_orm() -> None:
+    package = Path(wfa_auth.__file__).parent
+    imported: set[str] = set()
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    assert imported - {"wfa_auth", "__future__"} <= {
+        "anyio",
+        "argon2",
+        "base64",
+        "binascii",
+        "asyncio",
+        "collections",
+        "dataclasses",
+        "datetime",
+        "hashlib",
+        "hmac",
+        "json",
+        "logging",
+        "math",
+        "re",
+        "secrets",
+        "starlette",
+        "time",
+        "typing",
+        "zlib",
+    }
