@@ -1,0 +1,115 @@
+"""The Tortoise-backed key and token stores that plug the service into :mod:`wfa_auth`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from wfa_auth import TokenRecord
+from wfa_keys.models import AccessToken, ApiKey, Role
+
+
+@dataclass(frozen=True, slots=True)
+class TortoiseKeyRecord:
+    """A :class:`wfa_auth.KeyRecord` read from the ``api_key`` row, its owner and organization."""
+
+    key_id: str
+    name: str
+    secret_hash: str
+    enabled: bool
+    expires_at: datetime | None
+    owner_id: str
+    owner_email: str
+    owner_is_active_admin: bool
+    organization_id: str
+    organization_name: str
+    organization_subscribed: bool
+
+    def __repr__(self) -> str:
+        # The hash stays out of logs and tracebacks.
+        return f"TortoiseKeyRecord(key_id={self.key_id!r}, name={self.name!r}, secret_hash='***')"
+
+    @classmethod
+    def from_model(cls, key: ApiKey) -> TortoiseKeyRecord:
+        """The record of a key fetched with its owner and organization."""
+        owner = key.owner
+        organization = key.organization
+        return cls(
+            key_id=key.key_id,
+            name=key.name,
+            secret_hash=key.secret_hash,
+            enabled=key.enabled,
+            expires_at=key.expires_at,
+            owner_id=str(owner.id),
+            owner_email=owner.email,
+            # An admin moved to another organization no longer speaks for this one.
+            owner_is_active_admin=(
+                owner.is_active
+                and owner.role == Role.ADMIN
+                and str(owner.organization_id) == str(key.organization_id)
+            ),
+            organization_id=str(organization.id),
+            organization_name=organization.name,
+            organization_subscribed=organization.has_workflow_automation,
+        )
+
+
+class TortoiseKeyStore:
+    """A :class:`wfa_auth.KeyStore` over the ``api_key`` table: one query per lookup."""
+
+    async def get_key(self, key_id: str) -> TortoiseKeyRecord | None:
+        """The key with this Key ID, with its owner and organization, or None."""
+        key = await ApiKey.filter(key_id=key_id).select_related("owner", "organization").first()
+        return None if key is None else TortoiseKeyRecord.from_model(key)
+
+    async def replace_secret_hash(self, key_id: str, old_hash: str, new_hash: str) -> None:
+        """Store a rehashed secret, only if no regenerate replaced the hash meanwhile."""
+        async with in_transaction():
+            await ApiKey.filter(key_id=key_id, secret_hash=old_hash).update(secret_hash=new_hash)
+
+    async def record_usage(self, last_used: Mapping[str, datetime]) -> None:
+        """Move ``last_used_at`` forward for each key, in one transaction."""
+        async with in_transaction():
+            for key_id, when in last_used.items():
+                await (
+                    ApiKey.filter(key_id=key_id)
+                    .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=when))
+                    .update(last_used_at=when)
+                )
+
+
+class TortoiseTokenStore:
+    """A :class:`wfa_auth.TokenStore` over the ``access_token`` table (SHA-256 of each token)."""
+
+    async def save_token(self, token_hash: str, record: TokenRecord) -> None:
+        """Store a new token, and drop the key's expired ones so that the table stays small."""
+        async with in_transaction():
+            await AccessToken.filter(
+                key_id=record.key_id, expires_at__lte=datetime.now(UTC)
+            ).delete()
+            await AccessToken.create(
+                token_hash=token_hash,
+                key_id=record.key_id,
+                secret_fingerprint=record.secret_fingerprint,
+                expires_at=record.expires_at,
+            )
+
+    async def get_token(self, token_hash: str) -> TokenRecord | None:
+        """The token with this hash, or None."""
+        token = await AccessToken.get_or_none(token_hash=token_hash)
+        if token is None:
+            return None
+        return TokenRecord(
+            key_id=token.key_id,
+            secret_fingerprint=token.secret_fingerprint,
+            expires_at=token.expires_at,
+        )
+
+    async def delete_token(self, token_hash: str) -> None:
+        """Delete a revoked or expired token."""
+        async with in_transaction():
+            await AccessToken.filter(token_hash=token_hash).delete()
