@@ -1,0 +1,79 @@
+"""Schema extensions: what a client may learn from an error.
+
+:class:`ErrorPolicy` runs last on every operation. Expected errors (the codes of
+:mod:`wfa_keys.graphql.errors`, and mistakes in the query document itself) keep their
+message and get a code; anything else becomes ``INTERNAL_SERVER_ERROR`` with the request ID
+and nothing more, so no exception text, SQL or file name reaches the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from uuid import uuid4
+
+from graphql import GraphQLError, GraphQLSyntaxError
+from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
+
+from wfa_keys.graphql.context import request_id_of
+from wfa_keys.graphql.errors import INTERNAL_ERROR_CODE, INTERNAL_ERROR_MESSAGE, ServiceError
+
+PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+
+_REQUEST_ID_ATTRIBUTE = "_wfa_request_id"
+
+
+def request_id_for(execution_context: ExecutionContext) -> str:
+    """The request's ID; one is made up (once per operation) when the context has none."""
+    request_id = request_id_of(execution_context.context)
+    if request_id is not None:
+        return request_id
+    request_id = getattr(execution_context, _REQUEST_ID_ATTRIBUTE, None)
+    if request_id is None:
+        request_id = uuid4().hex
+        setattr(execution_context, _REQUEST_ID_ATTRIBUTE, request_id)
+    return request_id
+
+
+def is_unexpected(error: GraphQLError) -> bool:
+    """True for errors the client must not see the detail of.
+
+    Resolvers' expected errors are :class:`ServiceError`; errors raised by graphql-core
+    about the document or the variables (no path, no foreign cause) are the client's own.
+    """
+    original = error.original_error
+    if isinstance(original, ServiceError):
+        return False
+    about_the_document = original is None or isinstance(original, GraphQLError)
+    return not (error.path is None and about_the_document)
+
+
+def present(error: GraphQLError, request_id: str) -> GraphQLError:
+    """The error as the client sees it."""
+    if is_unexpected(error):
+        return GraphQLError(
+            INTERNAL_ERROR_MESSAGE,
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": INTERNAL_ERROR_CODE, "requestId": request_id},
+        )
+    extensions = error.extensions or {}
+    if "code" not in extensions:
+        code = PARSE_FAILED if isinstance(error, GraphQLSyntaxError) else VALIDATION_FAILED
+        error.extensions = {**extensions, "code": code}
+    return error
+
+
+class ErrorPolicy(SchemaExtension):
+    """Masks unexpected errors and gives every error an ``extensions.code``."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is None or not result.errors:
+            return
+        request_id = request_id_for(self.execution_context)
+        result.errors = [present(error, request_id) for error in result.errors]

@@ -1,0 +1,86 @@
+"""The read side of the API: the caller and the organization's API keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.types import Info
+from tortoise.expressions import Q
+
+from wfa_keys import models
+from wfa_keys.graphql import inputs
+from wfa_keys.graphql.context import Context
+from wfa_keys.graphql.pagination import newest_first
+from wfa_keys.graphql.permissions import admin_only
+from wfa_keys.graphql.types import ApiKey, ApiKeyConnection, PageInfo, User
+
+ContextInfo = Info[Context, Any]
+
+
+def signed_in_user(info: ContextInfo) -> models.User:
+    """The caller; only called behind :func:`admin_only`, which has checked there is one."""
+    user = info.context.user
+    if user is None:  # pragma: no cover - admin_only refused the call already
+        raise RuntimeError("resolver reached without a signed-in user")
+    return user
+
+
+def resolve_me(info: ContextInfo) -> User | None:
+    user = info.context.user
+    return User.from_model(user) if user is not None else None
+
+
+async def resolve_api_keys(
+    info: ContextInfo,
+    first: int | None = 50,
+    after: str | None = None,
+    search: str | None = None,
+) -> ApiKeyConnection:
+    user = signed_in_user(info)
+    text = inputs.search_text(search)
+    query = models.ApiKey.filter(organization_id=user.organization_id)
+    if text is not None:
+        query = query.filter(Q(name__icontains=text) | Q(key_id__icontains=text))
+    page = await newest_first(
+        query.select_related("owner__organization"),
+        first=50 if first is None else first,
+        after=after,
+    )
+    return ApiKeyConnection(
+        nodes=[ApiKey.from_model(key) for key in page.rows],
+        page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+        total_count=page.total_count,
+    )
+
+
+async def resolve_api_key(info: ContextInfo, id: strawberry.ID) -> ApiKey | None:
+    user = signed_in_user(info)
+    key = (
+        await models.ApiKey.filter(organization_id=user.organization_id, key_id=inputs.key_id(id))
+        .select_related("owner__organization")
+        .first()
+    )
+    return ApiKey.from_model(key) if key is not None else None
+
+
+@strawberry.type
+class Query:
+    """Reading: who am I, and my organization's keys."""
+
+    me: User | None = strawberry.field(
+        resolver=resolve_me, description="The signed-in user; null when not signed in."
+    )
+    api_keys: ApiKeyConnection = strawberry.field(
+        resolver=resolve_api_keys,
+        description=(
+            "The organization's API keys, newest first. `first` is 1 to 100 (null: 50); "
+            "`search` matches the name or the Key ID, ignoring case."
+        ),
+        extensions=[admin_only()],
+    )
+    api_key: ApiKey | None = strawberry.field(
+        resolver=resolve_api_key,
+        description="The key with this Key ID; null when the organization has no such key.",
+        extensions=[admin_only()],
+    )

@@ -1,0 +1,65 @@
+"""The schema: types, resolvers and the extensions that guard them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import cache
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
+
+from wfa_keys.graphql.extensions import ErrorPolicy, is_unexpected, request_id_for
+from wfa_keys.graphql.mutations import Mutation
+from wfa_keys.graphql.queries import Query
+from wfa_keys.settings import Settings
+
+logger = logging.getLogger("wfa_keys.graphql")
+
+
+class Schema(strawberry.Schema):
+    """A Strawberry schema that logs only unexpected errors, once each, with the request ID.
+
+    Strawberry logs every error with a traceback; a permission refusal or a bad argument is
+    an answer, not an incident, and is not logged.
+    """
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        for error in errors:
+            if not is_unexpected(error):
+                continue
+            request_id = request_id_for(execution_context) if execution_context else "-"
+            cause = error.original_error or error
+            logger.error(
+                "unexpected %s in GraphQL path %s (request %s)",
+                type(cause).__name__,
+                ".".join(str(part) for part in error.path or ()) or "-",
+                request_id,
+                exc_info=(type(cause), cause, cause.__traceback__),
+                extra={"request_id": request_id},
+            )
+
+
+def schema_extensions(
+    settings: Settings,
+) -> list[type[SchemaExtension] | Callable[[], SchemaExtension]]:
+    """The extensions, as classes or factories so that no state is shared between requests.
+
+    ErrorPolicy comes first so that its exit runs last and sees every other error.
+    """
+    return [ErrorPolicy]
+
+
+def build_schema(settings: Settings) -> Schema:
+    """The GraphQL schema configured by ``settings``."""
+    return Schema(query=Query, mutation=Mutation, extensions=schema_extensions(settings))
+
+
+@cache
+def export_schema_sdl() -> str:
+    """The schema in SDL; ``schema.graphql`` at the top of the repository must equal it."""
+    return build_schema(Settings()).as_str() + "\n"

@@ -1,0 +1,154 @@
+"""The GraphQL object types, built from the ORM models.
+
+Converting models to these types in one place keeps the secret hash and the foreign keys
+out of the API: a type only has the fields listed here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import Enum
+
+import strawberry
+
+from wfa_keys import models
+from wfa_keys.models import Role
+
+# The model's enum is the GraphQL enum too: its member names are the GraphQL values.
+strawberry.enum(Role, name="Role", description="What a user may do.")
+
+
+@strawberry.enum(description="Whether an API key authenticates calls now.")
+class ApiKeyStatus(Enum):
+    """ACTIVE: usable. DISABLED: turned off by an admin. EXPIRED: past ``expiresAt``.
+
+    An expired key is EXPIRED even when also disabled: enabling it would not help.
+    """
+
+    ACTIVE = "active"
+    DISABLED = "disabled"
+    EXPIRED = "expired"
+
+
+@strawberry.type(description="A customer organization.")
+class Organization:
+    """A customer organization."""
+
+    id: strawberry.ID
+    name: str
+    has_workflow_automation: bool = strawberry.field(
+        description="True while the organization subscribes to Workflow Automation."
+    )
+
+    @classmethod
+    def from_model(cls, org: models.Organization) -> Organization:
+        """The API view of an organization."""
+        return cls(
+            id=strawberry.ID(str(org.id)),
+            name=org.name,
+            has_workflow_automation=org.has_workflow_automation,
+        )
+
+
+@strawberry.type(description="A person who signs in.")
+class User:
+    """A person who signs in."""
+
+    id: strawberry.ID
+    email: str
+    role: Role
+    organization: Organization
+
+    @classmethod
+    def from_model(cls, user: models.User) -> User:
+        """The API view of a user; ``user.organization`` must be loaded."""
+        return cls(
+            id=strawberry.ID(str(user.id)),
+            email=user.email,
+            role=user.role,
+            organization=Organization.from_model(user.organization),
+        )
+
+
+def key_status(key: models.ApiKey, now: datetime | None = None) -> ApiKeyStatus:
+    """The status of ``key`` at ``now`` (default: the current time)."""
+    now = now or datetime.now(UTC)
+    if key.expires_at is not None and key.expires_at <= now:
+        return ApiKeyStatus.EXPIRED
+    return ApiKeyStatus.ACTIVE if key.enabled else ApiKeyStatus.DISABLED
+
+
+@strawberry.type(description="An API key. Its secret is never shown again after creation.")
+class ApiKey:
+    """An API key as the API shows it: never its secret, never its hash."""
+
+    id: strawberry.ID = strawberry.field(description="The Key ID, public; sent with every call.")
+    name: str
+    enabled: bool
+    status: ApiKeyStatus
+    created_at: datetime
+    expires_at: datetime | None = strawberry.field(description="Null: the key never expires.")
+    last_used_at: datetime | None
+    secret_regenerated_at: datetime | None = strawberry.field(
+        description="When the secret was last regenerated; null if never."
+    )
+    owner: User = strawberry.field(description="The admin who created the key.")
+
+    @classmethod
+    def from_model(cls, key: models.ApiKey) -> ApiKey:
+        """The API view of a key; ``key.owner.organization`` must be loaded."""
+        return cls(
+            id=strawberry.ID(key.key_id),
+            name=key.name,
+            enabled=key.enabled,
+            status=key_status(key),
+            created_at=key.created_at,
+            expires_at=key.expires_at,
+            last_used_at=key.last_used_at,
+            secret_regenerated_at=key.secret_regenerated_at,
+            owner=User.from_model(key.owner),
+        )
+
+
+@strawberry.type(description="A key with its secret, returned once by create and regenerate.")
+class ApiKeyWithSecret:
+    """A key and its Key Secret. The secret is not stored and cannot be shown again."""
+
+    api_key: ApiKey
+    key_secret: str = strawberry.field(
+        description="Copy it now: only its hash is kept, it cannot be shown again."
+    )
+
+
+@strawberry.type(description="The key that was deleted.")
+class DeletedApiKey:
+    """The Key ID of a deleted key."""
+
+    id: strawberry.ID
+
+
+@strawberry.type(description="Where a page ends; pass endCursor as after for the next.")
+class PageInfo:
+    """Where a page ends: pass ``endCursor`` as ``after`` to get the next one."""
+
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type(description="A page of API keys, newest first.")
+class ApiKeyConnection:
+    """A page of API keys."""
+
+    nodes: list[ApiKey]
+    page_info: PageInfo
+    total_count: int = strawberry.field(description="How many keys match, on every page.")
+
+
+@strawberry.input(description="A new API key.")
+class CreateApiKeyInput:
+    """What an admin chooses for a new key; everything else is set by the service."""
+
+    name: str = strawberry.field(description="1 to 100 characters, trimmed.")
+    lifetime_days: int | None = strawberry.field(
+        default=None, description="1 to 3650; absent or null: the key never expires."
+    )

@@ -1,0 +1,100 @@
+"""The ASGI app serving the schema at ``/graphql`` (POST), and GraphiQL (GET) when enabled."""
+
+from __future__ import annotations
+
+import logging
+from uuid import uuid4
+
+from cross_web import HTTPException
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse, process_result
+from strawberry.types import ExecutionResult
+
+from wfa_keys.graphql.context import Context, KeyChanged, Services
+from wfa_keys.graphql.extensions import present
+from wfa_keys.graphql.schema import build_schema
+from wfa_keys.sessions import COOKIE_NAME, ActiveSession, clear_session_cookie, load_session
+from wfa_keys.settings import Settings
+
+logger = logging.getLogger("wfa_keys.graphql")
+
+
+class GraphQLApp(GraphQL[Context, None]):
+    """Strawberry's ASGI view with the service's context: the session from the cookie.
+
+    Only the session cookie authenticates here; API keys never do, so a leaked key cannot
+    be used to mint more keys. Queries over GET are off: every operation is a JSON POST.
+    """
+
+    def __init__(self, settings: Settings, services: Services) -> None:
+        super().__init__(
+            build_schema(settings),
+            graphql_ide="graphiql" if settings.graphiql_enabled else None,
+            allow_queries_via_get=False,
+        )
+        self.services = services
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> Context:
+        sub_response = response if isinstance(response, Response) else None
+        if sub_response is not None:
+            # Responses may carry a Key Secret; no cache may keep any of them.
+            sub_response.headers["Cache-Control"] = "no-store"
+        context = Context(
+            services=self.services,
+            request_id=_request_id(request),
+            client_ip=request.client.host if request.client else None,
+            secure=request.url.scheme in {"https", "wss"},
+            request=request if isinstance(request, Request) else None,
+            response=sub_response,
+        )
+        context.session = await self._session(request, context)
+        return context
+
+    async def _session(self, request: HTTPConnection, context: Context) -> ActiveSession | None:
+        session_id = request.cookies.get(COOKIE_NAME)
+        if not session_id:
+            return None
+        try:
+            session = await load_session(session_id, self.services.settings)
+        except Exception:
+            logger.exception("could not load the session (request %s)", context.request_id)
+            raise HTTPException(503, "Service unavailable") from None
+        if session is None and context.response is not None:
+            clear_session_cookie(context.response, secure=context.secure)
+        return session
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        # ErrorPolicy has presented the errors already; this catches errors raised where
+        # no extension could see them (e.g. inside another extension).
+        if result.errors:
+            request_id = _request_id(request)
+            result.errors = [present(error, request_id) for error in result.errors]
+        return process_result(result)
+
+
+def _request_id(connection: HTTPConnection) -> str:
+    """The ID the request-log middleware gave this request, or a new one."""
+    state = connection.scope.setdefault("state", {})
+    request_id = state.get("request_id")
+    if not isinstance(request_id, str) or not request_id:
+        request_id = uuid4().hex
+        state["request_id"] = request_id
+    return request_id
+
+
+def create_graphql_app(
+    settings: Settings, *, on_key_changed: KeyChanged | None = None
+) -> GraphQLApp:
+    """The GraphQL ASGI app; mount it with ``Route("/graphql", app, methods=["GET", "POST"])``.
+
+    ``on_key_changed(key_id)`` is awaited after every committed change to a key's enabled
+    state or secret, and after its deletion, so that caches of the key can be dropped.
+    """
+    return GraphQLApp(settings, Services.create(settings, on_key_changed=on_key_changed))

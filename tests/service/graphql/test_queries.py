@@ -1,0 +1,192 @@
+"""Reading: ``me``, ``apiKeys`` (pages, search) and ``apiKey``."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from graphql_api import Api, errors_of
+
+PAGE = """
+query Page($first: Int, $after: String, $search: String) {
+  apiKeys(first: $first, after: $after, search: $search) {
+    nodes { id name }
+    pageInfo { hasNextPage endCursor }
+    totalCount
+  }
+}
+"""
+ONE = "query($id: ID!) { apiKey(id: $id) { id name owner { email organization { name } } } }"
+
+
+async def page(api: Api, **variables: Any) -> dict[str, Any]:
+    body = await api(PAGE, **variables)
+    assert "errors" not in body, body
+    connection: dict[str, Any] = body["data"]["apiKeys"]
+    return connection
+
+
+async def test_me_is_null_when_not_signed_in(anonymous: Api) -> None:
+    assert await anonymous("{ me { id } }") == {"data": {"me": None}}
+
+
+async def test_me_shows_the_signed_in_user_and_organization(member: Api) -> None:
+    body = await member("{ me { id email role organization { id name hasWorkflowAutomation } } }")
+
+    me = body["data"]["me"]
+    assert me["email"] == "member@acme.example"
+    assert me["role"] == "MEMBER"
+    assert me["organization"]["name"] == "Acme"
+    assert me["organization"]["hasWorkflowAutomation"] is True
+
+
+async def test_api_keys_are_listed_newest_first(admin: Api) -> None:
+    names = [f"key {n}" for n in range(3)]
+    for name in names:
+        await admin.create_key(name)
+
+    connection = await page(admin)
+
+    assert [node["name"] for node in connection["nodes"]] == list(reversed(names))
+    assert connection["totalCount"] == 3
+    assert connection["pageInfo"]["hasNextPage"] is False
+
+
+async def test_pages_follow_each_other_without_gaps_or_repeats(admin: Api) -> None:
+    created = [(await admin.create_key(f"key {n}"))["apiKey"]["id"] for n in range(5)]
+
+    seen: list[str] = []
+    after = None
+    pages = 0
+    while pages < 10:
+        connection = await page(admin, first=2, after=after)
+        pages += 1
+        assert connection["totalCount"] == 5
+        seen += [node["id"] for node in connection["nodes"]]
+        if not connection["pageInfo"]["hasNextPage"]:
+            break
+        after = connection["pageInfo"]["endCursor"]
+
+    assert pages == 3
+    assert seen == list(reversed(created))
+
+
+async def test_first_defaults_to_50_when_null(admin: Api) -> None:
+    await admin.create_key()
+    assert len((await page(admin, first=None))["nodes"]) == 1
+
+
+async def test_empty_list_has_no_cursor(admin: Api) -> None:
+    connection = await page(admin)
+    assert connection == {
+        "nodes": [],
+        "pageInfo": {"hasNextPage": False, "endCursor": None},
+        "totalCount": 0,
+    }
+
+
+@pytest.mark.parametrize("first", [1, 100])
+async def test_first_within_bounds_is_accepted(admin: Api, first: int) -> None:
+    await admin.create_key()
+    assert len((await page(admin, first=first))["nodes"]) == 1
+
+
+@pytest.mark.parametrize("first", [0, -1, 101, 2**31 - 1])
+async def test_first_out_of_bounds_is_bad_user_input(admin: Api, first: int) -> None:
+    body = await admin(PAGE, first=first)
+    assert errors_of(body) == [("BAD_USER_INPUT", "first")]
+
+
+def garbage(_: str) -> str:
+    return "not a cursor"
+
+
+def base64_of_garbage(_: str) -> str:
+    return base64.urlsafe_b64encode(b"v1|yesterday|1").decode()
+
+
+def without_timezone(_: str) -> str:
+    return base64.urlsafe_b64encode(b"v1|2024-01-01T00:00:00|1").decode()
+
+
+def negative_id(_: str) -> str:
+    return base64.urlsafe_b64encode(b"v1|2024-01-01T00:00:00+00:00|-1").decode()
+
+
+def truncated(cursor: str) -> str:
+    return cursor[:-3]
+
+
+def empty(_: str) -> str:
+    return ""
+
+
+def huge(cursor: str) -> str:
+    return cursor * 50
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [garbage, base64_of_garbage, without_timezone, negative_id, truncated, empty, huge],
+)
+async def test_malformed_cursor_is_bad_user_input(
+    admin: Api, corrupt: Callable[[str], str]
+) -> None:
+    for n in range(2):
+        await admin.create_key(f"key {n}")
+    cursor = (await page(admin, first=1))["pageInfo"]["endCursor"]
+
+    body = await admin(PAGE, first=1, after=corrupt(cursor))
+
+    assert errors_of(body) == [("BAD_USER_INPUT", "after")]
+
+
+async def test_search_matches_name_ignoring_case(admin: Api) -> None:
+    await admin.create_key("Production deploy")
+    await admin.create_key("staging")
+
+    connection = await page(admin, search="DEPLOY")
+
+    assert [node["name"] for node in connection["nodes"]] == ["Production deploy"]
+    assert connection["totalCount"] == 1
+
+
+async def test_search_matches_key_id(admin: Api) -> None:
+    wanted = (await admin.create_key("one"))["apiKey"]["id"]
+    await admin.create_key("two")
+
+    connection = await page(admin, search=wanted.upper())
+
+    assert [node["id"] for node in connection["nodes"]] == [wanted]
+
+
+async def test_search_treats_wildcards_literally(admin: Api) -> None:
+    await admin.create_key("100% uptime")
+    await admin.create_key("plain")
+
+    assert [n["name"] for n in (await page(admin, search="%"))["nodes"]] == ["100% uptime"]
+    # As a wildcard "la_n" would match "plain".
+    assert (await page(admin, search="la_n"))["nodes"] == []
+
+
+async def test_overlong_search_is_bad_user_input(admin: Api) -> None:
+    body = await admin(PAGE, search="x" * 101)
+    assert errors_of(body) == [("BAD_USER_INPUT", "search")]
+
+
+async def test_api_key_is_found_by_its_key_id(admin: Api) -> None:
+    key_id = (await admin.create_key("CI"))["apiKey"]["id"]
+
+    body = await admin(ONE, id=key_id)
+
+    assert body["data"]["apiKey"] == {
+        "id": key_id,
+        "name": "CI",
+        "owner": {"email": "admin@acme.example", "organization": {"name": "Acme"}},
+    }
+
+
+async def test_api_key_is_null_when_there_is_no_such_key(admin: Api) -> None:
+    assert await admin(ONE, id="wfak_" + "a" * 20) == {"data": {"apiKey": None}}
