@@ -17,6 +17,10 @@ class Refusal:
     message: str
     headers: Mapping[str, str] = field(default_factory=dict)
 
+    def with_message(self, message: str) -> Refusal:
+        """The same refusal with another sentence."""
+        return Refusal(self.status, self.error, message, self.headers)
+
     def with_headers(self, **headers: str) -> Refusal:
         """The same refusal with more response headers (e.g. ``Retry_After``)."""
         extra = {name.replace("_", "-"): value for name, value in headers.items()}

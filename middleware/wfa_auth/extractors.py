@@ -35,29 +35,33 @@ class HeaderCredentialExtractor:
 
     def extract(self, scope: Scope) -> Credentials | None:
         """The credentials in ``scope``; None when there are none; raises MalformedCredentials."""
-        authorization: list[bytes] = []
-        key_id: list[bytes] = []
-        key_secret: list[bytes] = []
+        authorization: bytes | None = None
+        key_id: bytes | None = None
+        key_secret: bytes | None = None
+        repeated = False
         for name, value in scope.get("headers", ()):
             if name == b"authorization":
-                authorization.append(value)
+                repeated = repeated or authorization is not None
+                authorization = value
             elif name == KEY_ID_HEADER:
-                key_id.append(value)
+                repeated = repeated or key_id is not None
+                key_id = value
             elif name == KEY_SECRET_HEADER:
-                key_secret.append(value)
-        if not (authorization or key_id or key_secret):
+                repeated = repeated or key_secret is not None
+                key_secret = value
+        if authorization is None and key_id is None and key_secret is None:
             return None
-        if len(authorization) > 1 or len(key_id) > 1 or len(key_secret) > 1:
+        if repeated:
             raise MalformedCredentials("a credential header is given more than once")
-        if authorization and (key_id or key_secret):
+        if authorization is not None and (key_id is not None or key_secret is not None):
             raise MalformedCredentials("both an Authorization header and API key headers")
-        if authorization:
-            return self._authorization(authorization[0])
+        if authorization is not None:
+            return self._authorization(authorization)
         if not self.key_headers:
             return None
-        if not (key_id and key_secret):
+        if key_id is None or key_secret is None:
             raise MalformedCredentials("X-API-Key-ID and X-API-Key-Secret go together")
-        return KeyCredentials(_text(key_id[0]), _text(key_secret[0]))
+        return KeyCredentials(_text(key_id), _text(key_secret))
 
     def _authorization(self, raw: bytes) -> Credentials | None:
         value = _text(raw)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -11,13 +12,12 @@ from starlette.authentication import AuthCredentials, UnauthenticatedUser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wfa_auth import errors
-from wfa_auth.authenticator import Authenticator, utcnow
+from wfa_auth.authenticator import Authenticator, client_host, utcnow
 from wfa_auth.base import (
-    BearerCredentials,
     Cache,
     CredentialExtractor,
     ErrorResponder,
-    KeyRecord,
+    KeyCredentials,
     KeyStore,
     MalformedCredentials,
     SecretVerifier,
@@ -29,7 +29,6 @@ from wfa_auth.extractors import HeaderCredentialExtractor
 from wfa_auth.hashing import Argon2Verifier
 from wfa_auth.keyformat import is_valid_key_id, is_valid_key_secret
 from wfa_auth.memory import MemoryTokenStore
-from wfa_auth.principal import ApiKeyUser
 from wfa_auth.responses import JSONErrorResponder, send_json
 from wfa_auth.throttle import FailureLimiter
 from wfa_auth.usage import UsageRecorder
@@ -96,6 +95,7 @@ class ApiKeyAuthMiddleware:
         validate_key_id: Callable[[str], bool] = is_valid_key_id,
         validate_key_secret: Callable[[str], bool] = is_valid_key_secret,
         clock: Callable[[], datetime] = utcnow,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app = app
         self.verifier: SecretVerifier = verifier or Argon2Verifier()
@@ -107,7 +107,8 @@ class ApiKeyAuthMiddleware:
         self.error_responder: ErrorResponder = error_responder or JSONErrorResponder()
         self.token_path = token_path
         self.token_ttl = token_ttl
-        self.scopes = list(scopes)
+        # One instance for every request: built once, as it only carries the scope names.
+        self.credentials = AuthCredentials(list(scopes))
         self.allow_anonymous = allow_anonymous
         self.max_token_request_bytes = max_token_request_bytes
         self.usage = UsageRecorder(store, interval=usage_interval)
@@ -129,6 +130,7 @@ class ApiKeyAuthMiddleware:
             validate_key_id=validate_key_id,
             validate_key_secret=validate_key_secret,
             clock=clock,
+            timer=timer,
         )
 
     async def key_changed(self, key_id: str) -> None:
@@ -151,46 +153,37 @@ class ApiKeyAuthMiddleware:
         if (
             self.token_path is not None
             and scope["type"] == "http"
+            and scope["path"].endswith(self.token_path)
             and route_path(scope) == self.token_path
         ):
             await self._token_endpoint(scope, receive, send)
             return
+        # Inlined rather than a method of its own: this is the hot path of every request.
         try:
-            record = await self._authenticate(scope)
+            try:
+                credentials = self.extractor.extract(scope)
+            except MalformedCredentials as exc:
+                # Our own messages, written without any of the presented values.
+                raise AuthenticationRefused(
+                    errors.INVALID_REQUEST.with_message(str(exc).capitalize() + ".")
+                ) from None
+            if credentials is not None:
+                user = await self.authenticator.authenticate(credentials, scope.get("client"))
+            elif self.allow_anonymous:
+                user = None
+            else:
+                raise AuthenticationRefused(errors.MISSING_CREDENTIALS)
         except AuthenticationRefused as refused:
             await self._refuse(scope, receive, send, refused.refusal)
             return
-        if record is None:
+        if user is None:
             scope["user"] = UnauthenticatedUser()
             scope["auth"] = AuthCredentials()
         else:
-            scope["user"] = ApiKeyUser(record)
-            scope["auth"] = AuthCredentials(self.scopes)
-            scope[SCOPE_KEY] = record
+            scope["user"] = user
+            scope["auth"] = self.credentials
+            scope[SCOPE_KEY] = user.key
         await self.app(scope, receive, send)
-
-    async def _authenticate(self, scope: Scope) -> KeyRecord | None:
-        try:
-            credentials = self.extractor.extract(scope)
-        except MalformedCredentials as exc:
-            # Our own messages, written without any of the presented values.
-            raise AuthenticationRefused(
-                Refusal(
-                    401,
-                    errors.INVALID_REQUEST.error,
-                    str(exc).capitalize() + ".",
-                    errors.INVALID_REQUEST.headers,
-                )
-            ) from None
-        if credentials is None:
-            if self.allow_anonymous:
-                return None
-            raise AuthenticationRefused(errors.MISSING_CREDENTIALS)
-        if isinstance(credentials, BearerCredentials):
-            return await self.authenticator.authenticate_token(credentials.token, _client_ip(scope))
-        return await self.authenticator.authenticate_key(
-            credentials.key_id, credentials.key_secret, _client_ip(scope)
-        )
 
     async def _token_endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
@@ -217,14 +210,14 @@ class ApiKeyAuthMiddleware:
             await self._refuse(scope, receive, send, errors.BAD_TOKEN_REQUEST)
             return
         try:
-            record = await self.authenticator.authenticate_key(
-                key_id, key_secret, _client_ip(scope)
+            user = await self.authenticator.authenticate(
+                KeyCredentials(key_id, key_secret), scope.get("client")
             )
-            token = await self.authenticator.issue_token(record)
+            token = await self.authenticator.issue_token(user.key)
         except AuthenticationRefused as refused:
             await self._refuse(scope, receive, send, refused.refusal)
             return
-        logger.info("issued an access token for key %s", record.key_id)
+        logger.info("issued an access token for key %s", user.key.key_id)
         body_out = {"access_token": token, "token_type": "Bearer", "expires_in": self.token_ttl}
         await send_json(send, 200, body_out, {"Pragma": "no-cache"})
 
@@ -233,7 +226,7 @@ class ApiKeyAuthMiddleware:
             "refused %s %s from %s: %s",
             scope.get("method", "WEBSOCKET"),
             scope["path"],
-            _client_ip(scope),
+            client_host(scope.get("client")),
             refusal.error,
         )
         await self.error_responder(
@@ -255,8 +248,3 @@ class ApiKeyAuthMiddleware:
             return message
 
         return wrapped
-
-
-def _client_ip(scope: Scope) -> str:
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"

@@ -36,9 +36,10 @@ class UsageRecorder:
         self._pending: dict[str, datetime] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def note(self, key_id: str) -> None:
+    def note(self, key_id: str, now: float | None = None) -> None:
         """Count one use of ``key_id`` now; starts a background write when one is due."""
-        now = self._clock()
+        if now is None:
+            now = self._clock()
         last = self._noted.get(key_id)
         if last is not None and now - last < self.interval:
             return

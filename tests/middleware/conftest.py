@@ -37,6 +37,10 @@ def make_middleware(
     def make(**options: Any) -> ApiKeyAuthMiddleware:
         options.setdefault("store", store)
         options.setdefault("verifier", verifier)
+        if "clock" in options and "timer" not in options:
+            # A test that moves the wall clock moves the monotonic one with it.
+            clock = options["clock"]
+            options["timer"] = lambda: clock().timestamp()
         return ApiKeyAuthMiddleware(inner_app(), **options)
 
     return make

@@ -441,7 +441,9 @@ async def test_change_from_another_process_is_seen_once_the_cached_record_expire
 ) -> None:
     record, secret = key
     now = [0.0]
-    app = make_middleware(cache=TTLCache(clock=lambda: now[0]), record_cache_ttl=5)
+    app = make_middleware(
+        cache=TTLCache(clock=lambda: now[0]), timer=lambda: now[0], record_cache_ttl=5
+    )
     assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
     store.update(record.key_id, enabled=False)  # no key_changed: another process did it
     now[0] = 4.0
@@ -677,3 +679,18 @@ async def test_a_secret_hashed_with_old_parameters_is_rehashed_after_it_matched(
     assert not current.needs_rehash(rehashed)
     assert current.verify(rehashed, secret)
     assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
+
+
+async def test_a_warm_key_stops_working_when_it_expires(
+    make_middleware: Make, key: Key, store: CountingStore
+) -> None:
+    record, secret = key
+    clock = Clock()
+    store.update(record.key_id, expires_at=clock.now + timedelta(seconds=60))
+    app = make_middleware(clock=clock, record_cache_ttl=3600)
+    assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
+    clock.now += timedelta(seconds=59)
+    assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
+    clock.now += timedelta(seconds=1)
+    response = await whoami(app, basic(record.key_id, secret))
+    assert (response.status_code, response.json()["error"]) == (401, "key_expired")

@@ -1,0 +1,179 @@
+"""Throughput of a trivial route behind ApiKeyAuthMiddleware, as a ratio of the bare route.
+
+Starts two real uvicorn servers on 127.0.0.1 (the bare app and the same app behind the
+middleware with the memory store), drives them with wrk, interleaving the three cases
+(no auth, warm Bearer token, warm Basic credentials) for ``--rounds`` rounds of
+``--seconds`` seconds each, and prints the median throughput of each and the ratios (the
+median of the per-round ratios). With taskset and two CPUs, the servers run on CPU 0 and wrk
+on CPU 1.
+
+    .venv/bin/python bench/run.py            # 3 rounds x 5 s per case, about 50 s in all
+
+Installs wrk with apt-get when it is missing (the Debian package).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2
+
+from wfa_auth.keyformat import generate_key_id, generate_key_secret
+
+HERE = Path(__file__).resolve().parent
+STARTUP_TIMEOUT = 20.0
+# On a machine with two or more CPUs, the servers run on one and wrk on another, so that the
+# load generator does not steal the server's time (both servers share one CPU: they never
+# run load at the same time).
+SERVER_CPU, LOAD_CPU = 0, 1
+
+
+def pin(cpu: int) -> list[str]:
+    taskset = shutil.which("taskset")
+    if taskset is None or (os.cpu_count() or 1) < 2:
+        return []
+    return [taskset, "-c", str(cpu)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("wrk is missing: installing the Debian package", file=sys.stderr)
+    subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, timeout=600)
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("wrk could not be installed")
+    return found
+
+
+@contextmanager
+def server(mode: str, env: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *pin(SERVER_CPU),
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench_app:create",
+            "--factory",
+            "--app-dir",
+            str(HERE),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env={**os.environ, **env, "WFA_BENCH_MODE": mode},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise SystemExit(f"the {mode} server did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def get_token(url: str, key_id: str, secret: str) -> str:
+    body = {"key_id": key_id, "key_secret": secret}
+    response = httpx2.post(url + "/v1/auth/api-key/token", json=body, timeout=10)
+    response.raise_for_status()
+    token: str = response.json()["access_token"]
+    return token
+
+
+def wrk(binary: str, url: str, seconds: int, connections: int, headers: dict[str, str]) -> float:
+    command = [*pin(LOAD_CPU), binary, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    result = subprocess.run(
+        [*command, url + "/ping"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    )
+    if "Non-2xx" in result.stdout:
+        raise SystemExit(f"wrk saw failed requests:\n{result.stdout}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
+    if match is None:
+        raise SystemExit(f"cannot read wrk's output:\n{result.stdout}")
+    return float(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    binary = ensure_wrk()
+    key_id, secret = generate_key_id(), generate_key_secret()
+    env = {"WFA_BENCH_KEY_ID": key_id, "WFA_BENCH_KEY_SECRET": secret}
+    basic = "Basic " + base64.b64encode(f"{key_id}:{secret}".encode()).decode()
+    with server("none", env) as bare, server("auth", env) as protected:
+        token = get_token(protected, key_id, secret)
+        cases = {
+            "none": (bare, {}),
+            "bearer": (protected, {"Authorization": f"Bearer {token}"}),
+            "basic": (protected, {"Authorization": basic}),
+        }
+        for url, headers in cases.values():  # warm up: caches, connections, argon2 once
+            wrk(binary, url, 1, args.connections, headers)
+        results: dict[str, list[float]] = {name: [] for name in cases}
+        for round_number in range(1, args.rounds + 1):
+            for name, (url, headers) in cases.items():
+                rate = wrk(binary, url, args.seconds, args.connections, headers)
+                results[name].append(rate)
+                print(f"round {round_number} {name:>6}: {rate:10.0f} req/s", flush=True)
+    median = {name: statistics.median(rates) for name, rates in results.items()}
+    print()
+    for name, rate in median.items():
+        print(f"median {name:>6}: {rate:10.0f} req/s")
+    # Ratios within a round compare runs made seconds apart, under the same background load.
+    for name, label in (("bearer", "warm Bearer / none"), ("basic", "warm Basic  / none")):
+        per_round = [r / n for r, n in zip(results[name], results["none"], strict=True)]
+        print(
+            f"ratio {label}: {statistics.median(per_round):.3f} (median of rounds; "
+            f"medians: {median[name] / median['none']:.3f})"
+        )
+
+
+if __name__ == "__main__":
+    main()
