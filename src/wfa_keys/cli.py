@@ -1,0 +1,302 @@
+"""The ``wfa-keys`` command: serve, migrate, manage users and subscriptions, export the schema.
+
+Settings come from ``WFA_*`` environment variables; flags override them. Any failure a user
+can cause (a bad argument, an unreachable database, a duplicate user) ends with one line on
+stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sqlite3
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from tortoise.backends.base.config_generator import expand_db_url
+from tortoise.exceptions import BaseORMException, ConfigurationError
+
+from wfa_keys.bootstrap import BootstrapAdmin, bootstrap_admin
+from wfa_keys.db import database
+from wfa_keys.logs import configure_logging, logging_config
+from wfa_keys.models import Role
+from wfa_keys.settings import Settings, SettingsError
+from wfa_keys.users import UserError, create_user, set_subscription
+
+__all__ = ["main"]
+
+PROG = "wfa-keys"
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+T = TypeVar("T")
+
+
+class CommandError(Exception):
+    """A command cannot go on; the message is the one line shown on stderr."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of the ``wfa-keys`` command line."""
+    parser = _Parser(
+        prog=PROG,
+        description="API keys for Workflow Automation: the key-management service.",
+        epilog="Settings are read from WFA_* environment variables (see the README); "
+        "flags override them.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def database_flag(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--database-url", metavar="URL", help="the database (default: $WFA_DATABASE_URL)"
+        )
+
+    serve = commands.add_parser("serve", help="apply migrations, then serve HTTP")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=8000, help="port to listen on (8000)")
+    serve.add_argument("--workers", type=_workers, default=1, help="worker processes (1)")
+    serve.add_argument(
+        "--dev", action="store_true", help="development mode: GraphiQL and introspection on"
+    )
+    database_flag(serve)
+    serve.set_defaults(handler=_serve)
+
+    migrate = commands.add_parser("migrate", help="apply the database migrations")
+    database_flag(migrate)
+    migrate.set_defaults(handler=_migrate)
+
+    user = commands.add_parser(
+        "create-user",
+        help="create a user (password from stdin when piped, else prompted)",
+    )
+    user.add_argument("--email", required=True)
+    user.add_argument(
+        "--organization", required=True, help="created, with the subscription, if missing"
+    )
+    user.add_argument("--role", required=True, choices=[r.value for r in Role])
+    database_flag(user)
+    user.set_defaults(handler=_create_user)
+
+    subscription = commands.add_parser(
+        "set-subscription", help="turn an organization's Workflow Automation on or off"
+    )
+    subscription.add_argument("--organization", required=True)
+    subscription.add_argument("--workflow-automation", required=True, choices=["on", "off"])
+    database_flag(subscription)
+    subscription.set_defaults(handler=_set_subscription)
+
+    schema = commands.add_parser("export-schema", help="write the GraphQL schema (SDL)")
+    schema.add_argument("--output", metavar="FILE", help="the file to write (default: stdout)")
+    schema.set_defaults(handler=_export_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except (SettingsError, CommandError, UserError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted", status=130)
+    except Exception as exc:  # the promise: one line, never a traceback
+        _fail(f"unexpected error ({type(exc).__name__})")
+
+
+def _fail(message: str, status: int = EXIT_FAILURE) -> NoReturn:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    raise SystemExit(status)
+
+
+def _port(raw: str) -> int:
+    return _bounded_int(raw, 1, 65535)
+
+
+def _workers(raw: str) -> int:
+    return _bounded_int(raw, 1, 64)
+
+
+def _bounded_int(raw: str, low: int, high: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {raw!r}") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be between {low} and {high}, not {value}")
+    return value
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    return Settings.from_env(database_url=getattr(args, "database_url", None), **overrides)
+
+
+def describe_url(url: str) -> str:
+    """``url`` fit for a message: its password, if any, masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def _with_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work`` with the database open and migrated; database failures become one line."""
+
+    _open_sqlite_file(settings.database_url)
+
+    async def run() -> T:
+        async with database(settings.database_url):
+            return await work()
+
+    try:
+        return asyncio.run(run())
+    except (OSError, sqlite3.Error, BaseORMException, TimeoutError) as exc:
+        raise CommandError(_database_failure(settings.database_url, exc)) from None
+    except ImportError as exc:
+        raise CommandError(
+            f"cannot use the database {describe_url(settings.database_url)}: "
+            f"its driver ({exc.name}) is not installed"
+        ) from None
+    except Exception as exc:
+        # asyncpg's errors (bad database name, refused authentication) share no base class
+        # with the others and asyncpg is optional: recognise them by module.
+        if type(exc).__module__.startswith("asyncpg"):
+            raise CommandError(_database_failure(settings.database_url, exc)) from None
+        raise
+
+
+def _open_sqlite_file(url: str) -> None:
+    """Fail early on a SQLite file that cannot be opened.
+
+    Tortoise 1.1's SQLite client keeps its connection lock when opening the file fails, and
+    the next query then waits forever; opening the file here first turns that into a message.
+    """
+    if not url.startswith("sqlite:"):
+        return
+    try:
+        path = expand_db_url(url)["credentials"]["file_path"]
+        sqlite3.connect(path).close()
+    except (sqlite3.Error, KeyError, ValueError, ConfigurationError) as exc:
+        raise CommandError(_database_failure(url, exc)) from None
+
+
+def _database_failure(url: str, exc: BaseException) -> str:
+    # The type names the failure; the text could quote SQL or the server's configuration.
+    return f"cannot use the database {describe_url(url)} ({type(exc).__name__})"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from wfa_keys.app import create_app
+
+    settings = _settings(args, dev=True if args.dev else None)
+    configure_logging(settings.log_level)
+    admin = _with_database(settings, lambda: bootstrap_admin(settings))
+    if admin is not None:
+        _announce(admin)
+    log_config = logging_config(settings.log_level)
+    if args.workers > 1:
+        # Worker processes build their own app from the environment: hand the flags over.
+        os.environ["WFA_DATABASE_URL"] = settings.database_url
+        os.environ["WFA_DEV"] = "on" if settings.dev else "off"
+        app: Any = "wfa_keys.app:create_app"
+    else:
+        app = create_app(settings)
+    uvicorn.run(
+        app,
+        factory=args.workers > 1,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        log_config=log_config,
+        access_log=False,  # the request log replaces it, and never logs query strings
+        server_header=False,
+    )
+    return 0
+
+
+def _announce(admin: BootstrapAdmin) -> None:
+    # Printed, never logged: the generated password is shown this once and kept nowhere.
+    lines = [f"Created the first admin {admin.email} in organization {admin.organization!r}."]
+    if admin.generated_password is not None:
+        lines.append(f"Its password, shown only this once: {admin.generated_password}")
+    print("\n".join(lines), flush=True)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def nothing() -> None:
+        return None
+
+    _with_database(settings, nothing)
+    print(f"The database {describe_url(settings.database_url)} is up to date.")
+    return 0
+
+
+def _create_user(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    password = _read_password()
+    user = _with_database(
+        settings,
+        lambda: create_user(
+            settings,
+            email=args.email,
+            password=password,
+            organization=args.organization,
+            role=Role(args.role),
+        ),
+    )
+    print(f"Created {user.role.value} {user.email} in organization {args.organization.strip()!r}.")
+    return 0
+
+
+def _read_password() -> str:
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Password again: ") != password:
+        raise CommandError("the two passwords differ")
+    return password
+
+
+def _set_subscription(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    on = args.workflow_automation == "on"
+    org = _with_database(
+        settings, lambda: set_subscription(args.organization, workflow_automation=on)
+    )
+    print(f"Workflow Automation is {args.workflow_automation} for {org.name!r}.")
+    return 0
+
+
+def _export_schema(args: argparse.Namespace) -> int:
+    from wfa_keys.graphql import export_schema_sdl
+
+    sdl = export_schema_sdl()
+    if args.output is None:
+        sys.stdout.write(sdl)
+        return 0
+    try:
+        Path(args.output).write_text(sdl, encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(
+            f"cannot write {args.output} ({exc.strerror or type(exc).__name__})"
+        ) from None
+    return 0

@@ -1,0 +1,177 @@
+"""The composed application: routes, health check, body limit and lifespan."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx2
+import pytest
+from graphql_api import LOGIN, PASSWORD, Api, only_error_code
+from tortoise.context import TortoiseContext
+
+from wfa_keys.app import create_app
+from wfa_keys.db import database
+from wfa_keys.models import ApiKey, AuditEvent, Role, User
+from wfa_keys.settings import Settings
+from wfa_keys.users import create_user
+
+
+def client_of(settings: Settings) -> httpx2.AsyncClient:
+    """A client of the full app, as a browser or curl on this host would talk to it."""
+    transport = httpx2.ASGITransport(app=create_app(settings), client=("127.0.0.1", 50000))
+    return httpx2.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+@pytest.fixture
+async def client(db: TortoiseContext, settings: Settings) -> AsyncIterator[httpx2.AsyncClient]:
+    """A client of the full app on the test database."""
+    del db
+    async with client_of(settings) as client:
+        yield client
+
+
+def unreachable_url_like(database_url: str, tmp_path: Path) -> str:
+    """A URL of the same backend as ``database_url`` where no database answers."""
+    if database_url.startswith("sqlite"):
+        garbage = tmp_path / "not-a-database.sqlite3"
+        garbage.write_bytes(b"this is not a SQLite database" * 100)
+        return f"sqlite://{garbage}"
+    with socket.socket() as sock:  # a port nothing listens on once the socket is closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"postgres://postgres@127.0.0.1:{port}/nothing"
+
+
+async def test_healthz_answers_ok_when_the_database_answers(client: httpx2.AsyncClient) -> None:
+    response = await client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_healthz_answers_503_when_the_database_does_not(
+    database_url: str, tmp_path: Path, settings: Settings
+) -> None:
+    async with (
+        database(unreachable_url_like(database_url, tmp_path), migrate=False),
+        client_of(settings) as client,
+    ):
+        response = await client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable"}
+
+
+async def test_graphql_is_served_at_slash_graphql_without_redirect(
+    client: httpx2.AsyncClient,
+) -> None:
+    response = await client.post("/graphql", json={"query": "{ me { email } }"})
+
+    assert response.status_code == 200
+    assert response.json() == {"data": {"me": None}}
+
+
+async def test_api_is_mounted_under_slash_api_and_needs_a_key(client: httpx2.AsyncClient) -> None:
+    response = await client.get("/api/v1/whoami")
+
+    assert response.status_code == 401
+    assert "error" in response.json()
+
+
+async def test_key_created_through_graphql_authenticates_the_api_at_once(
+    client: httpx2.AsyncClient, settings: Settings
+) -> None:
+    await create_user(
+        settings,
+        email="admin@acme.example",
+        password=PASSWORD,
+        organization="Acme",
+        role=Role.ADMIN,
+    )
+    api = Api(client)
+    assert "errors" not in await api.login("admin@acme.example")
+    created = await api.create_key("deploy")
+    key_id, secret = created["apiKey"]["id"], created["keySecret"]
+
+    token = await client.post(
+        "/api/v1/auth/api-key/token", json={"key_id": key_id, "key_secret": secret}
+    )
+    assert token.status_code == 200
+    whoami = await client.get(
+        "/api/v1/whoami", headers={"Authorization": f"Bearer {token.json()['access_token']}"}
+    )
+    assert whoami.status_code == 200
+    assert whoami.json()["key_id"] == key_id
+    assert whoami.json()["owner_email"] == "admin@acme.example"
+
+    # Disabling it through GraphQL is seen by the API on the next call (key_changed is wired).
+    disabled = await api(
+        "mutation($id: ID!) { setApiKeyEnabled(id: $id, enabled: false) { enabled } }", id=key_id
+    )
+    assert disabled["data"]["setApiKeyEnabled"]["enabled"] is False
+    refused = await client.get(
+        "/api/v1/whoami", headers={"X-API-Key-ID": key_id, "X-API-Key-Secret": secret}
+    )
+    assert refused.status_code == 401
+    assert (await ApiKey.get(key_id=key_id)).enabled is False
+
+
+def login_body(size: int) -> bytes:
+    """A JSON ``login`` request of exactly ``size`` bytes (the password pads it)."""
+    envelope = {"query": LOGIN, "variables": {"email": "nobody@acme.example", "password": ""}}
+    empty = len(json.dumps(envelope).encode())
+    envelope["variables"]["password"] = "p" * (size - empty)
+    return json.dumps(envelope).encode()
+
+
+async def test_body_above_the_limit_is_refused_with_413_before_any_resolver(
+    db: TortoiseContext,
+) -> None:
+    del db
+    settings = Settings(database_url="unused", max_body_bytes=1024)
+    headers = {"Content-Type": "application/json"}
+    async with client_of(settings) as client:
+        at_limit = await client.post("/graphql", content=login_body(1024), headers=headers)
+        above = await client.post("/graphql", content=login_body(1025), headers=headers)
+
+    assert len(at_limit.request.content) == 1024
+    assert at_limit.status_code == 200
+    assert only_error_code(at_limit.json()) == "UNAUTHENTICATED"
+    assert above.status_code == 413
+    assert above.headers["X-Request-ID"]
+    assert above.headers["X-Content-Type-Options"] == "nosniff"
+    # Only the request at the limit reached the login resolver (a failed login is audited).
+    assert await AuditEvent.all().count() == 1
+
+
+async def test_lifespan_opens_and_migrates_the_database_and_closes_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    # A new SQLite file shows the migrations run; PostgreSQL is migrated already.
+    url = (
+        f"sqlite://{tmp_path / 'fresh.sqlite3'}"
+        if database_url.startswith("sqlite")
+        else database_url
+    )
+    app = create_app(Settings(database_url=url))
+    transport = httpx2.ASGITransport(app=app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        async with app.router.lifespan_context(app):
+            ready = await client.get("/healthz")
+            await User.filter(email="lifespan@acme.example").delete()
+            await create_user(
+                Settings(),
+                email="lifespan@acme.example",
+                password=PASSWORD,
+                organization="Lifespan",
+                role=Role.MEMBER,
+            )
+            stored = await User.get(email="lifespan@acme.example")
+        after = await client.get("/healthz")
+
+    assert ready.status_code == 200
+    assert stored.role is Role.MEMBER
+    assert after.status_code == 503
