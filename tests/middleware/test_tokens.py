@@ -26,6 +26,13 @@ async def post_token(app: Any, body: Any = None, **kwargs: Any) -> Any:
         return await client.post(TOKEN_PATH, **kwargs)
 
 
+async def issue(app: Any, record: MemoryKeyRecord, secret: str) -> str:
+    response = await post_token(app, {"key_id": record.key_id, "key_secret": secret})
+    assert response.status_code == 200
+    token: str = response.json()["access_token"]
+    return token
+
+
 async def whoami(app: Any, token: str) -> Any:
     async with client_for(app) as client:
         return await client.get("/whoami", headers=bearer(token))
@@ -65,9 +72,7 @@ async def test_token_expires_after_its_lifetime(make_middleware: Make, key: Key)
     tokens = MemoryTokenStore()
     clock = Clock()
     app = make_middleware(token_store=tokens, token_ttl=60, clock=clock)
-    token = (await post_token(app, {"key_id": record.key_id, "key_secret": secret})).json()[
-        "access_token"
-    ]
+    token = await issue(app, record, secret)
     clock.now += timedelta(seconds=59)
     assert (await whoami(app, token)).status_code == 200
     clock.now += timedelta(seconds=1)
@@ -100,9 +105,7 @@ async def test_token_stops_working_at_once_when_its_key_changes(
     record, secret = key
     clock = Clock()
     app = make_middleware(record_cache_ttl=3600, clock=clock)
-    token = (await post_token(app, {"key_id": record.key_id, "key_secret": secret})).json()[
-        "access_token"
-    ]
+    token = await issue(app, record, secret)
     assert (await whoami(app, token)).status_code == 200
     if "deleted" in change:
         store.remove(record.key_id)
@@ -123,9 +126,7 @@ async def test_tokens_of_a_regenerated_key_stay_revoked_when_it_is_enabled_again
 ) -> None:
     record, secret = key
     app = make_middleware()
-    token = (await post_token(app, {"key_id": record.key_id, "key_secret": secret})).json()[
-        "access_token"
-    ]
+    token = await issue(app, record, secret)
     new_secret = generate_key_secret()
     store.update(record.key_id, secret_hash=verifier.hash(new_secret))
     await app.key_changed(record.key_id)
@@ -140,9 +141,7 @@ async def test_warm_bearer_requests_cost_no_hashing_and_no_lookup(
 ) -> None:
     record, secret = key
     app = make_middleware()
-    token = (await post_token(app, {"key_id": record.key_id, "key_secret": secret})).json()[
-        "access_token"
-    ]
+    token = await issue(app, record, secret)
     calls, lookups = verifier.verify_calls, store.lookups
     for _ in range(5):
         assert (await whoami(app, token)).status_code == 200

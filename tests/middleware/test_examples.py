@@ -1,0 +1,32 @@
+"""The runnable examples protect their routes (the FastAPI one needs fastapi installed)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from authkit import client_for
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("name", "path"), [("starlette_app", "/whoami"), ("bare_asgi", "/")])
+async def test_example_answers_its_key_and_refuses_anonymous_calls(name: str, path: str) -> None:
+    example = load(name)
+    async with client_for(example.app) as client:
+        anonymous = await client.get(path)
+        response = await client.get(path, auth=(example.demo_key.key_id, example.demo_secret))
+    assert anonymous.status_code == 401
+    assert response.status_code == 200
+    assert response.json()["key_id"] == example.demo_key.key_id
