@@ -1,0 +1,278 @@
+"""Browser protections of the full app: security headers, the GraphiQL CSP, CORS and CSRF."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx2
+import pytest
+from graphql_api import CREATE_KEY, LOGIN, PASSWORD, Api
+from starlette.middleware.cors import CORSMiddleware
+from tortoise.context import TortoiseContext
+
+from wfa_keys.app import create_app
+from wfa_keys.browser import API_CSP, cors_middleware
+from wfa_keys.models import ApiKey, AuditEvent, Role, Session
+from wfa_keys.settings import Settings
+from wfa_keys.users import create_user
+
+FRONTEND = "https://keys.acme.example"
+ADMIN = "admin@acme.example"
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """Production settings with one allowed frontend origin."""
+    return Settings(database_url="unused", cors_origins=(FRONTEND,))
+
+
+@pytest.fixture
+async def client(db: TortoiseContext, settings: Settings) -> AsyncIterator[httpx2.AsyncClient]:
+    """A client of the full app, with an admin of Acme in the database."""
+    del db
+    await create_user(
+        settings, email=ADMIN, password=PASSWORD, organization="Acme", role=Role.ADMIN
+    )
+    transport = httpx2.ASGITransport(app=create_app(settings), client=("127.0.0.1", 50000))
+    async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+@pytest.fixture
+async def admin(client: httpx2.AsyncClient) -> Api:
+    """The client, signed in as the admin (its cookie jar holds the session)."""
+    api = Api(client)
+    assert "errors" not in await api.login(ADMIN)
+    return api
+
+
+def login_request(**headers: str) -> dict[str, Any]:
+    return {
+        "json": {"query": LOGIN, "variables": {"email": ADMIN, "password": PASSWORD}},
+        "headers": headers,
+    }
+
+
+# -- Security headers ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/healthz"), ("POST", "/graphql"), ("GET", "/nowhere")]
+)
+async def test_every_response_carries_the_security_headers(
+    client: httpx2.AsyncClient, method: str, path: str
+) -> None:
+    response = await client.request(method, path, json={"query": "{ me { email } }"})
+
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Content-Security-Policy"] == API_CSP
+    assert response.headers["Cache-Control"] == "no-store"
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"])
+    assert "Strict-Transport-Security" not in response.headers
+
+
+async def test_https_responses_ask_browsers_to_stay_on_https(db: TortoiseContext) -> None:
+    del db
+    transport = httpx2.ASGITransport(app=create_app(Settings(database_url="unused")))
+    async with httpx2.AsyncClient(transport=transport, base_url="https://keys.example") as c:
+        response = await c.get("/healthz")
+
+    assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
+
+
+async def test_graphiql_page_csp_allows_exactly_what_the_page_loads(db: TortoiseContext) -> None:
+    del db
+    transport = httpx2.ASGITransport(app=create_app(Settings(database_url="unused", dev=True)))
+    async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        response = await c.get("/graphql", headers={"Accept": "text/html"})
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    html = response.text
+    policy = dict(
+        directive.split(" ", 1)
+        for directive in response.headers["Content-Security-Policy"].split("; ")
+    )
+    assert policy["frame-ancestors"] == "'none'"
+    assert policy["default-src"] == "'none'"
+    assert policy["connect-src"] == "'self'"
+    script_sources = policy["script-src"].split()
+    external = re.findall(r'<script[^>]*\ssrc="([^"]+)"', html)
+    inline = re.findall(r"<script>(.*?)</script>", html, flags=re.DOTALL)
+    assert external
+    assert inline
+    expected = [*external]
+    for body in inline:
+        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+        expected.append(f"'sha256-{digest}'")
+    assert sorted(script_sources) == sorted(expected)
+    stylesheets = re.findall(r'rel="stylesheet"\s+href="([^"]+)"', html)
+    assert stylesheets
+    assert set(stylesheets) <= set(policy["style-src"].split())
+    for forbidden in ("*", "'unsafe-eval'", "'unsafe-inline'", "https:", "http:"):
+        assert forbidden not in script_sources
+
+
+# -- CORS ---------------------------------------------------------------------------------
+
+
+async def test_preflight_from_the_allowed_frontend_is_answered_with_credentials(
+    client: httpx2.AsyncClient,
+) -> None:
+    response = await client.options(
+        "/graphql",
+        headers={
+            "Origin": FRONTEND,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+
+    assert response.status_code == 200
+    assert response.headers["Access-Control-Allow-Origin"] == FRONTEND
+    assert response.headers["Access-Control-Allow-Credentials"] == "true"
+
+
+async def test_preflight_from_another_origin_is_refused(client: httpx2.AsyncClient) -> None:
+    response = await client.options(
+        "/graphql",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+
+    assert response.status_code == 400
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+async def test_responses_name_the_allowed_origin_never_a_wildcard(
+    client: httpx2.AsyncClient,
+) -> None:
+    allowed = await client.post("/graphql", **login_request(Origin=FRONTEND))
+    other = await client.get("/healthz", headers={"Origin": "https://evil.example"})
+
+    assert allowed.headers["Access-Control-Allow-Origin"] == FRONTEND
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_cors_with_credentials_never_allows_every_origin() -> None:
+    middleware = cors_middleware(Settings(cors_origins=(FRONTEND,)))
+    assert middleware.cls is CORSMiddleware
+    assert middleware.kwargs["allow_origins"] == [FRONTEND]
+    assert middleware.kwargs["allow_credentials"] is True
+    with pytest.raises(ValueError, match="cannot be"):
+        cors_middleware(Settings(cors_origins=("*",)))
+
+
+# -- Cross-site requests ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Origin": "https://evil.example"},
+        {"Origin": "https://evil.example", "Sec-Fetch-Site": "same-site"},
+        {"Origin": "null"},
+        {"Origin": "http://testserver.evil.example"},
+        {"Origin": FRONTEND, "Sec-Fetch-Site": "cross-site"},
+    ],
+    ids=["fetch-metadata", "origin", "same-site-other-origin", "opaque", "lookalike", "both"],
+)
+async def test_cross_site_login_is_refused_before_the_resolver(
+    client: httpx2.AsyncClient, headers: dict[str, str]
+) -> None:
+    response = await client.post("/graphql", **login_request(**headers))
+
+    assert response.status_code == 403
+    assert response.json()["errors"][0]["extensions"]["code"] == "CROSS_SITE_REQUEST"
+    assert "set-cookie" not in response.headers
+    assert await Session.all().count() == 0
+    assert await AuditEvent.all().count() == 0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # curl and other non-browser clients send no Origin
+        {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"},
+        {"Origin": FRONTEND, "Sec-Fetch-Site": "same-site"},
+        {"Origin": FRONTEND + "/"},
+    ],
+    ids=["no-origin", "same-origin", "allowed-frontend", "allowed-with-slash"],
+)
+async def test_same_origin_and_allowed_frontends_can_sign_in(
+    client: httpx2.AsyncClient, headers: dict[str, str]
+) -> None:
+    response = await client.post("/graphql", **login_request(**headers))
+
+    assert response.status_code == 200
+    assert response.json()["data"]["login"]["email"] == ADMIN
+    assert await Session.all().count() == 1
+
+
+async def test_a_signed_in_admin_cannot_be_made_to_create_a_key_from_another_site(
+    admin: Api,
+) -> None:
+    response = await admin.client.post(
+        "/graphql",
+        json={"query": CREATE_KEY, "variables": {"name": "attacker's key"}},
+        headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+    )
+
+    assert response.status_code == 403
+    assert await ApiKey.all().count() == 0
+    assert await AuditEvent.filter(action="key_created").count() == 0
+
+
+async def test_graphiql_can_still_be_opened_from_a_link_on_another_site(
+    db: TortoiseContext,
+) -> None:
+    del db
+    transport = httpx2.ASGITransport(app=create_app(Settings(database_url="unused", dev=True)))
+    async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        response = await c.get(
+            "/graphql", headers={"Accept": "text/html", "Sec-Fetch-Site": "cross-site"}
+        )
+
+    assert response.status_code == 200
+
+
+# -- Mutations only as JSON POSTs ---------------------------------------------------------
+
+MUTATION = 'mutation { createApiKey(input: {name: "sneaky"}) { keySecret } }'
+JSON_MUTATION = json.dumps({"query": MUTATION})
+
+
+@pytest.mark.parametrize(
+    "request_kwargs",
+    [
+        {"method": "GET", "url": "/graphql", "params": {"query": MUTATION}},
+        {
+            "method": "POST",
+            "url": "/graphql",
+            "content": JSON_MUTATION,
+            "headers": {"Content-Type": "text/plain"},
+        },
+        {"method": "POST", "url": "/graphql", "data": {"query": MUTATION}},
+        {
+            "method": "POST",
+            "url": "/graphql",
+            "files": {"operations": (None, JSON_MUTATION)},
+        },
+    ],
+    ids=["get", "text-plain", "form", "multipart"],
+)
+async def test_mutations_are_accepted_only_as_json_posts(
+    admin: Api, request_kwargs: dict[str, Any]
+) -> None:
+    response = await admin.client.request(**request_kwargs)
+
+    assert 400 <= response.status_code < 500
+    assert "wfas_" not in response.text
+    assert await ApiKey.all().count() == 0

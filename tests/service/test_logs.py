@@ -1,0 +1,323 @@
+"""Structured logs: the JSON lines, the request log, and no secret in any of them."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx2
+import pytest
+from graphql_api import CREATE_KEY, PASSWORD, Api
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from tortoise.context import TortoiseContext
+
+from wfa_auth.keyformat import generate_key_secret
+from wfa_keys.app import create_app
+from wfa_keys.logs import (
+    QUIET_LOGGERS,
+    JsonFormatter,
+    RequestLogMiddleware,
+    configure_logging,
+    current_request_id,
+)
+from wfa_keys.models import AccessToken, ApiKey, Role, Session, User
+from wfa_keys.settings import Settings
+from wfa_keys.users import create_user
+
+ADMIN = "admin@acme.example"
+# The test's own HTTP client logs each request it makes; only the service's logs are examined.
+CLIENT_LOGGERS = ("httpx2", "httpcore2")
+_NAMED = ("uvicorn", "uvicorn.error", *QUIET_LOGGERS, *CLIENT_LOGGERS)
+
+
+@contextmanager
+def json_logs(level: str = "DEBUG") -> Iterator[io.StringIO]:
+    """The service's own logging configuration, writing into a buffer; undone afterwards."""
+    root = logging.getLogger()
+    saved_root = (root.level, root.handlers[:])
+    saved = {
+        name: (lg.level, lg.handlers[:], lg.propagate)
+        for name in _NAMED
+        if isinstance(lg := logging.getLogger(name), logging.Logger)
+    }
+    configure_logging(level)
+    for name in CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    buffer = io.StringIO()
+    for handler in root.handlers:
+        assert isinstance(handler, logging.StreamHandler)
+        handler.setStream(buffer)
+    try:
+        yield buffer
+    finally:
+        root.setLevel(saved_root[0])
+        root.handlers[:] = saved_root[1]
+        for name, (level_, handlers, propagate) in saved.items():
+            lg = logging.getLogger(name)
+            lg.setLevel(level_)
+            lg.handlers[:] = handlers
+            lg.propagate = propagate
+
+
+def lines(buffer: io.StringIO) -> list[dict[str, Any]]:
+    """Every line written, parsed (each must be one JSON object)."""
+    return [json.loads(line) for line in buffer.getvalue().splitlines()]
+
+
+def record(msg: str, *args: object, **attributes: Any) -> logging.LogRecord:
+    entry = logging.LogRecord("wfa_keys.test", logging.INFO, __file__, 1, msg, args, None)
+    entry.__dict__.update(attributes)
+    return entry
+
+
+# -- The formatter ------------------------------------------------------------------------
+
+
+def test_a_record_becomes_one_json_object_with_the_request_fields() -> None:
+    line = JsonFormatter().format(
+        record(
+            "POST %s %d",
+            "/graphql",
+            200,
+            request_id="abc12345",
+            route="/graphql",
+            status=200,
+            duration_ms=3.5,
+        )
+    )
+
+    entry = json.loads(line)
+    assert "\n" not in line
+    assert entry["level"] == "INFO"
+    assert entry["logger"] == "wfa_keys.test"
+    assert entry["message"] == "POST /graphql 200"
+    assert (entry["request_id"], entry["route"], entry["status"], entry["duration_ms"]) == (
+        "abc12345",
+        "/graphql",
+        200,
+        3.5,
+    )
+    assert entry["time"].endswith("+00:00")
+
+
+def test_an_exception_is_logged_by_its_type_only() -> None:
+    try:
+        raise ValueError("INSERT INTO user VALUES ('$argon2id$v=19$secret')")
+    except ValueError:
+        entry = record("could not save")
+        entry.exc_info = sys.exc_info()
+
+    line = JsonFormatter().format(entry)
+
+    assert json.loads(line)["exception"] == "ValueError"
+    assert "INSERT" not in line
+    assert "Traceback" not in line
+    assert "argon2" not in line
+
+
+def test_secrets_and_hashes_in_a_message_are_masked() -> None:
+    secret = generate_key_secret()
+    argon2_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g"
+
+    line = JsonFormatter().format(record("got %s and %s", secret, argon2_hash))
+
+    assert secret not in line
+    assert argon2_hash not in line
+    assert json.loads(line)["message"] == "got [redacted] and [redacted]"
+
+
+def test_configure_logging_keeps_sql_loggers_quiet_even_at_debug() -> None:
+    with json_logs("DEBUG") as buffer:
+        logging.getLogger("tortoise.db_client").debug("SELECT secret_hash FROM api_key")
+        logging.getLogger("aiosqlite").debug("executing a query")
+        logging.getLogger("wfa_keys.test").debug("kept")
+
+    assert [entry["message"] for entry in lines(buffer)] == ["kept"]
+
+
+# -- The request log ----------------------------------------------------------------------
+
+
+async def endpoint(request: Request) -> PlainTextResponse:
+    logging.getLogger("wfa_keys.test").info("inside the handler")
+    if request.query_params.get("fail"):
+        raise RuntimeError("database password is hunter2")
+    return PlainTextResponse(f"{request.scope['state']['request_id']} {current_request_id()}")
+
+
+def logged_app() -> RequestLogMiddleware:
+    return RequestLogMiddleware(Starlette(routes=[Route("/things/{name}", endpoint)]))
+
+
+async def test_each_request_gets_an_id_in_the_scope_the_logs_and_the_response() -> None:
+    transport = httpx2.ASGITransport(app=logged_app())
+    with json_logs("INFO") as buffer:
+        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            response = await c.get("/things/a?token=should-not-be-logged")
+
+    request_id = response.headers["X-Request-ID"]
+    assert response.text == f"{request_id} {request_id}"
+    inner, summary = lines(buffer)
+    assert inner["message"] == "inside the handler"
+    assert inner["request_id"] == request_id
+    assert summary["logger"] == "wfa_keys.request"
+    assert (summary["request_id"], summary["route"], summary["status"]) == (
+        request_id,
+        "/things/a",
+        200,
+    )
+    assert summary["duration_ms"] >= 0
+    assert "should-not-be-logged" not in buffer.getvalue()
+    assert current_request_id() is None
+
+
+@pytest.mark.parametrize(
+    ("incoming", "kept"),
+    [
+        ("proxy-id-0123456789", True),
+        ("short", False),
+        ("has spaces in it", False),
+        ('{"forged": "json"}', False),
+        ("x" * 65, False),
+    ],
+)
+async def test_an_incoming_request_id_is_kept_only_when_safe(incoming: str, kept: bool) -> None:
+    transport = httpx2.ASGITransport(app=logged_app())
+    with json_logs("INFO") as buffer:
+        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            response = await c.get("/things/a", headers={"X-Request-ID": incoming})
+
+    assert (response.headers["X-Request-ID"] == incoming) is kept
+    assert lines(buffer)[-1]["request_id"] == response.headers["X-Request-ID"]
+
+
+async def test_a_failing_request_is_logged_with_the_exception_type_only() -> None:
+    transport = httpx2.ASGITransport(app=logged_app(), raise_app_exceptions=False)
+    with json_logs("INFO") as buffer:
+        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            response = await c.get("/things/a?fail=1")
+
+    assert response.status_code == 500
+    summary = lines(buffer)[-1]
+    assert (summary["status"], summary["message"]) == (500, "request failed: RuntimeError")
+    assert "hunter2" not in buffer.getvalue()
+
+
+async def test_a_key_secret_in_a_path_is_masked_in_the_request_log() -> None:
+    secret = generate_key_secret()
+    transport = httpx2.ASGITransport(app=logged_app())
+    with json_logs("INFO") as buffer:
+        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            await c.get(f"/things/{secret}")
+
+    assert secret not in buffer.getvalue()
+    assert lines(buffer)[-1]["route"] == "/things/[redacted]"
+
+
+# -- Every operation at DEBUG, and no secret in the output ----------------------------------
+
+OPERATIONS = """
+query Me { me { email organization { name } } }
+query Keys { apiKeys(first: 10) { nodes { id name status } totalCount } }
+query Key($id: ID!) { apiKey(id: $id) { id name enabled } }
+query Audit { auditEvents(first: 50) { nodes { action keyId actorEmail } } }
+mutation Disable($id: ID!) { setApiKeyEnabled(id: $id, enabled: false) { enabled } }
+mutation Enable($id: ID!) { setApiKeyEnabled(id: $id, enabled: true) { enabled } }
+mutation Regenerate($id: ID!) { regenerateApiKey(id: $id) { keySecret } }
+mutation Delete($id: ID!) { deleteApiKey(id: $id) { id } }
+mutation Logout { logout }
+"""
+
+
+async def operation(api: Api, name: str, **variables: Any) -> dict[str, Any]:
+    response = await api.client.post(
+        "/graphql",
+        json={"query": OPERATIONS, "operationName": name, "variables": variables},
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+async def test_no_secret_password_session_token_or_hash_reaches_the_logs(
+    db: TortoiseContext,
+) -> None:
+    settings = Settings(database_url="unused", dev=True)
+    await create_user(
+        settings, email=ADMIN, password=PASSWORD, organization="Acme", role=Role.ADMIN
+    )
+    transport = httpx2.ASGITransport(app=create_app(settings), client=("127.0.0.1", 50000))
+    secrets: list[str] = [PASSWORD]
+    hashes: list[str] = [(await User.get(email=ADMIN)).password_hash]
+
+    with json_logs("DEBUG") as buffer:
+        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            api = Api(c)
+            wrong = await api.login(ADMIN, "not the password at all")
+            assert wrong["errors"]
+            assert "errors" not in await api.login(ADMIN)
+            secrets.append(c.cookies["wfa_session"])
+            hashes.extend(s.id_hash for s in await Session.all())
+
+            body = await api(CREATE_KEY, name="logged key", days=30)
+            key_id = body["data"]["createApiKey"]["apiKey"]["id"]
+            secrets.append(body["data"]["createApiKey"]["keySecret"])
+            hashes.append((await ApiKey.get(key_id=key_id)).secret_hash)
+            await operation(api, "Me")
+            await operation(api, "Keys")
+            await operation(api, "Key", id=key_id)
+            await operation(api, "Disable", id=key_id)
+            await operation(api, "Enable", id=key_id)
+            regenerated = await operation(api, "Regenerate", id=key_id)
+            secret = regenerated["regenerateApiKey"]["keySecret"]
+            secrets.append(secret)
+            hashes.append((await ApiKey.get(key_id=key_id)).secret_hash)
+
+            token_response = await c.post(
+                "/api/v1/auth/api-key/token", json={"key_id": key_id, "key_secret": secret}
+            )
+            assert token_response.status_code == 200
+            token = token_response.json()["access_token"]
+            secrets.append(token)
+            hashes.extend(t.token_hash for t in await AccessToken.all())
+            basic = base64.b64encode(f"{key_id}:{secret}".encode()).decode()
+            secrets.append(basic)
+            for headers in (
+                {"Authorization": f"Bearer {token}"},
+                {"Authorization": f"Basic {basic}"},
+                {"X-API-Key-ID": key_id, "X-API-Key-Secret": secret},
+            ):
+                assert (await c.get("/api/v1/whoami", headers=headers)).status_code == 200
+            refused = await c.get(
+                "/api/v1/whoami",
+                headers={"X-API-Key-ID": key_id, "X-API-Key-Secret": secrets[2]},  # old secret
+            )
+            assert refused.status_code == 401
+
+            await operation(api, "Audit")
+            await operation(api, "Delete", id=key_id)
+            await operation(api, "Logout")
+            assert (await api.post("query { me { email } }")).json() == {"data": {"me": None}}
+
+    output = buffer.getvalue()
+    entries = lines(buffer)
+    assert any(entry["logger"] == "wfa_keys.request" for entry in entries)
+    assert all(
+        entry.get("request_id") for entry in entries if entry["logger"] == "wfa_keys.request"
+    )
+    for value in [*secrets, *hashes]:
+        assert value not in output
+    assert "$argon2" not in output
+    assert "wfas_" not in output
+    assert "Traceback" not in output
+    assert "SELECT" not in output.upper().replace("SELECTION", "")
