@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -283,6 +284,17 @@ def unreachable_database_url(database_url: str) -> str:
     return f"postgres://postgres@127.0.0.1:{port}/wfa_down"
 
 
+async def settle_sqlite_workers() -> None:
+    """Let aiosqlite's worker threads finish while the loop is open.
+
+    After a failed connect aiosqlite queues its own stop and does not wait for it; the thread
+    then reports to the event loop, which must still be running (bounded wait per thread).
+    """
+    for thread in threading.enumerate():
+        if "_connection_worker_thread" in thread.name:
+            await asyncio.to_thread(thread.join, 5)
+
+
 @pytest.mark.parametrize("mode", ["key", "bearer", "token"])
 async def test_database_down_answers_503_never_401_or_500(database_url: str, mode: str) -> None:
     async with database(unreachable_database_url(database_url), migrate=False):
@@ -300,6 +312,7 @@ async def test_database_down_answers_503_never_401_or_500(database_url: str, mod
                 response = await http.post(
                     "/v1/auth/api-key/token", json={"key_id": key_id, "key_secret": secret}
                 )
+        await settle_sqlite_workers()
     assert response.status_code == 503
     assert response.headers["retry-after"]
     assert response.json()["error"] == "service_unavailable"
