@@ -8,6 +8,8 @@ before sign-in (session fixation) is worth nothing.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -115,14 +117,20 @@ class LoginThrottle:
     The pair limit slows guessing one account's password; the IP limit slows spraying
     many accounts from one address. Failures age out of the window, so nobody is locked
     out for good, and failures from other addresses never lock out a user's own address.
+
+    An attempt counts against its pair when it starts (:meth:`start_attempt`), so that
+    parallel guesses cannot all pass the check before the first one fails; a success
+    forgets the pair's count. The IP counts only attempts that failed.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._per_email_ip = FailureLimiter(
-            limit=settings.login_max_failures_per_email_ip, window=settings.login_window
+            limit=settings.login_max_failures_per_email_ip,
+            window=settings.login_window,
+            clock=clock,
         )
         self._per_ip = FailureLimiter(
-            limit=settings.login_max_failures_per_ip, window=settings.login_window
+            limit=settings.login_max_failures_per_ip, window=settings.login_window, clock=clock
         )
 
     def retry_after(self, email: str, client_ip: str | None) -> int | None:
@@ -133,9 +141,12 @@ class LoginThrottle:
         ]
         return max((wait for wait in waits if wait is not None), default=None)
 
-    def record_failure(self, email: str, client_ip: str | None) -> None:
-        """Count one failed sign-in."""
+    def start_attempt(self, email: str, client_ip: str | None) -> None:
+        """Count an attempt against its (email, IP) pair before the password is checked."""
         self._per_email_ip.record_failure(("email-ip", email, client_ip))
+
+    def record_failure(self, client_ip: str | None) -> None:
+        """Count one failed sign-in against the IP (the pair counted it at the start)."""
         self._per_ip.record_failure(("ip", client_ip))
 
     def record_success(self, email: str, client_ip: str | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,12 +30,18 @@ class Services:
     on_key_changed: KeyChanged | None = None
 
     @classmethod
-    def create(cls, settings: Settings, *, on_key_changed: KeyChanged | None = None) -> Services:
+    def create(
+        cls,
+        settings: Settings,
+        *,
+        on_key_changed: KeyChanged | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Services:
         """Services for ``settings``: one hasher and one login throttle per app instance."""
         return cls(
             settings=settings,
             hasher=hasher_for(settings),
-            login_throttle=LoginThrottle(settings),
+            login_throttle=LoginThrottle(settings, clock=clock),
             on_key_changed=on_key_changed,
         )
 

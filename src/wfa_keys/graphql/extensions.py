@@ -15,13 +15,15 @@ from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
-from wfa_keys.graphql.context import request_id_of
+from wfa_keys.graphql.context import Context, request_id_of
 from wfa_keys.graphql.errors import INTERNAL_ERROR_CODE, INTERNAL_ERROR_MESSAGE, ServiceError
 
 PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 
 _REQUEST_ID_ATTRIBUTE = "_wfa_request_id"
+# graphql-core ends a message with its guesses at what was meant ("Did you mean 'name'?").
+_SUGGESTION = " Did you mean "
 
 
 def request_id_for(execution_context: ExecutionContext) -> str:
@@ -49,8 +51,10 @@ def is_unexpected(error: GraphQLError) -> bool:
     return not (error.path is None and about_the_document)
 
 
-def present(error: GraphQLError, request_id: str) -> GraphQLError:
-    """The error as the client sees it."""
+def present(
+    error: GraphQLError, request_id: str, *, hide_suggestions: bool = False
+) -> GraphQLError:
+    """The error as the client sees it; without "Did you mean ...?" if ``hide_suggestions``."""
     if is_unexpected(error):
         return GraphQLError(
             INTERNAL_ERROR_MESSAGE,
@@ -64,11 +68,21 @@ def present(error: GraphQLError, request_id: str) -> GraphQLError:
     if "code" not in extensions:
         code = PARSE_FAILED if isinstance(error, GraphQLSyntaxError) else VALIDATION_FAILED
         error.extensions = {**extensions, "code": code}
+    if hide_suggestions and _SUGGESTION in error.message:
+        error.message = error.message.split(_SUGGESTION)[0].rstrip()
     return error
 
 
 class ErrorPolicy(SchemaExtension):
-    """Masks unexpected errors and gives every error an ``extensions.code``."""
+    """Masks unexpected errors and gives every error an ``extensions.code``.
+
+    With ``hide_suggestions`` (production mode), field and type suggestions are removed
+    from messages for anyone but a signed-in admin: they would map the schema for a
+    prober as well as introspection does.
+    """
+
+    def __init__(self, *, hide_suggestions: bool = False) -> None:
+        self.hide_suggestions = hide_suggestions
 
     def on_operation(self) -> Iterator[None]:
         yield
@@ -76,4 +90,8 @@ class ErrorPolicy(SchemaExtension):
         if result is None or not result.errors:
             return
         request_id = request_id_for(self.execution_context)
-        result.errors = [present(error, request_id) for error in result.errors]
+        context = self.execution_context.context
+        hide = self.hide_suggestions and not (isinstance(context, Context) and context.is_admin)
+        result.errors = [
+            present(error, request_id, hide_suggestions=hide) for error in result.errors
+        ]

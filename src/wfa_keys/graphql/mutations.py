@@ -21,7 +21,7 @@ from wfa_keys.audit import record_event
 from wfa_keys.crypto import generate_key_id, new_key_secret, sha256_hex
 from wfa_keys.graphql import inputs
 from wfa_keys.graphql.context import Context
-from wfa_keys.graphql.errors import NotFound, Unauthenticated
+from wfa_keys.graphql.errors import NotFound, RateLimited, Unauthenticated
 from wfa_keys.graphql.permissions import admin_only
 from wfa_keys.graphql.queries import ContextInfo, signed_in_user
 from wfa_keys.graphql.types import ApiKey, ApiKeyWithSecret, CreateApiKeyInput, DeletedApiKey, User
@@ -74,12 +74,26 @@ async def _as_api_key(key: models.ApiKey) -> ApiKey:
 async def resolve_login(info: ContextInfo, email: str, password: str) -> User:
     context = info.context
     services = context.services
+    throttle = services.login_throttle
     address = normalize_email(email)
     user = await models.User.filter(email=address).select_related("organization").first()
+    retry_after = throttle.retry_after(address, context.client_ip)
+    if retry_after is not None:
+        # Refused without checking the password: the limit also caps argon2 work.
+        async with in_transaction():
+            await record_event(
+                AuditAction.LOGIN_THROTTLED,
+                organization_id=user.organization_id if user is not None else None,
+                actor=user,
+                client_ip=context.client_ip,
+            )
+        raise RateLimited(retry_after)
+    throttle.start_attempt(address, context.client_ip)
     # An unknown email is checked against a dummy hash so that it takes as long.
     stored_hash = user.password_hash if user is not None else services.hasher.dummy_hash
     matches = await asyncio.to_thread(services.hasher.verify, stored_hash, password)
     if user is None or not matches or not user.is_active:
+        throttle.record_failure(context.client_ip)
         async with in_transaction():
             await record_event(
                 AuditAction.LOGIN_FAILED,
@@ -88,6 +102,7 @@ async def resolve_login(info: ContextInfo, email: str, password: str) -> User:
                 client_ip=context.client_ip,
             )
         raise Unauthenticated(LOGIN_FAILED_MESSAGE)
+    throttle.record_success(address, context.client_ip)
     new_hash = None
     if services.hasher.needs_rehash(user.password_hash):
         new_hash = await asyncio.to_thread(services.hasher.hash, password)
@@ -235,7 +250,7 @@ class Mutation:
         resolver=resolve_login,
         description=(
             "Sign in; sets the session cookie. Wrong email and wrong password get the same "
-            "UNAUTHENTICATED error."
+            "UNAUTHENTICATED error; too many failures, RATE_LIMITED with retryAfter seconds."
         ),
     )
     logout: bool = strawberry.mutation(

@@ -13,7 +13,14 @@ from wfa_keys.graphql import inputs
 from wfa_keys.graphql.context import Context
 from wfa_keys.graphql.pagination import newest_first
 from wfa_keys.graphql.permissions import admin_only
-from wfa_keys.graphql.types import ApiKey, ApiKeyConnection, PageInfo, User
+from wfa_keys.graphql.types import (
+    ApiKey,
+    ApiKeyConnection,
+    AuditEvent,
+    AuditEventConnection,
+    PageInfo,
+    User,
+)
 
 ContextInfo = Info[Context, Any]
 
@@ -64,6 +71,24 @@ async def resolve_api_key(info: ContextInfo, id: strawberry.ID) -> ApiKey | None
     return ApiKey.from_model(key) if key is not None else None
 
 
+async def resolve_audit_events(
+    info: ContextInfo,
+    first: int | None = 50,
+    after: str | None = None,
+    key_id: strawberry.ID | None = None,
+) -> AuditEventConnection:
+    user = signed_in_user(info)
+    query = models.AuditEvent.filter(organization_id=user.organization_id)
+    if key_id is not None:
+        query = query.filter(key_id=inputs.key_id(key_id, field="keyId"))
+    page = await newest_first(query, first=50 if first is None else first, after=after)
+    return AuditEventConnection(
+        nodes=[AuditEvent.from_model(event) for event in page.rows],
+        page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+        total_count=page.total_count,
+    )
+
+
 @strawberry.type
 class Query:
     """Reading: who am I, and my organization's keys."""
@@ -82,5 +107,13 @@ class Query:
     api_key: ApiKey | None = strawberry.field(
         resolver=resolve_api_key,
         description="The key with this Key ID; null when the organization has no such key.",
+        extensions=[admin_only()],
+    )
+    audit_events: AuditEventConnection = strawberry.field(
+        resolver=resolve_audit_events,
+        description=(
+            "The organization's audit log, newest first; `keyId` keeps the events of one "
+            "key. `first` is 1 to 100 (null: 50)."
+        ),
         extensions=[admin_only()],
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from functools import cache
+from functools import cache, partial
 
 import strawberry
 from graphql import GraphQLError
@@ -12,6 +12,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
 from wfa_keys.graphql.extensions import ErrorPolicy, is_unexpected, request_id_for
+from wfa_keys.graphql.limits import AliasLimit, IntrospectionForAdmins, QueryDepthLimit, TokenLimit
 from wfa_keys.graphql.mutations import Mutation
 from wfa_keys.graphql.queries import Query
 from wfa_keys.settings import Settings
@@ -44,14 +45,24 @@ class Schema(strawberry.Schema):
             )
 
 
-def schema_extensions(
-    settings: Settings,
-) -> list[type[SchemaExtension] | Callable[[], SchemaExtension]]:
+ExtensionFactory = type[SchemaExtension] | Callable[[], SchemaExtension]
+
+
+def schema_extensions(settings: Settings) -> list[ExtensionFactory]:
     """The extensions, as classes or factories so that no state is shared between requests.
 
-    ErrorPolicy comes first so that its exit runs last and sees every other error.
+    ErrorPolicy comes first so that its exit runs last and sees every other error. The
+    limits run at parsing and validation, so a refused query reaches no resolver.
     """
-    return [ErrorPolicy]
+    extensions: list[ExtensionFactory] = [
+        partial(ErrorPolicy, hide_suggestions=settings.production),
+        partial(TokenLimit, max_token_count=settings.max_tokens),
+        partial(QueryDepthLimit, max_depth=settings.max_query_depth),
+        partial(AliasLimit, max_alias_count=settings.max_aliases),
+    ]
+    if settings.production:
+        extensions.append(IntrospectionForAdmins)
+    return extensions
 
 
 def build_schema(settings: Settings) -> Schema:

@@ -12,7 +12,7 @@ from enum import Enum
 import strawberry
 
 from wfa_keys import models
-from wfa_keys.models import Role
+from wfa_keys.models import AuditAction, Role
 
 # The model's enum is the GraphQL enum too: its member names are the GraphQL values.
 strawberry.enum(Role, name="Role", description="What a user may do.")
@@ -152,3 +152,41 @@ class CreateApiKeyInput:
     lifetime_days: int | None = strawberry.field(
         default=None, description="1 to 3650; absent or null: the key never expires."
     )
+
+
+strawberry.enum(AuditAction, name="AuditAction", description="What an audit event records.")
+
+
+@strawberry.type(description="One change to a key, or one sign-in or sign-out.")
+class AuditEvent:
+    """An audit event: who did what, to which key, when and from where; never a secret."""
+
+    id: strawberry.ID
+    action: AuditAction
+    key_id: strawberry.ID | None = strawberry.field(description="The key concerned, if any.")
+    actor_email: str | None = strawberry.field(
+        description="Who acted (for sign-ins: the account tried); null when unknown."
+    )
+    client_ip: str | None
+    created_at: datetime
+
+    @classmethod
+    def from_model(cls, event: models.AuditEvent) -> AuditEvent:
+        """The API view of an audit event."""
+        return cls(
+            id=strawberry.ID(str(event.id)),
+            action=event.action,
+            key_id=strawberry.ID(event.key_id) if event.key_id is not None else None,
+            actor_email=event.actor_email,
+            client_ip=event.client_ip,
+            created_at=event.created_at,
+        )
+
+
+@strawberry.type(description="A page of audit events, newest first.")
+class AuditEventConnection:
+    """A page of audit events."""
+
+    nodes: list[AuditEvent]
+    page_info: PageInfo
+    total_count: int = strawberry.field(description="How many events match, on every page.")

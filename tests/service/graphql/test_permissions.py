@@ -18,6 +18,7 @@ ADMIN_OPERATIONS = {
     "setApiKeyEnabled": 'mutation { setApiKeyEnabled(id: "KEY", enabled: false) { id } }',
     "regenerateApiKey": 'mutation { regenerateApiKey(id: "KEY") { keySecret } }',
     "deleteApiKey": 'mutation { deleteApiKey(id: "KEY") { id } }',
+    "auditEvents": '{ auditEvents(keyId: "KEY") { totalCount } }',
 }
 # Operations taking the ID of an existing key, and what another organization gets.
 BY_ID = {

@@ -1,0 +1,98 @@
+"""The ``auditEvents`` query: newest first, own organization only, by key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphql_api import Api, errors_of
+
+AUDIT = """
+query Audit($first: Int, $after: String, $keyId: ID) {
+  auditEvents(first: $first, after: $after, keyId: $keyId) {
+    nodes { id action keyId actorEmail clientIp createdAt }
+    pageInfo { hasNextPage endCursor }
+    totalCount
+  }
+}
+"""
+SET_ENABLED = "mutation($id: ID!) { setApiKeyEnabled(id: $id, enabled: false) { id } }"
+
+
+async def audit(api: Api, **variables: Any) -> dict[str, Any]:
+    body = await api(AUDIT, **variables)
+    assert "errors" not in body, body
+    connection: dict[str, Any] = body["data"]["auditEvents"]
+    return connection
+
+
+async def test_events_are_listed_newest_first_with_who_what_and_where(admin: Api) -> None:
+    key_id = (await admin.create_key())["apiKey"]["id"]
+    await admin(SET_ENABLED, id=key_id)
+
+    connection = await audit(admin)
+
+    nodes = connection["nodes"]
+    assert [node["action"] for node in nodes] == ["KEY_DISABLED", "KEY_CREATED", "LOGIN_SUCCEEDED"]
+    assert [node["keyId"] for node in nodes] == [key_id, key_id, None]
+    assert {node["actorEmail"] for node in nodes} == {"admin@acme.example"}
+    assert {node["clientIp"] for node in nodes} == {"127.0.0.1"}
+    assert connection["totalCount"] == 3
+
+
+async def test_events_of_one_key(admin: Api) -> None:
+    wanted = (await admin.create_key("one"))["apiKey"]["id"]
+    await admin.create_key("two")
+    await admin(SET_ENABLED, id=wanted)
+
+    connection = await audit(admin, keyId=wanted)
+
+    assert [node["action"] for node in connection["nodes"]] == ["KEY_DISABLED", "KEY_CREATED"]
+    assert connection["totalCount"] == 2
+
+
+async def test_events_of_deleted_keys_stay_visible(admin: Api) -> None:
+    key_id = (await admin.create_key())["apiKey"]["id"]
+    await admin("mutation($id: ID!) { deleteApiKey(id: $id) { id } }", id=key_id)
+
+    connection = await audit(admin, keyId=key_id)
+
+    assert [node["action"] for node in connection["nodes"]] == ["KEY_DELETED", "KEY_CREATED"]
+
+
+async def test_only_the_own_organization_events_are_shown(admin: Api, other_admin: Api) -> None:
+    ours = (await admin.create_key())["apiKey"]["id"]
+    await other_admin.create_key()
+
+    theirs_for_our_key = await audit(other_admin, keyId=ours)
+    all_theirs = await audit(other_admin)
+
+    assert theirs_for_our_key["nodes"] == []
+    assert theirs_for_our_key["totalCount"] == 0
+    assert {node["actorEmail"] for node in all_theirs["nodes"]} == {"admin@globex.example"}
+
+
+async def test_events_page_by_cursor(admin: Api) -> None:
+    for n in range(3):
+        await admin.create_key(f"k{n}")
+
+    first = await audit(admin, first=2)
+    second = await audit(admin, first=2, after=first["pageInfo"]["endCursor"])
+
+    assert first["pageInfo"]["hasNextPage"] is True
+    assert second["pageInfo"]["hasNextPage"] is False
+    ids = [node["id"] for node in first["nodes"] + second["nodes"]]
+    assert len(set(ids)) == 4
+    assert second["totalCount"] == 4
+
+
+async def test_audit_log_never_holds_a_secret(admin: Api) -> None:
+    created = await admin.create_key()
+    response = await admin.post(AUDIT)
+    assert created["keySecret"] not in response.text
+    assert "$argon2" not in response.text
+
+
+async def test_bad_arguments_are_bad_user_input(admin: Api) -> None:
+    assert errors_of(await admin(AUDIT, keyId="nope")) == [("BAD_USER_INPUT", "keyId")]
+    assert errors_of(await admin(AUDIT, first=101)) == [("BAD_USER_INPUT", "first")]
+    assert errors_of(await admin(AUDIT, after="zzz")) == [("BAD_USER_INPUT", "after")]
