@@ -1,0 +1,105 @@
+"""Start and stop real ``wfa-keys serve`` processes on free 127.0.0.1 ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+import pytest
+
+WFA_KEYS = Path(sys.executable).with_name("wfa-keys")
+START_ATTEMPTS = 300  # x 0.1 s: a server that is not up by then has failed to start
+STOP_TIMEOUT = 20
+
+
+def free_port() -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@dataclass
+class Server:
+    """A running ``wfa-keys serve``; its stdout and stderr go to files."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+    stdout_path: Path
+    stderr_path: Path
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(encoding="utf-8")
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8")
+
+    def stop(self) -> int:
+        """Stop the server (SIGTERM, then SIGKILL) and return its exit status."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=STOP_TIMEOUT)
+        return self.process.returncode
+
+
+def server_env(**variables: str) -> dict[str, str]:
+    """The environment without any outside ``WFA_*`` variable, plus ``variables``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WFA_")}
+    env.update(variables)
+    return env
+
+
+def start_server(
+    workdir: Path, database_url: str, *args: str, env: dict[str, str] | None = None
+) -> Server:
+    """Start ``wfa-keys serve`` and wait until ``/healthz`` answers 200."""
+    port = free_port()
+    run = len(list(workdir.glob("stdout-*"))) + 1
+    stdout_path, stderr_path = workdir / f"stdout-{run}", workdir / f"stderr-{run}"
+    with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
+        process = subprocess.Popen(
+            [
+                str(WFA_KEYS),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--database-url",
+                database_url,
+                *args,
+            ],
+            stdout=stdout,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            env=server_env(WFA_LOG_LEVEL="DEBUG") | (env or {}),
+            cwd=workdir,
+        )
+    server = Server(process, f"http://127.0.0.1:{port}", stdout_path, stderr_path)
+    for _ in range(START_ATTEMPTS):
+        if process.poll() is not None:
+            pytest.fail(f"wfa-keys serve exited with {process.returncode}: {server.stderr}")
+        try:
+            if (
+                httpx2.get(f"{server.base_url}/healthz", timeout=1, trust_env=False).status_code
+                == 200
+            ):
+                return server
+        except httpx2.TransportError:
+            pass
+        time.sleep(0.1)
+    server.stop()
+    pytest.fail(f"wfa-keys serve did not answer /healthz: {server.stderr}")

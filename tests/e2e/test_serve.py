@@ -1,0 +1,142 @@
+"""``wfa-keys serve`` end to end: a real process, real HTTP, the README's first steps."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from serving import WFA_KEYS, Server, free_port, server_env, start_server
+from tortoise.context import TortoiseContext
+
+from wfa_keys.db import database
+from wfa_keys.models import ApiKey
+
+pytestmark = pytest.mark.e2e
+
+EMAIL = "owner@acme.example"
+PASSWORD = "a long bootstrap password"
+LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { email role } }"
+CREATE = """mutation { createApiKey(input: {name: "e2e", lifetimeDays: 7}) {
+  keySecret apiKey { id status expiresAt } } }"""
+
+
+def client(server: Server) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(base_url=server.base_url, trust_env=False, timeout=30)
+
+
+async def graphql(c: httpx2.AsyncClient, query: str, **variables: Any) -> dict[str, Any]:
+    response = await c.post("/graphql", json={"query": query, "variables": variables})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+async def test_admin_signs_in_creates_a_key_and_calls_the_api_with_it(
+    db: TortoiseContext, tmp_path: Path, e2e_database_url: str, servers: list[Server]
+) -> None:
+    env = {"WFA_BOOTSTRAP_ADMIN_EMAIL": EMAIL, "WFA_BOOTSTRAP_ADMIN_PASSWORD": PASSWORD}
+    server = start_server(tmp_path, e2e_database_url, env=env)
+    servers.append(server)
+
+    async with client(server) as c:
+        signed_in = await graphql(c, LOGIN, e=EMAIL, p=PASSWORD)
+        session_id = c.cookies["wfa_session"]
+        created = (await graphql(c, CREATE))["createApiKey"]
+        key_id, secret = created["apiKey"]["id"], created["keySecret"]
+        token_response = await c.post(
+            "/api/v1/auth/api-key/token", json={"key_id": key_id, "key_secret": secret}
+        )
+        token = token_response.json()["access_token"]
+        whoami = await c.get("/api/v1/whoami", headers={"Authorization": f"Bearer {token}"})
+        anonymous = await c.get("/api/v1/whoami")
+
+    assert signed_in["login"] == {"email": EMAIL, "role": "ADMIN"}
+    assert created["apiKey"]["status"] == "ACTIVE"
+    assert token_response.status_code == 200
+    assert whoami.status_code == 200
+    assert whoami.json()["key_id"] == key_id
+    assert whoami.json()["owner_email"] == EMAIL
+    assert anonymous.status_code == 401
+    server.stop()
+    async with database(e2e_database_url, migrate=False):
+        used = await ApiKey.get(key_id=key_id)
+    # The API recorded the use of the key in the database.
+    assert used.last_used_at is not None
+    # uvicorn ends by re-raising SIGTERM, so the status is -15: the log shows the clean end.
+    assert "Application shutdown complete." in server.stderr
+    # The admin came from the environment: nothing to print but who it is.
+    assert f"Created the first admin {EMAIL}" in server.stdout
+    assert PASSWORD not in server.stdout
+    # Logs at DEBUG: JSON lines, with none of the secrets the run handled.
+    logs = server.stderr
+    assert '"logger": "wfa_keys.request"' in logs
+    for value in (PASSWORD, session_id, secret, token, "$argon2"):
+        assert value not in logs
+
+
+async def test_without_bootstrap_variables_a_random_admin_password_is_printed_once(
+    db: TortoiseContext, tmp_path: Path, e2e_database_url: str, servers: list[Server]
+) -> None:
+    first = start_server(tmp_path, e2e_database_url)
+    servers.append(first)
+    printed = re.search(r"shown only this once: (\S+)", first.stdout)
+    assert printed is not None, first.stdout
+    password = printed.group(1)
+
+    async with client(first) as c:
+        signed_in = await graphql(c, LOGIN, e="admin@localhost", p=password)
+    first.stop()
+    second = start_server(tmp_path, e2e_database_url)
+    servers.append(second)
+    second.stop()
+
+    assert signed_in["login"]["email"] == "admin@localhost"
+    assert len(password) >= 16
+    assert password not in first.stderr
+    assert second.stdout == ""  # users exist: no new admin, no password
+
+
+async def test_workers_build_the_app_from_the_flags(
+    db: TortoiseContext, tmp_path: Path, e2e_database_url: str, servers: list[Server]
+) -> None:
+    env = {"WFA_BOOTSTRAP_ADMIN_EMAIL": EMAIL, "WFA_BOOTSTRAP_ADMIN_PASSWORD": PASSWORD}
+    server = start_server(tmp_path, e2e_database_url, "--workers", "2", "--dev", env=env)
+    servers.append(server)
+
+    async with client(server) as c:
+        graphiql = await c.get("/graphql", headers={"Accept": "text/html"})
+        signed_in = await graphql(c, LOGIN, e=EMAIL, p=PASSWORD)
+
+    # --dev and --database-url reached the worker processes through the environment.
+    assert graphiql.status_code == 200
+    assert "frame-ancestors 'none'" in graphiql.headers["Content-Security-Policy"]
+    assert signed_in["login"]["email"] == EMAIL
+
+
+def test_serve_on_an_unreachable_database_exits_with_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            str(WFA_KEYS),
+            "serve",
+            "--port",
+            str(free_port()),
+            "--database-url",
+            f"postgres://app:s3cret@127.0.0.1:{free_port()}/keys",
+        ],
+        capture_output=True,
+        text=True,
+        env=server_env(),
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("wfa-keys: cannot use the database postgres://app:***@")
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
