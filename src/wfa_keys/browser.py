@@ -18,6 +18,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from wfa_auth.middleware import route_path
 from wfa_keys.logs import REQUEST_ID_HEADER
 from wfa_keys.settings import Settings
 
@@ -185,6 +186,8 @@ class SecurityHeadersMiddleware:
 class CrossSiteRequestMiddleware:
     """Refuses, with 403, a state-changing request to ``paths`` made from another site.
 
+    ``paths`` are relative to where the app is mounted (``scope["root_path"]``).
+
     A request is refused when the browser says it is cross-site (``Sec-Fetch-Site``), or when
     its ``Origin`` is neither this server's own nor in the allow-list. Requests without
     ``Origin`` (curl, server-to-server) carry no ambient cookie risk from a browser and pass.
@@ -202,7 +205,7 @@ class CrossSiteRequestMiddleware:
         if (
             scope["type"] != "http"
             or scope["method"] in _SAFE_METHODS
-            or scope["path"] not in self.paths
+            or route_path(scope) not in self.paths
             or self._allowed(scope)
         ):
             await self.app(scope, receive, send)

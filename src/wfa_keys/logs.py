@@ -121,8 +121,7 @@ def configure_logging(level: str = "INFO") -> None:
 
 def _route(scope: Scope) -> str:
     # The path without its query string (which may carry anything a client sent), masked.
-    path = str(scope.get("root_path", "")) + str(scope.get("path", ""))
-    return redact(path[:_MAX_ROUTE])
+    return redact(str(scope.get("path", ""))[:_MAX_ROUTE])
 
 
 class RequestLogMiddleware:

@@ -12,7 +12,9 @@ from typing import Any
 import httpx2
 import pytest
 from graphql_api import CREATE_KEY, LOGIN, PASSWORD, Api
+from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Mount
 from tortoise.context import TortoiseContext
 
 from wfa_keys.app import create_app
@@ -276,3 +278,17 @@ async def test_mutations_are_accepted_only_as_json_posts(
     assert 400 <= response.status_code < 500
     assert "wfas_" not in response.text
     assert await ApiKey.all().count() == 0
+
+
+async def test_cross_site_requests_are_refused_when_the_app_is_mounted_under_a_prefix(
+    db: TortoiseContext, settings: Settings
+) -> None:
+    del db
+    outer = Starlette(routes=[Mount("/keys", app=create_app(settings))])
+    transport = httpx2.ASGITransport(app=outer)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        refused = await c.post("/keys/graphql", **login_request(Origin="https://evil.example"))
+        allowed = await c.post("/keys/graphql", json={"query": "{ me { email } }"})
+
+    assert refused.status_code == 403
+    assert allowed.json() == {"data": {"me": None}}
