@@ -37,6 +37,14 @@ class GraphQLApp(GraphQL[Context, None]):
         )
         self.services = services
 
+    def decode_json(self, data: str | bytes) -> object:
+        decoded = super().decode_json(data)
+        # Strawberry assumes an object (or a batch list) and fails with a 500 on anything
+        # else, such as a bare JSON string: refuse it as the bad request it is.
+        if not isinstance(decoded, dict | list):
+            raise HTTPException(400, "The request body must be a JSON object")
+        return decoded
+
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:

@@ -185,3 +185,15 @@ async def test_graphiql_is_served_when_enabled(make_client: Any) -> None:
         response = await client.get("/graphql", headers={"accept": "text/html"})
     assert response.status_code == 200
     assert "graphiql" in response.text.lower()
+
+
+@pytest.mark.parametrize("body", ['"{ me { id } }"', "42", "null", "true"])
+async def test_a_json_body_that_is_not_an_object_is_a_bad_request(
+    anonymous: Api, body: str
+) -> None:
+    response = await anonymous.client.post(
+        "/graphql", content=body, headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 400
+    assert "must be a JSON object" in response.text
