@@ -6,6 +6,7 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx2
 import pytest
@@ -17,6 +18,9 @@ from wfa_keys.db import database
 from wfa_keys.models import ApiKey, AuditEvent, Role, User
 from wfa_keys.settings import Settings
 from wfa_keys.users import create_user
+
+if TYPE_CHECKING:
+    from conftest import UserFactory
 
 
 def client_of(settings: Settings) -> httpx2.AsyncClient:
@@ -82,15 +86,9 @@ async def test_api_is_mounted_under_slash_api_and_needs_a_key(client: httpx2.Asy
 
 
 async def test_key_created_through_graphql_authenticates_the_api_at_once(
-    client: httpx2.AsyncClient, settings: Settings
+    client: httpx2.AsyncClient, make_user: UserFactory
 ) -> None:
-    await create_user(
-        settings,
-        email="admin@acme.example",
-        password=PASSWORD,
-        organization="Acme",
-        role=Role.ADMIN,
-    )
+    await make_user("admin@acme.example")
     api = Api(client)
     assert "errors" not in await api.login("admin@acme.example")
     created = await api.create_key("deploy")

@@ -7,7 +7,7 @@ import hashlib
 import json
 import re
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 import pytest
@@ -19,12 +19,14 @@ from tortoise.context import TortoiseContext
 
 from wfa_keys.app import create_app
 from wfa_keys.browser import API_CSP, cors_middleware
-from wfa_keys.models import ApiKey, AuditEvent, Role, Session
+from wfa_keys.models import ApiKey, AuditEvent, Session
 from wfa_keys.settings import Settings
-from wfa_keys.users import create_user
 
 FRONTEND = "https://keys.acme.example"
 ADMIN = "admin@acme.example"
+
+if TYPE_CHECKING:
+    from conftest import UserFactory
 
 
 @pytest.fixture
@@ -34,12 +36,9 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-async def client(db: TortoiseContext, settings: Settings) -> AsyncIterator[httpx2.AsyncClient]:
+async def client(settings: Settings, make_user: UserFactory) -> AsyncIterator[httpx2.AsyncClient]:
     """A client of the full app, with an admin of Acme in the database."""
-    del db
-    await create_user(
-        settings, email=ADMIN, password=PASSWORD, organization="Acme", role=Role.ADMIN
-    )
+    await make_user(ADMIN)
     transport = httpx2.ASGITransport(app=create_app(settings), client=("127.0.0.1", 50000))
     async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
