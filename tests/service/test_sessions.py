@@ -109,6 +109,23 @@ async def test_wrong_password_and_unknown_email_get_the_same_answer(
     assert "not the password" not in str(await AuditEvent.all().values())
 
 
+@pytest.mark.parametrize(
+    "email", ["admin@acme.example\x00", "admin@acme.example\x1b", "a" * 300 + "@acme.example"]
+)
+async def test_an_email_no_user_can_have_is_a_wrong_login_not_an_error(
+    make_client: MakeClient, make_user: UserFactory, email: str
+) -> None:
+    await make_user(EMAIL)
+    api = make_client()
+
+    body = await api.login(email)
+
+    assert only_error_code(body) == "UNAUTHENTICATED"
+    assert body["errors"][0]["message"] == "Wrong email or password."
+    assert await Session.all().count() == 0
+    assert [event.action for event in await AuditEvent.all()] == [AuditAction.LOGIN_FAILED]
+
+
 async def test_deactivated_user_cannot_sign_in(
     make_client: MakeClient, make_user: UserFactory
 ) -> None:

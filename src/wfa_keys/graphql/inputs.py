@@ -14,6 +14,7 @@ from wfa_keys.graphql.errors import BadUserInput
 MAX_NAME_LENGTH = 100
 MAX_LIFETIME_DAYS = 3650
 MAX_SEARCH_LENGTH = 100
+MAX_EMAIL_LENGTH = 254
 
 
 def key_id(value: str, field: str = "id") -> str:
@@ -28,9 +29,21 @@ def key_name(value: str, field: str = "input.name") -> str:
     name = value.strip()
     if not 1 <= len(name) <= MAX_NAME_LENGTH:
         raise BadUserInput(field, f"The name must have 1 to {MAX_NAME_LENGTH} characters.")
-    if any(unicodedata.category(char) in {"Cc", "Cf", "Cs"} for char in name):
+    if _has_control_characters(name):
         raise BadUserInput(field, "The name cannot contain control characters.")
     return name
+
+
+def _has_control_characters(text: str) -> bool:
+    # NUL and lone surrogates cannot even be stored in PostgreSQL text columns.
+    return any(unicodedata.category(char) in {"Cc", "Cf", "Cs"} for char in text)
+
+
+def login_email(value: str) -> str | None:
+    """The email to look up at sign-in, or None when it cannot name any user."""
+    if len(value) > MAX_EMAIL_LENGTH or _has_control_characters(value):
+        return None
+    return value
 
 
 def lifetime_days(value: int | None, field: str = "input.lifetimeDays") -> int | None:
@@ -49,4 +62,6 @@ def search_text(value: str | None, field: str = "search") -> str | None:
     text = value.strip()
     if len(text) > MAX_SEARCH_LENGTH:
         raise BadUserInput(field, f"Search for at most {MAX_SEARCH_LENGTH} characters.")
+    if _has_control_characters(text):
+        raise BadUserInput(field, "The search cannot contain control characters.")
     return text or None

@@ -76,7 +76,12 @@ async def resolve_login(info: ContextInfo, email: str, password: str) -> User:
     services = context.services
     throttle = services.login_throttle
     address = normalize_email(email)
-    user = await models.User.filter(email=address).select_related("organization").first()
+    lookup = inputs.login_email(address)
+    user = (
+        None
+        if lookup is None
+        else await models.User.filter(email=lookup).select_related("organization").first()
+    )
     retry_after = throttle.retry_after(address, context.client_ip)
     if retry_after is not None:
         # Refused without checking the password: the limit also caps argon2 work.

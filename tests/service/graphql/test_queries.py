@@ -176,6 +176,22 @@ async def test_overlong_search_is_bad_user_input(admin: Api) -> None:
     assert errors_of(body) == [("BAD_USER_INPUT", "search")]
 
 
+@pytest.mark.parametrize("search", ["a\x00b", "\x1b[31m"])
+async def test_search_with_control_characters_is_bad_user_input(admin: Api, search: str) -> None:
+    body = await admin(PAGE, search=search)
+    assert errors_of(body) == [("BAD_USER_INPUT", "search")]
+
+
+async def test_search_with_a_lone_surrogate_is_bad_user_input(admin: Api) -> None:
+    # JSON can carry "\ud800", which no database can store; httpx2 cannot encode it itself.
+    raw = '{"query": "query($s: String) { apiKeys(search: $s) { totalCount } }", '
+    raw += '"variables": {"s": "\\ud800"}}'
+    response = await admin.client.post(
+        "/graphql", content=raw, headers={"content-type": "application/json"}
+    )
+    assert errors_of(response.json()) == [("BAD_USER_INPUT", "search")]
+
+
 async def test_api_key_is_found_by_its_key_id(admin: Api) -> None:
     key_id = (await admin.create_key("CI"))["apiKey"]["id"]
 
