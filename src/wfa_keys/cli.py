@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from tortoise.backends.base.config_generator import expand_db_url
-from tortoise.exceptions import BaseORMException, ConfigurationError
+from tortoise.exceptions import BaseORMException
 
 from wfa_keys.bootstrap import BootstrapAdmin, bootstrap_admin
 from wfa_keys.db import database
@@ -157,8 +156,6 @@ def describe_url(url: str) -> str:
 def _with_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
     """Run ``work`` with the database open and migrated; database failures become one line."""
 
-    _open_sqlite_file(settings.database_url)
-
     async def run() -> T:
         async with database(settings.database_url):
             return await work()
@@ -178,21 +175,6 @@ def _with_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
         if type(exc).__module__.startswith("asyncpg"):
             raise CommandError(_database_failure(settings.database_url, exc)) from None
         raise
-
-
-def _open_sqlite_file(url: str) -> None:
-    """Fail early on a SQLite file that cannot be opened.
-
-    Tortoise 1.1's SQLite client keeps its connection lock when opening the file fails, and
-    the next query then waits forever; opening the file here first turns that into a message.
-    """
-    if not url.startswith("sqlite:"):
-        return
-    try:
-        path = expand_db_url(url)["credentials"]["file_path"]
-        sqlite3.connect(path).close()
-    except (sqlite3.Error, KeyError, ValueError, ConfigurationError) as exc:
-        raise CommandError(_database_failure(url, exc)) from None
 
 
 def _database_failure(url: str, exc: BaseException) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from tortoise import Tortoise
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.connection import get_connection
 from tortoise.context import TortoiseContext
 from tortoise.migrations.executor import MigrationExecutor
@@ -30,6 +32,18 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
     }
 
 
+def check_sqlite_file(database_url: str) -> None:
+    """Raise ``sqlite3.Error`` when a SQLite database file cannot be opened.
+
+    Tortoise 1.1's SQLite client keeps its connection lock when opening the file fails, and
+    the next query then waits forever; opening the file first turns that into an error.
+    Other databases are not touched.
+    """
+    if database_url.startswith("sqlite:"):
+        path = expand_db_url(database_url)["credentials"]["file_path"]
+        sqlite3.connect(path).close()
+
+
 async def apply_migrations() -> None:
     """Apply every migration not yet applied, on the current context's connection."""
     config = tortoise_config("")  # only the app section is read
@@ -44,6 +58,7 @@ async def database(database_url: str, *, migrate: bool = True) -> AsyncIterator[
     With ``migrate`` the schema is brought up to date first. Used by the CLI and the tests;
     the server uses :func:`open_global` so that every request task sees the connection.
     """
+    check_sqlite_file(database_url)
     async with TortoiseContext() as ctx:
         await ctx.init(config=tortoise_config(database_url))
         if migrate:
@@ -53,6 +68,7 @@ async def database(database_url: str, *, migrate: bool = True) -> AsyncIterator[
 
 async def open_global(database_url: str, *, migrate: bool = True) -> None:
     """Open the database for the whole process (server lifespan)."""
+    check_sqlite_file(database_url)
     await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
     if migrate:
         await apply_migrations()
