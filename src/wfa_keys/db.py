@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +13,8 @@ from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.connection import get_connection
 from tortoise.context import TortoiseContext
 from tortoise.migrations.executor import MigrationExecutor
+
+from wfa_keys.settings import DEFAULT_DATABASE_URL
 
 APP_LABEL = "wfa_keys"
 
@@ -42,6 +45,10 @@ def check_sqlite_file(database_url: str) -> None:
     if database_url.startswith("sqlite:"):
         path = expand_db_url(database_url)["credentials"]["file_path"]
         sqlite3.connect(path).close()
+
+
+#: For Tortoise's own command line: ``tortoise -c wfa_keys.db.TORTOISE_ORM makemigrations``.
+TORTOISE_ORM = tortoise_config(os.environ.get("WFA_DATABASE_URL", DEFAULT_DATABASE_URL))
 
 
 async def apply_migrations() -> None:
