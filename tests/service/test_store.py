@@ -21,7 +21,7 @@ from tortoise.transactions import in_transaction
 
 from wfa_auth import ApiKeyAuthMiddleware, Argon2Verifier, TokenRecord
 from wfa_auth.keyformat import generate_key_id, generate_key_secret
-from wfa_keys.db import database
+from wfa_keys.db import tortoise_config
 from wfa_keys.models import AccessToken, ApiKey, Organization, Role, User
 from wfa_keys.store import TortoiseKeyStore, TortoiseTokenStore
 
@@ -297,7 +297,9 @@ async def settle_sqlite_workers() -> None:
 
 @pytest.mark.parametrize("mode", ["key", "bearer", "token"])
 async def test_database_down_answers_503_never_401_or_500(database_url: str, mode: str) -> None:
-    async with database(unreachable_database_url(database_url), migrate=False):
+    # Straight through Tortoise: wfa_keys.db.database() refuses a SQLite file it cannot open.
+    async with TortoiseContext() as ctx:
+        await ctx.init(config=tortoise_config(unreachable_database_url(database_url)))
         app = protected()
         transport = httpx2.ASGITransport(app=app)
         async with httpx2.AsyncClient(transport=transport, base_url="http://t") as http:
