@@ -115,7 +115,7 @@ class Authenticator:
         self._limiter = anyio.CapacityLimiter(max_concurrent_verifications)
         self._unavailable = errors.SERVICE_UNAVAILABLE.with_headers(Retry_After=str(retry_after))
         self._hmac_key = secrets.token_bytes(32)
-        self._memo_key = secrets.token_bytes(32)
+        self._memo_mac = hashlib.blake2s(key=secrets.token_bytes(32), digest_size=16)
         self._versions: dict[str, int] = {}
 
     async def key_changed(self, key_id: str) -> None:
@@ -135,7 +135,10 @@ class Authenticator:
             key_id = credentials.key_id.encode("utf-8", "surrogatepass")
             secret = credentials.key_secret.encode("utf-8", "surrogatepass")
             data = b"k" + len(key_id).to_bytes(4, "big") + key_id + secret
-        memo = hashlib.blake2s(data, key=self._memo_key, digest_size=16).digest()
+        # Copying the keyed state skips hashing the key block again on every request.
+        mac = self._memo_mac.copy()
+        mac.update(data)
+        memo = mac.digest()
         warm = self._warm.get(memo)
         if warm is not None:
             user, version, valid_until = warm
