@@ -132,9 +132,11 @@ class Authenticator:
         if isinstance(credentials, BearerCredentials):
             data = b"t" + credentials.token.encode("utf-8", "surrogatepass")
         else:
-            key_id = credentials.key_id.encode("utf-8", "surrogatepass")
-            secret = credentials.key_secret.encode("utf-8", "surrogatepass")
-            data = b"k" + len(key_id).to_bytes(4, "big") + key_id + secret
+            # No length prefix needed: only verified credentials enter the memo, and an entry is
+            # hit only by presenting the very characters that were verified, secret included.
+            data = f"k{credentials.key_id}:{credentials.key_secret}".encode(
+                "utf-8", "surrogatepass"
+            )
         # Copying the keyed state skips hashing the key block again on every request.
         mac = self._memo_mac.copy()
         mac.update(data)
