@@ -48,6 +48,13 @@ class Api:
         body: dict[str, Any] = response.json()
         return body
 
+    async def connection(self, query: str, field: str, **variables: Any) -> dict[str, Any]:
+        """Run a query of one connection field; return that connection (no error allowed)."""
+        body = await self(query, **variables)
+        assert "errors" not in body, body
+        connection: dict[str, Any] = body["data"][field]
+        return connection
+
     async def login(self, email: str, password: str = PASSWORD) -> dict[str, Any]:
         """Sign in through the ``login`` mutation."""
         return await self(LOGIN, email=email, password=password)

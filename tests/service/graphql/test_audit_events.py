@@ -19,10 +19,7 @@ SET_ENABLED = "mutation($id: ID!) { setApiKeyEnabled(id: $id, enabled: false) { 
 
 
 async def audit(api: Api, **variables: Any) -> dict[str, Any]:
-    body = await api(AUDIT, **variables)
-    assert "errors" not in body, body
-    connection: dict[str, Any] = body["data"]["auditEvents"]
-    return connection
+    return await api.connection(AUDIT, "auditEvents", **variables)
 
 
 async def test_events_are_listed_newest_first_with_who_what_and_where(admin: Api) -> None:

@@ -22,10 +22,7 @@ ONE = "query($id: ID!) { apiKey(id: $id) { id name owner { email organization { 
 
 
 async def page(api: Api, **variables: Any) -> dict[str, Any]:
-    body = await api(PAGE, **variables)
-    assert "errors" not in body, body
-    connection: dict[str, Any] = body["data"]["apiKeys"]
-    return connection
+    return await api.connection(PAGE, "apiKeys", **variables)
 
 
 async def test_me_is_null_when_not_signed_in(anonymous: Api) -> None:
