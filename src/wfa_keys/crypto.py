@@ -6,12 +6,12 @@ the mutation hands the secret to its caller, and only the hash is kept.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from typing import NamedTuple
 
 from wfa_auth.hashing import Argon2Verifier
 from wfa_auth.keyformat import generate_key_id, generate_key_secret
+from wfa_auth.tokens import token_digest
 from wfa_keys.settings import Settings
 
 __all__ = [
@@ -54,6 +54,6 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(32)
 
 
-def sha256_hex(value: str) -> str:
-    """SHA-256 of a high-entropy random value; enough for lookups by session ID or token."""
-    return hashlib.sha256(value.encode()).hexdigest()
+#: SHA-256 of a high-entropy random value: session IDs are stored and looked up by it,
+#: as the middleware does with access tokens.
+sha256_hex = token_digest
