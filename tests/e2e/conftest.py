@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serving import Server
+from support.serving import Server
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx2
 import pytest
-from serving import Server, start_server
-from tcp_proxy import TcpProxy
+from support.serving import Server, start_server
+from support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.e2e
 

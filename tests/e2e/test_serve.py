@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from serving import WFA_KEYS, Server, free_port, server_env, start_server
+from support.serving import WFA_KEYS, Server, free_port, server_env, start_server
 from tortoise.context import TortoiseContext
 
 from wfa_keys.db import database

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from authkit import CountingStore, CountingVerifier, inner_app
+from support.keys import CountingStore, CountingVerifier, inner_app
 
 from wfa_auth import ApiKeyAuthMiddleware
 from wfa_auth.memory import MemoryKeyRecord

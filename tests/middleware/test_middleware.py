@@ -12,7 +12,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from authkit import Clock, CountingStore, CountingVerifier, basic, bearer, client_for, inner_app
+from support.clock import Clock
+from support.keys import CountingStore, CountingVerifier, basic, bearer, client_for, inner_app
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 

@@ -8,7 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from authkit import Clock, CountingStore, CountingVerifier, basic, bearer, client_for
+from support.clock import Clock
+from support.keys import CountingStore, CountingVerifier, basic, bearer, client_for
 
 from wfa_auth import ApiKeyAuthMiddleware, MemoryKeyRecord, MemoryTokenStore
 from wfa_auth.keyformat import generate_key_secret

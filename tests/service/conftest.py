@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from graphql_api import (
+from support.gql import (
     ORGANIZATION,
     OTHER_ORGANIZATION,
     PASSWORD,

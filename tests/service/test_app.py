@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import httpx2
 import pytest
-from graphql_api import LOGIN, PASSWORD, Api, only_error_code
+from support.gql import LOGIN, PASSWORD, Api, only_error_code
 from tortoise.context import TortoiseContext
 
 from wfa_keys.app import create_app

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 import pytest
-from graphql_api import CREATE_KEY, LOGIN, PASSWORD, Api
+from support.gql import CREATE_KEY, LOGIN, PASSWORD, Api
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount

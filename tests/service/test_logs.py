@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from graphql_api import CREATE_KEY, PASSWORD, Api
+from support.gql import CREATE_KEY, PASSWORD, Api
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse

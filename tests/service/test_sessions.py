@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from graphql_api import LOGIN, PASSWORD, Api, only_error_code
+from support.gql import LOGIN, PASSWORD, Api, only_error_code
 
 from wfa_keys.crypto import sha256_hex
 from wfa_keys.models import AuditAction, AuditEvent, Role, Session, User

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphql_api import Api, errors_of
+from support.gql import Api, errors_of
 
 AUDIT = """
 query Audit($first: Int, $after: String, $keyId: ID) {

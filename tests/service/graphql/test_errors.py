@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from graphql_api import Api, errors_of, only_error_code
+from support.gql import Api, errors_of, only_error_code
 from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx2
 import schemathesis
-from graphql_api import LOGIN, PASSWORD
+from support.gql import LOGIN, PASSWORD
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis.generation.case import Case

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import pytest
-from graphql_api import LOGIN, PASSWORD, Api, only_error_code
+from support.clock import MonotonicClock as Clock
+from support.gql import LOGIN, PASSWORD, Api, only_error_code
 
 from wfa_auth.hashing import Argon2Verifier
 from wfa_keys.graphql import GraphQLApp
@@ -18,16 +19,6 @@ EMAIL = "admin@acme.example"
 WINDOW = 900
 MakeClient = Callable[..., Api]
 UserFactory = Callable[..., Awaitable[User]]
-
-
-class Clock:
-    """A monotonic clock that moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class CountingVerifier(Argon2Verifier):

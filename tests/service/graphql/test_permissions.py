@@ -6,7 +6,7 @@ import base64
 from typing import Any
 
 import pytest
-from graphql_api import Api, only_error_code
+from support.gql import Api, only_error_code
 
 from wfa_keys.models import ApiKey, AuditEvent
 

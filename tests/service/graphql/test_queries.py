@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from graphql_api import Api, errors_of
+from support.gql import Api, errors_of
 
 PAGE = """
 query Page($first: Int, $after: String, $search: String) {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import threading
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx2
@@ -46,15 +45,6 @@ class CountingStore(MemoryKeyStore):
         self.lookups += 1
         return await super().get_key(key_id)
 
-
-class Clock:
-    """A wall clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 async def whoami(request: Request) -> JSONResponse:
