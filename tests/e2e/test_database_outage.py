@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx2
 import pytest
+
 from support.serving import Server, start_server
 from support.tcp_proxy import TcpProxy
 

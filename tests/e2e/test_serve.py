@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx2
 import pytest
-from support.serving import WFA_KEYS, Server, free_port, server_env, start_server
 from tortoise.context import TortoiseContext
 
+from support.serving import WFA_KEYS, Server, free_port, server_env, start_server
 from wfa_keys.db import database
 from wfa_keys.models import ApiKey
 

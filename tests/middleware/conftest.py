@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from support.keys import CountingStore, CountingVerifier, inner_app
 
+from support.keys import CountingStore, CountingVerifier, inner_app
 from wfa_auth import ApiKeyAuthMiddleware
 from wfa_auth.memory import MemoryKeyRecord
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
 from support.keys import client_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

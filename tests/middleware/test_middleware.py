@@ -12,11 +12,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from support.clock import Clock
-from support.keys import CountingStore, CountingVerifier, basic, bearer, client_for, inner_app
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from support.clock import Clock
+from support.keys import CountingStore, CountingVerifier, basic, bearer, client_for, inner_app
 from wfa_auth import ApiKeyAuthMiddleware, Argon2Verifier, MemoryKeyRecord, MemoryKeyStore, TTLCache
 from wfa_auth.keyformat import generate_key_id, generate_key_secret
 from wfa_auth.tokens import token_digest

@@ -8,9 +8,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+
 from support.clock import Clock
 from support.keys import CountingStore, CountingVerifier, basic, bearer, client_for
-
 from wfa_auth import ApiKeyAuthMiddleware, MemoryKeyRecord, MemoryTokenStore
 from wfa_auth.keyformat import generate_key_secret
 from wfa_auth.tokens import secret_fingerprint, token_digest

@@ -13,6 +13,10 @@ from typing import Any
 
 import httpx2
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Route
+from tortoise.context import TortoiseContext
+
 from support.gql import (
     ORGANIZATION,
     OTHER_ORGANIZATION,
@@ -21,10 +25,6 @@ from support.gql import (
     Api,
     KeyChanges,
 )
-from starlette.applications import Starlette
-from starlette.routing import Route
-from tortoise.context import TortoiseContext
-
 from wfa_keys.graphql import GraphQLApp, create_graphql_app
 from wfa_keys.models import Role, User
 from wfa_keys.settings import Settings

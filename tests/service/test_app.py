@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 import httpx2
 import pytest
-from support.gql import LOGIN, PASSWORD, Api, only_error_code
 from tortoise.context import TortoiseContext
 
+from support.gql import LOGIN, PASSWORD, Api, only_error_code
 from wfa_keys.app import create_app
 from wfa_keys.db import database
 from wfa_keys.models import ApiKey, AuditEvent, Role, User

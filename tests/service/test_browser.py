@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 import pytest
-from support.gql import CREATE_KEY, LOGIN, PASSWORD, Api
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
 from tortoise.context import TortoiseContext
 
+from support.gql import CREATE_KEY, LOGIN, PASSWORD, Api
 from wfa_keys.app import create_app
 from wfa_keys.browser import API_CSP, cors_middleware
 from wfa_keys.models import ApiKey, AuditEvent, Session

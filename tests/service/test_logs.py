@@ -13,13 +13,13 @@ from typing import Any
 
 import httpx2
 import pytest
-from support.gql import CREATE_KEY, PASSWORD, Api
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from tortoise.context import TortoiseContext
 
+from support.gql import CREATE_KEY, PASSWORD, Api
 from wfa_auth.keyformat import generate_key_secret
 from wfa_keys.app import create_app
 from wfa_keys.logs import (

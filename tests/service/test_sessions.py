@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from support.gql import LOGIN, PASSWORD, Api, only_error_code
 
+from support.gql import LOGIN, PASSWORD, Api, only_error_code
 from wfa_keys.crypto import sha256_hex
 from wfa_keys.models import AuditAction, AuditEvent, Role, Session, User
 from wfa_keys.sessions import COOKIE_NAME, REFRESH_INTERVAL, load_session

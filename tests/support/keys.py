@@ -46,7 +46,6 @@ class CountingStore(MemoryKeyStore):
         return await super().get_key(key_id)
 
 
-
 async def whoami(request: Request) -> JSONResponse:
     key = request.scope[SCOPE_KEY]
     return JSONResponse(

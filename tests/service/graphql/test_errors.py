@@ -8,11 +8,11 @@ from typing import Any
 
 import httpx2
 import pytest
-from support.gql import Api, errors_of, only_error_code
 from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from support.gql import Api, errors_of, only_error_code
 from wfa_keys.graphql import GraphQLApp, build_schema, create_graphql_app, queries
 from wfa_keys.settings import Settings
 

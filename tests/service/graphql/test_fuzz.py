@@ -15,12 +15,12 @@ from typing import Any
 
 import httpx2
 import schemathesis
-from support.gql import LOGIN, PASSWORD
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis.generation.case import Case
 from tortoise.context import TortoiseContext
 
+from support.gql import LOGIN, PASSWORD
 from wfa_keys.app import create_app
 from wfa_keys.models import AuditEvent, Role
 from wfa_keys.settings import Settings

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support.gql import Api, errors_of, only_error_code
 
+from support.gql import Api, errors_of, only_error_code
 from wfa_keys.graphql import build_schema
 from wfa_keys.graphql.context import Context, Services
 from wfa_keys.models import ApiKey

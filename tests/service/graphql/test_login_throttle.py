@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import pytest
+
 from support.clock import MonotonicClock as Clock
 from support.gql import LOGIN, PASSWORD, Api, only_error_code
-
 from wfa_auth.hashing import Argon2Verifier
 from wfa_keys.graphql import GraphQLApp
 from wfa_keys.graphql.context import Services

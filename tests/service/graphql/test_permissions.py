@@ -6,8 +6,8 @@ import base64
 from typing import Any
 
 import pytest
-from support.gql import Api, only_error_code
 
+from support.gql import Api, only_error_code
 from wfa_keys.models import ApiKey, AuditEvent
 
 # Every operation that needs an admin; "KEY" is replaced by an existing Key ID.

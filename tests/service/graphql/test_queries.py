@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from support.gql import Api, errors_of
 
 PAGE = """
