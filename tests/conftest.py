@@ -15,7 +15,16 @@ import pytest
 from tortoise.context import TortoiseContext
 
 from wfa_keys.db import database
-from wfa_keys.models import AccessToken, ApiKey, AuditEvent, Organization, Session, User
+from wfa_keys.models import (
+    AccessToken,
+    ApiKey,
+    AuditEvent,
+    KeyChange,
+    Organization,
+    Session,
+    ThrottleSlot,
+    User,
+)
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +41,15 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 async def db(database_url: str) -> AsyncIterator[TortoiseContext]:
     """An open, migrated database with every table emptied."""
     async with database(database_url) as ctx:
-        for model in (AuditEvent, AccessToken, Session, ApiKey, User, Organization):
+        for model in (
+            AuditEvent,
+            AccessToken,
+            Session,
+            ApiKey,
+            User,
+            Organization,
+            KeyChange,
+            ThrottleSlot,
+        ):
             await model.all().delete()
         yield ctx

@@ -104,6 +104,8 @@ class AuditEvent(Model):
     action = fields.CharEnumField(AuditAction, max_length=32)
     key_id = fields.CharField(max_length=64, null=True)
     client_ip = fields.CharField(max_length=64, null=True)
+    #: What else the action records (a count of throttled attempts, a grace period), never a secret.
+    detail = fields.JSONField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     organization_id: str | None
@@ -141,3 +143,36 @@ class AccessToken(Model):
 
     class Meta:
         table = "access_token"
+
+
+class KeyChange(Model):
+    """A committed change that affects authentication, for server processes that poll for them.
+
+    Written in the transaction of the change; ``key_id`` null means every key (a user's
+    deactivation or role change, a subscription change). On PostgreSQL the same change is
+    also announced with NOTIFY.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    key_id = fields.CharField(max_length=64, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "key_change"
+
+
+class ThrottleSlot(Model):
+    """One counted attempt in a shared throttle bucket, until ``expires_at``.
+
+    Buckets and members are digests, never a raw email, address or Key ID, so their size is
+    fixed whatever a client sends.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    bucket = fields.CharField(max_length=64)
+    member = fields.CharField(max_length=64)
+    expires_at = fields.DatetimeField()
+
+    class Meta:
+        table = "throttle_slot"
+        unique_together = (("bucket", "member"),)
