@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from tortoise import fields
 from tortoise.models import Model
@@ -105,7 +106,7 @@ class AuditEvent(Model):
     key_id = fields.CharField(max_length=64, null=True)
     client_ip = fields.CharField(max_length=64, null=True)
     #: What else the action records (a count of throttled attempts, a grace period), never a secret.
-    detail = fields.JSONField(null=True)
+    detail: fields.Field[dict[str, Any] | None] = fields.JSONField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     organization_id: str | None
