@@ -116,12 +116,31 @@ class Authenticator:
         self._unavailable = errors.SERVICE_UNAVAILABLE.with_headers(Retry_After=str(retry_after))
         self._hmac_key = secrets.token_bytes(32)
         self._memo_mac = hashlib.blake2s(key=secrets.token_bytes(32), digest_size=16)
+        # Versions come from one counter, so that a change to one key and a change to every
+        # key (all_keys_changed) both make the key's version larger than any cached one.
+        self._counter = 0
         self._versions: dict[str, int] = {}
+        self._floor = 0
+
+    def _version(self, key_id: str) -> int:
+        return max(self._versions.get(key_id, 0), self._floor)
 
     async def key_changed(self, key_id: str) -> None:
         """Drop what is cached for ``key_id``; lookups already running will not re-cache it."""
-        self._versions[key_id] = self._versions.get(key_id, 0) + 1
+        self._counter += 1
+        self._versions[key_id] = self._counter
         await self.cache.delete("k:" + key_id)
+
+    def all_keys_changed(self) -> None:
+        """Treat every cached record, token and warm request as stale (checked again)."""
+        self._counter += 1
+        self._floor = self._counter
+        self._versions.clear()
+        self._warm.clear()
+
+    def set_record_cache_ttl(self, seconds: float) -> None:
+        """How long a record read from the store is trusted from now on (new reads)."""
+        self.record_cache_ttl = seconds
 
     async def authenticate(self, credentials: Credentials, client: Any) -> ApiKeyUser:
         """Who the credentials belong to, or raise AuthenticationRefused.
@@ -145,7 +164,7 @@ class Authenticator:
         if warm is not None:
             user, version, valid_until = warm
             now = self.timer()
-            if valid_until > now and self._versions.get(user.key.key_id, 0) == version:
+            if valid_until > now and self._version(user.key.key_id) == version:
                 self.usage.note(user.key.key_id, now)
                 return user
             del self._warm[memo]
@@ -170,10 +189,10 @@ class Authenticator:
             raise AuthenticationRefused(errors.INVALID_CREDENTIALS)
         self._throttle(key_id, client_ip)
         for _ in range(_MAX_LOOKUPS):
-            version = self._versions.get(key_id, 0)
+            version = self._version(key_id)
             record, fetched_at = await self._record(key_id, version)
             matched = await self._verify(key_id, record, key_secret)
-            if self._versions.get(key_id, 0) == version:
+            if self._version(key_id) == version:
                 break
         else:
             raise AuthenticationRefused(self._unavailable)
@@ -199,9 +218,9 @@ class Authenticator:
             await self._forget_token(digest)
             raise AuthenticationRefused(errors.TOKEN_EXPIRED)
         for _ in range(_MAX_LOOKUPS):
-            version = self._versions.get(issued.key_id, 0)
+            version = self._version(issued.key_id)
             record, fetched_at = await self._record(issued.key_id, version)
-            if self._versions.get(issued.key_id, 0) == version:
+            if self._version(issued.key_id) == version:
                 break
         else:
             raise AuthenticationRefused(self._unavailable)
@@ -258,17 +277,19 @@ class Authenticator:
 
     async def _record(self, key_id: str, version: int) -> tuple[KeyRecord | None, float]:
         """The record and when (timer) it was read from the store."""
-        cached: tuple[KeyRecord, float] | None = await self.cache.get("k:" + key_id)
-        if cached is not None:
-            return cached
+        cached: tuple[KeyRecord, float, int] | None = await self.cache.get("k:" + key_id)
+        if cached is not None and cached[2] == version:
+            return cached[0], cached[1]
         fetched_at = self.timer()
         try:
             record = await self.store.get_key(key_id)
         except Exception as exc:
             raise self._store_failed("key store", exc) from None
         # key_changed() during the lookup means the record may predate the change.
-        if record is not None and self._versions.get(key_id, 0) == version:
-            await self.cache.set("k:" + key_id, (record, fetched_at), self.record_cache_ttl)
+        if record is not None and self._version(key_id) == version:
+            await self.cache.set(
+                "k:" + key_id, (record, fetched_at, version), self.record_cache_ttl
+            )
         return record, fetched_at
 
     async def _verify(self, key_id: str, record: KeyRecord | None, secret: str) -> bool:
@@ -316,16 +337,20 @@ class Authenticator:
         return mac.hexdigest()
 
     async def _token(self, digest: str) -> TokenRecord | None:
-        cached: TokenRecord | None = await self.cache.get("t:" + digest)
-        if cached is not None:
-            return cached
+        # A token cached before its key changed may have been revoked since: read it again.
+        cached: tuple[TokenRecord, int] | None = await self.cache.get("t:" + digest)
+        if cached is not None and cached[1] == self._version(cached[0].key_id):
+            return cached[0]
         try:
             issued = await self.token_store.get_token(digest)
         except Exception as exc:
             raise self._store_failed("token store", exc) from None
         if issued is not None:
             remaining = (issued.expires_at - self.clock()).total_seconds()
-            await self.cache.set("t:" + digest, issued, min(self.record_cache_ttl, remaining))
+            version = self._version(issued.key_id)
+            await self.cache.set(
+                "t:" + digest, (issued, version), min(self.record_cache_ttl, remaining)
+            )
         return issued
 
     async def _forget_token(self, digest: str) -> None:

@@ -186,6 +186,48 @@ class Cache(Protocol):
         ...
 
 
+class ThrottleStore(Protocol):
+    """Shared counters for throttling: buckets of members, each alive for ``window`` seconds.
+
+    A bucket holds at most ``limit`` live members. The middleware reserves a member *before*
+    the expensive check, so concurrent attempts can never exceed a limit, and releases it (or
+    clears the bucket) after a success. Buckets and members are short digests (at most 64
+    characters), never raw client input. Implementations must make :meth:`reserve` atomic
+    across every process that shares the store (a lock, a transaction or a script).
+    """
+
+    async def reserve(self, bucket: str, member: str, *, limit: int, window: float) -> float | None:
+        """Add ``member`` (or renew it, if present) unless ``bucket`` is full.
+
+        Returns None when the member is in the bucket, else the seconds until a slot frees.
+        """
+        ...
+
+    async def release(self, bucket: str, member: str) -> None:
+        """Remove ``member`` from ``bucket``."""
+        ...
+
+    async def clear(self, bucket: str) -> None:
+        """Remove every member of ``bucket``."""
+        ...
+
+
+class AuthObserver(Protocol):
+    """Told of each authentication outcome, for metrics; must be cheap and never raise."""
+
+    def on_authenticated(self, *, warm: bool) -> None:
+        """A request was let through; ``warm`` when no lookup or hash was needed."""
+        ...
+
+    def on_refused(self, error: str) -> None:
+        """A request was refused with this error code (``too_many_attempts`` when throttled)."""
+        ...
+
+    def on_verification(self, seconds: float) -> None:
+        """A secret was verified with the slow hash, taking ``seconds``."""
+        ...
+
+
 class ErrorResponder(Protocol):
     """Sends the response for a refused request."""
 

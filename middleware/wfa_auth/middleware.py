@@ -139,6 +139,19 @@ class ApiKeyAuthMiddleware:
         old record, and a request whose check overlapped the call checks again."""
         await self.authenticator.key_changed(key_id)
 
+    def all_keys_changed(self) -> None:
+        """Forget everything cached about every key and token (a user's deactivation or role
+        change, a subscription change, or a lost change feed): each is checked again."""
+        self.authenticator.all_keys_changed()
+
+    def set_record_cache_ttl(self, seconds: float) -> None:
+        """How long records read from now on are trusted without another lookup.
+
+        A process that learns of every change (a change feed) can trust them for long; one
+        that lost its feed shortens this so that changes made elsewhere are seen soon.
+        """
+        self.authenticator.set_record_cache_ttl(seconds)
+
     async def flush_usage(self) -> None:
         """Write the pending last-used times now (done by itself at server shutdown)."""
         await self.usage.flush()

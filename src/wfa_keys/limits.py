@@ -1,0 +1,19 @@
+"""Every limit of the service, defined once, for the service layer, GraphQL and the console."""
+
+from __future__ import annotations
+
+#: A key's name: 1 to 100 characters after trimming.
+MAX_NAME_LENGTH = 100
+#: A key's lifetime: 1 to 3650 days, or none (never expires).
+MAX_LIFETIME_DAYS = 3650
+#: The search text of ``apiKeys``.
+MAX_SEARCH_LENGTH = 100
+#: An email address (RFC 5321's limit).
+MAX_EMAIL_LENGTH = 254
+#: A page of a connection: 1 to 100 rows, 50 when not given.
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 50
+#: Live access tokens per key; issuing one more evicts the oldest.
+MAX_TOKENS_PER_KEY = 100
+#: A password of a user.
+MIN_PASSWORD_LENGTH = 12
