@@ -5,6 +5,7 @@ verifier, extractor, cache or error responder through the protocols in :mod:`wfa
 """
 
 from wfa_auth.base import (
+    AuthObserver,
     BearerCredentials,
     Cache,
     CredentialExtractor,
@@ -15,17 +16,24 @@ from wfa_auth.base import (
     KeyStore,
     MalformedCredentials,
     SecretVerifier,
+    ThrottleStore,
     TokenRecord,
     TokenStore,
 )
 from wfa_auth.cache import TTLCache
 from wfa_auth.extractors import HeaderCredentialExtractor
 from wfa_auth.hashing import Argon2Verifier
+from wfa_auth.keyformat import (
+    generate_key_id,
+    generate_key_secret,
+    is_valid_key_id,
+    is_valid_key_secret,
+)
 from wfa_auth.memory import MemoryKeyRecord, MemoryKeyStore, MemoryTokenStore
-from wfa_auth.middleware import SCOPE_KEY, ApiKeyAuthMiddleware
+from wfa_auth.middleware import SCOPE_KEY, ApiKeyAuthMiddleware, route_path
 from wfa_auth.principal import ApiKeyUser
 from wfa_auth.responses import JSONErrorResponder
-from wfa_auth.throttle import FailureLimiter
+from wfa_auth.throttle import FailureLimiter, MemoryThrottleStore
 from wfa_auth.tokens import secret_fingerprint, token_digest
 
 __all__ = [
@@ -33,6 +41,7 @@ __all__ = [
     "ApiKeyAuthMiddleware",
     "ApiKeyUser",
     "Argon2Verifier",
+    "AuthObserver",
     "BearerCredentials",
     "Cache",
     "CredentialExtractor",
@@ -47,11 +56,18 @@ __all__ = [
     "MalformedCredentials",
     "MemoryKeyRecord",
     "MemoryKeyStore",
+    "MemoryThrottleStore",
     "MemoryTokenStore",
     "SecretVerifier",
     "TTLCache",
+    "ThrottleStore",
     "TokenRecord",
     "TokenStore",
+    "generate_key_id",
+    "generate_key_secret",
+    "is_valid_key_id",
+    "is_valid_key_secret",
+    "route_path",
     "secret_fingerprint",
     "token_digest",
 ]
