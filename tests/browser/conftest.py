@@ -62,6 +62,8 @@ def problems() -> PageProblems:
 def page(context: BrowserContext, problems: PageProblems) -> Iterator[Page]:
     """A console tab; the test fails if the page hit a CSP violation or a console error."""
     tab = context.new_page()
+    # Focus assertions need the tab to have the window's focus (document.hasFocus()).
+    tab.bring_to_front()
     problems.watch(tab)
     yield tab
     found = problems.all(tab)

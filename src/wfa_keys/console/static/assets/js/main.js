@@ -1,7 +1,7 @@
 // The console's entry point: who is signed in, and which view shows (from the URL's hash,
 // which holds only the view's name: #/api-keys or #/audit-log).
 
-import { onSessionEnded, gql } from "./api.js";
+import { describeError, gql, onSessionEnded } from "./api.js";
 import { $ } from "./dom.js";
 import { closeAllModals } from "./modal.js";
 import { showAuditPage } from "./audit.js";
@@ -64,17 +64,18 @@ async function start() {
     if (me) signedOut("Your session has ended. Sign in again.");
   });
   window.addEventListener("hashchange", () => route({ moveFocus: true }));
+  let notice = "";
   try {
-    const data = await gql(ME);
-    me = data.me;
-  } catch {
+    me = (await gql(ME)).me;
+  } catch (error) {
     me = null;
+    notice = describeError(error);
   }
   if (me) {
     $("account-email").textContent = me.email;
     route({ moveFocus: false });
   } else {
-    signedOut("");
+    signedOut(notice);
   }
 }
 

@@ -398,3 +398,44 @@ def test_the_console_has_a_strict_csp_and_a_violation_would_fail_the_test(
     # Seen: what the ``page`` fixture would have failed this test on; clear it for teardown.
     page.evaluate("window.__cspViolations.length = 0")
     problems.console_errors.clear()
+
+
+def test_a_failed_request_is_shown_as_an_alert_and_the_next_one_recovers(
+    page: Page, admin: Account, problems: PageProblems
+) -> None:
+    sign_in(page, admin)
+    create_key(page, "Still here")
+    close_secret(page)
+    page.route("**/graphql", lambda route: route.abort())
+
+    page.get_by_role("searchbox", name="Search").fill("Still")
+
+    expect(page.get_by_role("alert")).to_have_text(
+        "The service cannot be reached. Check the connection and try again."
+    )
+    # The browser logs the aborted request itself; that is the point of this test.
+    problems.console_errors.clear()
+    page.unroute("**/graphql")
+    page.get_by_role("searchbox", name="Search").fill("Still her")
+    expect(key_row(page, "Still here")).to_be_visible()
+    expect(page.get_by_role("alert")).to_be_hidden()
+
+
+def test_escape_closes_the_yes_no_question_without_deleting(
+    page: Page, admin: Account, console_server: Server
+) -> None:
+    sign_in(page, admin)
+    key_id, secret = create_key(page, "Escape me")
+    close_secret(page)
+    delete = key_row(page, "Escape me").get_by_role("button", name="Delete")
+    delete.focus()
+    page.keyboard.press("Enter")
+    confirm = page.get_by_role("dialog", name="Delete API Key")
+    expect(confirm.get_by_role("button", name="No")).to_be_focused()
+
+    page.keyboard.press("Escape")
+
+    expect(confirm).to_be_hidden()
+    expect(delete).to_be_focused()
+    expect(key_row(page, "Escape me")).to_be_visible()
+    assert whoami_status(console_server.base_url, key_id, secret) == 200
