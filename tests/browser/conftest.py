@@ -59,12 +59,13 @@ def problems() -> PageProblems:
 
 
 @pytest.fixture
-def page(context: BrowserContext, problems: PageProblems) -> Iterator[Page]:
-    """A console tab; the test fails if the page hit a CSP violation or a console error."""
+def page(context: BrowserContext, problems: PageProblems, console_server: Server) -> Iterator[Page]:
+    """A console tab; the test fails on a CSP violation, a console error or a request
+    to any host but the server (the console must work without internet)."""
     tab = context.new_page()
     # Focus assertions need the tab to have the window's focus (document.hasFocus()).
     tab.bring_to_front()
-    problems.watch(tab)
+    problems.watch(tab, console_server.base_url)
     yield tab
     found = problems.all(tab)
     assert not found, "\n".join(found)

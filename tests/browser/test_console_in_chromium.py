@@ -439,3 +439,20 @@ def test_escape_closes_the_yes_no_question_without_deleting(
     expect(delete).to_be_focused()
     expect(key_row(page, "Escape me")).to_be_visible()
     assert whoami_status(console_server.base_url, key_id, secret) == 200
+
+
+def test_too_many_failed_sign_ins_say_when_to_try_again(page: Page, admin: Account) -> None:
+    page.goto("/")
+    page.get_by_label("Email").fill(admin.email)
+    alert = page.get_by_role("alert")
+    for _ in range(5):  # WFA_LOGIN_MAX_FAILURES_PER_EMAIL_IP
+        page.get_by_label("Password").fill("not the password")
+        page.get_by_role("button", name="Sign in").click()
+        expect(alert).to_have_text("The email or the password is wrong.")
+        expect(page.get_by_role("button", name="Sign in")).to_be_enabled()
+
+    page.get_by_label("Password").fill(admin.password)
+    page.get_by_role("button", name="Sign in").click()
+
+    expect(alert).to_have_text(re.compile(r"^Too many attempts\. Try again in \d+ seconds\.$"))
+    expect(page.get_by_role("button", name="Sign out")).to_have_count(0)

@@ -56,11 +56,21 @@ class PageProblems:
 
     console_errors: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
+    elsewhere: list[str] = field(default_factory=list)
 
-    def watch(self, page: Page) -> None:
+    def watch(self, page: Page, origin: str) -> None:
         page.add_init_script(WATCH_CSP)
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.page_errors.append(str(error)))
+        # The console must work without internet: it asks nothing of any other host.
+        page.on(
+            "request",
+            lambda request: (
+                None
+                if request.url.startswith((f"{origin}/", "data:"))
+                else self.elsewhere.append(request.url)
+            ),
+        )
 
     def _console(self, message: ConsoleMessage) -> None:
         if message.type == "error":
@@ -74,6 +84,7 @@ class PageProblems:
             *(f"CSP violation: {v}" for v in violations),
             *(f"console error: {e}" for e in self.console_errors),
             *(f"page error: {e}" for e in self.page_errors),
+            *(f"request to another host: {url}" for url in self.elsewhere),
         ]
 
 

@@ -63,7 +63,10 @@ async function start() {
   onSessionEnded(() => {
     if (me) signedOut("Your session has ended. Sign in again.");
   });
-  window.addEventListener("hashchange", () => route({ moveFocus: true }));
+  window.addEventListener("hashchange", () => {
+    // Only "#/..." names a view; "#main" is the skip link's target.
+    if (location.hash.startsWith("#/")) route({ moveFocus: true });
+  });
   let notice = "";
   try {
     me = (await gql(ME)).me;
