@@ -20,6 +20,7 @@ from starlette.routing import Mount, Route
 
 from wfa_keys.api import create_api
 from wfa_keys.browser import CrossSiteRequestMiddleware, SecurityHeadersMiddleware, cors_middleware
+from wfa_keys.console import create_console_app
 from wfa_keys.db import close_global, open_global, ping
 from wfa_keys.graphql import create_graphql_app
 from wfa_keys.logs import RequestLogMiddleware
@@ -68,6 +69,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route(GRAPHQL_PATH, graphql_app, methods=["GET", "POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Mount("/api", app=api),
+            # Last: the console answers every path the routes above do not.
+            *([Mount("/", app=create_console_app())] if settings.console else []),
         ],
         middleware=[
             # Outermost first: every answer, refusals included, is logged with its request ID

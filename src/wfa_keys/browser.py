@@ -160,6 +160,10 @@ class SecurityHeadersMiddleware:
                     headers["Cache-Control"] = "no-store"
                 if https:
                     headers["Strict-Transport-Security"] = "max-age=31536000"
+                if "content-security-policy" in headers:
+                    # The response brought its own policy (the console's): keep it.
+                    await send(message)
+                    return
                 if headers.get("content-type", "").startswith("text/html"):
                     # The CSP depends on the page: hold the start until the body is complete.
                     start = message

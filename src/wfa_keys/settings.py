@@ -49,6 +49,12 @@ class Settings:
     database_url: str = field(default=DEFAULT_DATABASE_URL, metadata={"env": "WFA_DATABASE_URL"})
     dev: bool = field(default=False, metadata={"env": "WFA_DEV"})
     graphiql: bool | None = field(default=None, metadata={"env": "WFA_GRAPHIQL"})
+    # The admin console (the API Keys page) at ``/``.
+    console: bool = field(default=True, metadata={"env": "WFA_CONSOLE"})
+    # Where GraphiQL's scripts and styles come from: the CDN (pinned with SRI), or your copy.
+    graphiql_assets_url: str = field(
+        default="https://unpkg.com", metadata={"env": "WFA_GRAPHIQL_ASSETS_URL"}
+    )
     cors_origins: tuple[str, ...] = field(default=(), metadata={"env": "WFA_CORS_ORIGINS"})
     # argon2id cost for secrets and passwords; OWASP's minimum is m=19 MiB, t=2, p=1.
     argon2_time_cost: int = field(
@@ -109,7 +115,7 @@ class Settings:
             raw = env[name]
             if f.name == "cors_origins":
                 values[f.name] = _list(name, raw)
-            elif f.name in {"dev", "graphiql"}:
+            elif f.name in {"dev", "graphiql", "console"}:
                 values[f.name] = _bool(name, raw)
             elif "range" in f.metadata:
                 values[f.name] = _int(name, raw, *f.metadata["range"])
@@ -124,6 +130,8 @@ class Settings:
         settings = cls(**values)
         if "*" in settings.cors_origins:
             raise SettingsError("WFA_CORS_ORIGINS cannot be '*': cookies are sent with credentials")
+        if not settings.graphiql_assets_url.startswith(("https://", "http://")):
+            raise SettingsError("WFA_GRAPHIQL_ASSETS_URL must be an absolute http(s) URL")
         if settings.session_idle_timeout > settings.session_absolute_timeout:
             raise SettingsError(
                 "WFA_SESSION_IDLE_TIMEOUT cannot be longer than WFA_SESSION_ABSOLUTE_TIMEOUT"

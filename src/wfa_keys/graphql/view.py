@@ -7,7 +7,7 @@ from uuid import uuid4
 
 from cross_web import HTTPException
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, process_result
@@ -15,6 +15,7 @@ from strawberry.types import ExecutionResult
 
 from wfa_keys.graphql.context import Context, KeyChanged, Services
 from wfa_keys.graphql.extensions import present
+from wfa_keys.graphql.graphiql import graphiql_html
 from wfa_keys.graphql.schema import build_schema
 from wfa_keys.sessions import COOKIE_NAME, ActiveSession, clear_session_cookie, load_session
 from wfa_keys.settings import Settings
@@ -36,6 +37,10 @@ class GraphQLApp(GraphQL[Context, None]):
             allow_queries_via_get=False,
         )
         self.services = services
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        # Our GraphiQL page: nothing copied into the URL or local storage (see graphiql.py).
+        return HTMLResponse(graphiql_html(self.services.settings.graphiql_assets_url))
 
     def decode_json(self, data: str | bytes) -> object:
         decoded = super().decode_json(data)

@@ -1,0 +1,60 @@
+// The Audit Log view: the organization's events, newest first.
+
+import { gql } from "./api.js";
+import { pagedTable } from "./paged-table.js";
+import { $, dateCell, h, say } from "./dom.js";
+
+const PAGE_SIZE = 50;
+const LIST = `query AuditEvents($first: Int, $after: String) {
+  auditEvents(first: $first, after: $after) {
+    totalCount pageInfo { hasNextPage endCursor }
+    nodes { id action keyId actorEmail clientIp createdAt }
+  }
+}`;
+
+const ACTIONS = {
+  KEY_CREATED: "Key created",
+  KEY_ENABLED: "Key enabled",
+  KEY_DISABLED: "Key disabled",
+  KEY_REGENERATED: "Secret regenerated",
+  KEY_DELETED: "Key deleted",
+  LOGIN_SUCCEEDED: "Signed in",
+  LOGIN_FAILED: "Sign-in failed",
+  LOGIN_THROTTLED: "Sign-in refused (too many attempts)",
+  LOGOUT: "Signed out",
+};
+
+
+function row(event) {
+  const cells = [
+    ["When", dateCell(event.createdAt)],
+    ["Event", ACTIONS[event.action] ?? event.action],
+    ["Key ID", event.keyId ? h("code", { class: "key-id" }, event.keyId) : "—"],
+    ["Who", event.actorEmail ?? "—"],
+    ["Client IP", event.clientIp ?? "—"],
+  ];
+  return h("tr", { role: "row" }, cells.map(([label, value]) => h("td", { role: "cell", "data-label": label }, value)));
+}
+
+const table = pagedTable({
+  body: $("audit-body"),
+  status: $("audit-status"),
+  error: $("audit-error"),
+  more: $("audit-more"),
+  row,
+  fetchPage: async (after) => (await gql(LIST, { first: PAGE_SIZE, after })).auditEvents,
+  summary: (shown, total) => (total === 0 ? "No events yet." : `Showing ${shown} of ${total} events.`),
+});
+
+export function showAuditPage(me) {
+  const allowed = me.role === "ADMIN" && me.organization.hasWorkflowAutomation;
+  $("audit-content").hidden = !allowed;
+  if (!me.organization.hasWorkflowAutomation) {
+    say($("audit-notice"), "API Management requires a subscription to Workflow Automation.");
+  } else if (!allowed) {
+    say($("audit-notice"), "Only admins see the audit log.");
+  } else {
+    say($("audit-notice"), "");
+    table.reload();
+  }
+}

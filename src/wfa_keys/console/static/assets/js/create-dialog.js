@@ -1,0 +1,109 @@
+// The "Create API Key" window: Name, Expiration Time, Lifetime (days), Submit, Cancel.
+// New fields go here: add the input to index.html, read it in `readInput`, map its
+// BAD_USER_INPUT field in FIELD_ERRORS.
+
+import { describeError, gql } from "./api.js";
+import { $, say } from "./dom.js";
+import { closeModal, openModal, setUpModal } from "./modal.js";
+import { showSecret } from "./secret-dialog.js";
+
+const CREATE = `mutation CreateApiKey($input: CreateApiKeyInput!) {
+  createApiKey(input: $input) { keySecret apiKey { id name } }
+}`;
+
+const dialog = $("create-dialog");
+const form = $("create-form");
+const name = $("create-name");
+const expires = $("create-expires");
+const lifetime = $("create-lifetime");
+const submit = $("create-submit");
+
+// extensions.field of a BAD_USER_INPUT error -> [input, its error element]
+const FIELD_ERRORS = {
+  "input.name": [name, $("create-name-error")],
+  "input.lifetimeDays": [lifetime, $("create-lifetime-error")],
+};
+
+let onCreated = null;
+
+function setExpires(on) {
+  expires.setAttribute("aria-checked", String(on));
+  lifetime.disabled = !on;
+  if (on && !lifetime.value) lifetime.value = "90";
+  if (!on) showFieldError(lifetime, $("create-lifetime-error"), "");
+}
+
+function showFieldError(input, element, message) {
+  say(element, message);
+  if (message) input.setAttribute("aria-invalid", "true");
+  else input.removeAttribute("aria-invalid");
+}
+
+function clearErrors() {
+  for (const [input, element] of Object.values(FIELD_ERRORS)) showFieldError(input, element, "");
+  say($("create-error"), "");
+}
+
+/** The mutation's input, or null after explaining what is wrong. */
+function readInput() {
+  const input = { name: name.value.trim(), lifetimeDays: null };
+  let firstBad = null;
+  if (!input.name) {
+    showFieldError(name, $("create-name-error"), "Enter a name for the key.");
+    firstBad ??= name;
+  }
+  if (expires.getAttribute("aria-checked") === "true") {
+    const days = Number(lifetime.value);
+    if (lifetime.value.trim() === "" || !Number.isInteger(days)) {
+      showFieldError(lifetime, $("create-lifetime-error"), "Enter a whole number of days.");
+      firstBad ??= lifetime;
+    } else {
+      input.lifetimeDays = days;
+    }
+  }
+  firstBad?.focus();
+  return firstBad ? null : input;
+}
+
+async function create(event) {
+  event.preventDefault();
+  clearErrors();
+  const input = readInput();
+  if (!input) return;
+  submit.disabled = true;
+  try {
+    const { createApiKey } = await gql(CREATE, { input });
+    const opener = dialog.opener;
+    closeModal(dialog, { opener: null });
+    await onCreated?.(createApiKey);
+    showSecret(createApiKey, opener);
+  } catch (error) {
+    const target = FIELD_ERRORS[error.field];
+    if (error.code === "BAD_USER_INPUT" && target) {
+      showFieldError(target[0], target[1], error.message);
+      target[0].focus();
+    } else if (dialog.open) {
+      say($("create-error"), describeError(error));
+    }
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+export function setUpCreateDialog(created) {
+  onCreated = created;
+  setUpModal(dialog, () => {
+    form.reset();
+    setExpires(false);
+    clearErrors();
+  });
+  expires.addEventListener("click", () =>
+    setExpires(expires.getAttribute("aria-checked") !== "true"),
+  );
+  $("create-cancel").addEventListener("click", () => closeModal(dialog));
+  form.addEventListener("submit", create);
+}
+
+export function openCreateDialog(opener) {
+  openModal(dialog, { opener, focus: name });
+}

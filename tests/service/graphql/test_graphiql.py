@@ -1,0 +1,86 @@
+"""GraphiQL keeps operations out of the URL and out of local storage; its assets can move."""
+
+from __future__ import annotations
+
+import re
+
+import httpx2
+import pytest
+from tortoise.context import TortoiseContext
+
+from wfa_keys.app import create_app
+from wfa_keys.graphql.graphiql import CDN_URL, graphiql_html
+from wfa_keys.settings import Settings, SettingsError
+
+SELF_HOSTED = "https://assets.acme.example/graphiql"
+
+
+async def graphiql_page(settings: Settings) -> httpx2.Response:
+    transport = httpx2.ASGITransport(app=create_app(settings))
+    async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        return await c.get("/graphql", headers={"Accept": "text/html"})
+
+
+async def test_graphiql_never_writes_the_operation_into_the_url_or_local_storage(
+    db: TortoiseContext,
+) -> None:
+    del db
+    response = await graphiql_page(Settings(database_url="unused", dev=True))
+
+    assert response.status_code == 200
+    (script,) = re.findall(r"<script>(.*?)</script>", response.text, flags=re.DOTALL)
+    # Strawberry's page copies q= and variables= into the address bar; this one has no URL
+    # parameters at all, and GraphiQL's storage is a Map in memory.
+    assert "replaceState" not in script
+    assert "location.search" not in script
+    assert "parameters" not in script
+    assert "localStorage" not in script
+    assert "storage," in script
+    assert "new Map()" in script
+    assert "shouldPersistHeaders: false" in script
+    assert "Sign in through the console" in script
+
+
+async def test_graphiql_assets_come_from_the_cdn_pinned_with_sri_by_default(
+    db: TortoiseContext,
+) -> None:
+    del db
+    response = await graphiql_page(Settings(database_url="unused", dev=True))
+
+    tags = re.findall(r"<(?:script|link)\b[^>]*\b(?:src|href)=\"https://[^>]*>", response.text)
+    assert len(tags) == 7
+    for tag in tags:
+        assert f'"{CDN_URL}/' in tag
+        assert 'integrity="sha384-' in tag
+
+
+async def test_wfa_graphiql_assets_url_self_hosts_them_with_the_same_hashes(
+    db: TortoiseContext,
+) -> None:
+    del db
+    settings = Settings.from_env(
+        {
+            "WFA_DATABASE_URL": "unused",
+            "WFA_DEV": "on",
+            "WFA_GRAPHIQL_ASSETS_URL": SELF_HOSTED + "/",
+        }
+    )
+    response = await graphiql_page(settings)
+
+    assert CDN_URL not in response.text
+    assert f"{SELF_HOSTED}/graphiql@3.8.3/graphiql.min.js" in response.text
+    assert response.text.count('integrity="sha384-') == 7
+    # The page's CSP names the new host, so the browser loads the copies.
+    policy = response.headers["Content-Security-Policy"]
+    assert f"{SELF_HOSTED}/graphiql@3.8.3/graphiql.min.js" in policy
+    assert "unpkg.com" not in policy
+
+
+@pytest.mark.parametrize("value", ["/static/graphiql", "assets.acme.example", "ftp://x"])
+def test_wfa_graphiql_assets_url_must_be_an_absolute_http_url(value: str) -> None:
+    with pytest.raises(SettingsError, match="WFA_GRAPHIQL_ASSETS_URL"):
+        Settings.from_env({"WFA_GRAPHIQL_ASSETS_URL": value})
+
+
+def test_graphiql_html_is_built_once_per_assets_url() -> None:
+    assert graphiql_html(SELF_HOSTED) is graphiql_html(SELF_HOSTED)
