@@ -8,11 +8,10 @@ import pytest
 
 from support.clock import MonotonicClock as Clock
 from support.gql import LOGIN, PASSWORD, Api, only_error_code
-from wfa_auth.hashing import Argon2Verifier
+from wfa_auth import Argon2Verifier, MemoryThrottleStore
 from wfa_keys.graphql import GraphQLApp
 from wfa_keys.graphql.context import Services
 from wfa_keys.models import AuditAction, AuditEvent, Session, User
-from wfa_keys.sessions import LoginThrottle
 from wfa_keys.settings import Settings
 
 EMAIL = "admin@acme.example"
@@ -52,10 +51,8 @@ def verifier() -> CountingVerifier:
 
 @pytest.fixture
 def gql_app(settings: Settings, clock: Clock, verifier: CountingVerifier) -> GraphQLApp:
-    services = Services(
-        settings=settings,
-        hasher=verifier,
-        login_throttle=LoginThrottle(settings, clock=clock),
+    services = Services.create(
+        settings, hasher=verifier, throttle_store=MemoryThrottleStore(clock=clock)
     )
     return GraphQLApp(settings, services)
 
