@@ -23,7 +23,7 @@ from wfa_keys.changes import publish_key_change
 from wfa_keys.crypto import hasher_for
 from wfa_keys.errors import InvalidInput
 from wfa_keys.hashing import run_argon2
-from wfa_keys.limits import MAX_EMAIL_LENGTH, MIN_PASSWORD_LENGTH
+from wfa_keys.limits import MAX_EMAIL_LENGTH, MAX_ORGANIZATION_NAME_LENGTH, MIN_PASSWORD_LENGTH
 from wfa_keys.models import Organization, Role, User
 from wfa_keys.sessions import end_user_sessions
 from wfa_keys.settings import Settings
@@ -41,8 +41,6 @@ __all__ = [
     "set_subscription",
     "set_user_active",
 ]
-
-MAX_ORGANIZATION_NAME_LENGTH = 200
 
 
 class UserError(ValueError):

@@ -228,8 +228,13 @@ async def test_a_lone_surrogate_at_sign_in_is_an_ordinary_failure_with_its_audit
             {"id": "wfak_" + "a" * 19 + "\ud800"},
             "id",
         ),
+        (
+            "query P($a: String) { auditEvents(after: $a) { totalCount } }",
+            {"a": "Y3Vyc29y\ud800"},
+            "after",
+        ),
     ],
-    ids=["name", "search", "key-id", "delete-key-id"],
+    ids=["name", "search", "key-id", "delete-key-id", "cursor"],
 )
 async def test_a_lone_surrogate_in_an_argument_is_bad_user_input(
     make_client: MakeClient,
