@@ -54,36 +54,31 @@ def throttled_subject(email: str, client_ip: str | None) -> str:
 
 
 async def record_throttled_sign_in(
-    *,
-    email: str,
-    user: User | None,
-    client_ip: str | None,
-    window: float,
-    first_in_window: bool,
+    *, email: str, user: User | None, client_ip: str | None, window: float
 ) -> AuditEvent:
     """Record a refused (throttled) sign-in: one ``LOGIN_THROTTLED`` event per (email,
     address) per window, ``detail["count"]`` counting the refusals.
 
-    ``first_in_window`` comes from the shared throttle store (one winner per pair and window
-    across every process): the first refusal writes the event, later ones increment its
-    count with the row locked, so concurrent refusals lose no count on PostgreSQL.
+    Find-or-create runs under a lock of the pair held until commit, so that it holds across
+    server processes: ``pg_advisory_xact_lock`` on PostgreSQL; SQLite runs one write
+    transaction at a time. A refusal within ``window`` seconds of the pair's last event
+    increments its count; a later one starts a new event.
     """
     subject = throttled_subject(email, client_ip)
     ip = client_ip[:64] if client_ip else None
-    async with in_transaction():
-        if not first_in_window:
-            since = datetime.now(UTC) - timedelta(seconds=window)
-            query = AuditEvent.filter(action=AuditAction.LOGIN_THROTTLED, created_at__gte=since)
-            query = query.filter(client_ip=ip) if ip else query.filter(client_ip__isnull=True)
-            candidates = await query.order_by("-id").limit(_MAX_CANDIDATES).select_for_update()
-            for event in candidates:
-                detail = event.detail or {}
-                if detail.get("subject") == subject:
-                    count = int(detail.get("count", 1)) + 1
-                    event.detail = {**detail, "count": count}
-                    await event.save(update_fields=["detail"])
-                    return event
-        # The first refusal, or its event is not visible (not committed yet, or pruned).
+    async with in_transaction() as connection:
+        if connection.capabilities.dialect == "postgres":
+            await connection.execute_query("SELECT pg_advisory_xact_lock($1)", [_lock_id(subject)])
+        since = datetime.now(UTC) - timedelta(seconds=window)
+        query = AuditEvent.filter(action=AuditAction.LOGIN_THROTTLED, created_at__gte=since)
+        query = query.filter(client_ip=ip) if ip else query.filter(client_ip__isnull=True)
+        for event in await query.order_by("-id").limit(_MAX_CANDIDATES):
+            detail = event.detail or {}
+            if detail.get("subject") == subject:
+                count = int(detail.get("count", 1)) + 1
+                event.detail = {**detail, "count": count}
+                await event.save(update_fields=["detail"])
+                return event
         return await record_event(
             AuditAction.LOGIN_THROTTLED,
             organization_id=user.organization_id if user is not None else None,
@@ -91,3 +86,9 @@ async def record_throttled_sign_in(
             client_ip=client_ip,
             detail={"count": 1, "subject": subject},
         )
+
+
+def _lock_id(subject: str) -> int:
+    """A signed 64-bit advisory-lock ID for a pair, apart from any other lock of the service."""
+    digest = hashlib.sha256(f"wfa-keys:login-throttled:{subject}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)

@@ -189,14 +189,3 @@ class LoginThrottle:
         """Forget the pair's attempts and this email's place in the address's bucket."""
         await self.store.clear(attempt.pair_bucket)
         await self.store.release(attempt.ip_bucket, attempt.email_member)
-
-    async def first_refusal_in_window(self, email: str, client_ip: str | None) -> bool:
-        """True for the first refused attempt of this pair in a window (audited as a new
-        event; later ones only raise its count). Atomic across processes sharing the store."""
-        wait = await self.store.reserve(
-            _digest("login-throttled-audit", email, client_ip),
-            secrets.token_hex(16),
-            limit=1,
-            window=self.window,
-        )
-        return wait is None

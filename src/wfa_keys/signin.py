@@ -128,18 +128,9 @@ class SignIn:
         try:
             return await self.throttle.reserve(address, client_ip)
         except RateLimited:
-            try:
-                first = await self.throttle.first_refusal_in_window(address, client_ip)
-            except Exception:
-                logger.exception("throttle store failed (request %s)", request_id)
-                raise Unavailable() from None
             # Refused without checking the password: the limit also caps argon2 work.
             await record_throttled_sign_in(
-                email=address,
-                user=user,
-                client_ip=client_ip,
-                window=self.throttle.window,
-                first_in_window=first,
+                email=address, user=user, client_ip=client_ip, window=self.throttle.window
             )
             raise
         except Exception:

@@ -9,9 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx2
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Route
+from tortoise.context import TortoiseContext
 
 from support.clock import MonotonicClock
 from support.gql import LOGIN, PASSWORD, Api, only_error_code
@@ -114,6 +119,9 @@ async def test_a_throttled_sign_in_is_audited_once_per_window_with_a_count(
 
     # Another window: a new event for the same pair.
     clock.advance(WINDOW + 1)
+    await AuditEvent.filter(id=event.id).update(
+        created_at=datetime.now(UTC) - timedelta(seconds=WINDOW + 1)
+    )
     for _ in range(3):
         await attempt(attacker, password="guess")
     assert await attempt(attacker, password="guess") == "RATE_LIMITED"
@@ -126,6 +134,52 @@ async def test_a_throttled_sign_in_is_audited_once_per_window_with_a_count(
     throttled = [n["count"] for n in nodes if n["action"] == "LOGIN_THROTTLED"]
     assert throttled == [1, 5]
     assert {n["count"] for n in nodes if n["action"] != "LOGIN_THROTTLED"} == {None}
+
+
+async def test_concurrent_throttled_sign_ins_on_two_servers_share_one_event_and_count(
+    db: TortoiseContext,
+    settings: Settings,
+    make_user: UserFactory,
+    store: RecordingStore,
+    verifier: CountingVerifier,
+) -> None:
+    await make_user(EMAIL)
+    # Two apps, as two server processes, sharing the throttle store and the database.
+    servers = [
+        Starlette(
+            routes=[
+                Route(
+                    "/graphql",
+                    GraphQLApp(
+                        settings,
+                        Services.create(settings, hasher=verifier, throttle_store=store),
+                    ),
+                    methods=["POST"],
+                )
+            ]
+        )
+        for _ in range(2)
+    ]
+    clients = [
+        httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=server, client=("198.51.100.9", 5000)),
+            base_url="http://testserver",
+        )
+        for server in servers
+    ]
+    try:
+        apis = [Api(client) for client in clients]
+        for _ in range(3):
+            await attempt(apis[0], password="guess")
+
+        codes = await asyncio.gather(*(attempt(apis[n % 2], password="guess") for n in range(20)))
+    finally:
+        for client in clients:
+            await client.aclose()
+
+    assert codes == ["RATE_LIMITED"] * 20
+    [event] = await AuditEvent.filter(action=AuditAction.LOGIN_THROTTLED)
+    assert event.detail["count"] == 20
 
 
 async def test_throttled_attempts_of_distinct_emails_are_audited_apart(
