@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from tortoise.expressions import Q
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from wfa_auth import Argon2Verifier
@@ -98,6 +100,15 @@ class KeyManager:
             .select_related("owner__organization")
             .first()
         )
+
+    def keys(self, actor: Actor, *, search: str | None = None) -> QuerySet[ApiKey]:
+        """The organization's keys whose name or Key ID contains ``search`` (ignoring case),
+        newest first, owners and organizations loaded; page it as the face needs."""
+        text = validation.search_text(search)
+        query = ApiKey.filter(organization_id=actor.user.organization_id)
+        if text is not None:
+            query = query.filter(Q(name__icontains=text) | Q(key_id__icontains=text))
+        return query.select_related("owner__organization").order_by("-created_at", "-id")
 
     async def create_key(
         self, actor: Actor, *, name: str, lifetime_days: int | None = None

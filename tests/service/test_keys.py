@@ -178,6 +178,10 @@ async def test_the_service_layer_serves_a_caller_without_graphql(
     assert new.key.name == "Nightly"
     assert "***" in repr(new)
     assert new.key_secret not in repr(new)
+    other = await manager.create_key(actor, name="Backup")
+    assert [k.name for k in await manager.keys(actor)] == ["Backup", "Nightly"]
+    assert [k.key_id for k in await manager.keys(actor, search="NIGHT")] == [new.key.key_id]
+    await manager.delete_key(actor, other.key.key_id)
     disabled = await manager.set_key_enabled(actor, new.key.key_id, False)
     assert disabled.enabled is False
     assert (await manager.get_key(actor, new.key.key_id)) is not None
@@ -192,8 +196,14 @@ async def test_the_service_layer_serves_a_caller_without_graphql(
         await manager.create_key(actor, name="ok", lifetime_days=3651)
     assert bad.value.field == "lifetime_days"
     actions = await AuditEvent.all().order_by("id").values_list("action", flat=True)
-    assert actions == [AuditAction.KEY_CREATED, AuditAction.KEY_DISABLED, AuditAction.KEY_DELETED]
-    assert await AuditEvent.filter(client_ip="192.0.2.1").count() == 3
+    assert actions == [
+        AuditAction.KEY_CREATED,
+        AuditAction.KEY_CREATED,
+        AuditAction.KEY_DELETED,
+        AuditAction.KEY_DISABLED,
+        AuditAction.KEY_DELETED,
+    ]
+    assert await AuditEvent.filter(client_ip="192.0.2.1").count() == 5
 
 
 async def test_concurrent_key_creation_runs_at_most_two_argon2_hashes_at_once(
