@@ -5,11 +5,20 @@ hash: only the action, who, which Key ID, when and from which address.
 
 from __future__ import annotations
 
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
+
+from tortoise.transactions import in_transaction
 
 from wfa_keys.models import AuditAction, AuditEvent, User
 
-__all__ = ["record_event"]
+__all__ = ["record_event", "record_throttled_sign_in", "throttled_subject"]
+
+# Refused sign-ins of one address in one window searched for the pair's event; beyond
+# this many distinct emails the oldest pairs start new events (still one per request at most).
+_MAX_CANDIDATES = 500
 
 
 async def record_event(
@@ -19,6 +28,7 @@ async def record_event(
     actor: User | None,
     client_ip: str | None,
     key_id: str | None = None,
+    detail: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Store one audit event on the current connection (the caller's transaction)."""
     return await AuditEvent.create(
@@ -28,4 +38,57 @@ async def record_event(
         actor_email=actor.email if actor is not None else None,
         key_id=key_id,
         client_ip=client_ip[:64] if client_ip else None,
+        detail=detail,
     )
+
+
+def throttled_subject(email: str, client_ip: str | None) -> str:
+    """A short tag telling (email, address) pairs of one address apart in one window.
+
+    Eight hex digits (32 bits): enough that two emails tried from one address in one window
+    practically never share it, too few to confirm a guess of what was typed in the email
+    field (which may be a password typed in the wrong box) against the table.
+    """
+    text = f"{email}\0{client_ip or ''}".encode("utf-8", "surrogatepass")
+    return hashlib.sha256(text).hexdigest()[:8]
+
+
+async def record_throttled_sign_in(
+    *, email: str, user: User | None, client_ip: str | None, window: float
+) -> AuditEvent:
+    """Record a refused (throttled) sign-in: one ``LOGIN_THROTTLED`` event per (email,
+    address) per window, ``detail["count"]`` counting the refusals.
+
+    Find-or-create runs under a lock of the pair held until commit, so that it holds across
+    server processes: ``pg_advisory_xact_lock`` on PostgreSQL; SQLite runs one write
+    transaction at a time. A refusal within ``window`` seconds of the pair's last event
+    increments its count; a later one starts a new event.
+    """
+    subject = throttled_subject(email, client_ip)
+    ip = client_ip[:64] if client_ip else None
+    async with in_transaction() as connection:
+        if connection.capabilities.dialect == "postgres":
+            await connection.execute_query("SELECT pg_advisory_xact_lock($1)", [_lock_id(subject)])
+        since = datetime.now(UTC) - timedelta(seconds=window)
+        query = AuditEvent.filter(action=AuditAction.LOGIN_THROTTLED, created_at__gte=since)
+        query = query.filter(client_ip=ip) if ip else query.filter(client_ip__isnull=True)
+        for event in await query.order_by("-id").limit(_MAX_CANDIDATES):
+            detail = event.detail or {}
+            if detail.get("subject") == subject:
+                count = int(detail.get("count", 1)) + 1
+                event.detail = {**detail, "count": count}
+                await event.save(update_fields=["detail"])
+                return event
+        return await record_event(
+            AuditAction.LOGIN_THROTTLED,
+            organization_id=user.organization_id if user is not None else None,
+            actor=user,
+            client_ip=client_ip,
+            detail={"count": 1, "subject": subject},
+        )
+
+
+def _lock_id(subject: str) -> int:
+    """A signed 64-bit advisory-lock ID for a pair, apart from any other lock of the service."""
+    digest = hashlib.sha256(f"wfa-keys:login-throttled:{subject}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)

@@ -25,7 +25,15 @@ from wfa_keys.db import database
 from wfa_keys.logs import configure_logging, logging_config
 from wfa_keys.models import Role
 from wfa_keys.settings import Settings, SettingsError
-from wfa_keys.users import UserError, create_user, set_subscription
+from wfa_keys.users import (
+    UserError,
+    create_user,
+    list_users,
+    set_password,
+    set_role,
+    set_subscription,
+    set_user_active,
+)
 
 __all__ = ["main"]
 
@@ -87,6 +95,33 @@ def build_parser() -> argparse.ArgumentParser:
     user.add_argument("--role", required=True, choices=[r.value for r in Role])
     database_flag(user)
     user.set_defaults(handler=_create_user)
+
+    users = commands.add_parser("list-users", help="list every user: email, role, state")
+    database_flag(users)
+    users.set_defaults(handler=_list_users)
+
+    for name, active, text in (
+        ("deactivate-user", False, "deactivate a user: sessions end, keys and tokens refused"),
+        ("activate-user", True, "activate a user again (revoked tokens stay revoked)"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--email", required=True)
+        database_flag(command)
+        command.set_defaults(handler=_set_user_active, active=active)
+
+    password = commands.add_parser(
+        "set-password",
+        help="set a user's password (from stdin when piped, else prompted); sessions end",
+    )
+    password.add_argument("--email", required=True)
+    database_flag(password)
+    password.set_defaults(handler=_set_password)
+
+    role = commands.add_parser("set-role", help="make a user an admin or a member")
+    role.add_argument("--email", required=True)
+    role.add_argument("--role", required=True, choices=[r.value for r in Role])
+    database_flag(role)
+    role.set_defaults(handler=_set_role)
 
     subscription = commands.add_parser(
         "set-subscription", help="turn an organization's Workflow Automation on or off"
@@ -256,6 +291,48 @@ def _read_password() -> str:
     if getpass.getpass("Password again: ") != password:
         raise CommandError("the two passwords differ")
     return password
+
+
+def _list_users(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    users = _with_database(settings, list_users)
+    for user in users:
+        state = "active" if user.is_active else "inactive"
+        print(f"{user.email}\t{user.role.value}\t{state}\t{user.organization.name}")
+    return 0
+
+
+def _set_user_active(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    change = _with_database(settings, lambda: set_user_active(args.email, active=args.active))
+    email = change.user.email
+    if not change.changed:
+        print(f"{email} is {'active' if args.active else 'inactive'} already.")
+    elif args.active:
+        print(f"Activated {email}; tokens revoked earlier stay revoked.")
+    else:
+        print(
+            f"Deactivated {email}: {change.sessions_ended} session(s) ended, "
+            "their keys and tokens refused."
+        )
+    return 0
+
+
+def _set_password(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    password = _read_password()
+    change = _with_database(settings, lambda: set_password(settings, args.email, password))
+    print(f"New password set for {change.user.email}; {change.sessions_ended} session(s) ended.")
+    return 0
+
+
+def _set_role(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    new_role = Role(args.role)
+    change = _with_database(settings, lambda: set_role(args.email, role=new_role))
+    verb = "is" if not change.changed else "is now"
+    print(f"{change.user.email} {verb} {new_role.value}.")
+    return 0
 
 
 def _set_subscription(args: argparse.Namespace) -> int:

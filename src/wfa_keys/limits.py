@@ -15,5 +15,7 @@ MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 50
 #: Live access tokens per key; issuing one more evicts the oldest.
 MAX_TOKENS_PER_KEY = 100
+#: An organization's name: 1 to 200 characters after trimming.
+MAX_ORGANIZATION_NAME_LENGTH = 200
 #: A password of a user.
 MIN_PASSWORD_LENGTH = 12

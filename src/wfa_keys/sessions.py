@@ -8,15 +8,17 @@ before sign-in (session fixation) is worth nothing.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import hashlib
+import math
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from starlette.responses import Response
 
-from wfa_auth.throttle import FailureLimiter
+from wfa_auth import ThrottleStore
 from wfa_keys.crypto import new_session_id, sha256_hex
+from wfa_keys.errors import RateLimited
 from wfa_keys.models import Session, User
 from wfa_keys.settings import Settings
 
@@ -24,9 +26,11 @@ __all__ = [
     "COOKIE_NAME",
     "REFRESH_INTERVAL",
     "ActiveSession",
+    "LoginAttempt",
     "LoginThrottle",
     "clear_session_cookie",
     "end_session",
+    "end_user_sessions",
     "load_session",
     "set_session_cookie",
     "start_session",
@@ -91,6 +95,11 @@ async def end_session(id_hash: str) -> bool:
     return await Session.filter(id_hash=id_hash).delete() > 0
 
 
+async def end_user_sessions(user_id: object) -> int:
+    """End every session of a user (deactivated, or given a new password); how many ended."""
+    return await Session.filter(user_id=user_id).delete()
+
+
 def set_session_cookie(
     response: Response, session_id: str, settings: Settings, *, secure: bool
 ) -> None:
@@ -111,44 +120,72 @@ def clear_session_cookie(response: Response, *, secure: bool) -> None:
     response.delete_cookie(COOKIE_NAME, path="/", secure=secure, httponly=True, samesite="lax")
 
 
+def _digest(*parts: str | None) -> str:
+    """SHA-256 (64 hex characters) of the parts: a fixed size whatever a client sends."""
+    joined = "\0".join(part or "" for part in parts)
+    # A lone surrogate cannot be encoded as UTF-8 but must still be counted.
+    return hashlib.sha256(joined.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAttempt:
+    """The reservations of one sign-in attempt, to release when it succeeds."""
+
+    pair_bucket: str
+    ip_bucket: str
+    email_member: str
+
+
 class LoginThrottle:
-    """Failed sign-ins counted per (email, client IP) and per client IP.
+    """Sign-in attempts counted per (email, client IP) and distinct emails per client IP.
 
-    The pair limit slows guessing one account's password; the IP limit slows spraying
-    many accounts from one address. Failures age out of the window, so nobody is locked
-    out for good, and failures from other addresses never lock out a user's own address.
-
-    An attempt counts against its pair when it starts (:meth:`start_attempt`), so that
-    parallel guesses cannot all pass the check before the first one fails; a success
-    forgets the pair's count. The IP counts only attempts that failed.
+    The pair limit slows guessing one account's password; the IP limit slows spraying many
+    accounts from one address. Both live in a :class:`wfa_auth.ThrottleStore`, shared by
+    every server process when the store is (the database or Redis store), and an attempt
+    is *reserved* before its password is checked, so that concurrent attempts can never
+    exceed a limit: 150 simultaneous sign-ins with distinct emails from one address make at
+    most ``login_max_failures_per_ip`` password checks. A success clears its pair and
+    releases its email from the address's bucket; the other emails stay, or one account
+    could reset the count of all. Reservations age out after ``login_window`` seconds, so
+    nobody is locked out for good, and attempts from other addresses never lock out a
+    user's own. Buckets and members are SHA-256 digests: a 60 KB email costs 64 bytes.
     """
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._per_email_ip = FailureLimiter(
-            limit=settings.login_max_failures_per_email_ip,
-            window=settings.login_window,
-            clock=clock,
+    def __init__(self, settings: Settings, store: ThrottleStore) -> None:
+        self.store = store
+        self.window = float(settings.login_window)
+        self.per_email_ip = settings.login_max_failures_per_email_ip
+        self.per_ip = settings.login_max_failures_per_ip
+
+    @staticmethod
+    def pair_digest(email: str, client_ip: str | None) -> str:
+        """The digest naming an (email, address) pair."""
+        return _digest("login-pair", email, client_ip)
+
+    async def reserve(self, email: str, client_ip: str | None) -> LoginAttempt:
+        """Count an attempt before its password is checked; RateLimited when over a limit.
+
+        Errors of the store propagate: the caller refuses the sign-in (fails closed).
+        """
+        pair_bucket = self.pair_digest(email, client_ip)
+        attempt_member = secrets.token_hex(16)
+        wait = await self.store.reserve(
+            pair_bucket, attempt_member, limit=self.per_email_ip, window=self.window
         )
-        self._per_ip = FailureLimiter(
-            limit=settings.login_max_failures_per_ip, window=settings.login_window, clock=clock
+        if wait is not None:
+            raise RateLimited(max(1, math.ceil(wait)))
+        ip_bucket = _digest("login-ip", client_ip)
+        email_member = _digest("login-email", email)
+        wait = await self.store.reserve(
+            ip_bucket, email_member, limit=self.per_ip, window=self.window
         )
+        if wait is not None:
+            # No password is checked: this attempt must not count against the pair.
+            await self.store.release(pair_bucket, attempt_member)
+            raise RateLimited(max(1, math.ceil(wait)))
+        return LoginAttempt(pair_bucket, ip_bucket, email_member)
 
-    def retry_after(self, email: str, client_ip: str | None) -> int | None:
-        """Whole seconds until this email may be tried again from this IP, or None for now."""
-        waits = [
-            self._per_email_ip.retry_after(("email-ip", email, client_ip)),
-            self._per_ip.retry_after(("ip", client_ip)),
-        ]
-        return max((wait for wait in waits if wait is not None), default=None)
-
-    def start_attempt(self, email: str, client_ip: str | None) -> None:
-        """Count an attempt against its (email, IP) pair before the password is checked."""
-        self._per_email_ip.record_failure(("email-ip", email, client_ip))
-
-    def record_failure(self, client_ip: str | None) -> None:
-        """Count one failed sign-in against the IP (the pair counted it at the start)."""
-        self._per_ip.record_failure(("ip", client_ip))
-
-    def record_success(self, email: str, client_ip: str | None) -> None:
-        """Forget this pair's failures; the IP's count stays, or one account could reset it."""
-        self._per_email_ip.reset(("email-ip", email, client_ip))
+    async def succeeded(self, attempt: LoginAttempt) -> None:
+        """Forget the pair's attempts and this email's place in the address's bucket."""
+        await self.store.clear(attempt.pair_bucket)
+        await self.store.release(attempt.ip_bucket, attempt.email_member)

@@ -10,6 +10,7 @@ from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from wfa_auth import TokenRecord
+from wfa_keys.limits import MAX_TOKENS_PER_KEY
 from wfa_keys.models import AccessToken, ApiKey, Role
 
 
@@ -83,11 +84,23 @@ class TortoiseKeyStore:
 
 
 class TortoiseTokenStore:
-    """A :class:`wfa_auth.TokenStore` over the ``access_token`` table (SHA-256 of each token)."""
+    """A :class:`wfa_auth.TokenStore` over the ``access_token`` table (SHA-256 of each token).
+
+    A key has at most :data:`~wfa_keys.limits.MAX_TOKENS_PER_KEY` live tokens: saving one
+    more deletes the oldest (the earliest to expire, since every token lives as long) in the
+    same transaction. The key's row is locked first (``SELECT ... FOR UPDATE`` on
+    PostgreSQL; SQLite runs one write transaction at a time), so concurrent exchanges for
+    one key never leave more than the cap, whatever the number of server processes.
+    """
+
+    def __init__(self, *, max_tokens_per_key: int = MAX_TOKENS_PER_KEY) -> None:
+        self.max_tokens_per_key = max_tokens_per_key
 
     async def save_token(self, token_hash: str, record: TokenRecord) -> None:
-        """Store a new token, and drop the key's expired ones so that the table stays small."""
+        """Store a new token; drop the key's expired ones and the oldest beyond the cap."""
         async with in_transaction():
+            # Serializes the savers of one key: the count below cannot go stale.
+            await ApiKey.filter(key_id=record.key_id).select_for_update().first()
             await AccessToken.filter(
                 key_id=record.key_id, expires_at__lte=datetime.now(UTC)
             ).delete()
@@ -97,6 +110,15 @@ class TortoiseTokenStore:
                 secret_fingerprint=record.secret_fingerprint,
                 expires_at=record.expires_at,
             )
+            beyond_cap = await (
+                AccessToken.filter(key_id=record.key_id)
+                .order_by("-expires_at", "-token_hash")
+                .offset(self.max_tokens_per_key)
+                .limit(1_000)
+                .values_list("token_hash", flat=True)
+            )
+            if beyond_cap:
+                await AccessToken.filter(token_hash__in=list(beyond_cap)).delete()
 
     async def get_token(self, token_hash: str) -> TokenRecord | None:
         """The token with this hash, or None."""
@@ -113,3 +135,19 @@ class TortoiseTokenStore:
         """Delete a revoked or expired token."""
         async with in_transaction():
             await AccessToken.filter(token_hash=token_hash).delete()
+
+    async def delete_tokens_for_key(self, key_id: str) -> None:
+        """Delete every token of a key (revoked: nothing brings them back).
+
+        Runs in the caller's transaction when there is one, so that the tokens go if and
+        only if the change that revokes them (disable, regenerate, delete) is committed.
+        """
+        async with in_transaction():
+            await AccessToken.filter(key_id=key_id).delete()
+
+    async def delete_tokens_for_owner(self, owner_id: object) -> None:
+        """Delete the tokens of every key owned by a user (deactivated or no longer admin)."""
+        async with in_transaction():
+            key_ids = await ApiKey.filter(owner_id=owner_id).values_list("key_id", flat=True)
+            if key_ids:
+                await AccessToken.filter(key_id__in=list(key_ids)).delete()

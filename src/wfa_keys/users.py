@@ -1,23 +1,84 @@
-"""Organizations and users: the operations the command line and the bootstrap share."""
+"""Organizations and users: the operations the command line and the bootstrap share.
+
+Every change that affects authentication announces itself in its transaction
+(:func:`~wfa_keys.changes.publish_key_change` with None: every key, since the middleware
+checks each key's owner and organization), so that every server process re-reads its
+cached keys when it commits:
+
+- deactivating a user ends their sessions and deletes the access tokens of their keys
+  (revoked: activating the user again brings none back);
+- a role change away from admin deletes those tokens too (a member's keys are refused);
+- a new password ends the user's sessions; keys and their tokens do not depend on it;
+- a subscription change is announced (the organization's keys are refused or accepted).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from tortoise.transactions import in_transaction
 
+from wfa_keys import validation
+from wfa_keys.changes import publish_key_change
 from wfa_keys.crypto import hasher_for
+from wfa_keys.errors import InvalidInput
+from wfa_keys.hashing import run_argon2
+from wfa_keys.limits import MAX_EMAIL_LENGTH, MAX_ORGANIZATION_NAME_LENGTH, MIN_PASSWORD_LENGTH
 from wfa_keys.models import Organization, Role, User
+from wfa_keys.sessions import end_user_sessions
 from wfa_keys.settings import Settings
+from wfa_keys.store import TortoiseTokenStore
 
-MIN_PASSWORD_LENGTH = 12
+__all__ = [
+    "MIN_PASSWORD_LENGTH",
+    "UserChange",
+    "UserError",
+    "create_user",
+    "list_users",
+    "normalize_email",
+    "set_password",
+    "set_role",
+    "set_subscription",
+    "set_user_active",
+]
 
 
 class UserError(ValueError):
     """A user or organization cannot be created or changed as asked; the message says why."""
 
 
+@dataclass(frozen=True, slots=True)
+class UserChange:
+    """What a user change did: the user, and how many sessions it ended."""
+
+    user: User
+    changed: bool
+    sessions_ended: int = 0
+
+
 def normalize_email(email: str) -> str:
     """Emails compare case-insensitively: they are stored and looked up trimmed and lower-cased."""
     return email.strip().lower()
+
+
+def _valid_email(email: str) -> str:
+    email = normalize_email(email)
+    if (
+        "@" not in email
+        or len(email) > MAX_EMAIL_LENGTH
+        or email.startswith("@")
+        or email.endswith("@")
+        or validation.has_control_characters(email)
+    ):
+        raise UserError(f"not an email address: {email!r}")
+    return email
+
+
+def _valid_password(password: str) -> str:
+    try:
+        return validation.new_password(password)
+    except InvalidInput as exc:
+        raise UserError(exc.message) from None
 
 
 async def create_user(
@@ -29,15 +90,14 @@ async def create_user(
     role: Role,
 ) -> User:
     """Create a user, and the organization (with the subscription) when it does not exist."""
-    email = normalize_email(email)
-    if "@" not in email or len(email) > 254 or email.startswith("@") or email.endswith("@"):
-        raise UserError(f"not an email address: {email!r}")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise UserError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    email = _valid_email(email)
+    _valid_password(password)
     org_name = organization.strip()
-    if not 1 <= len(org_name) <= 200:
-        raise UserError("the organization name must have 1 to 200 characters")
-    password_hash = hasher_for(settings).hash(password)
+    if not 1 <= len(org_name) <= MAX_ORGANIZATION_NAME_LENGTH:
+        raise UserError(
+            f"the organization name must have 1 to {MAX_ORGANIZATION_NAME_LENGTH} characters"
+        )
+    password_hash = await run_argon2(hasher_for(settings).hash, password)
     async with in_transaction():
         if await User.filter(email=email).exists():
             raise UserError(f"a user with the email {email} exists already")
@@ -49,11 +109,80 @@ async def create_user(
         )
 
 
+async def list_users() -> list[User]:
+    """Every user with their organization, by organization name then email."""
+    return await User.all().select_related("organization").order_by("organization__name", "email")
+
+
+async def _locked_user(email: str) -> User:
+    address = normalize_email(email)
+    user = (
+        await User.filter(email=address).select_for_update().first()
+        if not validation.has_control_characters(address)
+        else None
+    )
+    if user is None:
+        raise UserError(f"no user with the email {address!r}")
+    return user
+
+
+async def set_user_active(email: str, *, active: bool) -> UserChange:
+    """Activate or deactivate a user.
+
+    Deactivation ends the user's sessions and deletes the access tokens of their keys in
+    the same transaction; their keys are refused from the commit on, in every process.
+    """
+    async with in_transaction():
+        user = await _locked_user(email)
+        if user.is_active == active:
+            return UserChange(user, changed=False)
+        user.is_active = active
+        await user.save(update_fields=["is_active"])
+        ended = 0
+        if not active:
+            ended = await end_user_sessions(user.id)
+            await TortoiseTokenStore().delete_tokens_for_owner(user.id)
+        await publish_key_change(None)
+    return UserChange(user, changed=True, sessions_ended=ended)
+
+
+async def set_role(email: str, *, role: Role) -> UserChange:
+    """Make a user an admin or a member; a former admin's keys and their tokens stop working."""
+    async with in_transaction():
+        user = await _locked_user(email)
+        if user.role == role:
+            return UserChange(user, changed=False)
+        was_admin = user.role == Role.ADMIN
+        user.role = role
+        await user.save(update_fields=["role"])
+        if was_admin:
+            await TortoiseTokenStore().delete_tokens_for_owner(user.id)
+        await publish_key_change(None)
+    return UserChange(user, changed=True)
+
+
+async def set_password(settings: Settings, email: str, password: str) -> UserChange:
+    """Give a user a new password and end every session they have (signed in elsewhere)."""
+    _valid_password(password)
+    password_hash = await run_argon2(hasher_for(settings).hash, password)
+    async with in_transaction():
+        user = await _locked_user(email)
+        user.password_hash = password_hash
+        await user.save(update_fields=["password_hash"])
+        ended = await end_user_sessions(user.id)
+        # Keys do not depend on the password, but the contract announces every user change.
+        await publish_key_change(None)
+    return UserChange(user, changed=True, sessions_ended=ended)
+
+
 async def set_subscription(organization: str, *, workflow_automation: bool) -> Organization:
     """Turn an organization's Workflow Automation subscription on or off."""
-    org = await Organization.get_or_none(name=organization.strip())
-    if org is None:
-        raise UserError(f"no organization named {organization!r}")
-    org.has_workflow_automation = workflow_automation
-    await org.save(update_fields=["has_workflow_automation"])
+    async with in_transaction():
+        org = await Organization.filter(name=organization.strip()).select_for_update().first()
+        if org is None:
+            raise UserError(f"no organization named {organization!r}")
+        if org.has_workflow_automation != workflow_automation:
+            org.has_workflow_automation = workflow_automation
+            await org.save(update_fields=["has_workflow_automation"])
+            await publish_key_change(None)
     return org

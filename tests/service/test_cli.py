@@ -12,17 +12,22 @@ import os
 import socket
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from tortoise.context import TortoiseContext
 
+from support.gql import Api, only_error_code
+from wfa_auth import generate_key_id, token_digest
 from wfa_keys.cli import describe_url, main
 from wfa_keys.crypto import hasher_for
 from wfa_keys.db import database
 from wfa_keys.graphql import export_schema_sdl
-from wfa_keys.models import Organization, Role, User
+from wfa_keys.limits import MIN_PASSWORD_LENGTH
+from wfa_keys.models import AccessToken, ApiKey, KeyChange, Organization, Role, Session, User
 from wfa_keys.settings import Settings
+from wfa_keys.store import TortoiseKeyRecord
 
 PASSWORD = "a long enough password"
 WFA_KEYS = Path(sys.executable).with_name("wfa-keys")
@@ -325,3 +330,180 @@ def test_the_module_runs_as_the_command() -> None:
     assert result.returncode == 0
     for command in ("serve", "migrate", "create-user", "set-subscription", "export-schema"):
         assert command in result.stdout
+
+
+# ------------------------------------------------------------- the user lifecycle
+
+ADMIN_EMAIL = "admin@acme.example"
+
+
+async def _key_with_token(owner_email: str) -> str:
+    """A key of the user and one live access token of it; returns the Key ID."""
+    owner = await User.get(email=owner_email)
+    key = await ApiKey.create(
+        key_id=generate_key_id(),
+        name="CI",
+        secret_hash="unused",
+        owner_id=owner.id,
+        organization_id=owner.organization_id,
+    )
+    await AccessToken.create(
+        token_hash=token_digest(generate_key_id()),
+        key_id=key.key_id,
+        secret_fingerprint="unused",
+        expires_at=datetime.now(UTC) + timedelta(minutes=15),
+    )
+    return key.key_id
+
+
+async def test_deactivating_a_user_ends_their_sessions_and_revokes_their_tokens(
+    admin: Api, clean_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key_id = await _key_with_token(ADMIN_EMAIL)
+    await KeyChange.all().delete()
+
+    status = await run("deactivate-user", "--email", "Admin@Acme.example")
+
+    assert status == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    assert "Deactivated admin@acme.example" in out
+    assert (await User.get(email=ADMIN_EMAIL)).is_active is False
+    assert await Session.all().count() == 0
+    assert await AccessToken.filter(key_id=key_id).count() == 0
+    assert await KeyChange.all().values_list("key_id", flat=True) == [None]
+    assert await admin("{ me { email } }") == {"data": {"me": None}}
+    assert not TortoiseKeyRecord.from_model(
+        await ApiKey.get(key_id=key_id).select_related("owner", "organization")
+    ).owner_is_active_admin
+
+
+async def test_activating_a_user_again_brings_no_token_back(
+    admin: Api, clean_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key_id = await _key_with_token(ADMIN_EMAIL)
+    assert await run("deactivate-user", "--email", ADMIN_EMAIL) == 0
+    await KeyChange.all().delete()
+
+    status = await run("activate-user", "--email", ADMIN_EMAIL)
+
+    assert status == 0
+    assert "Activated admin@acme.example" in capsys.readouterr().out
+    assert (await User.get(email=ADMIN_EMAIL)).is_active is True
+    assert await AccessToken.filter(key_id=key_id).count() == 0
+    assert await KeyChange.all().values_list("key_id", flat=True) == [None]
+    assert "errors" not in await admin.login(ADMIN_EMAIL)
+
+
+async def test_set_role_member_refuses_the_keys_and_revokes_their_tokens(
+    admin: Api, clean_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key_id = await _key_with_token(ADMIN_EMAIL)
+    await KeyChange.all().delete()
+
+    status = await run("set-role", "--email", ADMIN_EMAIL, "--role", "member")
+
+    assert status == 0
+    assert capsys.readouterr().out == "admin@acme.example is now member.\n"
+    assert (await User.get(email=ADMIN_EMAIL)).role is Role.MEMBER
+    assert await AccessToken.filter(key_id=key_id).count() == 0
+    assert await KeyChange.all().values_list("key_id", flat=True) == [None]
+    assert only_error_code(await admin("{ apiKeys { totalCount } }")) == "FORBIDDEN"
+    record = TortoiseKeyRecord.from_model(
+        await ApiKey.get(key_id=key_id).select_related("owner", "organization")
+    )
+    assert record.owner_is_active_admin is False
+
+
+async def test_set_role_admin_announces_and_keeps_the_sessions(member: Api, clean_env: str) -> None:
+    await KeyChange.all().delete()
+
+    assert await run("set-role", "--email", "member@acme.example", "--role", "admin") == 0
+
+    assert await KeyChange.all().values_list("key_id", flat=True) == [None]
+    assert "errors" not in await member("{ apiKeys { totalCount } }")
+
+
+async def test_set_password_reads_stdin_and_ends_the_users_sessions(
+    admin: Api, clean_env: str, stdin: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key_id = await _key_with_token(ADMIN_EMAIL)
+    stdin.write("a brand new passphrase\n")
+    stdin.seek(0)
+
+    status = await run("set-password", "--email", ADMIN_EMAIL)
+
+    assert status == 0
+    output = capsys.readouterr()
+    assert output.out == "New password set for admin@acme.example; 1 session(s) ended.\n"
+    assert "brand new" not in output.out + output.err
+    assert await Session.all().count() == 0
+    # A password is about sessions: the keys' tokens stay.
+    assert await AccessToken.filter(key_id=key_id).count() == 1
+    assert only_error_code(await admin.login(ADMIN_EMAIL)) == "UNAUTHENTICATED"
+    assert "errors" not in await admin.login(ADMIN_EMAIL, "a brand new passphrase")
+
+
+async def test_set_password_refuses_a_short_one_and_changes_nothing(
+    admin: Api, clean_env: str, stdin: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stdin.write("short\n")
+    stdin.seek(0)
+
+    status = await run("set-password", "--email", ADMIN_EMAIL)
+
+    assert status == 1
+    assert capsys.readouterr().err == (
+        f"wfa-keys: the password must have at least {MIN_PASSWORD_LENGTH} characters\n"
+    )
+    assert await Session.all().count() == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["deactivate-user", "--email", "nobody@acme.example"],
+        ["activate-user", "--email", "nobody@acme.example"],
+        ["set-role", "--email", "nobody@acme.example", "--role", "admin"],
+    ],
+    ids=["deactivate", "activate", "set-role"],
+)
+async def test_user_commands_refuse_an_unknown_email_with_one_line(
+    db: TortoiseContext, clean_env: str, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    status = await run(*argv)
+
+    output = capsys.readouterr()
+    assert status == 1
+    assert output.out == ""
+    assert output.err == "wfa-keys: no user with the email 'nobody@acme.example'\n"
+    assert await KeyChange.all().count() == 0
+
+
+async def test_list_users_prints_one_line_per_user(
+    admin: Api, member: Api, clean_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await run("deactivate-user", "--email", "member@acme.example") == 0
+    capsys.readouterr()
+
+    assert await run("list-users") == 0
+
+    assert capsys.readouterr().out.splitlines() == [
+        "admin@acme.example\tadmin\tactive\tAcme",
+        "member@acme.example\tmember\tinactive\tAcme",
+    ]
+
+
+async def test_set_subscription_is_announced_in_its_transaction(
+    db: TortoiseContext, clean_env: str
+) -> None:
+    await Organization.create(name="Acme", has_workflow_automation=True)
+
+    assert (
+        await run("set-subscription", "--organization", "Acme", "--workflow-automation", "off") == 0
+    )
+    assert (
+        await run("set-subscription", "--organization", "Acme", "--workflow-automation", "off") == 0
+    )
+
+    assert await KeyChange.all().values_list("key_id", flat=True) == [None]

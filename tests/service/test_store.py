@@ -22,6 +22,7 @@ from tortoise.transactions import in_transaction
 from wfa_auth import ApiKeyAuthMiddleware, Argon2Verifier, TokenRecord
 from wfa_auth.keyformat import generate_key_id, generate_key_secret
 from wfa_keys.db import tortoise_config
+from wfa_keys.limits import MAX_TOKENS_PER_KEY
 from wfa_keys.models import AccessToken, ApiKey, Organization, Role, User
 from wfa_keys.store import TortoiseKeyStore, TortoiseTokenStore
 
@@ -323,3 +324,68 @@ async def test_database_down_answers_503_never_401_or_500(database_url: str, mod
 def test_postgresql_runs_are_really_on_postgresql(database_url: str) -> None:
     if os.environ.get("WFA_TEST_DATABASE_URL"):
         assert database_url.startswith(("postgres", "asyncpg", "psycopg"))
+
+
+# ------------------------------------------------------------- revocation and the cap
+
+
+def _token_record(key_id: str, minutes: float) -> TokenRecord:
+    return TokenRecord(
+        key_id=key_id,
+        secret_fingerprint="f" * 16,
+        expires_at=datetime.now(UTC) + timedelta(minutes=minutes),
+    )
+
+
+async def test_delete_tokens_for_key_deletes_that_keys_tokens_only(db: TortoiseContext) -> None:
+    key, _ = await make_key()
+    other, _ = await make_key(email="bob@acme.test")
+    tokens = TortoiseTokenStore()
+    for n in range(3):
+        await tokens.save_token(f"{n:064x}", _token_record(key.key_id, 15))
+    await tokens.save_token("e" * 64, _token_record(other.key_id, 15))
+
+    await tokens.delete_tokens_for_key(key.key_id)
+
+    assert await AccessToken.filter(key_id=key.key_id).count() == 0
+    assert await tokens.get_token("e" * 64) is not None
+
+
+async def test_delete_tokens_for_key_is_undone_with_its_transaction(db: TortoiseContext) -> None:
+    key, _ = await make_key()
+    tokens = TortoiseTokenStore()
+    await tokens.save_token("a" * 64, _token_record(key.key_id, 15))
+
+    async def failing_change() -> None:
+        async with in_transaction():
+            await tokens.delete_tokens_for_key(key.key_id)
+            raise RuntimeError("the revoking change failed")
+
+    with pytest.raises(RuntimeError):
+        await failing_change()
+
+    assert await tokens.get_token("a" * 64) is not None
+
+
+async def test_saving_a_token_beyond_the_cap_evicts_the_oldest(db: TortoiseContext) -> None:
+    key, _ = await make_key()
+    tokens = TortoiseTokenStore()
+    assert tokens.max_tokens_per_key == MAX_TOKENS_PER_KEY == 100
+    for n in range(MAX_TOKENS_PER_KEY + 1):
+        # Issued one after the other: each expires a little later than the one before.
+        await tokens.save_token(f"{n:064x}", _token_record(key.key_id, 15 + n / 60))
+
+    assert await AccessToken.filter(key_id=key.key_id).count() == MAX_TOKENS_PER_KEY
+    assert await tokens.get_token(f"{0:064x}") is None
+    assert await tokens.get_token(f"{MAX_TOKENS_PER_KEY:064x}") is not None
+
+
+async def test_concurrent_token_saves_never_leave_more_than_the_cap(db: TortoiseContext) -> None:
+    key, _ = await make_key()
+    tokens = TortoiseTokenStore(max_tokens_per_key=5)
+
+    await asyncio.gather(
+        *(tokens.save_token(f"{n:064x}", _token_record(key.key_id, 15 + n / 60)) for n in range(30))
+    )
+
+    assert await AccessToken.filter(key_id=key.key_id).count() == 5

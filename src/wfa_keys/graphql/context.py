@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import uuid4
@@ -11,23 +9,30 @@ from uuid import uuid4
 from starlette.requests import Request
 from starlette.responses import Response
 
-from wfa_auth.hashing import Argon2Verifier
+from wfa_auth import Argon2Verifier, MemoryThrottleStore, ThrottleStore
 from wfa_keys.crypto import hasher_for
+from wfa_keys.keys import Actor, KeyChanged, KeyManager
 from wfa_keys.models import Role, User
-from wfa_keys.sessions import ActiveSession, LoginThrottle
+from wfa_keys.sessions import ActiveSession
 from wfa_keys.settings import Settings
+from wfa_keys.signin import SignIn
 
-KeyChanged = Callable[[str], Awaitable[None]]
+__all__ = ["Context", "KeyChanged", "Services", "request_id_of"]
 
 
 @dataclass(frozen=True)
 class Services:
-    """Created once per GraphQL app and shared by its requests."""
+    """Created once per GraphQL app and shared by its requests: the service layer."""
 
     settings: Settings
     hasher: Argon2Verifier
-    login_throttle: LoginThrottle
-    on_key_changed: KeyChanged | None = None
+    keys: KeyManager
+    sign_in: SignIn
+
+    @property
+    def on_key_changed(self) -> KeyChanged | None:
+        """The callback awaited after each committed key change."""
+        return self.keys.on_key_changed
 
     @classmethod
     def create(
@@ -35,14 +40,21 @@ class Services:
         settings: Settings,
         *,
         on_key_changed: KeyChanged | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        throttle_store: ThrottleStore | None = None,
+        hasher: Argon2Verifier | None = None,
     ) -> Services:
-        """Services for ``settings``: one hasher and one login throttle per app instance."""
+        """Services for ``settings``: one hasher, key manager and sign-in per app instance.
+
+        ``throttle_store`` holds the sign-in throttle; a :class:`wfa_auth.MemoryThrottleStore`
+        (this process only) unless the app shares one between processes.
+        """
+        hasher = hasher if hasher is not None else hasher_for(settings)
+        store = throttle_store if throttle_store is not None else MemoryThrottleStore()
         return cls(
             settings=settings,
-            hasher=hasher_for(settings),
-            login_throttle=LoginThrottle(settings, clock=clock),
-            on_key_changed=on_key_changed,
+            hasher=hasher,
+            keys=KeyManager(hasher, on_key_changed=on_key_changed),
+            sign_in=SignIn(settings, hasher, store),
         )
 
 
@@ -69,6 +81,14 @@ class Context:
     def user(self) -> User | None:
         """The signed-in user, or None."""
         return self.session.user if self.session is not None else None
+
+    @property
+    def actor(self) -> Actor:
+        """The signed-in user as the service layer's actor (behind ``admin_only``)."""
+        user = self.user
+        if user is None:  # pragma: no cover - admin_only refused the call already
+            raise RuntimeError("resolver reached without a signed-in user")
+        return Actor(user, client_ip=self.client_ip, request_id=self.request_id)
 
     @property
     def is_admin(self) -> bool:

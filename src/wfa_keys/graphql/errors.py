@@ -7,7 +7,11 @@ Anything else raised during a request is unexpected and reaches the client maske
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
+
+from wfa_keys import errors as domain
 
 
 class ServiceError(Exception):
@@ -71,6 +75,51 @@ class RateLimited(ServiceError):
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(None, retryAfter=retry_after)
+
+
+class ServiceUnavailable(ServiceError):
+    """A shared component did not answer; the request was refused, nothing was checked.
+
+    ``extensions.requestId`` matches the server's log line.
+    """
+
+    code = "SERVICE_UNAVAILABLE"
+    default_message = "The service is unavailable. Try again later."
+
+    def __init__(self, request_id: str | None) -> None:
+        super().__init__(None, requestId=request_id)
+
+
+def from_domain(
+    exc: domain.DomainError,
+    *,
+    fields: Mapping[str, str] | None = None,
+    request_id: str | None = None,
+) -> ServiceError:
+    """The coded GraphQL error for a service-layer error; ``fields`` renames domain fields
+    (``name``) to the argument a GraphQL client sent (``input.name``)."""
+    if isinstance(exc, domain.InvalidInput):
+        return BadUserInput((fields or {}).get(exc.field, exc.field), exc.message)
+    if isinstance(exc, domain.NotFound):
+        return NotFound()
+    if isinstance(exc, domain.RateLimited):
+        return RateLimited(exc.retry_after)
+    if isinstance(exc, domain.SignInFailed):
+        return Unauthenticated(exc.message)
+    if isinstance(exc, domain.Unavailable):
+        return ServiceUnavailable(request_id)
+    return ServiceError()
+
+
+@contextmanager
+def domain_errors(
+    fields: Mapping[str, str] | None = None, *, request_id: str | None = None
+) -> Iterator[None]:
+    """Raise the coded GraphQL error of any service-layer error raised inside."""
+    try:
+        yield
+    except domain.DomainError as exc:
+        raise from_domain(exc, fields=fields, request_id=request_id) from None
 
 
 INTERNAL_ERROR_CODE = "INTERNAL_SERVER_ERROR"

@@ -157,6 +157,11 @@ class CreateApiKeyInput:
 strawberry.enum(AuditAction, name="AuditAction", description="What an audit event records.")
 
 
+def _count_of(detail: dict[str, object] | None) -> int | None:
+    count = (detail or {}).get("count")
+    return count if isinstance(count, int) else None
+
+
 @strawberry.type(description="One change to a key, or one sign-in or sign-out.")
 class AuditEvent:
     """An audit event: who did what, to which key, when and from where; never a secret."""
@@ -169,6 +174,13 @@ class AuditEvent:
     )
     client_ip: str | None
     created_at: datetime
+    count: int | None = strawberry.field(
+        default=None,
+        description=(
+            "How many times it happened: LOGIN_THROTTLED is recorded once per email and "
+            "address per throttle window, counting the refused attempts; null for other actions."
+        ),
+    )
 
     @classmethod
     def from_model(cls, event: models.AuditEvent) -> AuditEvent:
@@ -180,6 +192,7 @@ class AuditEvent:
             actor_email=event.actor_email,
             client_ip=event.client_ip,
             created_at=event.created_at,
+            count=_count_of(event.detail),
         )
 
 

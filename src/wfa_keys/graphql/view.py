@@ -13,6 +13,7 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, process_result
 from strawberry.types import ExecutionResult
 
+from wfa_auth import ThrottleStore
 from wfa_keys.graphql.context import Context, KeyChanged, Services
 from wfa_keys.graphql.extensions import present
 from wfa_keys.graphql.graphiql import graphiql_html
@@ -103,11 +104,19 @@ def _request_id(connection: HTTPConnection) -> str:
 
 
 def create_graphql_app(
-    settings: Settings, *, on_key_changed: KeyChanged | None = None
+    settings: Settings,
+    *,
+    on_key_changed: KeyChanged | None = None,
+    throttle_store: ThrottleStore | None = None,
 ) -> GraphQLApp:
     """The GraphQL ASGI app; mount it with ``Route("/graphql", app, methods=["GET", "POST"])``.
 
     ``on_key_changed(key_id)`` is awaited after every committed change to a key's enabled
     state or secret, and after its deletion, so that caches of the key can be dropped.
+    ``throttle_store`` holds the sign-in throttle: pass the store every server process
+    shares (database or Redis); by default a :class:`wfa_auth.MemoryThrottleStore`.
     """
-    return GraphQLApp(settings, Services.create(settings, on_key_changed=on_key_changed))
+    services = Services.create(
+        settings, on_key_changed=on_key_changed, throttle_store=throttle_store
+    )
+    return GraphQLApp(settings, services)

@@ -8,29 +8,17 @@ import pytest
 
 from support.clock import MonotonicClock as Clock
 from support.gql import LOGIN, PASSWORD, Api, only_error_code
-from wfa_auth.hashing import Argon2Verifier
+from support.keys import CountingVerifier
+from wfa_auth import MemoryThrottleStore
 from wfa_keys.graphql import GraphQLApp
 from wfa_keys.graphql.context import Services
 from wfa_keys.models import AuditAction, AuditEvent, Session, User
-from wfa_keys.sessions import LoginThrottle
 from wfa_keys.settings import Settings
 
 EMAIL = "admin@acme.example"
 WINDOW = 900
 MakeClient = Callable[..., Api]
 UserFactory = Callable[..., Awaitable[User]]
-
-
-class CountingVerifier(Argon2Verifier):
-    """Counts password checks, to show that a throttled attempt makes none."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.verifications = 0
-
-    def verify(self, secret_hash: str, secret: str) -> bool:
-        self.verifications += 1
-        return super().verify(secret_hash, secret)
 
 
 @pytest.fixture
@@ -52,10 +40,8 @@ def verifier() -> CountingVerifier:
 
 @pytest.fixture
 def gql_app(settings: Settings, clock: Clock, verifier: CountingVerifier) -> GraphQLApp:
-    services = Services(
-        settings=settings,
-        hasher=verifier,
-        login_throttle=LoginThrottle(settings, clock=clock),
+    services = Services.create(
+        settings, hasher=verifier, throttle_store=MemoryThrottleStore(clock=clock)
     )
     return GraphQLApp(settings, services)
 
@@ -73,7 +59,7 @@ async def test_over_the_limit_even_the_right_password_is_refused_unchecked(
     api = make_client(client_ip="198.51.100.9")
     for _ in range(3):
         assert await attempt(api, password="guess") == "UNAUTHENTICATED"
-    checks_before = verifier.verifications
+    checks_before = verifier.verify_calls
 
     body = await api(LOGIN, email=EMAIL, password=PASSWORD)
 
@@ -81,7 +67,7 @@ async def test_over_the_limit_even_the_right_password_is_refused_unchecked(
     retry_after = body["errors"][0]["extensions"]["retryAfter"]
     assert isinstance(retry_after, int)
     assert retry_after == WINDOW
-    assert verifier.verifications == checks_before
+    assert verifier.verify_calls == checks_before
     assert await Session.all().count() == 0
     throttled = await AuditEvent.filter(action=AuditAction.LOGIN_THROTTLED)
     assert [(e.actor_email, e.client_ip) for e in throttled] == [(EMAIL, "198.51.100.9")]

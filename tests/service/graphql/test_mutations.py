@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from support.gql import Api, KeyChanges, errors_of, only_error_code
-from wfa_auth.hashing import Argon2Verifier
-from wfa_keys.graphql import mutations
+from wfa_auth import Argon2Verifier
+from wfa_keys import keys
 from wfa_keys.models import ApiKey, AuditAction, AuditEvent
 
 SET_ENABLED = """
@@ -55,7 +55,7 @@ def break_audit(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
         raise RuntimeError("audit table is gone")
 
     def breaks() -> None:
-        monkeypatch.setattr(mutations, "record_event", fail)
+        monkeypatch.setattr(keys, "record_event", fail)
 
     return breaks
 
