@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -192,3 +193,21 @@ def test_a_sync_client_reuses_and_renews_its_token_over_real_http(
     assert first == [200] * 3
     assert after_revocation.status_code == 200
     assert server.count(TOKEN_PATH) == 2
+
+
+def test_threads_sharing_a_sync_client_share_one_exchange(server: Counted, key: Key) -> None:
+    record, secret = key
+    statuses: list[int] = []
+    auth = WfaKeyAuth(record.key_id, secret)
+    with serving(server) as base_url, httpx.Client(base_url=base_url, auth=auth) as client:
+
+        def call() -> None:
+            statuses.append(client.get("/whoami").status_code)
+
+        threads = [threading.Thread(target=call) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert statuses == [200] * 6
+    assert server.count(TOKEN_PATH) == 1
