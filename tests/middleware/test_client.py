@@ -13,6 +13,7 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from support.clock import MonotonicClock
+from support.counting import Counted
 from support.keys import CountingStore, CountingVerifier, inner_app
 from support.threaded_server import serving
 from wfa_auth import ApiKeyAuthMiddleware, MemoryTokenStore
@@ -21,23 +22,6 @@ from wfa_auth.memory import MemoryKeyRecord
 
 TOKEN_PATH = "/v1/auth/api-key/token"
 Key = tuple[MemoryKeyRecord, str]
-
-
-class Counted:
-    """An ASGI app in front of the middleware that counts the calls by path and their headers."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.calls: list[tuple[str, dict[str, str]]] = []
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-            self.calls.append((scope["path"], headers))
-        await self.app(scope, receive, send)
-
-    def count(self, path: str) -> int:
-        return sum(1 for called, _ in self.calls if called == path)
 
 
 @pytest.fixture
