@@ -10,6 +10,8 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
 
 from support.clock import MonotonicClock
@@ -148,15 +150,17 @@ def test_the_repr_names_the_key_and_never_the_secret_or_token() -> None:
 
 
 async def test_an_absolute_token_url_is_used_as_given(
-    make_middleware: Callable[..., ApiKeyAuthMiddleware], key: Key
+    middleware: ApiKeyAuthMiddleware, key: Key
 ) -> None:
-    server = Counted(make_middleware(token_path="/auth/token"))
+    # Mounted under /api, the token endpoint is not where the default token_url points.
+    server = Counted(Starlette(routes=[Mount("/api", app=middleware)]))
     record, secret = key
-    auth = WfaKeyAuth(record.key_id, secret, token_url="http://testserver/auth/token")
-    async with async_client(server, auth) as client:
-        response = await client.get("/whoami")
+    token_url = "http://testserver/api/v1/auth/api-key/token"
+    async with async_client(server, WfaKeyAuth(record.key_id, secret, token_url=token_url)) as c:
+        response = await c.get("/api/whoami")
     assert response.status_code == 200
-    assert server.count("/auth/token") == 1
+    assert server.count("/api/v1/auth/api-key/token") == 1
+    assert server.count(TOKEN_PATH) == 0
 
 
 def test_a_sync_client_reuses_and_renews_its_token_over_real_http(
