@@ -59,6 +59,8 @@ def test_the_middleware_package_imports_nothing_from_the_service_or_an_orm() -> 
     package = Path(wfa_auth.__file__).parent
     imported: set[str] = set()
     for path in package.glob("*.py"):
+        if path.name in ("fastapi.py", "client.py"):
+            continue  # they import their optional extra; see test_packaging.py
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 imported.update(alias.name.split(".")[0] for alias in node.names)
