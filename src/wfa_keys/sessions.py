@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from starlette.responses import Response
 
-from wfa_auth.throttle import FailureLimiter
+from wfa_auth import FailureLimiter
 from wfa_keys.crypto import new_session_id, sha256_hex
 from wfa_keys.models import Session, User
 from wfa_keys.settings import Settings

@@ -85,8 +85,8 @@ class TortoiseKeyStore:
 class TortoiseTokenStore:
     """A :class:`wfa_auth.TokenStore` over the ``access_token`` table (SHA-256 of each token)."""
 
-    async def save_token(self, token_hash: str, record: TokenRecord) -> None:
-        """Store a new token, and drop the key's expired ones so that the table stays small."""
+    async def save_token(self, token_hash: str, record: TokenRecord, *, max_per_key: int) -> None:
+        """Store a new token; drop the key's expired ones and its oldest beyond ``max_per_key``."""
         async with in_transaction():
             await AccessToken.filter(
                 key_id=record.key_id, expires_at__lte=datetime.now(UTC)
@@ -97,6 +97,14 @@ class TortoiseTokenStore:
                 secret_fingerprint=record.secret_fingerprint,
                 expires_at=record.expires_at,
             )
+            oldest = (
+                await AccessToken.filter(key_id=record.key_id)
+                .order_by("-expires_at")
+                .offset(max_per_key)
+                .values_list("token_hash", flat=True)
+            )
+            if oldest:
+                await AccessToken.filter(token_hash__in=list(oldest)).delete()
 
     async def get_token(self, token_hash: str) -> TokenRecord | None:
         """The token with this hash, or None."""
@@ -113,3 +121,8 @@ class TortoiseTokenStore:
         """Delete a revoked or expired token."""
         async with in_transaction():
             await AccessToken.filter(token_hash=token_hash).delete()
+
+    async def delete_tokens_for_key(self, key_id: str) -> None:
+        """Delete every token of ``key_id``."""
+        async with in_transaction():
+            await AccessToken.filter(key_id=key_id).delete()

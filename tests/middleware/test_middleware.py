@@ -17,9 +17,19 @@ from starlette.websockets import WebSocketDisconnect
 
 from support.clock import Clock
 from support.keys import CountingStore, CountingVerifier, basic, bearer, client_for, inner_app
-from wfa_auth import ApiKeyAuthMiddleware, Argon2Verifier, MemoryKeyRecord, MemoryKeyStore, TTLCache
-from wfa_auth.keyformat import generate_key_id, generate_key_secret
-from wfa_auth.tokens import token_digest
+from wfa_auth import (
+    ApiKeyAuthMiddleware,
+    Argon2Verifier,
+    Caching,
+    MemoryKeyRecord,
+    MemoryKeyStore,
+    Throttling,
+    Tokens,
+    TTLCache,
+    generate_key_id,
+    generate_key_secret,
+    token_digest,
+)
 
 Make = Callable[..., ApiKeyAuthMiddleware]
 Key = tuple[MemoryKeyRecord, str]
@@ -75,7 +85,7 @@ async def test_bearer_token_from_the_token_endpoint_authenticates(
     make_middleware: Make, key: Key
 ) -> None:
     record, secret = key
-    app = make_middleware(token_ttl=600)
+    app = make_middleware(tokens=Tokens(ttl=600))
     async with client_for(app) as client:
         response = await client.post(
             "/v1/auth/api-key/token", json={"key_id": record.key_id, "key_secret": secret}
@@ -399,7 +409,9 @@ async def test_concurrent_verifications_are_capped(make_middleware: Make) -> Non
         store.create_key(slow, name=f"k{i}", owner_email="a@b.c", organization_name="Acme")
         for i in range(8)
     ]
-    app = make_middleware(store=store, verifier=slow, max_concurrent_verifications=2)
+    app = make_middleware(
+        store=store, verifier=slow, caching=Caching(max_concurrent_verifications=2)
+    )
     responses = await asyncio.gather(*(whoami(app, basic(r.key_id, s)) for r, s in keys))
     assert [r.status_code for r in responses] == [200] * 8
     assert 1 <= most <= 2
@@ -409,7 +421,7 @@ async def test_disabled_key_is_refused_on_next_call_and_works_again_when_enabled
     make_middleware: Make, key: Key, store: CountingStore
 ) -> None:
     record, secret = key
-    app = make_middleware(record_cache_ttl=3600)
+    app = make_middleware(caching=Caching(record_ttl=3600))
     token = await get_token(app, record.key_id, secret)
     assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
     store.update(record.key_id, enabled=False)
@@ -426,7 +438,7 @@ async def test_regenerated_secret_refuses_the_old_one_and_accepts_the_new_one(
     make_middleware: Make, key: Key, store: CountingStore, verifier: CountingVerifier
 ) -> None:
     record, old_secret = key
-    app = make_middleware(record_cache_ttl=3600)
+    app = make_middleware(caching=Caching(record_ttl=3600))
     assert (await whoami(app, basic(record.key_id, old_secret))).status_code == 200
     new_secret = generate_key_secret()
     store.update(record.key_id, secret_hash=verifier.hash(new_secret))
@@ -443,7 +455,7 @@ async def test_change_from_another_process_is_seen_once_the_cached_record_expire
     record, secret = key
     now = [0.0]
     app = make_middleware(
-        cache=TTLCache(clock=lambda: now[0]), timer=lambda: now[0], record_cache_ttl=5
+        cache=TTLCache(clock=lambda: now[0]), timer=lambda: now[0], caching=Caching(record_ttl=5)
     )
     assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
     store.update(record.key_id, enabled=False)  # no key_changed: another process did it
@@ -480,7 +492,7 @@ async def test_lookup_overlapping_key_changed_neither_passes_nor_caches_the_stal
     record, secret = store.create_key(
         verifier, name="CI", owner_email="ada@example.com", organization_name="Acme"
     )
-    app = make_middleware(store=store, record_cache_ttl=3600)
+    app = make_middleware(store=store, caching=Caching(record_ttl=3600))
     pending = asyncio.create_task(whoami(app, basic(record.key_id, secret)))
     await store.read.wait()  # the lookup has read the enabled record
     store.update(record.key_id, enabled=False)
@@ -491,124 +503,6 @@ async def test_lookup_overlapping_key_changed_neither_passes_nor_caches_the_stal
     assert stale.json()["error"] == "key_disabled"
     later = await whoami(app, basic(record.key_id, secret))
     assert later.json()["error"] == "key_disabled"
-
-
-# -- throttling ------------------------------------------------------------------------------
-
-
-async def test_repeated_wrong_secrets_are_throttled_with_retry_after(
-    make_middleware: Make, key: Key, verifier: CountingVerifier
-) -> None:
-    record, _ = key
-    app = make_middleware(max_failures_per_key_and_ip=3, failure_window=60)
-    statuses = [
-        (await whoami(app, basic(record.key_id, generate_key_secret()))).status_code
-        for _ in range(4)
-    ]
-    assert statuses == [401, 401, 401, 429]
-    throttled = await whoami(app, basic(record.key_id, generate_key_secret()))
-    assert throttled.json()["error"] == "too_many_attempts"
-    assert 1 <= int(throttled.headers["retry-after"]) <= 60
-    assert verifier.verify_calls == 3  # throttled attempts cost no argon2
-
-
-async def test_flood_of_wrong_secrets_does_not_lock_out_the_right_secret_from_another_ip(
-    make_middleware: Make, key: Key
-) -> None:
-    record, secret = key
-    app = make_middleware(max_failures_per_key_and_ip=3, max_failures_per_ip=5)
-    for _ in range(10):
-        await whoami(app, basic(record.key_id, generate_key_secret()), ip="203.0.113.9")
-    assert (await whoami(app, basic(record.key_id, secret), ip="203.0.113.9")).status_code == 429
-    response = await whoami(app, basic(record.key_id, secret), ip="198.51.100.7")
-    assert response.status_code == 200
-
-
-async def test_one_ip_guessing_many_key_ids_is_throttled_per_ip(make_middleware: Make) -> None:
-    app = make_middleware(max_failures_per_ip=3)
-    statuses = [
-        (await whoami(app, basic(generate_key_id(), generate_key_secret()))).status_code
-        for _ in range(4)
-    ]
-    assert statuses == [401, 401, 401, 429]
-
-
-async def test_unknown_bearer_tokens_count_as_failures_per_ip(make_middleware: Make) -> None:
-    app = make_middleware(max_failures_per_ip=2)
-    statuses = [(await whoami(app, bearer(f"nope{i}"))).status_code for i in range(3)]
-    assert statuses == [401, 401, 429]
-
-
-# -- last used -------------------------------------------------------------------------------
-
-
-async def test_last_use_is_recorded_once_per_interval_and_flushed(
-    make_middleware: Make, key: Key
-) -> None:
-    record, secret = key
-    writes: list[dict[str, Any]] = []
-
-    class RecordingStore(MemoryKeyStore):
-        async def record_usage(self, last_used: Any) -> None:
-            writes.append(dict(last_used))
-            await super().record_usage(last_used)
-
-    store = RecordingStore()
-    store.add(record)
-    app = make_middleware(store=store)
-    for _ in range(5):
-        assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
-    await app.flush_usage()
-    assert len(writes) == 1
-    assert list(writes[0]) == [record.key_id]
-    assert record.key_id in store.last_used
-
-
-async def test_lifespan_passes_through_and_flushes_pending_usage_before_the_app_shuts_down(
-    verifier: CountingVerifier,
-) -> None:
-    writes: list[list[str]] = []
-    gate = asyncio.Event()
-
-    class SlowStore(MemoryKeyStore):
-        async def record_usage(self, last_used: Any) -> None:
-            writes.append(list(last_used))
-            await gate.wait()
-
-    seen: list[tuple[str, int]] = []
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        assert scope["type"] == "lifespan"
-        while True:
-            message = await receive()
-            seen.append((message["type"], len(writes)))
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    middleware = ApiKeyAuthMiddleware(app, store=SlowStore(), verifier=verifier)
-    middleware.usage.note("wfak_first")  # its write starts and waits on the gate
-    await asyncio.sleep(0)
-    middleware.usage.note("wfak_second")  # pending behind the running write
-    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
-    sent: list[str] = []
-
-    async def receive() -> Any:
-        message = next(messages)
-        if message["type"] == "lifespan.shutdown":
-            gate.set()
-        return message
-
-    async def send(message: Any) -> None:
-        sent.append(message["type"])
-
-    await middleware({"type": "lifespan"}, receive, send)
-    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
-    assert writes == [["wfak_first"], ["wfak_second"]]
-    # Both writes were done before the app saw the shutdown (and could close its database).
-    assert seen == [("lifespan.startup", 1), ("lifespan.shutdown", 2)]
 
 
 # -- websockets ------------------------------------------------------------------------------
@@ -637,7 +531,7 @@ async def test_no_secret_token_or_hash_reaches_any_log_record(
     caplog.set_level(logging.DEBUG)
     record, secret = key
     wrong = generate_key_secret()
-    app = make_middleware(max_failures_per_key_and_ip=2)
+    app = make_middleware(throttling=Throttling(max_failures_per_key_and_ip=2))
     token = await get_token(app, record.key_id, secret)
     await whoami(app, bearer(token))
     await whoami(app, basic(record.key_id, secret))
@@ -688,7 +582,7 @@ async def test_a_warm_key_stops_working_when_it_expires(
     record, secret = key
     clock = Clock()
     store.update(record.key_id, expires_at=clock.now + timedelta(seconds=60))
-    app = make_middleware(clock=clock, record_cache_ttl=3600)
+    app = make_middleware(clock=clock, caching=Caching(record_ttl=3600))
     assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
     clock.now += timedelta(seconds=59)
     assert (await whoami(app, basic(record.key_id, secret))).status_code == 200

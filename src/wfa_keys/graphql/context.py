@@ -11,7 +11,7 @@ from uuid import uuid4
 from starlette.requests import Request
 from starlette.responses import Response
 
-from wfa_auth.hashing import Argon2Verifier
+from wfa_auth import Argon2Verifier
 from wfa_keys.crypto import hasher_for
 from wfa_keys.models import Role, User
 from wfa_keys.sessions import ActiveSession, LoginThrottle

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from wfa_auth.keyformat import is_valid_key_id
+from wfa_auth import is_valid_key_id
 from wfa_keys.graphql.errors import BadUserInput
 
 MAX_NAME_LENGTH = 100

@@ -8,7 +8,7 @@ import pytest
 
 from support.clock import MonotonicClock as Clock
 from support.gql import LOGIN, PASSWORD, Api, only_error_code
-from wfa_auth.hashing import Argon2Verifier
+from wfa_auth import Argon2Verifier
 from wfa_keys.graphql import GraphQLApp
 from wfa_keys.graphql.context import Services
 from wfa_keys.models import AuditAction, AuditEvent, Session, User

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from support.gql import Api, KeyChanges, errors_of, only_error_code
-from wfa_auth.hashing import Argon2Verifier
+from wfa_auth import Argon2Verifier
 from wfa_keys.graphql import mutations
 from wfa_keys.models import ApiKey, AuditAction, AuditEvent
 
