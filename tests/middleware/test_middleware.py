@@ -15,7 +15,7 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from support.clock import Clock
+from support.clock import Clock, MonotonicClock
 from support.keys import CountingStore, CountingVerifier, basic, bearer, client_for, inner_app
 from wfa_auth import (
     ApiKeyAuthMiddleware,
@@ -589,3 +589,200 @@ async def test_a_warm_key_stops_working_when_it_expires(
     clock.now += timedelta(seconds=1)
     response = await whoami(app, basic(record.key_id, secret))
     assert (response.status_code, response.json()["error"]) == (401, "key_expired")
+
+
+# -- public paths ----------------------------------------------------------------------------
+
+
+async def echo_user(scope: Any, receive: Any, send: Any) -> None:
+    body = f"{scope['user'].is_authenticated} {scope['path']}".encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/health", 200),
+        ("/docs", 200),
+        ("/docs/", 200),
+        ("/docs/openapi.json", 200),
+        ("/healthz", 401),
+        ("/health/x", 401),
+        ("/whoami", 401),
+        ("/docs/../whoami", 401),
+        ("/docs/./x", 401),
+        ("/docs/x/..", 401),
+    ],
+)
+async def test_public_paths_pass_without_credentials(
+    store: CountingStore, verifier: CountingVerifier, path: str, status: int
+) -> None:
+    app = ApiKeyAuthMiddleware(
+        echo_user, store=store, verifier=verifier, public_paths=["/health", "/docs*"]
+    )
+    # A raw scope: HTTP clients remove dot segments before sending, a hand-made request may not.
+    scope = {"type": "http", "method": "GET", "path": path, "headers": [], "client": None}
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent[0]["status"] == status
+    if status == 200:
+        assert sent[1]["body"] == f"False {path}".encode()
+
+
+async def test_public_paths_are_relative_to_the_mount_point_and_ignore_credentials(
+    key: Key, store: CountingStore, verifier: CountingVerifier
+) -> None:
+    record, _ = key
+    app = ApiKeyAuthMiddleware(echo_user, store=store, verifier=verifier, public_paths=["/health"])
+    async with client_for(app, root_path="/api") as client:
+        mounted = await client.get("/api/health", headers=basic(record.key_id, "wrong"))
+        other = await client.get("/api/v1/health")
+    assert mounted.status_code == 200
+    assert other.status_code == 401
+    assert (store.lookups, verifier.verify_calls) == (0, 0)
+
+
+# -- observer --------------------------------------------------------------------------------
+
+
+class RecordingObserver:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+        self.verifications: list[float] = []
+
+    def on_authenticated(self, *, warm: bool) -> None:
+        self.events.append(("authenticated", warm))
+
+    def on_refused(self, error: str) -> None:
+        self.events.append(("refused", error))
+
+    def on_verification(self, seconds: float) -> None:
+        self.verifications.append(seconds)
+
+
+async def test_the_observer_is_told_of_every_outcome(
+    make_middleware: Make, key: Key, verifier: CountingVerifier
+) -> None:
+    record, secret = key
+    observer = RecordingObserver()
+    app = make_middleware(observer=observer, throttling=Throttling(max_failures_per_key_and_ip=1))
+    await whoami(app, basic(record.key_id, secret))
+    await whoami(app, basic(record.key_id, secret))
+    token = await get_token(app, record.key_id, secret)
+    await whoami(app, bearer(token))
+    await whoami(app, {})
+    await whoami(app, basic(record.key_id, wrong_checksum(secret)))
+    await whoami(app, basic(record.key_id, generate_key_secret()))
+    await whoami(app, basic(record.key_id, generate_key_secret()))
+    await whoami(app, basic(generate_key_id(), generate_key_secret()), ip="10.0.0.2")
+    assert observer.events == [
+        ("authenticated", False),
+        ("authenticated", True),
+        ("authenticated", True),  # the token exchange checked the same credentials
+        ("authenticated", False),  # the token's first use
+        ("refused", "missing_credentials"),
+        ("refused", "invalid_credentials"),
+        ("refused", "invalid_credentials"),
+        ("refused", "too_many_attempts"),
+        ("refused", "invalid_credentials"),
+    ]
+    # One per argon2 run: the right secret, a wrong one, the dummy hash of an unknown Key ID.
+    assert len(observer.verifications) == verifier.verify_calls == 3
+    assert all(seconds >= 0 for seconds in observer.verifications)
+
+
+# -- last used -------------------------------------------------------------------------------
+
+
+class RecordingStore(CountingStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[dict[str, Any]] = []
+
+    async def record_usage(self, last_used: Any) -> None:
+        self.writes.append(dict(last_used))
+        await super().record_usage(last_used)
+
+
+async def test_last_use_is_written_at_once_then_at_most_once_per_interval_with_the_latest_use(
+    make_middleware: Make, verifier: CountingVerifier
+) -> None:
+    store = RecordingStore()
+    record, secret = store.create_key(
+        verifier, name="CI", owner_email="ada@example.com", organization_name="Acme"
+    )
+    clock = Clock()
+    start = clock.now
+    app = make_middleware(store=store, clock=clock, caching=Caching(usage_interval=60))
+    for _ in range(3):
+        assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
+        clock.advance(20)
+    # Uses at 0, 20 and 40: the first written at once, the others deferred.
+    assert store.writes == [{record.key_id: start}]
+    clock.advance(1)  # 61: the key's interval has ended; this response writes the latest use
+    await whoami(app, basic(record.key_id, secret))
+    assert store.writes[1] == {record.key_id: start + timedelta(seconds=61)}
+    clock.advance(9)
+    await whoami(app, basic(record.key_id, secret))  # 70: deferred again, not dropped
+    assert len(store.writes) == 2
+    await app.flush_usage()
+    assert store.writes[2] == {record.key_id: start + timedelta(seconds=70)}
+    assert store.last_used[record.key_id] == start + timedelta(seconds=70)
+
+
+async def test_lifespan_runs_the_usage_timer_and_flushes_before_the_app_shuts_down(
+    verifier: CountingVerifier,
+) -> None:
+    store = RecordingStore()
+    seen: list[tuple[str, int]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "lifespan"
+        while True:
+            message = await receive()
+            seen.append((message["type"], len(store.writes)))
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    timer = MonotonicClock()
+    middleware = ApiKeyAuthMiddleware(app, store=store, verifier=verifier, timer=timer)
+    started = asyncio.Event()
+    stop = asyncio.Event()
+    sent: list[str] = []
+
+    async def receive() -> Any:
+        if not started.is_set():
+            started.set()
+            return {"type": "lifespan.startup"}
+        await stop.wait()
+        return {"type": "lifespan.shutdown"}
+
+    async def send(message: Any) -> None:
+        sent.append(message["type"])
+
+    server = asyncio.create_task(middleware({"type": "lifespan"}, receive, send))
+    await started.wait()
+    middleware.usage.note("wfak_first", timer())
+    await asyncio.sleep(0)  # the timer task writes it, no request needed
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert [list(w) for w in store.writes] == [["wfak_first"]]
+    timer.advance(1)
+    middleware.usage.note("wfak_first", timer())  # deferred to the end of its interval
+    stop.set()
+    await server
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert [list(w) for w in store.writes] == [["wfak_first"], ["wfak_first"]]
+    # The pending use was written before the app saw the shutdown (and closed its database).
+    assert seen == [("lifespan.startup", 0), ("lifespan.shutdown", 2)]

@@ -220,3 +220,64 @@ async def test_token_path_can_be_moved_or_turned_off(make_middleware: Make, key:
         # No endpoint: the path is an ordinary route behind the middleware (404 once through).
         response = await client.post(TOKEN_PATH, json=body, headers=basic(record.key_id, secret))
     assert response.status_code == 404
+
+
+async def test_tokens_beyond_the_cap_evict_the_oldest(make_middleware: Make, key: Key) -> None:
+    record, secret = key
+    tokens = MemoryTokenStore()
+    clock = Clock()
+    app = make_middleware(token_store=tokens, tokens=Tokens(max_per_key=3), clock=clock)
+    issued = []
+    for _ in range(4):
+        issued.append(await issue(app, record, secret))
+        clock.advance(1)
+    assert sorted(tokens.tokens) == sorted(token_digest(t) for t in issued[1:])
+    refused = await whoami(app, issued[0])
+    assert (refused.status_code, refused.json()["error"]) == (401, "invalid_token")
+    for token in issued[1:]:
+        assert (await whoami(app, token)).status_code == 200
+
+
+async def test_deleting_a_keys_tokens_revokes_them_once_the_key_is_changed(
+    make_middleware: Make, key: Key
+) -> None:
+    record, secret = key
+    tokens = MemoryTokenStore()
+    app = make_middleware(token_store=tokens, caching=Caching(record_ttl=3600))
+    token = await issue(app, record, secret)
+    assert (await whoami(app, token)).status_code == 200
+    await tokens.delete_tokens_for_key(record.key_id)
+    await app.key_changed(record.key_id)
+    response = await whoami(app, token)
+    assert (response.status_code, response.json()["error"]) == (401, "invalid_token")
+    # Revoked, not suspended: the key itself still works and gets new tokens.
+    assert (await whoami(app, await issue(app, record, secret))).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 2000,
+        b'{"key_id": ' * 2000,
+    ],
+)
+async def test_a_deeply_nested_token_request_is_a_400(make_middleware: Make, body: bytes) -> None:
+    app = make_middleware(tokens=Tokens(max_request_bytes=100_000))
+    response = await post_token(app, content=body)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"key_id": "wfak_\\ud800", "key_secret": "wfas_\\udfff"}',
+        # json decodes UTF-8-encoded surrogates too ("surrogatepass").
+        b'{"key_id": "\xed\xa0\x80", "key_secret": "wfas_\xed\xbf\xbf"}',
+    ],
+)
+async def test_lone_surrogates_in_a_token_request_are_invalid_credentials(
+    make_middleware: Make, body: bytes
+) -> None:
+    response = await post_token(make_middleware(), content=body)
+    assert (response.status_code, response.json()["error"]) == (401, "invalid_credentials")
