@@ -19,7 +19,7 @@ import anyio
 import anyio.to_thread
 
 from wfa_auth import _errors as errors
-from wfa_auth._attempts import AttemptThrottle, Throttled, ThrottleUnavailable
+from wfa_auth._attempts import Attempt, AttemptThrottle, Throttled, ThrottleUnavailable
 from wfa_auth._config import Caching, Throttling, Tokens
 from wfa_auth._errors import AuthenticationRefused, Refusal
 from wfa_auth._keyformat import is_valid_key_id, is_valid_key_secret
@@ -200,20 +200,47 @@ class Authenticator:
         # hash, the throttle store included (it costs nothing to refuse again).
         if not (is_valid_key_id(key_id) and is_valid_key_secret(key_secret)):
             raise AuthenticationRefused(errors.INVALID_CREDENTIALS)
+        throttle = self.throttle
         try:
-            attempt = await self.throttle.reserve_key_attempt(key_id, client_ip)
+            # A client known to be throttled costs no lookup either.
+            throttle.check_known_full(key_id, client_ip)
         except Throttled as throttled:
             raise self._too_many(throttled) from None
-        except ThrottleUnavailable:
-            raise AuthenticationRefused(self._unavailable) from None
+        attempt: Attempt | None = None
         try:
-            record, version, fetched_at = await self._matching_record(key_id, key_secret)
+            for _ in range(_MAX_LOOKUPS):
+                version = self._version(key_id)
+                record, fetched_at = await self._record(key_id, version)
+                marker = None
+                matched = False
+                if record is not None and self._in_organization(record):
+                    marker = "v:" + self._credential_digest(key_id, record.secret_hash, key_secret)
+                    # Verified before in this process: the right secret, nothing to throttle.
+                    matched = await self.cache.get(marker) is not None
+                if not matched:
+                    if attempt is None:
+                        attempt = await self._reserve_attempt(key_id, client_ip)
+                    matched = await self._verify(record, key_secret, marker)
+                if self._version(key_id) == version:
+                    break
+            else:
+                raise AuthenticationRefused(self._unavailable)
+            if record is None or not matched:
+                raise AuthenticationRefused(errors.INVALID_CREDENTIALS)
         except AuthenticationRefused as refused:
-            # A wrong secret keeps its place in the buckets; a failed store does not count.
-            if refused.refusal is not errors.INVALID_CREDENTIALS:
-                await self.throttle.abandoned(attempt)
+            if attempt is not None:
+                # A wrong secret keeps its places in the buckets; a failed store does not count.
+                if refused.refusal is errors.INVALID_CREDENTIALS:
+                    await throttle.failed(attempt)
+                else:
+                    await throttle.abandoned(attempt)
             raise
-        await self.throttle.succeeded(attempt)
+        except BaseException:
+            if attempt is not None:
+                throttle.forget(attempt)  # cancelled: no await may run here
+            raise
+        if attempt is not None:
+            await throttle.succeeded(attempt)
         self._check_state(record)
         valid_until = min(
             self._valid_until(fetched_at, record.expires_at),
@@ -221,19 +248,13 @@ class Authenticator:
         )
         return record, version, valid_until
 
-    async def _matching_record(self, key_id: str, key_secret: str) -> tuple[KeyRecord, int, float]:
-        """The record whose secret matches, its version and when it was read; else refuse."""
-        for _ in range(_MAX_LOOKUPS):
-            version = self._version(key_id)
-            record, fetched_at = await self._record(key_id, version)
-            matched = await self._verify(key_id, record, key_secret)
-            if self._version(key_id) == version:
-                break
-        else:
-            raise AuthenticationRefused(self._unavailable)
-        if record is None or not matched:
-            raise AuthenticationRefused(errors.INVALID_CREDENTIALS)
-        return record, version, fetched_at
+    async def _reserve_attempt(self, key_id: str, client_ip: str) -> Attempt:
+        try:
+            return await self.throttle.reserve_key_attempt(key_id, client_ip)
+        except Throttled as throttled:
+            raise self._too_many(throttled) from None
+        except ThrottleUnavailable:
+            raise AuthenticationRefused(self._unavailable) from None
 
     def _too_many(self, throttled: Throttled) -> AuthenticationRefused:
         return AuthenticationRefused(
@@ -243,7 +264,7 @@ class Authenticator:
     async def _check_token(self, token: str, client_ip: str) -> Checked:
         throttle = self.throttle
         try:
-            throttle.check_known_full(throttle.ip_bucket(client_ip))
+            throttle.check_known_full(None, client_ip)
         except Throttled as throttled:
             raise self._too_many(throttled) from None
         digest = token_digest(token)
@@ -321,14 +342,12 @@ class Authenticator:
             await self.cache.set("k:" + key_id, (record, fetched_at, version), self.record_ttl)
         return record, fetched_at
 
-    async def _verify(self, key_id: str, record: KeyRecord | None, secret: str) -> bool:
-        if record is None or not self._in_organization(record):
+    async def _verify(self, record: KeyRecord | None, secret: str, marker: str | None) -> bool:
+        """Check ``secret`` with the slow hash; ``marker`` None when the record is not usable."""
+        if record is None or marker is None:
             # Same work as for a real key, so that timing does not tell which Key IDs exist.
             await self._run_verify(self.verifier.dummy_hash, secret)
             return False
-        marker = "v:" + self._credential_digest(key_id, record.secret_hash, secret)
-        if await self.cache.get(marker) is not None:
-            return True
         if not await self._run_verify(record.secret_hash, secret):
             return False
         await self.cache.set(marker, True, self.verified_ttl)

@@ -292,3 +292,53 @@ async def test_unknown_bearer_tokens_count_as_distinct_failing_credentials_per_i
     statuses = [(await whoami(app, bearer(f"nope{i}"))).status_code for i in range(3)]
     assert statuses == [401, 401, 429]
     assert (await whoami(app, bearer("nope3"), ip="10.0.0.2")).status_code == 401
+
+
+async def test_a_secret_verified_before_is_checked_again_without_the_throttle_store(
+    make_middleware: Make, key: Key, verifier: CountingVerifier
+) -> None:
+    record, secret = key
+    throttle_store = CountingThrottleStore()
+    app = make_middleware(throttling=Throttling(store=throttle_store))
+    assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
+    calls = len(throttle_store.calls)
+    await app.key_changed(record.key_id)  # the record is looked up again
+    assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
+    assert (len(throttle_store.calls), verifier.verify_calls) == (calls, 1)
+
+
+async def test_concurrent_first_checks_from_one_ip_never_leave_it_throttled(
+    make_middleware: Make, store: CountingStore, verifier: CountingVerifier
+) -> None:
+    keys = [
+        store.create_key(verifier, name=f"k{i}", owner_email="a@b.c", organization_name="Acme")
+        for i in range(3)
+    ]
+    app = make_middleware(throttling=Throttling(max_failing_keys_per_ip=2))
+    responses = await asyncio.gather(*(whoami(app, basic(r.key_id, s)) for r, s in keys))
+    # Two checks ran; the third found the address's places taken by checks still running.
+    assert sorted(r.status_code for r in responses) == [200, 200, 429]
+    busy = next(r for r in responses if r.status_code == 429)
+    assert busy.headers["retry-after"] == "1"
+    # Those checks succeeded and freed their places: nothing keeps the address throttled.
+    for record, secret in keys:
+        assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
+
+
+async def test_a_failing_key_holds_its_place_on_the_ip_for_the_whole_window(
+    make_middleware: Make, key: Key
+) -> None:
+    record, secret = key
+    timer = MonotonicClock()
+    app = make_middleware(
+        timer=timer,
+        throttling=Throttling(
+            store=MemoryThrottleStore(clock=timer), max_failing_keys_per_ip=1, window=300
+        ),
+    )
+    assert (await whoami(app, wrong(generate_key_id()))).status_code == 401
+    timer.advance(100)
+    refused = await whoami(app, basic(record.key_id, secret))
+    assert (refused.status_code, refused.headers["retry-after"]) == (429, "200")
+    timer.advance(200)
+    assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
