@@ -74,9 +74,10 @@ class Throttling:
     seconds: that stops one address from trying secrets against many keys, while clients
     behind one NAT address that fail with one key never lock out each other's keys. Each
     attempt is reserved before the secret is checked, so concurrent attempts never exceed a
-    limit; a secret already verified in this process is not counted at all. When ``store`` fails, requests are answered 503 with ``Retry-After:
-    retry_after_unavailable`` (also used when a key store fails). None means a
-    :class:`~wfa_auth.MemoryThrottleStore`, which counts in this process only.
+    limit; a secret already verified in this process is not counted at all. When ``store``
+    fails, requests are answered 503 with ``Retry-After: retry_after_unavailable`` (also
+    used when a key store fails). None means a :class:`~wfa_auth.MemoryThrottleStore`,
+    which counts in this process only.
     """
 
     store: ThrottleStore | None = None
