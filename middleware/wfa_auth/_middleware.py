@@ -264,6 +264,8 @@ class ApiKeyAuthMiddleware:
         logger.info("issued an access token for key %s", user.key.key_id)
         body_out = {"access_token": token, "token_type": "Bearer", "expires_in": self.tokens.ttl}
         await send_json(send, 200, body_out, {"Pragma": "no-cache"})
+        if self.usage.write_is_due():
+            await self.usage.write_due()
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, refusal: Refusal) -> None:
         if self.observer is not None:

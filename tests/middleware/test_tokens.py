@@ -281,3 +281,12 @@ async def test_lone_surrogates_in_a_token_request_are_invalid_credentials(
 ) -> None:
     response = await post_token(make_middleware(), content=body)
     assert (response.status_code, response.json()["error"]) == (401, "invalid_credentials")
+
+
+async def test_a_token_exchange_records_the_keys_use(
+    make_middleware: Make, key: Key, store: CountingStore
+) -> None:
+    record, secret = key
+    clock = Clock()
+    await issue(make_middleware(clock=clock), record, secret)
+    assert store.last_used == {record.key_id: clock.now}
