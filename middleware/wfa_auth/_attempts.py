@@ -9,6 +9,11 @@ Two buckets guard a check of a Key ID and Key Secret from one client IP:
   keys fail from one address in the window (spraying); a success releases its member, and
   retries with one key never take more than one place, so they lock out no other key.
 
+Only checks that need the slow hash are counted: a secret already verified in this process
+is checked again without the store. While a check runs, its key holds its place on the IP
+for a short time only (a failure renews it for the whole window), so that checks that
+succeed, or whose process died, never keep an address full for long.
+
 Bucket and member names are fixed-size digests of the inputs, never the inputs, and the
 same in every process (they are not keyed by a process secret) so that processes sharing a
 store share the counts. A bucket found full is remembered in this process until its retry
