@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx2
 
-from wfa_auth.keyformat import generate_key_id, generate_key_secret
+from wfa_auth import generate_key_id, generate_key_secret
 
 HERE = Path(__file__).resolve().parent
 STARTUP_TIMEOUT = 20.0

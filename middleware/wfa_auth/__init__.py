@@ -1,9 +1,28 @@
 """wfa_auth: authenticate Workflow Automation API calls by Key ID and Key Secret.
 
-Mount :class:`ApiKeyAuthMiddleware` in front of any ASGI app; plug in your own key store,
-verifier, extractor, cache or error responder through the protocols in :mod:`wfa_auth.base`.
+Mount :class:`ApiKeyAuthMiddleware` in front of any ASGI app, configured with the
+:class:`Tokens`, :class:`Caching` and :class:`Throttling` objects; plug in your own key store,
+token store, throttle store, verifier, extractor, cache, error responder or metrics observer
+through the protocols in :mod:`wfa_auth.base`. Everything public is imported from here; the
+``_``-prefixed modules are internals that may change in any release.
 """
 
+from wfa_auth._cache import TTLCache
+from wfa_auth._config import Caching, Throttling, Tokens
+from wfa_auth._extractors import HeaderCredentialExtractor
+from wfa_auth._hashing import Argon2Verifier
+from wfa_auth._keyformat import (
+    generate_key_id,
+    generate_key_secret,
+    is_valid_key_id,
+    is_valid_key_secret,
+)
+from wfa_auth._memory import MemoryKeyRecord, MemoryKeyStore, MemoryTokenStore
+from wfa_auth._middleware import SCOPE_KEY, ApiKeyAuthMiddleware, route_path
+from wfa_auth._principal import ApiKeyUser
+from wfa_auth._responses import JSONErrorResponder
+from wfa_auth._throttle import FailureLimiter, MemoryThrottleStore
+from wfa_auth._tokens import secret_fingerprint, token_digest
 from wfa_auth.base import (
     AuthObserver,
     BearerCredentials,
@@ -20,21 +39,6 @@ from wfa_auth.base import (
     TokenRecord,
     TokenStore,
 )
-from wfa_auth.cache import TTLCache
-from wfa_auth.extractors import HeaderCredentialExtractor
-from wfa_auth.hashing import Argon2Verifier
-from wfa_auth.keyformat import (
-    generate_key_id,
-    generate_key_secret,
-    is_valid_key_id,
-    is_valid_key_secret,
-)
-from wfa_auth.memory import MemoryKeyRecord, MemoryKeyStore, MemoryTokenStore
-from wfa_auth.middleware import SCOPE_KEY, ApiKeyAuthMiddleware, route_path
-from wfa_auth.principal import ApiKeyUser
-from wfa_auth.responses import JSONErrorResponder
-from wfa_auth.throttle import FailureLimiter, MemoryThrottleStore
-from wfa_auth.tokens import secret_fingerprint, token_digest
 
 __all__ = [
     "SCOPE_KEY",
@@ -44,6 +48,7 @@ __all__ = [
     "AuthObserver",
     "BearerCredentials",
     "Cache",
+    "Caching",
     "CredentialExtractor",
     "Credentials",
     "ErrorResponder",
@@ -61,8 +66,10 @@ __all__ = [
     "SecretVerifier",
     "TTLCache",
     "ThrottleStore",
+    "Throttling",
     "TokenRecord",
     "TokenStore",
+    "Tokens",
     "generate_key_id",
     "generate_key_secret",
     "is_valid_key_id",

@@ -102,10 +102,14 @@ class KeyStore(Protocol):
 
 
 class TokenStore(Protocol):
-    """Where access tokens live, by a hash of the token (never the token itself)."""
+    """Where access tokens live, by a hash of the token (never the token itself).
 
-    async def save_token(self, token_hash: str, record: TokenRecord) -> None:
-        """Remember a newly issued token."""
+    A key has at most ``max_per_key`` live tokens: saving one more deletes that key's oldest
+    (by ``expires_at``), so that a client asking for a token per call cannot fill the store.
+    """
+
+    async def save_token(self, token_hash: str, record: TokenRecord, *, max_per_key: int) -> None:
+        """Remember a newly issued token; then delete the key's oldest beyond ``max_per_key``."""
         ...
 
     async def get_token(self, token_hash: str) -> TokenRecord | None:
@@ -114,6 +118,10 @@ class TokenStore(Protocol):
 
     async def delete_token(self, token_hash: str) -> None:
         """Forget a token (expired or revoked)."""
+        ...
+
+    async def delete_tokens_for_key(self, key_id: str) -> None:
+        """Forget every token of ``key_id`` (the key was disabled, regenerated or deleted)."""
         ...
 
 
@@ -130,6 +138,12 @@ class SecretVerifier(Protocol):
 
     def needs_rehash(self, secret_hash: str) -> bool:
         """True when ``secret_hash`` was made with other parameters than the current ones."""
+        ...
+
+    @property
+    def dummy_hash(self) -> str:
+        """A hash of no real secret, with the current parameters, verified against when a
+        Key ID is unknown: the answer then takes as long as for a real key."""
         ...
 
 

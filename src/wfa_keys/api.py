@@ -12,8 +12,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from wfa_auth import SCOPE_KEY, ApiKeyAuthMiddleware, KeyRecord
+from wfa_auth import SCOPE_KEY, ApiKeyAuthMiddleware, KeyRecord, Tokens
 from wfa_keys.crypto import hasher_for
+from wfa_keys.limits import MAX_TOKENS_PER_KEY
 from wfa_keys.settings import Settings
 from wfa_keys.store import TortoiseKeyStore, TortoiseTokenStore
 
@@ -45,5 +46,5 @@ def create_api(settings: Settings) -> ApiKeyAuthMiddleware:
         store=TortoiseKeyStore(),
         token_store=TortoiseTokenStore(),
         verifier=hasher_for(settings),
-        token_ttl=settings.token_ttl,
+        tokens=Tokens(ttl=settings.token_ttl, max_per_key=MAX_TOKENS_PER_KEY),
     )

@@ -57,11 +57,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await open_global(database_url)
         try:
-            yield
-        finally:
-            # Mounted apps get no lifespan events of their own: write the pending
+            # Mounted apps get no lifespan events of their own: run the middleware's timer
+            # (each key's last use written when its minute ends), and write the pending
             # last-used times before the connections close.
-            await api.flush_usage()
+            async with api.running():
+                yield
+        finally:
             await close_global()
 
     return Starlette(

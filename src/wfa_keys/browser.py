@@ -18,7 +18,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from wfa_auth.middleware import route_path
+from wfa_auth import route_path
 from wfa_keys.logs import REQUEST_ID_HEADER
 from wfa_keys.settings import Settings
 

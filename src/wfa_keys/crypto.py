@@ -9,9 +9,7 @@ from __future__ import annotations
 import secrets
 from typing import NamedTuple
 
-from wfa_auth.hashing import Argon2Verifier
-from wfa_auth.keyformat import generate_key_id, generate_key_secret
-from wfa_auth.tokens import token_digest
+from wfa_auth import Argon2Verifier, generate_key_id, generate_key_secret, token_digest
 from wfa_keys.settings import Settings
 
 __all__ = [

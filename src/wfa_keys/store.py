@@ -96,8 +96,11 @@ class TortoiseTokenStore:
     def __init__(self, *, max_tokens_per_key: int = MAX_TOKENS_PER_KEY) -> None:
         self.max_tokens_per_key = max_tokens_per_key
 
-    async def save_token(self, token_hash: str, record: TokenRecord) -> None:
-        """Store a new token; drop the key's expired ones and the oldest beyond the cap."""
+    async def save_token(
+        self, token_hash: str, record: TokenRecord, *, max_per_key: int | None = None
+    ) -> None:
+        """Store a new token; drop the key's expired ones and the oldest beyond the cap
+        (``max_per_key``, which the middleware passes, or this store's own)."""
         async with in_transaction():
             # Serializes the savers of one key: the count below cannot go stale.
             await ApiKey.filter(key_id=record.key_id).select_for_update().first()
@@ -113,7 +116,7 @@ class TortoiseTokenStore:
             beyond_cap = await (
                 AccessToken.filter(key_id=record.key_id)
                 .order_by("-expires_at", "-token_hash")
-                .offset(self.max_tokens_per_key)
+                .offset(self.max_tokens_per_key if max_per_key is None else max_per_key)
                 .limit(1_000)
                 .values_list("token_hash", flat=True)
             )

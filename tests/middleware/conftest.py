@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from support.keys import CountingStore, CountingVerifier, inner_app
-from wfa_auth import ApiKeyAuthMiddleware
-from wfa_auth.memory import MemoryKeyRecord
+from wfa_auth import ApiKeyAuthMiddleware, MemoryKeyRecord
 
 
 @pytest.fixture

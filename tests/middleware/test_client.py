@@ -18,9 +18,8 @@ from support.clock import MonotonicClock
 from support.counting import Counted
 from support.keys import CountingStore, CountingVerifier, inner_app
 from support.threaded_server import serving
-from wfa_auth import ApiKeyAuthMiddleware, MemoryTokenStore
+from wfa_auth import ApiKeyAuthMiddleware, MemoryKeyRecord, MemoryTokenStore
 from wfa_auth.client import TokenExchangeError, WfaKeyAuth
-from wfa_auth.memory import MemoryKeyRecord
 
 TOKEN_PATH = "/v1/auth/api-key/token"
 Key = tuple[MemoryKeyRecord, str]

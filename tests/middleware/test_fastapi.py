@@ -11,9 +11,8 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from support.keys import CountingStore, CountingVerifier, basic, bearer
-from wfa_auth import ApiKeyAuthMiddleware, KeyRecord
+from wfa_auth import ApiKeyAuthMiddleware, KeyRecord, MemoryKeyRecord
 from wfa_auth.fastapi import ApiKeySecurity
-from wfa_auth.memory import MemoryKeyRecord
 
 SCHEMES = ["WfaKeyBasic", "WfaKeyId", "WfaKeySecret", "WfaKeyBearer"]
 Key = tuple[MemoryKeyRecord, str]

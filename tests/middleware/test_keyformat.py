@@ -7,7 +7,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wfa_auth.keyformat import (
+from wfa_auth._keyformat import (
     BASE62,
     SECRET_BODY_LENGTH,
     SECRET_PATTERN,

@@ -15,11 +15,21 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from support.clock import Clock
+from support.clock import Clock, MonotonicClock
 from support.keys import CountingStore, CountingVerifier, basic, bearer, client_for, inner_app
-from wfa_auth import ApiKeyAuthMiddleware, Argon2Verifier, MemoryKeyRecord, MemoryKeyStore, TTLCache
-from wfa_auth.keyformat import generate_key_id, generate_key_secret
-from wfa_auth.tokens import token_digest
+from wfa_auth import (
+    ApiKeyAuthMiddleware,
+    Argon2Verifier,
+    Caching,
+    MemoryKeyRecord,
+    MemoryKeyStore,
+    Throttling,
+    Tokens,
+    TTLCache,
+    generate_key_id,
+    generate_key_secret,
+    token_digest,
+)
 
 Make = Callable[..., ApiKeyAuthMiddleware]
 Key = tuple[MemoryKeyRecord, str]
@@ -75,7 +85,7 @@ async def test_bearer_token_from_the_token_endpoint_authenticates(
     make_middleware: Make, key: Key
 ) -> None:
     record, secret = key
-    app = make_middleware(token_ttl=600)
+    app = make_middleware(tokens=Tokens(ttl=600))
     async with client_for(app) as client:
         response = await client.post(
             "/v1/auth/api-key/token", json={"key_id": record.key_id, "key_secret": secret}
@@ -399,7 +409,9 @@ async def test_concurrent_verifications_are_capped(make_middleware: Make) -> Non
         store.create_key(slow, name=f"k{i}", owner_email="a@b.c", organization_name="Acme")
         for i in range(8)
     ]
-    app = make_middleware(store=store, verifier=slow, max_concurrent_verifications=2)
+    app = make_middleware(
+        store=store, verifier=slow, caching=Caching(max_concurrent_verifications=2)
+    )
     responses = await asyncio.gather(*(whoami(app, basic(r.key_id, s)) for r, s in keys))
     assert [r.status_code for r in responses] == [200] * 8
     assert 1 <= most <= 2
@@ -409,7 +421,7 @@ async def test_disabled_key_is_refused_on_next_call_and_works_again_when_enabled
     make_middleware: Make, key: Key, store: CountingStore
 ) -> None:
     record, secret = key
-    app = make_middleware(record_cache_ttl=3600)
+    app = make_middleware(caching=Caching(record_ttl=3600))
     token = await get_token(app, record.key_id, secret)
     assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
     store.update(record.key_id, enabled=False)
@@ -426,7 +438,7 @@ async def test_regenerated_secret_refuses_the_old_one_and_accepts_the_new_one(
     make_middleware: Make, key: Key, store: CountingStore, verifier: CountingVerifier
 ) -> None:
     record, old_secret = key
-    app = make_middleware(record_cache_ttl=3600)
+    app = make_middleware(caching=Caching(record_ttl=3600))
     assert (await whoami(app, basic(record.key_id, old_secret))).status_code == 200
     new_secret = generate_key_secret()
     store.update(record.key_id, secret_hash=verifier.hash(new_secret))
@@ -443,7 +455,7 @@ async def test_change_from_another_process_is_seen_once_the_cached_record_expire
     record, secret = key
     now = [0.0]
     app = make_middleware(
-        cache=TTLCache(clock=lambda: now[0]), timer=lambda: now[0], record_cache_ttl=5
+        cache=TTLCache(clock=lambda: now[0]), timer=lambda: now[0], caching=Caching(record_ttl=5)
     )
     assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
     store.update(record.key_id, enabled=False)  # no key_changed: another process did it
@@ -480,7 +492,7 @@ async def test_lookup_overlapping_key_changed_neither_passes_nor_caches_the_stal
     record, secret = store.create_key(
         verifier, name="CI", owner_email="ada@example.com", organization_name="Acme"
     )
-    app = make_middleware(store=store, record_cache_ttl=3600)
+    app = make_middleware(store=store, caching=Caching(record_ttl=3600))
     pending = asyncio.create_task(whoami(app, basic(record.key_id, secret)))
     await store.read.wait()  # the lookup has read the enabled record
     store.update(record.key_id, enabled=False)
@@ -491,124 +503,6 @@ async def test_lookup_overlapping_key_changed_neither_passes_nor_caches_the_stal
     assert stale.json()["error"] == "key_disabled"
     later = await whoami(app, basic(record.key_id, secret))
     assert later.json()["error"] == "key_disabled"
-
-
-# -- throttling ------------------------------------------------------------------------------
-
-
-async def test_repeated_wrong_secrets_are_throttled_with_retry_after(
-    make_middleware: Make, key: Key, verifier: CountingVerifier
-) -> None:
-    record, _ = key
-    app = make_middleware(max_failures_per_key_and_ip=3, failure_window=60)
-    statuses = [
-        (await whoami(app, basic(record.key_id, generate_key_secret()))).status_code
-        for _ in range(4)
-    ]
-    assert statuses == [401, 401, 401, 429]
-    throttled = await whoami(app, basic(record.key_id, generate_key_secret()))
-    assert throttled.json()["error"] == "too_many_attempts"
-    assert 1 <= int(throttled.headers["retry-after"]) <= 60
-    assert verifier.verify_calls == 3  # throttled attempts cost no argon2
-
-
-async def test_flood_of_wrong_secrets_does_not_lock_out_the_right_secret_from_another_ip(
-    make_middleware: Make, key: Key
-) -> None:
-    record, secret = key
-    app = make_middleware(max_failures_per_key_and_ip=3, max_failures_per_ip=5)
-    for _ in range(10):
-        await whoami(app, basic(record.key_id, generate_key_secret()), ip="203.0.113.9")
-    assert (await whoami(app, basic(record.key_id, secret), ip="203.0.113.9")).status_code == 429
-    response = await whoami(app, basic(record.key_id, secret), ip="198.51.100.7")
-    assert response.status_code == 200
-
-
-async def test_one_ip_guessing_many_key_ids_is_throttled_per_ip(make_middleware: Make) -> None:
-    app = make_middleware(max_failures_per_ip=3)
-    statuses = [
-        (await whoami(app, basic(generate_key_id(), generate_key_secret()))).status_code
-        for _ in range(4)
-    ]
-    assert statuses == [401, 401, 401, 429]
-
-
-async def test_unknown_bearer_tokens_count_as_failures_per_ip(make_middleware: Make) -> None:
-    app = make_middleware(max_failures_per_ip=2)
-    statuses = [(await whoami(app, bearer(f"nope{i}"))).status_code for i in range(3)]
-    assert statuses == [401, 401, 429]
-
-
-# -- last used -------------------------------------------------------------------------------
-
-
-async def test_last_use_is_recorded_once_per_interval_and_flushed(
-    make_middleware: Make, key: Key
-) -> None:
-    record, secret = key
-    writes: list[dict[str, Any]] = []
-
-    class RecordingStore(MemoryKeyStore):
-        async def record_usage(self, last_used: Any) -> None:
-            writes.append(dict(last_used))
-            await super().record_usage(last_used)
-
-    store = RecordingStore()
-    store.add(record)
-    app = make_middleware(store=store)
-    for _ in range(5):
-        assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
-    await app.flush_usage()
-    assert len(writes) == 1
-    assert list(writes[0]) == [record.key_id]
-    assert record.key_id in store.last_used
-
-
-async def test_lifespan_passes_through_and_flushes_pending_usage_before_the_app_shuts_down(
-    verifier: CountingVerifier,
-) -> None:
-    writes: list[list[str]] = []
-    gate = asyncio.Event()
-
-    class SlowStore(MemoryKeyStore):
-        async def record_usage(self, last_used: Any) -> None:
-            writes.append(list(last_used))
-            await gate.wait()
-
-    seen: list[tuple[str, int]] = []
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        assert scope["type"] == "lifespan"
-        while True:
-            message = await receive()
-            seen.append((message["type"], len(writes)))
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    middleware = ApiKeyAuthMiddleware(app, store=SlowStore(), verifier=verifier)
-    middleware.usage.note("wfak_first")  # its write starts and waits on the gate
-    await asyncio.sleep(0)
-    middleware.usage.note("wfak_second")  # pending behind the running write
-    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
-    sent: list[str] = []
-
-    async def receive() -> Any:
-        message = next(messages)
-        if message["type"] == "lifespan.shutdown":
-            gate.set()
-        return message
-
-    async def send(message: Any) -> None:
-        sent.append(message["type"])
-
-    await middleware({"type": "lifespan"}, receive, send)
-    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
-    assert writes == [["wfak_first"], ["wfak_second"]]
-    # Both writes were done before the app saw the shutdown (and could close its database).
-    assert seen == [("lifespan.startup", 1), ("lifespan.shutdown", 2)]
 
 
 # -- websockets ------------------------------------------------------------------------------
@@ -637,7 +531,7 @@ async def test_no_secret_token_or_hash_reaches_any_log_record(
     caplog.set_level(logging.DEBUG)
     record, secret = key
     wrong = generate_key_secret()
-    app = make_middleware(max_failures_per_key_and_ip=2)
+    app = make_middleware(throttling=Throttling(max_failures_per_key_and_ip=2))
     token = await get_token(app, record.key_id, secret)
     await whoami(app, bearer(token))
     await whoami(app, basic(record.key_id, secret))
@@ -688,10 +582,207 @@ async def test_a_warm_key_stops_working_when_it_expires(
     record, secret = key
     clock = Clock()
     store.update(record.key_id, expires_at=clock.now + timedelta(seconds=60))
-    app = make_middleware(clock=clock, record_cache_ttl=3600)
+    app = make_middleware(clock=clock, caching=Caching(record_ttl=3600))
     assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
     clock.now += timedelta(seconds=59)
     assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
     clock.now += timedelta(seconds=1)
     response = await whoami(app, basic(record.key_id, secret))
     assert (response.status_code, response.json()["error"]) == (401, "key_expired")
+
+
+# -- public paths ----------------------------------------------------------------------------
+
+
+async def echo_user(scope: Any, receive: Any, send: Any) -> None:
+    body = f"{scope['user'].is_authenticated} {scope['path']}".encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/health", 200),
+        ("/docs", 200),
+        ("/docs/", 200),
+        ("/docs/openapi.json", 200),
+        ("/healthz", 401),
+        ("/health/x", 401),
+        ("/whoami", 401),
+        ("/docs/../whoami", 401),
+        ("/docs/./x", 401),
+        ("/docs/x/..", 401),
+    ],
+)
+async def test_public_paths_pass_without_credentials(
+    store: CountingStore, verifier: CountingVerifier, path: str, status: int
+) -> None:
+    app = ApiKeyAuthMiddleware(
+        echo_user, store=store, verifier=verifier, public_paths=["/health", "/docs*"]
+    )
+    # A raw scope: HTTP clients remove dot segments before sending, a hand-made request may not.
+    scope = {"type": "http", "method": "GET", "path": path, "headers": [], "client": None}
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent[0]["status"] == status
+    if status == 200:
+        assert sent[1]["body"] == f"False {path}".encode()
+
+
+async def test_public_paths_are_relative_to_the_mount_point_and_ignore_credentials(
+    key: Key, store: CountingStore, verifier: CountingVerifier
+) -> None:
+    record, _ = key
+    app = ApiKeyAuthMiddleware(echo_user, store=store, verifier=verifier, public_paths=["/health"])
+    async with client_for(app, root_path="/api") as client:
+        mounted = await client.get("/api/health", headers=basic(record.key_id, "wrong"))
+        other = await client.get("/api/v1/health")
+    assert mounted.status_code == 200
+    assert other.status_code == 401
+    assert (store.lookups, verifier.verify_calls) == (0, 0)
+
+
+# -- observer --------------------------------------------------------------------------------
+
+
+class RecordingObserver:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+        self.verifications: list[float] = []
+
+    def on_authenticated(self, *, warm: bool) -> None:
+        self.events.append(("authenticated", warm))
+
+    def on_refused(self, error: str) -> None:
+        self.events.append(("refused", error))
+
+    def on_verification(self, seconds: float) -> None:
+        self.verifications.append(seconds)
+
+
+async def test_the_observer_is_told_of_every_outcome(
+    make_middleware: Make, key: Key, verifier: CountingVerifier
+) -> None:
+    record, secret = key
+    observer = RecordingObserver()
+    app = make_middleware(observer=observer, throttling=Throttling(max_failures_per_key_and_ip=1))
+    await whoami(app, basic(record.key_id, secret))
+    await whoami(app, basic(record.key_id, secret))
+    token = await get_token(app, record.key_id, secret)
+    await whoami(app, bearer(token))
+    await whoami(app, {})
+    await whoami(app, basic(record.key_id, wrong_checksum(secret)))
+    await whoami(app, basic(record.key_id, generate_key_secret()))
+    await whoami(app, basic(record.key_id, generate_key_secret()))
+    await whoami(app, basic(generate_key_id(), generate_key_secret()), ip="10.0.0.2")
+    assert observer.events == [
+        ("authenticated", False),
+        ("authenticated", True),
+        ("authenticated", True),  # the token exchange checked the same credentials
+        ("authenticated", False),  # the token's first use
+        ("refused", "missing_credentials"),
+        ("refused", "invalid_credentials"),
+        ("refused", "invalid_credentials"),
+        ("refused", "too_many_attempts"),
+        ("refused", "invalid_credentials"),
+    ]
+    # One per argon2 run: the right secret, a wrong one, the dummy hash of an unknown Key ID.
+    assert len(observer.verifications) == verifier.verify_calls == 3
+    assert all(seconds >= 0 for seconds in observer.verifications)
+
+
+# -- last used -------------------------------------------------------------------------------
+
+
+class RecordingStore(CountingStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[dict[str, Any]] = []
+
+    async def record_usage(self, last_used: Any) -> None:
+        self.writes.append(dict(last_used))
+        await super().record_usage(last_used)
+
+
+async def test_last_use_is_written_at_once_then_at_most_once_per_interval_with_the_latest_use(
+    make_middleware: Make, verifier: CountingVerifier
+) -> None:
+    store = RecordingStore()
+    record, secret = store.create_key(
+        verifier, name="CI", owner_email="ada@example.com", organization_name="Acme"
+    )
+    clock = Clock()
+    start = clock.now
+    app = make_middleware(store=store, clock=clock, caching=Caching(usage_interval=60))
+    for _ in range(3):
+        assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
+        clock.advance(20)
+    # Uses at 0, 20 and 40: the first written at once, the others deferred.
+    assert store.writes == [{record.key_id: start}]
+    clock.advance(1)  # 61: the key's interval has ended; this response writes the latest use
+    await whoami(app, basic(record.key_id, secret))
+    assert store.writes[1] == {record.key_id: start + timedelta(seconds=61)}
+    clock.advance(9)
+    await whoami(app, basic(record.key_id, secret))  # 70: deferred again, not dropped
+    assert len(store.writes) == 2
+    await app.flush_usage()
+    assert store.writes[2] == {record.key_id: start + timedelta(seconds=70)}
+    assert store.last_used[record.key_id] == start + timedelta(seconds=70)
+
+
+async def test_lifespan_runs_the_usage_timer_and_flushes_before_the_app_shuts_down(
+    verifier: CountingVerifier,
+) -> None:
+    store = RecordingStore()
+    seen: list[tuple[str, int]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "lifespan"
+        while True:
+            message = await receive()
+            seen.append((message["type"], len(store.writes)))
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    timer = MonotonicClock()
+    middleware = ApiKeyAuthMiddleware(app, store=store, verifier=verifier, timer=timer)
+    started = asyncio.Event()
+    stop = asyncio.Event()
+    sent: list[str] = []
+
+    async def receive() -> Any:
+        if not started.is_set():
+            started.set()
+            return {"type": "lifespan.startup"}
+        await stop.wait()
+        return {"type": "lifespan.shutdown"}
+
+    async def send(message: Any) -> None:
+        sent.append(message["type"])
+
+    server = asyncio.create_task(middleware({"type": "lifespan"}, receive, send))
+    await started.wait()
+    middleware.usage.note("wfak_first", timer())
+    await asyncio.sleep(0)  # the timer task writes it, no request needed
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert [list(w) for w in store.writes] == [["wfak_first"]]
+    timer.advance(1)
+    middleware.usage.note("wfak_first", timer())  # deferred to the end of its interval
+    stop.set()
+    await server
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert [list(w) for w in store.writes] == [["wfak_first"], ["wfak_first"]]
+    # The pending use was written before the app saw the shutdown (and closed its database).
+    assert seen == [("lifespan.startup", 0), ("lifespan.shutdown", 2)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wfa_auth.throttle import FailureLimiter
+from wfa_auth import FailureLimiter
 
 
 class FakeClock:

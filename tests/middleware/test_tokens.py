@@ -11,9 +11,16 @@ import pytest
 
 from support.clock import Clock
 from support.keys import CountingStore, CountingVerifier, basic, bearer, client_for
-from wfa_auth import ApiKeyAuthMiddleware, MemoryKeyRecord, MemoryTokenStore
-from wfa_auth.keyformat import generate_key_secret
-from wfa_auth.tokens import secret_fingerprint, token_digest
+from wfa_auth import (
+    ApiKeyAuthMiddleware,
+    Caching,
+    MemoryKeyRecord,
+    MemoryTokenStore,
+    Tokens,
+    generate_key_secret,
+    secret_fingerprint,
+    token_digest,
+)
 
 Make = Callable[..., ApiKeyAuthMiddleware]
 Key = tuple[MemoryKeyRecord, str]
@@ -45,7 +52,7 @@ async def test_tokens_are_stored_only_as_digests_with_the_secret_fingerprint(
     record, secret = key
     tokens = MemoryTokenStore()
     clock = Clock()
-    app = make_middleware(token_store=tokens, token_ttl=120, clock=clock)
+    app = make_middleware(token_store=tokens, tokens=Tokens(ttl=120), clock=clock)
     response = await post_token(app, {"key_id": record.key_id, "key_secret": secret})
     token = response.json()["access_token"]
     assert len(token) >= 43
@@ -72,7 +79,7 @@ async def test_token_expires_after_its_lifetime(make_middleware: Make, key: Key)
     record, secret = key
     tokens = MemoryTokenStore()
     clock = Clock()
-    app = make_middleware(token_store=tokens, token_ttl=60, clock=clock)
+    app = make_middleware(token_store=tokens, tokens=Tokens(ttl=60), clock=clock)
     token = await issue(app, record, secret)
     clock.now += timedelta(seconds=59)
     assert (await whoami(app, token)).status_code == 200
@@ -105,7 +112,7 @@ async def test_token_stops_working_at_once_when_its_key_changes(
 ) -> None:
     record, secret = key
     clock = Clock()
-    app = make_middleware(record_cache_ttl=3600, clock=clock)
+    app = make_middleware(caching=Caching(record_ttl=3600), clock=clock)
     token = await issue(app, record, secret)
     assert (await whoami(app, token)).status_code == 200
     if "deleted" in change:
@@ -178,7 +185,9 @@ async def test_token_endpoint_answers_400_to_a_bad_body(make_middleware: Make, b
 
 
 async def test_token_endpoint_refuses_a_body_that_is_too_large(make_middleware: Make) -> None:
-    response = await post_token(make_middleware(max_token_request_bytes=100), content=b"x" * 101)
+    response = await post_token(
+        make_middleware(tokens=Tokens(max_request_bytes=100)), content=b"x" * 101
+    )
     assert response.status_code == 413
     assert response.json()["error"] == "request_too_large"
 
@@ -203,11 +212,81 @@ async def test_token_endpoint_ignores_credentials_in_the_query_string(
 async def test_token_path_can_be_moved_or_turned_off(make_middleware: Make, key: Key) -> None:
     record, secret = key
     body = {"key_id": record.key_id, "key_secret": secret}
-    moved = make_middleware(token_path="/oauth/token")
+    moved = make_middleware(tokens=Tokens(path="/oauth/token"))
     async with client_for(moved) as client:
         assert (await client.post("/oauth/token", json=body)).status_code == 200
-    off = make_middleware(token_path=None)
+    off = make_middleware(tokens=Tokens(path=None))
     async with client_for(off) as client:
         # No endpoint: the path is an ordinary route behind the middleware (404 once through).
         response = await client.post(TOKEN_PATH, json=body, headers=basic(record.key_id, secret))
     assert response.status_code == 404
+
+
+async def test_tokens_beyond_the_cap_evict_the_oldest(make_middleware: Make, key: Key) -> None:
+    record, secret = key
+    tokens = MemoryTokenStore()
+    clock = Clock()
+    app = make_middleware(token_store=tokens, tokens=Tokens(max_per_key=3), clock=clock)
+    issued = []
+    for _ in range(4):
+        issued.append(await issue(app, record, secret))
+        clock.advance(1)
+    assert sorted(tokens.tokens) == sorted(token_digest(t) for t in issued[1:])
+    refused = await whoami(app, issued[0])
+    assert (refused.status_code, refused.json()["error"]) == (401, "invalid_token")
+    for token in issued[1:]:
+        assert (await whoami(app, token)).status_code == 200
+
+
+async def test_deleting_a_keys_tokens_revokes_them_once_the_key_is_changed(
+    make_middleware: Make, key: Key
+) -> None:
+    record, secret = key
+    tokens = MemoryTokenStore()
+    app = make_middleware(token_store=tokens, caching=Caching(record_ttl=3600))
+    token = await issue(app, record, secret)
+    assert (await whoami(app, token)).status_code == 200
+    await tokens.delete_tokens_for_key(record.key_id)
+    await app.key_changed(record.key_id)
+    response = await whoami(app, token)
+    assert (response.status_code, response.json()["error"]) == (401, "invalid_token")
+    # Revoked, not suspended: the key itself still works and gets new tokens.
+    assert (await whoami(app, await issue(app, record, secret))).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 2000,
+        b'{"key_id": ' * 2000,
+    ],
+)
+async def test_a_deeply_nested_token_request_is_a_400(make_middleware: Make, body: bytes) -> None:
+    app = make_middleware(tokens=Tokens(max_request_bytes=100_000))
+    response = await post_token(app, content=body)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"key_id": "wfak_\\ud800", "key_secret": "wfas_\\udfff"}',
+        # json decodes UTF-8-encoded surrogates too ("surrogatepass").
+        b'{"key_id": "\xed\xa0\x80", "key_secret": "wfas_\xed\xbf\xbf"}',
+    ],
+)
+async def test_lone_surrogates_in_a_token_request_are_invalid_credentials(
+    make_middleware: Make, body: bytes
+) -> None:
+    response = await post_token(make_middleware(), content=body)
+    assert (response.status_code, response.json()["error"]) == (401, "invalid_credentials")
+
+
+async def test_a_token_exchange_records_the_keys_use(
+    make_middleware: Make, key: Key, store: CountingStore
+) -> None:
+    record, secret = key
+    clock = Clock()
+    await issue(make_middleware(clock=clock), record, secret)
+    assert store.last_used == {record.key_id: clock.now}

@@ -1,67 +1,170 @@
-"""UsageRecorder: last-used times written at most once per interval per key, in batches."""
+"""UsageRecorder: each key's latest use written at most once per interval, never dropped."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
+import anyio
 import pytest
 
+from support.clock import MonotonicClock
 from wfa_auth import MemoryKeyStore
-from wfa_auth.usage import UsageRecorder
+from wfa_auth._usage import UsageRecorder
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class RecordingStore(MemoryKeyStore):
     def __init__(self, fail: bool = False) -> None:
         super().__init__()
-        self.writes: list[list[str]] = []
+        self.writes: list[dict[str, datetime]] = []
         self.fail = fail
+        self.gate: anyio.Event | None = None
 
     async def record_usage(self, last_used: Mapping[str, datetime]) -> None:
-        self.writes.append(sorted(last_used))
+        self.writes.append(dict(last_used))
+        if self.gate is not None:
+            await self.gate.wait()
         if self.fail:
             raise ConnectionRefusedError(111, "refused")
 
 
-async def test_each_key_is_written_once_per_interval() -> None:
-    now = [0.0]
+def at(seconds: float) -> datetime:
+    """The wall time of monotonic reading ``seconds`` (the two clocks move together)."""
+    return EPOCH + timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> MonotonicClock:
+    return MonotonicClock(start=0.0)
+
+
+def recorder(store: RecordingStore, clock: MonotonicClock, **options: object) -> UsageRecorder:
+    return UsageRecorder(
+        store,
+        interval=60,
+        clock=clock,
+        now=lambda: at(clock.now),
+        **options,  # type: ignore[arg-type]
+    )
+
+
+async def test_the_first_use_of_a_key_is_written_at_once(clock: MonotonicClock) -> None:
     store = RecordingStore()
-    usage = UsageRecorder(store, interval=60, clock=lambda: now[0])
-    for _ in range(100):
-        usage.note("a")
-    usage.note("b")
-    await usage.flush()
-    now[0] = 59.0
-    usage.note("a")
-    await usage.flush()
-    assert sorted(k for w in store.writes for k in w) == ["a", "b"]
-    now[0] = 60.0
-    usage.note("a")
-    await usage.flush()
-    assert store.writes[-1] == ["a"]
+    usage = recorder(store, clock)
+    clock.now = 5.0
+    usage.note("a", clock())
+    assert usage.write_is_due()
+    await usage.write_due()
+    assert store.writes == [{"a": at(5)}]
 
 
-async def test_uses_noted_during_a_write_are_batched_into_the_next() -> None:
+async def test_uses_inside_the_window_are_deferred_not_dropped(clock: MonotonicClock) -> None:
     store = RecordingStore()
-    usage = UsageRecorder(store)
-    usage.note("a")
-    usage.note("b")
-    usage.note("c")
-    await asyncio.sleep(0)
+    usage = recorder(store, clock)
+    usage.note("a", clock())
+    await usage.write_due()
+    for second in (10.0, 30.0, 45.5):
+        clock.now = second
+        usage.note("a", clock())
+        await usage.write_due()
+    clock.now = 59.9
+    await usage.write_due()
+    assert store.writes == [{"a": at(0)}]
+    clock.now = 60.0
+    assert usage.write_is_due()
+    await usage.write_due()
+    # The latest use, exact, written when the key's minute ended.
+    assert store.writes == [{"a": at(0)}, {"a": at(45.5)}]
+    clock.now = 200.0
+    await usage.write_due()
+    assert len(store.writes) == 2  # nothing more was used
+
+
+async def test_pending_uses_are_written_at_shutdown(clock: MonotonicClock) -> None:
+    store = RecordingStore()
+    usage = recorder(store, clock)
+    usage.note("a", clock())
+    usage.note("b", clock())
+    await usage.write_due()
+    clock.now = 11.0
+    usage.note("a", clock())
     await usage.flush()
-    assert store.writes == [["a", "b", "c"]]
+    assert store.writes == [{"a": at(0), "b": at(0)}, {"a": at(11)}]
 
 
-async def test_a_failed_write_is_logged_without_detail_and_retried_on_next_use(
-    caplog: pytest.LogCaptureFixture,
+async def test_keys_due_together_are_written_in_one_batch(clock: MonotonicClock) -> None:
+    store = RecordingStore()
+    usage = recorder(store, clock)
+    for key_id in ("a", "b", "c"):
+        usage.note(key_id, clock())
+    await usage.write_due()
+    assert store.writes == [{"a": at(0), "b": at(0), "c": at(0)}]
+
+
+async def test_uses_noted_during_a_write_wait_for_the_next_and_flush_waits_for_the_write(
+    clock: MonotonicClock,
+) -> None:
+    store = RecordingStore()
+    store.gate = anyio.Event()
+    usage = recorder(store, clock)
+    usage.note("a", clock())
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(usage.write_due)
+        await anyio.wait_all_tasks_blocked()
+        clock.now = 1.0
+        usage.note("a", clock())
+        usage.note("b", clock())
+        assert not usage.write_is_due()  # a write is running
+        tasks.start_soon(usage.flush)
+        await anyio.wait_all_tasks_blocked()
+        store.gate.set()
+    assert store.writes == [{"a": at(0)}, {"a": at(1), "b": at(1)}]
+
+
+async def test_a_failed_write_is_logged_without_detail_and_retried_when_the_interval_ends(
+    clock: MonotonicClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = RecordingStore(fail=True)
-    usage = UsageRecorder(store, interval=60)
-    usage.note("a")
-    await usage.flush()
-    usage.note("a")
-    await usage.flush()
-    assert store.writes == [["a"], ["a"]]
+    usage = recorder(store, clock)
+    usage.note("a", clock())
+    await usage.write_due()
+    clock.now = 30.0
+    await usage.write_due()  # not on every chance: the store is down
+    assert len(store.writes) == 1
+    store.fail = False
+    clock.now = 60.0
+    await usage.write_due()
+    assert store.writes == [{"a": at(0)}, {"a": at(0)}]
     assert "ConnectionRefusedError" in caplog.text
     assert "refused" not in caplog.text.replace("ConnectionRefusedError", "")
+
+
+async def test_the_timer_task_writes_each_key_when_its_window_ends(clock: MonotonicClock) -> None:
+    store = RecordingStore()
+    sleeping: list[float] = []
+    wake = anyio.Event()
+
+    async def sleep(seconds: float) -> None:
+        sleeping.append(seconds)
+        await wake.wait()
+
+    usage = recorder(store, clock, sleep=sleep)
+    async with usage.run():
+        usage.note("a", clock())
+        await anyio.wait_all_tasks_blocked()
+        assert store.writes == [{"a": at(0)}]
+        clock.now = 20.0
+        usage.note("a", clock())
+        await anyio.wait_all_tasks_blocked()
+        assert sleeping == [40.0]  # until the end of the key's window, not a poll
+        assert not usage.write_is_due()  # the task makes the writes, not the requests
+        clock.now = 60.0
+        wake.set()
+        await anyio.wait_all_tasks_blocked()
+        assert store.writes == [{"a": at(0)}, {"a": at(20)}]
+        clock.now = 70.0
+        usage.note("a", clock())
+    # Leaving the context writes what is pending.
+    assert store.writes == [{"a": at(0)}, {"a": at(20)}, {"a": at(70)}]

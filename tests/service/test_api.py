@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from tortoise.context import TortoiseContext
 
-from wfa_auth.keyformat import generate_key_id, generate_key_secret
+from wfa_auth import generate_key_id, generate_key_secret
 from wfa_keys.api import create_api
 from wfa_keys.crypto import hasher_for
 from wfa_keys.models import ApiKey, Organization, Role, User

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from tortoise.context import TortoiseContext
 
 from support.gql import CREATE_KEY, PASSWORD, Api
-from wfa_auth.keyformat import generate_key_secret
+from wfa_auth import generate_key_secret
 from wfa_keys.app import create_app
 from wfa_keys.logs import (
     QUIET_LOGGERS,

@@ -19,8 +19,15 @@ from starlette.routing import Route
 from tortoise.context import TortoiseContext
 from tortoise.transactions import in_transaction
 
-from wfa_auth import ApiKeyAuthMiddleware, Argon2Verifier, TokenRecord
-from wfa_auth.keyformat import generate_key_id, generate_key_secret
+from wfa_auth import (
+    ApiKeyAuthMiddleware,
+    Argon2Verifier,
+    Caching,
+    Throttling,
+    TokenRecord,
+    generate_key_id,
+    generate_key_secret,
+)
 from wfa_keys.db import tortoise_config
 from wfa_keys.limits import MAX_TOKENS_PER_KEY
 from wfa_keys.models import AccessToken, ApiKey, Organization, Role, User
@@ -55,7 +62,7 @@ async def whoami(request: Request) -> JSONResponse:
 
 def protected(**options: Any) -> ApiKeyAuthMiddleware:
     app = Starlette(routes=[Route("/whoami", whoami)])
-    options.setdefault("record_cache_ttl", 3600)
+    options.setdefault("caching", Caching(record_ttl=3600))
     return ApiKeyAuthMiddleware(
         app,
         store=TortoiseKeyStore(),
@@ -152,12 +159,30 @@ async def test_token_store_keeps_digests_and_drops_expired_tokens(db: TortoiseCo
     now = datetime.now(UTC)
     old = TokenRecord("wfak_a", "f" * 64, now - timedelta(seconds=1))
     new = TokenRecord("wfak_a", "f" * 64, now + timedelta(hours=1))
-    await tokens.save_token("1" * 64, old)
-    await tokens.save_token("2" * 64, new)
+    await tokens.save_token("1" * 64, old, max_per_key=100)
+    await tokens.save_token("2" * 64, new, max_per_key=100)
     assert await tokens.get_token("1" * 64) is None  # purged when the second was saved
     assert await tokens.get_token("2" * 64) == new
     await tokens.delete_token("2" * 64)
     assert await AccessToken.all().count() == 0
+
+
+async def test_token_store_keeps_a_keys_newest_tokens_and_deletes_all_of_a_key(
+    db: TortoiseContext,
+) -> None:
+    tokens = TortoiseTokenStore()
+    now = datetime.now(UTC)
+    for i in range(4):
+        record = TokenRecord("wfak_a", "f" * 64, now + timedelta(minutes=10 + i))
+        await tokens.save_token(str(i) * 64, record, max_per_key=3)
+    other = TokenRecord("wfak_b", "f" * 64, now + timedelta(minutes=1))
+    await tokens.save_token("b" * 64, other, max_per_key=3)
+    assert await tokens.get_token("0" * 64) is None  # the oldest of wfak_a went
+    assert sorted(
+        await AccessToken.filter(key_id="wfak_a").values_list("token_hash", flat=True)
+    ) == [str(i) * 64 for i in (1, 2, 3)]
+    await tokens.delete_tokens_for_key("wfak_a")
+    assert await AccessToken.all().values_list("key_id", flat=True) == ["wfak_b"]
 
 
 # -- the middleware over the database --------------------------------------------------------
@@ -216,7 +241,9 @@ async def test_regenerate_race_old_secret_never_passes_once_regenerate_returned(
     db: TortoiseContext,
 ) -> None:
     # Throttling would turn refusals into 429s; here only the race is under test.
-    app = protected(max_failures_per_key_and_ip=100_000, max_failures_per_ip=100_000)
+    app = protected(
+        throttling=Throttling(max_failures_per_key_and_ip=100_000, max_failing_keys_per_ip=100_000)
+    )
     transport = httpx2.ASGITransport(app=app)
     async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as http:
         await regenerate_race(app, http)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tortoise.context import TortoiseContext
 
-from wfa_auth.hashing import Argon2Verifier
+from wfa_auth import Argon2Verifier
 from wfa_keys.models import Organization, Role, User
 from wfa_keys.settings import Settings
 from wfa_keys.users import UserError, create_user, normalize_email, set_subscription

@@ -14,8 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from wfa_auth import SCOPE_KEY, Argon2Verifier, MemoryKeyStore
-from wfa_auth.memory import MemoryKeyRecord
+from wfa_auth import SCOPE_KEY, Argon2Verifier, MemoryKeyRecord, MemoryKeyStore
 
 
 class CountingVerifier(Argon2Verifier):

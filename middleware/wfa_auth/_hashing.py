@@ -23,8 +23,15 @@ class Argon2Verifier:
             parallelism=parallelism,
             type=Type.ID,
         )
-        # Verified against when a Key ID is unknown, so that the answer takes as long.
-        self.dummy_hash = self._hasher.hash("wfa-auth-dummy-secret")
+        self._dummy_hash: str | None = None
+
+    @property
+    def dummy_hash(self) -> str:
+        """A hash of no real secret, verified against when a Key ID is unknown, so that the
+        answer takes as long as for a real key; made on first use with these parameters."""
+        if self._dummy_hash is None:
+            self._dummy_hash = self._hasher.hash("wfa-auth-dummy-secret")
+        return self._dummy_hash
 
     def hash(self, secret: str) -> str:
         """A new argon2id hash of ``secret`` with a random salt."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from wfa_auth.responses import WWW_AUTHENTICATE
+from wfa_auth._responses import WWW_AUTHENTICATE
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,14 +6,24 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from wfa_auth import errors
-from wfa_auth.authenticator import Authenticator, client_host, utcnow
+from wfa_auth import _errors as errors
+from wfa_auth._authenticator import Authenticator, client_host, utcnow
+from wfa_auth._cache import TTLCache
+from wfa_auth._config import Caching, Throttling, Tokens
+from wfa_auth._errors import AuthenticationRefused, Refusal
+from wfa_auth._extractors import HeaderCredentialExtractor
+from wfa_auth._hashing import Argon2Verifier
+from wfa_auth._memory import MemoryTokenStore
+from wfa_auth._responses import JSONErrorResponder, send_json
+from wfa_auth._usage import UsageRecorder
 from wfa_auth.base import (
+    AuthObserver,
     Cache,
     CredentialExtractor,
     ErrorResponder,
@@ -23,21 +33,13 @@ from wfa_auth.base import (
     SecretVerifier,
     TokenStore,
 )
-from wfa_auth.cache import TTLCache
-from wfa_auth.errors import AuthenticationRefused, Refusal
-from wfa_auth.extractors import HeaderCredentialExtractor
-from wfa_auth.hashing import Argon2Verifier
-from wfa_auth.keyformat import is_valid_key_id, is_valid_key_secret
-from wfa_auth.memory import MemoryTokenStore
-from wfa_auth.responses import JSONErrorResponder, send_json
-from wfa_auth.throttle import FailureLimiter
-from wfa_auth.usage import UsageRecorder
 
 logger = logging.getLogger("wfa_auth")
 
 #: The scope entry that holds the authenticated :class:`~wfa_auth.base.KeyRecord`.
 SCOPE_KEY = "wfa_auth.key"
-DEFAULT_TOKEN_PATH = "/v1/auth/api-key/token"  # noqa: S105 -- a URL path
+# Frozen, so one default instance serves every middleware.
+_TOKENS, _CACHING, _THROTTLING = Tokens(), Caching(), Throttling()
 
 
 def route_path(scope: Scope) -> str:
@@ -58,14 +60,27 @@ class ApiKeyAuthMiddleware:
     Credentials come as ``Authorization: Bearer <token>`` (a token from the token endpoint),
     ``Authorization: Basic base64(key_id:key_secret)``, or ``X-API-Key-ID`` and
     ``X-API-Key-Secret``. On success the scope carries ``user`` (an
-    :class:`~wfa_auth.principal.ApiKeyUser`), ``auth`` (``AuthCredentials(scopes)``) and
+    :class:`~wfa_auth.ApiKeyUser`), ``auth`` (``AuthCredentials(scopes)``) and
     ``wfa_auth.key`` (the key record); otherwise the request never reaches the app.
 
-    ``POST {token_path}`` (relative to the mount point) exchanges a Key ID and Key Secret for
-    an access token valid ``token_ttl`` seconds. Key records are cached ``record_cache_ttl``
-    seconds: call :meth:`key_changed` after changing a key in this process; changes made by
-    another process are seen once the cached record expires. When the store cannot be
-    reached, requests are answered 503, never let through.
+    Options come grouped: ``tokens`` (:class:`~wfa_auth.Tokens`, the token exchange at
+    ``POST tokens.path``), ``caching`` (:class:`~wfa_auth.Caching`) and ``throttling``
+    (:class:`~wfa_auth.Throttling`). When a store cannot be reached, requests are answered
+    503 with ``Retry-After``, never let through. ``observer`` is told of every outcome.
+
+    ``public_paths`` pass without credentials and without any check (credentials they carry
+    are ignored; ``request.user`` is unauthenticated): health checks, API docs. Each is a
+    path relative to the mount point (as :func:`route_path` gives it) matched exactly, or,
+    ending in ``*``, a prefix: ``"/docs*"`` matches ``/docs``, ``/docs/`` and
+    ``/docs/openapi.json``. A prefix never matches a path with a ``.`` or ``..`` segment, in
+    case an app behind the middleware normalizes paths. ``allow_anonymous`` lets requests
+    without credentials through everywhere (bad credentials are still refused).
+
+    Key records are cached ``caching.record_ttl`` seconds: call :meth:`key_changed` after a
+    key changes (or :meth:`all_keys_changed`); otherwise a change made elsewhere is seen once
+    the cached record expires. ``organization_id`` restricts the middleware to the keys of one
+    organization (any other key is simply invalid). ``clock`` (wall time) and ``timer``
+    (monotonic seconds) are for tests.
     """
 
     def __init__(
@@ -78,57 +93,42 @@ class ApiKeyAuthMiddleware:
         extractor: CredentialExtractor | None = None,
         cache: Cache | None = None,
         error_responder: ErrorResponder | None = None,
-        token_path: str | None = DEFAULT_TOKEN_PATH,
-        token_ttl: int = 3600,
-        record_cache_ttl: float = 5.0,
-        verified_cache_ttl: float = 3600.0,
-        scopes: Sequence[str] = ("authenticated",),
+        tokens: Tokens = _TOKENS,
+        caching: Caching = _CACHING,
+        throttling: Throttling = _THROTTLING,
+        observer: AuthObserver | None = None,
+        public_paths: Sequence[str] = (),
         allow_anonymous: bool = False,
         organization_id: str | None = None,
-        max_concurrent_verifications: int = 2,
-        max_failures_per_key_and_ip: int = 10,
-        max_failures_per_ip: int = 100,
-        failure_window: float = 300.0,
-        usage_interval: float = 60.0,
-        retry_after: int = 5,
-        max_token_request_bytes: int = 4096,
-        validate_key_id: Callable[[str], bool] = is_valid_key_id,
-        validate_key_secret: Callable[[str], bool] = is_valid_key_secret,
+        scopes: Sequence[str] = ("authenticated",),
         clock: Callable[[], datetime] = utcnow,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app = app
         self.verifier: SecretVerifier = verifier or Argon2Verifier()
-        # Argon2Verifier keeps a dummy hash made with its own parameters; make one otherwise.
-        dummy_hash = getattr(self.verifier, "dummy_hash", None)
-        if not isinstance(dummy_hash, str):
-            dummy_hash = self.verifier.hash("wfa-auth-dummy-secret")
         self.extractor: CredentialExtractor = extractor or HeaderCredentialExtractor()
         self.error_responder: ErrorResponder = error_responder or JSONErrorResponder()
-        self.token_path = token_path
-        self.token_ttl = token_ttl
+        self.tokens = tokens
+        self.token_path = tokens.path
+        self.observer = observer
+        self._public_exact = frozenset(p for p in public_paths if not p.endswith("*"))
+        self._public_prefixes = tuple(p[:-1] for p in public_paths if p.endswith("*"))
+        self._has_public_paths = bool(public_paths)
         # One instance for every request: built once, as it only carries the scope names.
         self.credentials = AuthCredentials(list(scopes))
         self.allow_anonymous = allow_anonymous
-        self.max_token_request_bytes = max_token_request_bytes
-        self.usage = UsageRecorder(store, interval=usage_interval)
+        self.usage = UsageRecorder(store, interval=caching.usage_interval, clock=timer, now=clock)
         self.authenticator = Authenticator(
             store=store,
             token_store=token_store if token_store is not None else MemoryTokenStore(),
             verifier=self.verifier,
             cache=cache if cache is not None else TTLCache(),
-            dummy_hash=dummy_hash,
             usage=self.usage,
-            key_limiter=FailureLimiter(limit=max_failures_per_key_and_ip, window=failure_window),
-            ip_limiter=FailureLimiter(limit=max_failures_per_ip, window=failure_window),
-            token_ttl=token_ttl,
-            record_cache_ttl=record_cache_ttl,
-            verified_cache_ttl=verified_cache_ttl,
-            max_concurrent_verifications=max_concurrent_verifications,
-            retry_after=retry_after,
+            tokens=tokens,
+            caching=caching,
+            throttling=throttling,
+            observer=observer,
             organization_id=organization_id,
-            validate_key_id=validate_key_id,
-            validate_key_secret=validate_key_secret,
             clock=clock,
             timer=timer,
         )
@@ -136,7 +136,9 @@ class ApiKeyAuthMiddleware:
     async def key_changed(self, key_id: str) -> None:
         """Forget what is cached for ``key_id``; call it after disabling, regenerating or
         deleting the key. A lookup already running when it is called does not re-cache the
-        old record, and a request whose check overlapped the call checks again."""
+        old record, a request whose check overlapped the call checks again, and a cached
+        token of the key is looked up in the token store again (so a token deleted by
+        another process is refused once that process's change notification arrives)."""
         await self.authenticator.key_changed(key_id)
 
     def all_keys_changed(self) -> None:
@@ -156,9 +158,29 @@ class ApiKeyAuthMiddleware:
         """Write the pending last-used times now (done by itself at server shutdown)."""
         await self.usage.flush()
 
+    def running(self) -> AbstractAsyncContextManager[None]:
+        """Runs the background work while entered: each key's last use is written when its
+        interval ends, and everything pending at exit.
+
+        The middleware enters it by itself when it receives the lifespan events. Starlette's
+        ``Mount`` passes no lifespan to the mounted app: then enter it from the app's own
+        lifespan (``async with api.running(): yield``), before the database closes. Without
+        it, due writes are made after a later response, and pending ones are lost at exit.
+        """
+        return self.usage.run()
+
+    def _is_public(self, scope: Scope) -> bool:
+        path = route_path(scope)
+        if path in self._public_exact:
+            return True
+        if path.startswith(self._public_prefixes):
+            return not any(segment in (".", "..") for segment in path.split("/"))
+        return False
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self.app(scope, self._lifespan_receive(receive), send)
+            async with self.running():
+                await self.app(scope, self._lifespan_receive(receive), send)
             return
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
@@ -170,6 +192,11 @@ class ApiKeyAuthMiddleware:
             and route_path(scope) == self.token_path
         ):
             await self._token_endpoint(scope, receive, send)
+            return
+        if self._has_public_paths and self._is_public(scope):
+            scope["user"] = UnauthenticatedUser()
+            scope["auth"] = AuthCredentials()
+            await self.app(scope, receive, send)
             return
         # Inlined rather than a method of its own: this is the hot path of every request.
         try:
@@ -197,6 +224,9 @@ class ApiKeyAuthMiddleware:
             scope["auth"] = self.credentials
             scope[SCOPE_KEY] = user.key
         await self.app(scope, receive, send)
+        if self.usage.write_is_due():
+            # No timer task runs (no lifespan reached us): write after the response instead.
+            await self.usage.write_due()
 
     async def _token_endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
@@ -209,13 +239,14 @@ class ApiKeyAuthMiddleware:
             if message["type"] == "http.disconnect":
                 return
             body += message.get("body", b"")
-            if len(body) > self.max_token_request_bytes:
+            if len(body) > self.tokens.max_request_bytes:
                 await self._refuse(scope, receive, send, errors.TOKEN_REQUEST_TOO_LARGE)
                 return
             more_body = message.get("more_body", False)
         try:
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        # RecursionError: a deeply nested body ('[' * 2000) is unreadable like any other.
+        except (ValueError, RecursionError):
             payload = None
         key_id = payload.get("key_id") if isinstance(payload, dict) else None
         key_secret = payload.get("key_secret") if isinstance(payload, dict) else None
@@ -231,11 +262,17 @@ class ApiKeyAuthMiddleware:
             await self._refuse(scope, receive, send, refused.refusal)
             return
         logger.info("issued an access token for key %s", user.key.key_id)
-        body_out = {"access_token": token, "token_type": "Bearer", "expires_in": self.token_ttl}
+        body_out = {"access_token": token, "token_type": "Bearer", "expires_in": self.tokens.ttl}
         await send_json(send, 200, body_out, {"Pragma": "no-cache"})
+        if self.usage.write_is_due():
+            await self.usage.write_due()
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, refusal: Refusal) -> None:
-        logger.info(
+        if self.observer is not None:
+            self.observer.on_refused(refusal.error)
+        # DEBUG: under a flood, one line per refusal would cost more than the refusal itself;
+        # throttling and store failures are logged once each at WARNING/ERROR where they happen.
+        logger.debug(
             "refused %s %s from %s: %s",
             scope.get("method", "WEBSOCKET"),
             scope["path"],

@@ -18,8 +18,17 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from wfa_auth import errors
+from wfa_auth import _errors as errors
+from wfa_auth._attempts import Attempt, AttemptThrottle, Throttled, ThrottleUnavailable
+from wfa_auth._config import Caching, Throttling, Tokens
+from wfa_auth._errors import AuthenticationRefused, Refusal
+from wfa_auth._keyformat import is_valid_key_id, is_valid_key_secret
+from wfa_auth._principal import ApiKeyUser
+from wfa_auth._throttle import MemoryThrottleStore
+from wfa_auth._tokens import new_access_token, secret_fingerprint, token_digest
+from wfa_auth._usage import UsageRecorder
 from wfa_auth.base import (
+    AuthObserver,
     BearerCredentials,
     Cache,
     Credentials,
@@ -29,11 +38,6 @@ from wfa_auth.base import (
     TokenRecord,
     TokenStore,
 )
-from wfa_auth.errors import AuthenticationRefused, Refusal
-from wfa_auth.principal import ApiKeyUser
-from wfa_auth.throttle import FailureLimiter
-from wfa_auth.tokens import new_access_token, secret_fingerprint, token_digest
-from wfa_auth.usage import UsageRecorder
 
 logger = logging.getLogger("wfa_auth")
 
@@ -52,6 +56,13 @@ def client_host(client: Any) -> str:
     return str(client[0]) if client else "unknown"
 
 
+def _timed(verify: Callable[[str, str], bool], secret_hash: str, secret: str) -> tuple[bool, float]:
+    """``verify`` and how long it took, timed in the worker thread (queueing excluded)."""
+    started = time.perf_counter()
+    matched = verify(secret_hash, secret)
+    return matched, time.perf_counter() - started
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware in UTC."""
     return datetime.now(UTC)
@@ -60,7 +71,7 @@ def utcnow() -> datetime:
 class Authenticator:
     """Turns presented credentials into the :class:`~wfa_auth.base.KeyRecord` they belong to.
 
-    Records are cached for ``record_cache_ttl`` seconds and dropped by :meth:`key_changed`;
+    Records are cached for ``caching.record_ttl`` seconds and dropped by :meth:`key_changed`;
     a verified secret is remembered under an HMAC of (Key ID, stored hash, secret) with a
     key that lives only in this process, so a warm request costs neither argon2 nor a query,
     and the cache never holds anything from which the secret could be recovered.
@@ -69,7 +80,7 @@ class Authenticator:
     credentials (a MAC with another process-random key) to the
     record they were checked against. It is what makes a warm request cheap, and it never
     outlives the check: an entry is used only while the key's version is unchanged (see
-    :meth:`key_changed`), the record it came from is younger than ``record_cache_ttl`` and
+    :meth:`key_changed`), the record it came from is younger than ``record_ttl`` and
     neither the key nor the token has expired.
     """
 
@@ -80,18 +91,12 @@ class Authenticator:
         token_store: TokenStore,
         verifier: SecretVerifier,
         cache: Cache,
-        dummy_hash: str,
         usage: UsageRecorder,
-        key_limiter: FailureLimiter,
-        ip_limiter: FailureLimiter,
-        token_ttl: int,
-        record_cache_ttl: float,
-        verified_cache_ttl: float,
-        max_concurrent_verifications: int,
-        retry_after: int,
+        tokens: Tokens,
+        caching: Caching,
+        throttling: Throttling,
+        observer: AuthObserver | None,
         organization_id: str | None,
-        validate_key_id: Callable[[str], bool],
-        validate_key_secret: Callable[[str], bool],
         clock: Callable[[], datetime],
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -99,21 +104,24 @@ class Authenticator:
         self.token_store = token_store
         self.verifier = verifier
         self.cache = cache
-        self.dummy_hash = dummy_hash
         self.usage = usage
-        self.key_limiter = key_limiter
-        self.ip_limiter = ip_limiter
-        self.token_ttl = token_ttl
-        self.record_cache_ttl = record_cache_ttl
-        self.verified_cache_ttl = verified_cache_ttl
+        self.tokens = tokens
+        self.record_ttl = caching.record_ttl
+        self.verified_ttl = caching.verified_ttl
+        self.observer = observer
         self.organization_id = organization_id
-        self.validate_key_id = validate_key_id
-        self.validate_key_secret = validate_key_secret
         self.clock = clock
         self.timer = timer
+        self.throttle = AttemptThrottle(
+            throttling,
+            throttling.store if throttling.store is not None else MemoryThrottleStore(),
+            timer,
+        )
         self._warm: dict[bytes, tuple[ApiKeyUser, int, float]] = {}
-        self._limiter = anyio.CapacityLimiter(max_concurrent_verifications)
-        self._unavailable = errors.SERVICE_UNAVAILABLE.with_headers(Retry_After=str(retry_after))
+        self._limiter = anyio.CapacityLimiter(caching.max_concurrent_verifications)
+        self._unavailable = errors.SERVICE_UNAVAILABLE.with_headers(
+            Retry_After=str(throttling.retry_after_unavailable)
+        )
         self._hmac_key = secrets.token_bytes(32)
         self._memo_mac = hashlib.blake2s(key=secrets.token_bytes(32), digest_size=16)
         # Versions come from one counter, so that a change to one key and a change to every
@@ -140,7 +148,9 @@ class Authenticator:
 
     def set_record_cache_ttl(self, seconds: float) -> None:
         """How long a record read from the store is trusted from now on (new reads)."""
-        self.record_cache_ttl = seconds
+        if not seconds > 0:
+            raise ValueError("seconds must be positive")
+        self.record_ttl = seconds
 
     async def authenticate(self, credentials: Credentials, client: Any) -> ApiKeyUser:
         """Who the credentials belong to, or raise AuthenticationRefused.
@@ -166,6 +176,8 @@ class Authenticator:
             now = self.timer()
             if valid_until > now and self._version(user.key.key_id) == version:
                 self.usage.note(user.key.key_id, now)
+                if self.observer is not None:
+                    self.observer.on_authenticated(warm=True)
                 return user
             del self._warm[memo]
         client_ip = client_host(client)
@@ -178,41 +190,92 @@ class Authenticator:
         record, version, valid_until = checked
         user = ApiKeyUser(record)
         self._warm[memo] = (user, version, valid_until)
-        self.usage.note(record.key_id)
+        self.usage.note(record.key_id, self.timer())
+        if self.observer is not None:
+            self.observer.on_authenticated(warm=False)
         return user
 
     async def _check_key(self, key_id: str, key_secret: str, client_ip: str) -> Checked:
-        # A made-up or mistyped secret fails its checksum: refused before any lookup or hash.
-        if not (self.validate_key_id(key_id) and self.validate_key_secret(key_secret)):
-            self._throttle(key_id, client_ip)
-            self._count_failure(key_id, client_ip)
+        # A made-up or mistyped secret fails its checksum: refused before any store call or
+        # hash, the throttle store included (it costs nothing to refuse again).
+        if not (is_valid_key_id(key_id) and is_valid_key_secret(key_secret)):
             raise AuthenticationRefused(errors.INVALID_CREDENTIALS)
-        self._throttle(key_id, client_ip)
-        for _ in range(_MAX_LOOKUPS):
-            version = self._version(key_id)
-            record, fetched_at = await self._record(key_id, version)
-            matched = await self._verify(key_id, record, key_secret)
-            if self._version(key_id) == version:
-                break
-        else:
-            raise AuthenticationRefused(self._unavailable)
-        if record is None or not matched:
-            self._count_failure(key_id, client_ip)
-            raise AuthenticationRefused(errors.INVALID_CREDENTIALS)
-        self.key_limiter.reset((key_id, client_ip))
+        throttle = self.throttle
+        try:
+            # A client known to be throttled costs no lookup either.
+            throttle.check_known_full(key_id, client_ip)
+        except Throttled as throttled:
+            raise self._too_many(throttled) from None
+        attempt: Attempt | None = None
+        try:
+            for _ in range(_MAX_LOOKUPS):
+                version = self._version(key_id)
+                record, fetched_at = await self._record(key_id, version)
+                marker = None
+                matched = False
+                if record is not None and self._in_organization(record):
+                    marker = "v:" + self._credential_digest(key_id, record.secret_hash, key_secret)
+                    # Verified before in this process: the right secret, nothing to throttle.
+                    matched = await self.cache.get(marker) is not None
+                if not matched:
+                    if attempt is None:
+                        attempt = await self._reserve_attempt(key_id, client_ip)
+                    matched = await self._verify(record, key_secret, marker)
+                if self._version(key_id) == version:
+                    break
+            else:
+                raise AuthenticationRefused(self._unavailable)
+            if record is None or not matched:
+                raise AuthenticationRefused(errors.INVALID_CREDENTIALS)
+        except AuthenticationRefused as refused:
+            if attempt is not None:
+                # A wrong secret keeps its places in the buckets; a failed store does not count.
+                if refused.refusal is errors.INVALID_CREDENTIALS:
+                    await throttle.failed(attempt)
+                else:
+                    await throttle.abandoned(attempt)
+            raise
+        except BaseException:
+            if attempt is not None:
+                throttle.forget(attempt)  # cancelled: no await may run here
+            raise
+        if attempt is not None:
+            await throttle.succeeded(attempt)
         self._check_state(record)
         valid_until = min(
             self._valid_until(fetched_at, record.expires_at),
-            self.timer() + self.verified_cache_ttl,
+            self.timer() + self.verified_ttl,
         )
         return record, version, valid_until
 
+    async def _reserve_attempt(self, key_id: str, client_ip: str) -> Attempt:
+        try:
+            return await self.throttle.reserve_key_attempt(key_id, client_ip)
+        except Throttled as throttled:
+            raise self._too_many(throttled) from None
+        except ThrottleUnavailable:
+            raise AuthenticationRefused(self._unavailable) from None
+
+    def _too_many(self, throttled: Throttled) -> AuthenticationRefused:
+        return AuthenticationRefused(
+            errors.TOO_MANY_ATTEMPTS.with_headers(Retry_After=str(throttled.retry_after))
+        )
+
     async def _check_token(self, token: str, client_ip: str) -> Checked:
-        self._throttle(None, client_ip)
+        throttle = self.throttle
+        try:
+            throttle.check_known_full(None, client_ip)
+        except Throttled as throttled:
+            raise self._too_many(throttled) from None
         digest = token_digest(token)
         issued = await self._token(digest)
         if issued is None:
-            self._count_failure(None, client_ip)
+            try:
+                await throttle.token_failed(digest, client_ip)
+            except Throttled as throttled:
+                raise self._too_many(throttled) from None
+            except ThrottleUnavailable:
+                raise AuthenticationRefused(self._unavailable) from None
             raise AuthenticationRefused(errors.INVALID_TOKEN)
         if issued.expires_at <= self.clock():
             await self._forget_token(digest)
@@ -238,7 +301,7 @@ class Authenticator:
         return record, version, self._valid_until(fetched_at, record.expires_at, issued.expires_at)
 
     def _valid_until(self, fetched_at: float, *deadlines: datetime | None) -> float:
-        valid_until = fetched_at + self.record_cache_ttl
+        valid_until = fetched_at + self.record_ttl
         now, timer = self.clock(), self.timer()
         for deadline in deadlines:
             if deadline is not None:
@@ -246,34 +309,23 @@ class Authenticator:
         return valid_until
 
     async def issue_token(self, record: KeyRecord) -> str:
-        """A new access token for ``record``; only its digest is stored."""
+        """A new access token for ``record``; only its digest is stored.
+
+        The store keeps at most ``tokens.max_per_key`` live tokens per key (the oldest go).
+        """
         token = new_access_token()
         issued = TokenRecord(
             key_id=record.key_id,
             secret_fingerprint=secret_fingerprint(record.secret_hash),
-            expires_at=self.clock() + timedelta(seconds=self.token_ttl),
+            expires_at=self.clock() + timedelta(seconds=self.tokens.ttl),
         )
         try:
-            await self.token_store.save_token(token_digest(token), issued)
+            await self.token_store.save_token(
+                token_digest(token), issued, max_per_key=self.tokens.max_per_key
+            )
         except Exception as exc:
             raise self._store_failed("token store", exc) from None
         return token
-
-    def _throttle(self, key_id: str | None, client_ip: str) -> None:
-        waits = [self.ip_limiter.retry_after(client_ip)]
-        if key_id is not None:
-            waits.append(self.key_limiter.retry_after((key_id, client_ip)))
-        wait = max((w for w in waits if w is not None), default=None)
-        if wait is not None:
-            logger.info("throttled failed authentications from %s", client_ip)
-            raise AuthenticationRefused(
-                errors.TOO_MANY_ATTEMPTS.with_headers(Retry_After=str(wait))
-            )
-
-    def _count_failure(self, key_id: str | None, client_ip: str) -> None:
-        self.ip_limiter.record_failure(client_ip)
-        if key_id is not None:
-            self.key_limiter.record_failure((key_id, client_ip))
 
     async def _record(self, key_id: str, version: int) -> tuple[KeyRecord | None, float]:
         """The record and when (timer) it was read from the store."""
@@ -287,32 +339,36 @@ class Authenticator:
             raise self._store_failed("key store", exc) from None
         # key_changed() during the lookup means the record may predate the change.
         if record is not None and self._version(key_id) == version:
-            await self.cache.set(
-                "k:" + key_id, (record, fetched_at, version), self.record_cache_ttl
-            )
+            await self.cache.set("k:" + key_id, (record, fetched_at, version), self.record_ttl)
         return record, fetched_at
 
-    async def _verify(self, key_id: str, record: KeyRecord | None, secret: str) -> bool:
-        if record is None or not self._in_organization(record):
+    async def _verify(self, record: KeyRecord | None, secret: str, marker: str | None) -> bool:
+        """Check ``secret`` with the slow hash; ``marker`` None when the record is not usable."""
+        if record is None or marker is None:
             # Same work as for a real key, so that timing does not tell which Key IDs exist.
-            await self._run_verify(self.dummy_hash, secret)
+            await self._run_verify(self.verifier.dummy_hash, secret)
             return False
-        marker = "v:" + self._credential_digest(key_id, record.secret_hash, secret)
-        if await self.cache.get(marker) is not None:
-            return True
         if not await self._run_verify(record.secret_hash, secret):
             return False
-        await self.cache.set(marker, True, self.verified_cache_ttl)
+        await self.cache.set(marker, True, self.verified_ttl)
         await self._rehash_if_needed(record, secret)
         return True
 
     async def _run_verify(self, secret_hash: str, secret: str) -> bool:
+        observer = self.observer
         try:
-            return await anyio.to_thread.run_sync(
-                self.verifier.verify, secret_hash, secret, limiter=self._limiter
+            if observer is None:
+                return await anyio.to_thread.run_sync(
+                    self.verifier.verify, secret_hash, secret, limiter=self._limiter
+                )
+            matched, seconds = await anyio.to_thread.run_sync(
+                _timed, self.verifier.verify, secret_hash, secret, limiter=self._limiter
             )
         except Exception as exc:
             raise self._store_failed("secret verifier", exc) from None
+        # Told on the event loop's thread, so that an observer needs no locking of its own.
+        observer.on_verification(seconds)
+        return matched
 
     async def _rehash_if_needed(self, record: KeyRecord, secret: str) -> None:
         if not self.verifier.needs_rehash(record.secret_hash):
@@ -348,9 +404,7 @@ class Authenticator:
         if issued is not None:
             remaining = (issued.expires_at - self.clock()).total_seconds()
             version = self._version(issued.key_id)
-            await self.cache.set(
-                "t:" + digest, (issued, version), min(self.record_cache_ttl, remaining)
-            )
+            await self.cache.set("t:" + digest, (issued, version), min(self.record_ttl, remaining))
         return issued
 
     async def _forget_token(self, digest: str) -> None:

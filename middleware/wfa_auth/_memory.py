@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from wfa_auth._keyformat import generate_key_id, generate_key_secret
 from wfa_auth.base import SecretVerifier, TokenRecord
-from wfa_auth.keyformat import generate_key_id, generate_key_secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +106,19 @@ class MemoryTokenStore:
     def __init__(self) -> None:
         self.tokens: dict[str, TokenRecord] = {}
 
-    async def save_token(self, token_hash: str, record: TokenRecord) -> None:
-        """Remember a newly issued token, forgetting the expired ones."""
+    async def save_token(self, token_hash: str, record: TokenRecord, *, max_per_key: int) -> None:
+        """Remember a newly issued token, forgetting the expired ones and the key's oldest
+        beyond ``max_per_key``."""
         now = datetime.now(UTC)
         for token in [h for h, r in self.tokens.items() if r.expires_at <= now]:
             del self.tokens[token]
         self.tokens[token_hash] = record
+        mine = [(r.expires_at, h) for h, r in self.tokens.items() if r.key_id == record.key_id]
+        if len(mine) > max_per_key:
+            # dicts keep insertion order and sort is stable: among equal expiries, older first.
+            mine.sort(key=lambda pair: pair[0])
+            for _, token in mine[: len(mine) - max_per_key]:
+                del self.tokens[token]
 
     async def get_token(self, token_hash: str) -> TokenRecord | None:
         """The token with this hash, or None when unknown."""
@@ -120,3 +127,8 @@ class MemoryTokenStore:
     async def delete_token(self, token_hash: str) -> None:
         """Forget a token."""
         self.tokens.pop(token_hash, None)
+
+    async def delete_tokens_for_key(self, key_id: str) -> None:
+        """Forget every token of ``key_id``."""
+        for token in [h for h, r in self.tokens.items() if r.key_id == key_id]:
+            del self.tokens[token]

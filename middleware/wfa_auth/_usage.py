@@ -1,0 +1,150 @@
+"""Keeping ``last_used_at`` exact to the minute without a database write per request."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+import anyio
+
+from wfa_auth.base import KeyStore
+
+logger = logging.getLogger("wfa_auth")
+
+_MAX_WRITTEN = 100_000
+
+
+class UsageRecorder:
+    """Writes each key's latest use at most once per ``interval`` seconds, in batches.
+
+    The first use of a key is written at once; uses inside the interval that follows are
+    deferred, never dropped: the latest is written when the key's interval ends, so the
+    stored time is never more than ``interval`` behind the real last use. :meth:`run` is the
+    timer task that does so; without it, due writes happen in :meth:`write_due`, which the
+    middleware calls after a response. :meth:`flush` writes everything pending (at shutdown).
+
+    Times are kept as ``clock`` (monotonic) readings, which cost less than a datetime on the
+    hot path, and turned into ``now()``-based datetimes when written.
+    """
+
+    def __init__(
+        self,
+        store: KeyStore,
+        *,
+        interval: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self.store = store
+        self.interval = interval
+        self._clock = clock
+        self._now = now
+        self._sleep = sleep
+        #: Key ID -> clock reading of its latest use not yet written.
+        self._pending: dict[str, float] = {}
+        #: Key ID -> clock reading of its last write (when the write started).
+        self._written: dict[str, float] = {}
+        #: (due, Key ID), earliest first; an entry whose key is no longer pending is skipped.
+        self._queue: list[tuple[float, str]] = []
+        self.next_due = math.inf
+        self._lock = anyio.Lock()
+        self._wake: anyio.Event | None = None
+        self.running = False
+
+    def note(self, key_id: str, now: float) -> None:
+        """Count one use of ``key_id`` at clock reading ``now`` (cheap: the hot path)."""
+        pending = self._pending
+        if key_id in pending:
+            pending[key_id] = now
+            return
+        pending[key_id] = now
+        last = self._written.get(key_id)
+        due = now if last is None else max(now, last + self.interval)
+        heapq.heappush(self._queue, (due, key_id))
+        if due < self.next_due:
+            self.next_due = due
+            if self._wake is not None:
+                self._wake.set()
+
+    def write_is_due(self) -> bool:
+        """True when a write is due and no :meth:`run` task will make it (no lock taken)."""
+        return not self.running and self.next_due <= self._clock() and not self._lock.locked()
+
+    async def write_due(self) -> None:
+        """Write the keys whose interval has ended, in one ``record_usage`` call."""
+        async with self._lock:
+            await self._write(self._clock())
+
+    async def flush(self) -> None:
+        """Write every pending use now, whatever its interval (waits for a running write)."""
+        async with self._lock:
+            await self._write(math.inf)
+
+    @asynccontextmanager
+    async def run(self) -> AsyncIterator[None]:
+        """While entered, a task writes each key when its interval ends; flushes at exit."""
+        async with anyio.create_task_group() as tasks:
+            self.running = True
+            tasks.start_soon(self._timer)
+            try:
+                yield
+            finally:
+                self.running = False
+                tasks.cancel_scope.cancel()
+        await self.flush()
+
+    async def _timer(self) -> None:
+        while True:
+            self._wake = anyio.Event()
+            delay = self.next_due - self._clock()
+            if delay > 0:
+                # Whichever comes first: the earliest due time, or an earlier one being noted.
+                async with anyio.create_task_group() as waits:
+
+                    async def wait(awaitable: Awaitable[None]) -> None:
+                        await awaitable
+                        waits.cancel_scope.cancel()
+
+                    waits.start_soon(wait, self._wake.wait())
+                    if delay != math.inf:
+                        waits.start_soon(wait, self._sleep(delay))
+                continue
+            await self.write_due()
+
+    async def _write(self, until: float) -> None:
+        now = self._clock()
+        queue, pending = self._queue, self._pending
+        uses: dict[str, float] = {}
+        while queue and queue[0][0] <= until:
+            _, key_id = heapq.heappop(queue)
+            used = pending.pop(key_id, None)
+            if used is not None:
+                uses[key_id] = used
+                self._written[key_id] = now
+        self.next_due = queue[0][0] if queue else math.inf
+        if len(self._written) > _MAX_WRITTEN:
+            # Keys not written for an interval need no memory: their next use is written at once.
+            self._written = {k: t for k, t in self._written.items() if t > now - self.interval}
+        if not uses:
+            return
+        wall = self._now()
+        batch = {key_id: wall - timedelta(seconds=now - used) for key_id, used in uses.items()}
+        try:
+            await self.store.record_usage(batch)
+        except Exception as exc:
+            # Losing a last-used time is harmless; the class name is enough to diagnose.
+            logger.warning(
+                "could not record the last use of %d key(s): %s", len(batch), type(exc).__name__
+            )
+            # Kept, and tried again when the interval ends (not on every use: the store is down).
+            for key_id, used in uses.items():
+                if key_id not in pending:
+                    pending[key_id] = used
+                    heapq.heappush(queue, (now + self.interval, key_id))
+            self.next_due = queue[0][0]
