@@ -5,6 +5,7 @@ hash: only the action, who, which Key ID, when and from which address.
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from wfa_keys.models import AuditAction, AuditEvent, User
@@ -19,6 +20,7 @@ async def record_event(
     actor: User | None,
     client_ip: str | None,
     key_id: str | None = None,
+    detail: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Store one audit event on the current connection (the caller's transaction)."""
     return await AuditEvent.create(
@@ -28,4 +30,5 @@ async def record_event(
         actor_email=actor.email if actor is not None else None,
         key_id=key_id,
         client_ip=client_ip[:64] if client_ip else None,
+        detail=detail,
     )

@@ -73,6 +73,7 @@ def test_the_middleware_package_imports_nothing_from_the_service_or_an_orm() -> 
         "collections",
         "dataclasses",
         "datetime",
+        "functools",
         "hashlib",
         "hmac",
         "json",

@@ -12,16 +12,18 @@ import os
 import socket
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from tortoise.context import TortoiseContext
 
+from wfa_auth import generate_key_id
 from wfa_keys.cli import describe_url, main
 from wfa_keys.crypto import hasher_for
 from wfa_keys.db import database
 from wfa_keys.graphql import export_schema_sdl
-from wfa_keys.models import Organization, Role, User
+from wfa_keys.models import ApiKey, Organization, Role, User
 from wfa_keys.settings import Settings
 
 PASSWORD = "a long enough password"
@@ -325,3 +327,24 @@ def test_the_module_runs_as_the_command() -> None:
     assert result.returncode == 0
     for command in ("serve", "migrate", "create-user", "set-subscription", "export-schema"):
         assert command in result.stdout
+
+
+async def test_disable_inactive_keys_disables_the_stale_keys_and_lists_them(
+    db: TortoiseContext, clean_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    org = await Organization.create(
+        name="Acme", has_workflow_automation=True, key_inactivity_days=1
+    )
+    owner = await User.create(
+        email="ada@acme.test", password_hash="unused", role=Role.ADMIN, organization=org
+    )
+    key = await ApiKey.create(
+        key_id=generate_key_id(), name="old", secret_hash="unused", owner=owner, organization=org
+    )
+    await ApiKey.filter(id=key.id).update(created_at=datetime.now(UTC) - timedelta(days=2))
+
+    status = await run("disable-inactive-keys")
+
+    assert status == 0
+    assert capsys.readouterr().out.splitlines() == ["Disabled 1 inactive key(s).", key.key_id]
+    assert not (await ApiKey.get(id=key.id)).enabled
