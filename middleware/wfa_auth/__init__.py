@@ -21,6 +21,7 @@ from wfa_auth._memory import MemoryKeyRecord, MemoryKeyStore, MemoryTokenStore
 from wfa_auth._middleware import SCOPE_KEY, ApiKeyAuthMiddleware, route_path
 from wfa_auth._principal import ApiKeyUser
 from wfa_auth._responses import JSONErrorResponder
+from wfa_auth._scopes import insufficient_scope, requires_scope
 from wfa_auth._throttle import FailureLimiter, MemoryThrottleStore
 from wfa_auth._tokens import secret_fingerprint, token_digest
 from wfa_auth.base import (
@@ -72,8 +73,10 @@ __all__ = [
     "Tokens",
     "generate_key_id",
     "generate_key_secret",
+    "insufficient_scope",
     "is_valid_key_id",
     "is_valid_key_secret",
+    "requires_scope",
     "route_path",
     "secret_fingerprint",
     "token_digest",

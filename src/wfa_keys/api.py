@@ -1,10 +1,13 @@
 """The sample Workflow Automation API, behind the API-key middleware.
 
 ``wfa-keys serve`` mounts it under ``/api``: ``POST /api/v1/auth/api-key/token`` (served by
-the middleware) and ``GET /api/v1/whoami``.
+the middleware), ``GET /api/v1/whoami`` (any valid key), and ``GET``/``POST /api/v1/workflows``
+(scopes ``workflows:read`` and ``workflows:write``).
 """
 
 from __future__ import annotations
+
+import json
 
 from starlette.applications import Starlette
 from starlette.authentication import requires
@@ -12,11 +15,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from wfa_auth import SCOPE_KEY, ApiKeyAuthMiddleware, KeyRecord, Tokens
+from wfa_auth import SCOPE_KEY, ApiKeyAuthMiddleware, KeyRecord, Tokens, requires_scope
 from wfa_keys.crypto import hasher_for
-from wfa_keys.limits import MAX_TOKENS_PER_KEY
+from wfa_keys.limits import MAX_NAME_LENGTH, MAX_TOKENS_PER_KEY
+from wfa_keys.models import Workflow
 from wfa_keys.settings import Settings
 from wfa_keys.store import TortoiseKeyStore, TortoiseTokenStore
+
+#: The newest workflows listed by ``GET /v1/workflows``.
+MAX_WORKFLOWS_LISTED = 100
+_MAX_WORKFLOW_BODY = 4096
 
 
 @requires("authenticated")
@@ -30,8 +38,57 @@ async def whoami(request: Request) -> JSONResponse:
             "owner_email": key.owner_email,
             "organization": key.organization_name,
             "organization_id": key.organization_id,
+            "scopes": [s for s in request.auth.scopes if s != "authenticated"],
         }
     )
+
+
+def _workflow_json(workflow: Workflow) -> dict[str, object]:
+    return {
+        "id": str(workflow.id),
+        "name": workflow.name,
+        "created_by_key_id": workflow.created_by_key_id,
+        "created_at": workflow.created_at.isoformat(),
+    }
+
+
+def _bad_request(message: str) -> JSONResponse:
+    return JSONResponse({"error": "invalid_request", "message": message}, status_code=400)
+
+
+@requires_scope("workflows:read")
+async def list_workflows(request: Request) -> JSONResponse:
+    """The key's organization's newest workflows."""
+    key: KeyRecord = request.scope[SCOPE_KEY]
+    workflows = (
+        await Workflow.filter(organization_id=key.organization_id)
+        .order_by("-created_at", "-id")
+        .limit(MAX_WORKFLOWS_LISTED)
+    )
+    return JSONResponse({"workflows": [_workflow_json(w) for w in workflows]})
+
+
+@requires_scope("workflows:write")
+async def create_workflow(request: Request) -> JSONResponse:
+    """Create a workflow named by ``{"name": "..."}`` in the key's organization."""
+    key: KeyRecord = request.scope[SCOPE_KEY]
+    body = await request.body()
+    if len(body) > _MAX_WORKFLOW_BODY:
+        return _bad_request("The body is too large.")
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        payload = None
+    name = payload.get("name") if isinstance(payload, dict) else None
+    if not isinstance(name, str):
+        return _bad_request('The body must be JSON: {"name": "..."}.')
+    name = name.strip()
+    if not 1 <= len(name) <= MAX_NAME_LENGTH or not name.isprintable():
+        return _bad_request(f"The name must have 1 to {MAX_NAME_LENGTH} printable characters.")
+    workflow = await Workflow.create(
+        organization_id=key.organization_id, name=name, created_by_key_id=key.key_id
+    )
+    return JSONResponse(_workflow_json(workflow), status_code=201)
 
 
 def create_api(settings: Settings) -> ApiKeyAuthMiddleware:
@@ -40,7 +97,13 @@ def create_api(settings: Settings) -> ApiKeyAuthMiddleware:
     The caller owns the database connection (the server's lifespan opens it) and wires the
     middleware's ``key_changed`` to the key mutations.
     """
-    app = Starlette(routes=[Route("/v1/whoami", whoami, methods=["GET"])])
+    app = Starlette(
+        routes=[
+            Route("/v1/whoami", whoami, methods=["GET"]),
+            Route("/v1/workflows", list_workflows, methods=["GET"]),
+            Route("/v1/workflows", create_workflow, methods=["POST"]),
+        ]
+    )
     return ApiKeyAuthMiddleware(
         app,
         store=TortoiseKeyStore(),

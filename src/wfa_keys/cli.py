@@ -131,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     database_flag(subscription)
     subscription.set_defaults(handler=_set_subscription)
 
+    inactive = commands.add_parser(
+        "disable-inactive-keys",
+        help="disable the keys past their organization's inactivity limit (for a cron job)",
+    )
+    database_flag(inactive)
+    inactive.set_defaults(handler=_disable_inactive_keys)
+
     schema = commands.add_parser("export-schema", help="write the GraphQL schema (SDL)")
     schema.add_argument("--output", metavar="FILE", help="the file to write (default: stdout)")
     schema.set_defaults(handler=_export_schema)
@@ -342,6 +349,17 @@ def _set_subscription(args: argparse.Namespace) -> int:
         settings, lambda: set_subscription(args.organization, workflow_automation=on)
     )
     print(f"Workflow Automation is {args.workflow_automation} for {org.name!r}.")
+    return 0
+
+
+def _disable_inactive_keys(args: argparse.Namespace) -> int:
+    from wfa_keys.inactivity import disable_inactive_keys
+
+    settings = _settings(args)
+    key_ids = _with_database(settings, disable_inactive_keys)
+    print(f"Disabled {len(key_ids)} inactive key(s).")
+    for key_id in key_ids:
+        print(key_id)
     return 0
 
 

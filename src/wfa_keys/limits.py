@@ -19,3 +19,9 @@ MAX_TOKENS_PER_KEY = 100
 MAX_ORGANIZATION_NAME_LENGTH = 200
 #: A password of a user.
 MIN_PASSWORD_LENGTH = 12
+#: Networks (CIDR) in one key's address allow-list.
+MAX_ALLOWED_CIDRS = 20
+#: A regenerated key's old secret stays valid for 0 to 10080 minutes (a week).
+MAX_GRACE_PERIOD_MINUTES = 10080
+#: An organization's key inactivity limit: 1 to 3650 days, or none.
+MAX_INACTIVITY_DAYS = 3650

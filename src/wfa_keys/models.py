@@ -28,6 +28,9 @@ class AuditAction(StrEnum):
     LOGIN_FAILED = "login_failed"
     LOGIN_THROTTLED = "login_throttled"
     LOGOUT = "logout"
+    KEY_UPDATED = "key_updated"
+    PREVIOUS_SECRET_REVOKED = "previous_secret_revoked"  # noqa: S105 -- an action name
+    KEY_AUTO_DISABLED = "key_auto_disabled"
 
 
 class Organization(Model):
@@ -36,10 +39,13 @@ class Organization(Model):
     id = fields.UUIDField(primary_key=True)
     name = fields.CharField(max_length=200, unique=True)
     has_workflow_automation = fields.BooleanField(default=False)
+    #: Keys neither used nor created for this many days are disabled (null: never).
+    key_inactivity_days = fields.IntField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     users: fields.ReverseRelation[User]
     api_keys: fields.ReverseRelation[ApiKey]
+    workflows: fields.ReverseRelation[Workflow]
 
     class Meta:
         table = "organization"
@@ -75,7 +81,16 @@ class ApiKey(Model):
     created_at = fields.DatetimeField(auto_now_add=True)
     expires_at = fields.DatetimeField(null=True)
     last_used_at = fields.DatetimeField(null=True)
+    #: The client address of the last use, written with ``last_used_at``.
+    last_used_ip = fields.CharField(max_length=45, null=True)
     secret_regenerated_at = fields.DatetimeField(null=True)
+    #: The hash of the secret before the last regeneration, valid until the time below.
+    previous_secret_hash = fields.CharField(max_length=255, null=True)
+    previous_secret_expires_at = fields.DatetimeField(null=True)
+    #: The scopes the key grants (names from ``wfa_keys.scopes``), filled for old rows by 0003.
+    scopes: fields.Field[list[str] | None] = fields.JSONField(null=True)
+    #: The networks (CIDR) calls may come from, empty for anywhere (null only before 0003).
+    allowed_cidrs: fields.Field[list[str] | None] = fields.JSONField(null=True)
     owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "wfa_keys.User", related_name="api_keys", on_delete=fields.CASCADE
     )
@@ -177,3 +192,22 @@ class ThrottleSlot(Model):
     class Meta:
         table = "throttle_slot"
         unique_together = (("bucket", "member"),)
+
+
+class Workflow(Model):
+    """A workflow of the sample Workflow Automation API, which API keys read and create."""
+
+    id = fields.BigIntField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "wfa_keys.Organization", related_name="workflows", on_delete=fields.CASCADE
+    )
+    name = fields.CharField(max_length=100)
+    #: The Key ID of the key that created it.
+    created_by_key_id = fields.CharField(max_length=64)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    organization_id: str
+
+    class Meta:
+        table = "workflow"
+        indexes = (("organization_id", "created_at"),)

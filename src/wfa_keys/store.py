@@ -29,6 +29,12 @@ class TortoiseKeyRecord:
     organization_id: str
     organization_name: str
     organization_subscribed: bool
+    #: The scopes the key grants, the networks it may be used from (empty: anywhere), and
+    #: the hash of the secret before a regeneration with a grace period, while it is valid.
+    scopes: tuple[str, ...] = ()
+    allowed_cidrs: tuple[str, ...] = ()
+    previous_secret_hash: str | None = None
+    previous_secret_expires_at: datetime | None = None
 
     def __repr__(self) -> str:
         # The hash stays out of logs and tracebacks.
@@ -56,6 +62,10 @@ class TortoiseKeyRecord:
             organization_id=str(organization.id),
             organization_name=organization.name,
             organization_subscribed=organization.has_workflow_automation,
+            scopes=tuple(key.scopes or ()),
+            allowed_cidrs=tuple(key.allowed_cidrs or ()),
+            previous_secret_hash=key.previous_secret_hash,
+            previous_secret_expires_at=key.previous_secret_expires_at,
         )
 
 

@@ -67,6 +67,7 @@ async def test_token_exchange_and_whoami_under_api(http: Any) -> None:
         "owner_email": "ada@acme.test",
         "organization": "Acme",
         "organization_id": str(org.id),
+        "scopes": [],
     }
     assert secret not in response.text
     assert key.secret_hash not in response.text

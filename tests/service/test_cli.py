@@ -507,3 +507,24 @@ async def test_set_subscription_is_announced_in_its_transaction(
     )
 
     assert await KeyChange.all().values_list("key_id", flat=True) == [None]
+
+
+async def test_disable_inactive_keys_disables_the_stale_keys_and_lists_them(
+    db: TortoiseContext, clean_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    org = await Organization.create(
+        name="Acme", has_workflow_automation=True, key_inactivity_days=1
+    )
+    owner = await User.create(
+        email="ada@acme.test", password_hash="unused", role=Role.ADMIN, organization=org
+    )
+    key = await ApiKey.create(
+        key_id=generate_key_id(), name="old", secret_hash="unused", owner=owner, organization=org
+    )
+    await ApiKey.filter(id=key.id).update(created_at=datetime.now(UTC) - timedelta(days=2))
+
+    status = await run("disable-inactive-keys")
+
+    assert status == 0
+    assert capsys.readouterr().out.splitlines() == ["Disabled 1 inactive key(s).", key.key_id]
+    assert not (await ApiKey.get(id=key.id)).enabled

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+from tortoise.connection import get_connection
+from tortoise.context import TortoiseContext
+from tortoise.migrations.executor import MigrationExecutor, MigrationTarget
 
-from wfa_keys.db import close_global, database, open_global, ping
+from wfa_keys.db import (
+    check_sqlite_file,
+    close_global,
+    database,
+    open_global,
+    ping,
+    tortoise_config,
+)
 from wfa_keys.models import AccessToken, ApiKey, AuditEvent, Organization, Session, User
 
 
@@ -41,3 +53,55 @@ async def test_an_unopenable_sqlite_file_fails_at_once_instead_of_hanging(
 
     with pytest.raises(sqlite3.OperationalError):
         await _open_and_close(opener, url)
+
+
+# The rows of a database made by the first release, before migration 0003.
+_OLD_ROWS = (
+    "INSERT INTO organization (id, name, has_workflow_automation, created_at) VALUES "
+    "('11111111-1111-1111-1111-111111111111', 'Old', true, '2024-01-01T00:00:00+00:00')",
+    'INSERT INTO "user" (id, email, password_hash, role, organization_id, is_active, created_at) '
+    "VALUES ('21111111-1111-1111-1111-111111111111', 'old@old.test', 'x', 'admin', "
+    "'11111111-1111-1111-1111-111111111111', true, '2024-01-01T00:00:00+00:00')",
+    "INSERT INTO api_key (key_id, name, secret_hash, enabled, created_at, owner_id, "
+    "organization_id) VALUES ('wfak_old', 'old', 'h', true, '2024-01-01T00:00:00+00:00', "
+    "'21111111-1111-1111-1111-111111111111', '11111111-1111-1111-1111-111111111111')",
+)
+
+
+@pytest.fixture
+async def empty_database_url(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A database of the suite's kind with no table at all, dropped afterwards."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite://{tmp_path / 'empty.sqlite3'}"
+        return
+    import asyncpg
+
+    parts = urlsplit(database_url)
+    name = f"{parts.path.lstrip('/')}_upgrade"
+    admin = await asyncpg.connect(parts._replace(path="/postgres").geturl())
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield parts._replace(path=f"/{name}").geturl()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def test_keys_made_before_scopes_existed_keep_every_scope_after_migrating(
+    empty_database_url: str,
+) -> None:
+    url = empty_database_url
+    check_sqlite_file(url)
+    async with TortoiseContext() as ctx:
+        await ctx.init(config=tortoise_config(url))
+        connection = get_connection("default")
+        executor = MigrationExecutor(connection, tortoise_config("")["apps"])
+        await executor.migrate(targets=[MigrationTarget("wfa_keys", "0002_shared_state")])
+        for row in _OLD_ROWS:
+            await connection.execute_query(row)
+
+        await executor.migrate()
+
+        key = await ApiKey.get(key_id="wfak_old")
+        assert (key.scopes, key.allowed_cidrs) == (["workflows:read", "workflows:write"], [])

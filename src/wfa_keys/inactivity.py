@@ -1,0 +1,95 @@
+"""Disabling keys that nobody used for a while, as an organization chooses.
+
+An organization's ``key_inactivity_days`` (null: never) disables each enabled key neither used
+nor created for that many days. ``wfa-keys serve`` runs the check periodically in every
+process; ``wfa-keys disable-inactive-keys`` runs it once, for a cron job. Running it in several
+processes at once is safe: each key is disabled by one conditional update, and only the
+process whose update changed the row writes the audit event and the change notification.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import anyio
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from wfa_keys.audit import record_event
+from wfa_keys.changes import publish_key_change
+from wfa_keys.models import AccessToken, ApiKey, AuditAction, Organization
+
+__all__ = ["DEFAULT_CHECK_INTERVAL", "disable_inactive_keys", "run_periodically"]
+
+logger = logging.getLogger("wfa_keys.inactivity")
+
+#: Seconds between two checks in a server process.
+DEFAULT_CHECK_INTERVAL = 3600.0
+
+
+def _inactive_since(cutoff: datetime) -> Q:
+    return Q(last_used_at__lt=cutoff) | Q(last_used_at__isnull=True, created_at__lt=cutoff)
+
+
+async def disable_inactive_keys(now: datetime | None = None) -> list[str]:
+    """Disable every key past its organization's inactivity limit; the Key IDs disabled.
+
+    Each key is disabled in its own transaction with its tokens deleted, a
+    ``KEY_AUTO_DISABLED`` audit event and a change notification for every server process.
+    """
+    now = now or datetime.now(UTC)
+    disabled: list[str] = []
+    organizations = await Organization.filter(key_inactivity_days__isnull=False).values_list(
+        "id", "key_inactivity_days"
+    )
+    for organization_id, days in organizations:
+        cutoff = now - timedelta(days=days)
+        key_ids: list[str] = await (
+            ApiKey.filter(organization_id=organization_id, enabled=True)
+            .filter(_inactive_since(cutoff))
+            .values_list("key_id", flat=True)
+        )  # type: ignore[assignment]  # flat=True gives the values, not tuples
+        for key_id in key_ids:
+            async with in_transaction():
+                # Conditional: a use or an enable since the read above keeps the key as it is.
+                changed = await (
+                    ApiKey.filter(key_id=key_id, enabled=True)
+                    .filter(_inactive_since(cutoff))
+                    .update(enabled=False)
+                )
+                if not changed:
+                    continue
+                await AccessToken.filter(key_id=key_id).delete()
+                await record_event(
+                    AuditAction.KEY_AUTO_DISABLED,
+                    organization_id=organization_id,
+                    actor=None,
+                    client_ip=None,
+                    key_id=key_id,
+                    detail={"inactivityDays": days},
+                )
+                await publish_key_change(key_id)
+            disabled.append(key_id)
+    return disabled
+
+
+async def run_periodically(
+    interval: float = DEFAULT_CHECK_INTERVAL,
+    *,
+    on_disabled: Callable[[str], Awaitable[None]] | None = None,
+) -> None:
+    """Check every ``interval`` seconds until cancelled; a failed check is logged and retried."""
+    while True:
+        await anyio.sleep(interval)
+        try:
+            key_ids = await disable_inactive_keys()
+        except Exception as exc:  # the next round tries again; the type is enough to diagnose
+            logger.warning("could not disable inactive keys (%s)", type(exc).__name__)
+            continue
+        if key_ids:
+            logger.info("disabled %d inactive key(s)", len(key_ids))
+        if on_disabled is not None:
+            for key_id in key_ids:
+                await on_disabled(key_id)

@@ -1,0 +1,115 @@
+"""Keys nobody used for their organization's inactivity limit are disabled, once, with audit."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from tortoise.context import TortoiseContext
+
+from wfa_auth import generate_key_id
+from wfa_keys.inactivity import disable_inactive_keys
+from wfa_keys.models import (
+    AccessToken,
+    ApiKey,
+    AuditAction,
+    AuditEvent,
+    KeyChange,
+    Organization,
+    Role,
+    User,
+)
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+async def _org(name: str, days: int | None) -> tuple[Organization, User]:
+    org = await Organization.create(
+        name=name, has_workflow_automation=True, key_inactivity_days=days
+    )
+    owner = await User.create(
+        email=f"admin@{name.lower()}.test",
+        password_hash="unused",
+        role=Role.ADMIN,
+        organization=org,
+    )
+    return org, owner
+
+
+async def _key(
+    org: Organization,
+    owner: User,
+    *,
+    created_days_ago: int,
+    used_days_ago: int | None = None,
+    enabled: bool = True,
+) -> str:
+    key = await ApiKey.create(
+        key_id=generate_key_id(),
+        name="k",
+        secret_hash="unused",
+        enabled=enabled,
+        owner=owner,
+        organization=org,
+        scopes=[],
+        allowed_cidrs=[],
+    )
+    last_used = None if used_days_ago is None else NOW - timedelta(days=used_days_ago)
+    await ApiKey.filter(id=key.id).update(
+        created_at=NOW - timedelta(days=created_days_ago), last_used_at=last_used
+    )
+    return key.key_id
+
+
+async def test_keys_neither_used_nor_created_within_the_limit_are_disabled(
+    db: TortoiseContext,
+) -> None:
+    org, owner = await _org("Acme", 30)
+    stale_unused = await _key(org, owner, created_days_ago=31)
+    stale_used = await _key(org, owner, created_days_ago=400, used_days_ago=31)
+    fresh_unused = await _key(org, owner, created_days_ago=29)
+    recently_used = await _key(org, owner, created_days_ago=400, used_days_ago=1)
+    await AccessToken.create(
+        token_hash="a" * 64, key_id=stale_used, secret_fingerprint="f", expires_at=NOW
+    )
+
+    disabled = await disable_inactive_keys(NOW)
+
+    assert sorted(disabled) == sorted([stale_unused, stale_used])
+    enabled = dict(await ApiKey.all().values_list("key_id", "enabled"))
+    assert enabled == {
+        stale_unused: False,
+        stale_used: False,
+        fresh_unused: True,
+        recently_used: True,
+    }
+    assert not await AccessToken.filter(key_id=stale_used).exists()
+    events = await AuditEvent.filter(action=AuditAction.KEY_AUTO_DISABLED).values(
+        "key_id", "detail", "actor_id", "organization_id"
+    )
+    assert sorted(e["key_id"] for e in events) == sorted(disabled)
+    assert all(e["detail"] == {"inactivityDays": 30} and e["actor_id"] is None for e in events)
+    assert sorted(await KeyChange.all().values_list("key_id", flat=True)) == sorted(disabled)
+
+
+async def test_organizations_without_a_limit_and_disabled_keys_are_left_alone(
+    db: TortoiseContext,
+) -> None:
+    org, owner = await _org("Acme", None)
+    await _key(org, owner, created_days_ago=4000)
+    limited, limited_owner = await _org("Globex", 1)
+    await _key(limited, limited_owner, created_days_ago=400, enabled=False)
+
+    assert await disable_inactive_keys(NOW) == []
+    assert not await AuditEvent.exists()
+
+
+async def test_concurrent_checks_disable_each_key_once(db: TortoiseContext) -> None:
+    org, owner = await _org("Acme", 7)
+    keys = {await _key(org, owner, created_days_ago=8) for _ in range(3)}
+
+    results = await asyncio.gather(*(disable_inactive_keys(NOW) for _ in range(4)))
+
+    disabled = [key_id for result in results for key_id in result]
+    assert sorted(disabled) == sorted(keys)
+    assert await AuditEvent.filter(action=AuditAction.KEY_AUTO_DISABLED).count() == 3
