@@ -18,7 +18,7 @@ from tortoise.context import TortoiseContext
 
 from support.gql import CREATE_KEY, LOGIN, PASSWORD, Api
 from wfa_keys.app import create_app
-from wfa_keys.browser import API_CSP, cors_middleware
+from wfa_keys.browser import API_CSP, SecurityHeadersMiddleware, cors_middleware
 from wfa_keys.models import ApiKey, AuditEvent, Session
 from wfa_keys.settings import Settings
 
@@ -63,7 +63,8 @@ def login_request(**headers: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("method", "path"), [("GET", "/healthz"), ("POST", "/graphql"), ("GET", "/nowhere")]
+    ("method", "path"),
+    [("GET", "/healthz"), ("POST", "/graphql"), ("GET", "/nowhere"), ("GET", "/api/v1/whoami")],
 )
 async def test_every_response_carries_the_security_headers(
     client: httpx2.AsyncClient, method: str, path: str
@@ -77,6 +78,36 @@ async def test_every_response_carries_the_security_headers(
     assert response.headers["Cache-Control"] == "no-store"
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"])
     assert "Strict-Transport-Security" not in response.headers
+
+
+async def test_api_responses_carry_no_cors_headers(client: httpx2.AsyncClient) -> None:
+    # The key-authenticated API skips the browser-only layers (not the security headers).
+    response = await client.get("/api/v1/whoami", headers={"Origin": FRONTEND})
+
+    assert response.status_code == 401
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+async def test_headers_an_app_sets_are_replaced_once_but_its_own_csp_and_cache_are_kept() -> None:
+    async def page(scope: Any, receive: Any, send: Any) -> None:
+        headers = [
+            (b"content-type", b"text/html"),
+            (b"x-frame-options", b"SAMEORIGIN"),
+            (b"cache-control", b"max-age=60"),
+            (b"content-security-policy", b"default-src 'self'"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"<script>x()</script>"})
+
+    transport = httpx2.ASGITransport(app=SecurityHeadersMiddleware(page))
+    async with httpx2.AsyncClient(transport=transport, base_url="https://testserver") as c:
+        response = await c.get("/")
+
+    assert response.headers.get_list("X-Frame-Options") == ["DENY"]
+    assert response.headers.get_list("Content-Security-Policy") == ["default-src 'self'"]
+    assert response.headers["Cache-Control"] == "max-age=60"
+    assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
 
 
 async def test_https_responses_ask_browsers_to_stay_on_https(db: TortoiseContext) -> None:
@@ -139,6 +170,18 @@ async def test_preflight_from_the_allowed_frontend_is_answered_with_credentials(
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == FRONTEND
     assert response.headers["Access-Control-Allow-Credentials"] == "true"
+
+
+async def test_the_api_answers_no_preflight_since_browsers_do_not_call_it_with_cookies(
+    client: httpx2.AsyncClient,
+) -> None:
+    response = await client.options(
+        "/api/v1/whoami",
+        headers={"Origin": FRONTEND, "Access-Control-Request-Method": "GET"},
+    )
+
+    assert "Access-Control-Allow-Origin" not in response.headers
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
 async def test_preflight_from_another_origin_is_refused(client: httpx2.AsyncClient) -> None:
