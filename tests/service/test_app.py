@@ -13,6 +13,7 @@ import pytest
 from tortoise.context import TortoiseContext
 
 from support.gql import LOGIN, PASSWORD, Api, only_error_code
+from support.settings import cheap_settings
 from wfa_keys.app import create_app
 from wfa_keys.db import database
 from wfa_keys.models import ApiKey, AuditEvent, Role, User
@@ -129,7 +130,7 @@ async def test_body_above_the_limit_is_refused_with_413_before_any_resolver(
     db: TortoiseContext,
 ) -> None:
     del db
-    settings = Settings(database_url="unused", max_body_bytes=1024)
+    settings = cheap_settings(database_url="unused", max_body_bytes=1024)
     headers = {"Content-Type": "application/json"}
     async with client_of(settings) as client:
         at_limit = await client.post("/graphql", content=login_body(1024), headers=headers)
@@ -154,14 +155,14 @@ async def test_lifespan_opens_and_migrates_the_database_and_closes_it(
         if database_url.startswith("sqlite")
         else database_url
     )
-    app = create_app(Settings(database_url=url))
+    app = create_app(cheap_settings(database_url=url))
     transport = httpx2.ASGITransport(app=app)
     async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
         async with app.router.lifespan_context(app):
             ready = await client.get("/healthz")
             await User.filter(email="lifespan@acme.example").delete()
             await create_user(
-                Settings(),
+                cheap_settings(),
                 email="lifespan@acme.example",
                 password=PASSWORD,
                 organization="Lifespan",

@@ -17,6 +17,7 @@ from starlette.routing import Mount
 from tortoise.context import TortoiseContext
 
 from support.gql import CREATE_KEY, LOGIN, PASSWORD, Api
+from support.settings import cheap_settings
 from wfa_keys.app import create_app
 from wfa_keys.browser import API_CSP, SecurityHeadersMiddleware, cors_middleware
 from wfa_keys.models import ApiKey, AuditEvent, Session
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 @pytest.fixture
 def settings() -> Settings:
     """Production settings with one allowed frontend origin."""
-    return Settings(database_url="unused", cors_origins=(FRONTEND,))
+    return cheap_settings(database_url="unused", cors_origins=(FRONTEND,))
 
 
 @pytest.fixture
@@ -112,7 +113,7 @@ async def test_headers_an_app_sets_are_replaced_once_but_its_own_csp_and_cache_a
 
 async def test_https_responses_ask_browsers_to_stay_on_https(db: TortoiseContext) -> None:
     del db
-    transport = httpx2.ASGITransport(app=create_app(Settings(database_url="unused")))
+    transport = httpx2.ASGITransport(app=create_app(cheap_settings(database_url="unused")))
     async with httpx2.AsyncClient(transport=transport, base_url="https://keys.example") as c:
         response = await c.get("/healthz")
 
@@ -121,7 +122,9 @@ async def test_https_responses_ask_browsers_to_stay_on_https(db: TortoiseContext
 
 async def test_graphiql_page_csp_allows_exactly_what_the_page_loads(db: TortoiseContext) -> None:
     del db
-    transport = httpx2.ASGITransport(app=create_app(Settings(database_url="unused", dev=True)))
+    transport = httpx2.ASGITransport(
+        app=create_app(cheap_settings(database_url="unused", dev=True))
+    )
     async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
         response = await c.get("/graphql", headers={"Accept": "text/html"})
 
@@ -205,12 +208,12 @@ async def test_responses_name_the_allowed_origin_never_a_wildcard(
 
 
 def test_cors_with_credentials_never_allows_every_origin() -> None:
-    middleware = cors_middleware(Settings(cors_origins=(FRONTEND,)))
+    middleware = cors_middleware(cheap_settings(cors_origins=(FRONTEND,)))
     assert middleware.cls is CORSMiddleware
     assert middleware.kwargs["allow_origins"] == [FRONTEND]
     assert middleware.kwargs["allow_credentials"] is True
     with pytest.raises(ValueError, match="cannot be"):
-        cors_middleware(Settings(cors_origins=("*",)))
+        cors_middleware(cheap_settings(cors_origins=("*",)))
 
 
 # -- Cross-site requests ------------------------------------------------------------------
@@ -278,7 +281,9 @@ async def test_graphiql_can_still_be_opened_from_a_link_on_another_site(
     db: TortoiseContext,
 ) -> None:
     del db
-    transport = httpx2.ASGITransport(app=create_app(Settings(database_url="unused", dev=True)))
+    transport = httpx2.ASGITransport(
+        app=create_app(cheap_settings(database_url="unused", dev=True))
+    )
     async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
         response = await c.get(
             "/graphql", headers={"Accept": "text/html", "Sec-Fetch-Site": "cross-site"}

@@ -21,9 +21,9 @@ from schemathesis.generation.case import Case
 from tortoise.context import TortoiseContext
 
 from support.gql import LOGIN, PASSWORD
+from support.settings import cheap_settings
 from wfa_keys.app import create_app
 from wfa_keys.models import AuditEvent, Role
-from wfa_keys.settings import Settings
 from wfa_keys.users import create_user
 
 SCHEMA = Path(__file__).parents[3] / "schema.graphql"
@@ -72,7 +72,7 @@ async def test_fuzzed_operations_get_data_or_a_coded_error_never_a_server_error(
     db: TortoiseContext,
 ) -> None:
     del db
-    settings = Settings()
+    settings = cheap_settings()
     await create_user(
         settings,
         email="admin@acme.example",

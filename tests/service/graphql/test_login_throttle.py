@@ -8,6 +8,7 @@ import pytest
 
 from support.clock import MonotonicClock as Clock
 from support.gql import LOGIN, PASSWORD, Api, only_error_code
+from support.settings import cheap_settings
 from wfa_auth.hashing import Argon2Verifier
 from wfa_keys.graphql import GraphQLApp
 from wfa_keys.graphql.context import Services
@@ -35,7 +36,7 @@ class CountingVerifier(Argon2Verifier):
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(
+    return cheap_settings(
         login_max_failures_per_email_ip=3, login_max_failures_per_ip=5, login_window=WINDOW
     )
 
