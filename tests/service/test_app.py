@@ -6,7 +6,7 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 import pytest
@@ -21,7 +21,7 @@ from wfa_keys.settings import Settings
 from wfa_keys.users import create_user
 
 if TYPE_CHECKING:
-    from conftest import UserFactory
+    from service.conftest import UserFactory
 
 
 def client_of(settings: Settings) -> httpx2.AsyncClient:
@@ -120,9 +120,10 @@ async def test_key_created_through_graphql_authenticates_the_api_at_once(
 
 def login_body(size: int) -> bytes:
     """A JSON ``login`` request of exactly ``size`` bytes (the password pads it)."""
-    envelope = {"query": LOGIN, "variables": {"email": "nobody@acme.example", "password": ""}}
+    variables = {"email": "nobody@acme.example", "password": ""}
+    envelope: dict[str, Any] = {"query": LOGIN, "variables": variables}
     empty = len(json.dumps(envelope).encode())
-    envelope["variables"]["password"] = "p" * (size - empty)
+    variables["password"] = "p" * (size - empty)
     return json.dumps(envelope).encode()
 
 

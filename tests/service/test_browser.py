@@ -27,7 +27,7 @@ FRONTEND = "https://keys.acme.example"
 ADMIN = "admin@acme.example"
 
 if TYPE_CHECKING:
-    from conftest import UserFactory
+    from service.conftest import UserFactory
 
 
 @pytest.fixture
@@ -209,7 +209,7 @@ async def test_responses_name_the_allowed_origin_never_a_wildcard(
 
 def test_cors_with_credentials_never_allows_every_origin() -> None:
     middleware = cors_middleware(cheap_settings(cors_origins=(FRONTEND,)))
-    assert middleware.cls is CORSMiddleware
+    assert middleware.cls is CORSMiddleware  # type: ignore[comparison-overlap]
     assert middleware.kwargs["allow_origins"] == [FRONTEND]
     assert middleware.kwargs["allow_credentials"] is True
     with pytest.raises(ValueError, match="cannot be"):

@@ -295,7 +295,8 @@ async def operation(api: Api, name: str, **variables: Any) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     assert "errors" not in body, body
-    return body["data"]
+    data: dict[str, Any] = body["data"]
+    return data
 
 
 async def test_no_secret_password_session_token_or_hash_reaches_the_logs(

@@ -44,12 +44,12 @@ KNOWN_CODES = {
 }
 
 
-def generated_cases() -> list[Case]:
+def generated_cases() -> list[Case[Any]]:
     """Up to EXAMPLES_PER_OPERATION generated queries for each operation but ``logout``."""
     schema = schemathesis.graphql.from_path(SCHEMA)
-    cases: list[Case] = []
+    cases: list[Case[Any]] = []
     for result in schema.get_all_operations():
-        operation = result.ok()
+        operation = result.ok()  # type: ignore[union-attr]
         if operation.label.endswith(".logout"):
             continue
 
@@ -61,7 +61,7 @@ def generated_cases() -> list[Case]:
             suppress_health_check=list(HealthCheck),
         )
         @given(case=operation.as_strategy())
-        def collect(case: Case) -> None:
+        def collect(case: Case[Any]) -> None:
             cases.append(case)
 
         collect()
