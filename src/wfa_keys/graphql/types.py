@@ -194,6 +194,11 @@ class PageInfo:
     has_next_page: bool
     end_cursor: str | None
 
+    @classmethod
+    def of(cls, page: Page) -> PageInfo:
+        """Where ``page`` ends."""
+        return cls(has_next_page=page.has_next_page, end_cursor=page.end_cursor)
+
 
 async def _total_count(root: ApiKeyConnection | AuditEventConnection) -> int:
     # A resolver, not a value: the count runs only when a client selects totalCount.
@@ -215,9 +220,7 @@ class ApiKeyConnection:
     def from_page(cls, page: Page) -> ApiKeyConnection:
         """A page of rows of :data:`API_KEY_FIELDS`."""
         return cls(
-            nodes=ApiKey.list_from_rows(page.rows),
-            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
-            count=page.count,
+            nodes=ApiKey.list_from_rows(page.rows), page_info=PageInfo.of(page), count=page.count
         )
 
 
@@ -278,8 +281,5 @@ class AuditEventConnection:
     @classmethod
     def from_page(cls, page: Page) -> AuditEventConnection:
         """A page of rows of :data:`AUDIT_EVENT_FIELDS`."""
-        return cls(
-            nodes=[AuditEvent.from_row(row) for row in page.rows],
-            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
-            count=page.count,
-        )
+        nodes = [AuditEvent.from_row(row) for row in page.rows]
+        return cls(nodes=nodes, page_info=PageInfo.of(page), count=page.count)
