@@ -180,6 +180,18 @@ def test_logging_returns_before_the_line_is_written_and_flush_waits_for_it() -> 
         handler.close()
 
 
+def test_uvicorn_lines_are_written_before_logging_returns() -> None:
+    # uvicorn stops the process by a signal right after its last line: nothing runs after.
+    stream = io.StringIO()
+    handler = JsonLinesHandler(stream)
+    try:
+        handler.handle(logging.LogRecord("uvicorn.error", logging.INFO, "", 1, "bye", None, None))
+
+        assert json.loads(stream.getvalue())["message"] == "bye"
+    finally:
+        handler.close()
+
+
 def test_closing_the_handler_writes_what_is_queued() -> None:
     stream = io.StringIO()
     handler = JsonLinesHandler(stream)
