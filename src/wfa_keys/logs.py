@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextvars
 import copy
-import itertools
 import json
 import logging
 import logging.config
@@ -21,9 +20,7 @@ import queue
 import random
 import re
 import sys
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -98,52 +95,6 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-class _PolledQueue:
-    """The log thread's queue: a put wakes the thread only when asked to (:meth:`wake`).
-
-    ``queue.Queue`` wakes the waiting thread on every put, and that wake-up cost a request
-    about as much as all the rest of its logging: request lines wait for the thread's next
-    look (every 20 ms), other records wake it at once (uvicorn's last line before it stops
-    the process by a signal, which no exit handler sees). ``join`` waits until everything put
-    so far is handled, as ``queue.Queue.join`` does.
-    """
-
-    POLL_SECONDS = 0.02
-
-    def __init__(self) -> None:
-        self._items: deque[Any] = deque()
-        self._wake = threading.Event()
-        self._numbers = itertools.count(1)  # next() is atomic: any thread may put
-        self._last_put = 0
-        self._handled = 0  # counted by the log thread only
-
-    def put_nowait(self, item: Any) -> None:
-        self._items.append(item)
-        self._last_put = next(self._numbers)
-
-    def wake(self) -> None:
-        """Have the thread look now rather than at its next round."""
-        self._wake.set()
-
-    def get(self, block: bool = True) -> Any:
-        while True:
-            try:
-                return self._items.popleft()
-            except IndexError:
-                if not block:
-                    raise queue.Empty from None
-                self._wake.wait(self.POLL_SECONDS)
-                self._wake.clear()
-
-    def task_done(self) -> None:
-        self._handled += 1
-
-    def join(self) -> None:
-        target = self._last_put
-        while self._handled < target:
-            time.sleep(0.001)
-
-
 class JsonLinesHandler(logging.handlers.QueueHandler):
     """Queues each record; a thread formats it with :class:`JsonFormatter` and writes it.
 
@@ -160,8 +111,7 @@ class JsonLinesHandler(logging.handlers.QueueHandler):
         # this handler (writing what is queued) before the stream handler it writes through.
         self.target = logging.StreamHandler(sys.stderr if stream is None else stream)
         self.target.setFormatter(JsonFormatter())
-        self.polled = _PolledQueue()
-        super().__init__(self.polled)
+        super().__init__(queue.Queue())
         self.listener = logging.handlers.QueueListener(self.queue, self.target)
         self.listener.start()
         self._running = True
@@ -180,9 +130,7 @@ class JsonLinesHandler(logging.handlers.QueueHandler):
         return record
 
     def enqueue(self, record: logging.LogRecord) -> None:
-        self.polled.put_nowait(record)
-        if record.name != logger.name or record.levelno >= logging.WARNING:
-            self.polled.wake()  # anything but a request line is written at once
+        super().enqueue(record)
         if record.name.startswith("uvicorn"):
             # uvicorn ends the process by re-raising the signal that stopped it, right after
             # its last line, and no exit handler runs then: its lines are written before
@@ -197,7 +145,7 @@ class JsonLinesHandler(logging.handlers.QueueHandler):
     def flush(self) -> None:
         """Wait until the thread has written every record queued so far."""
         if self._running:
-            self.queue.join()  # type: ignore[attr-defined]
+            self.queue.join()  # type: ignore[attr-defined]  # a queue.Queue, see __init__
         self.target.flush()
 
     def close(self) -> None:
