@@ -11,12 +11,21 @@ With taskset and two CPUs, the servers run on CPU 0 and wrk on CPU 1.
 
     .venv/bin/python bench/run.py            # 3 rounds x 5 s per case, about 90 s in all
 
+With ``--stack`` it measures the whole service instead: a warm Bearer call to
+``/api/v1/whoami`` through a real ``wfa-keys serve`` process (the real ``create_app`` run by
+uvicorn as ``serve`` runs it, on a SQLite file, request log on at INFO into a file), a 404
+through the same process, and the middleware-only app, each against the bare route with the
+same requests, interleaved in the same rounds:
+
+    .venv/bin/python bench/run.py --stack    # 3 rounds x 5 s per case, about 80 s in all
+
 Installs wrk with apt-get when it is missing (the Debian package).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import os
 import re
@@ -25,10 +34,12 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx2
 
@@ -71,25 +82,45 @@ def ensure_wrk() -> str:
 @contextmanager
 def server(mode: str, env: dict[str, str]) -> Iterator[str]:
     port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench_app:create",
+        "--factory",
+        "--app-dir",
+        str(HERE),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    with running(mode, port, command, {**os.environ, **env, "WFA_BENCH_MODE": mode}) as url:
+        yield url
+
+
+@contextmanager
+def serve(database_url: str, log_path: Path) -> Iterator[str]:
+    """``wfa-keys serve`` as users run it, logging its JSON lines (INFO) to ``log_path``."""
+    port = free_port()
+    wfa_keys = Path(sys.executable).with_name("wfa-keys")
+    command = [str(wfa_keys), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WFA_")}
+    env |= {"WFA_DATABASE_URL": database_url, "WFA_LOG_LEVEL": "INFO"}
+    with log_path.open("wb") as log, running("serve", port, command, env, stderr=log) as url:
+        yield url
+
+
+@contextmanager
+def running(
+    mode: str, port: int, command: list[str], env: dict[str, str], stderr: IO[bytes] | None = None
+) -> Iterator[str]:
+    """``command`` started on the server CPU, until it accepts connections on ``port``."""
     process = subprocess.Popen(
-        [
-            *pin(SERVER_CPU),
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench_app:create",
-            "--factory",
-            "--app-dir",
-            str(HERE),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        env={**os.environ, **env, "WFA_BENCH_MODE": mode},
+        [*pin(SERVER_CPU), *command], env=env, stdout=subprocess.DEVNULL, stderr=stderr
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -120,18 +151,27 @@ def get_token(url: str, key_id: str, secret: str) -> str:
     return token
 
 
-def wrk(binary: str, url: str, seconds: int, connections: int, headers: dict[str, str]) -> float:
+def wrk(
+    binary: str,
+    url: str,
+    seconds: int,
+    connections: int,
+    headers: dict[str, str],
+    expect_errors: bool = False,
+) -> float:
     command = [*pin(LOAD_CPU), binary, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
+    if "/" not in url.removeprefix("http://"):
+        url += "/ping"
     result = subprocess.run(
-        [*command, url + "/ping"],
+        [*command, url],
         capture_output=True,
         text=True,
         check=True,
         timeout=seconds + 30,
     )
-    if "Non-2xx" in result.stdout:
+    if not expect_errors and "Non-2xx" in result.stdout:
         raise SystemExit(f"wrk saw failed requests:\n{result.stdout}")
     match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
     if match is None:
@@ -139,13 +179,109 @@ def wrk(binary: str, url: str, seconds: int, connections: int, headers: dict[str
     return float(match.group(1))
 
 
+async def create_key(database_url: str) -> tuple[str, str]:
+    """A user, its organization (subscribed) and one key, written straight to the database."""
+    from wfa_keys.crypto import hasher_for
+    from wfa_keys.db import database
+    from wfa_keys.models import ApiKey, Role
+    from wfa_keys.settings import Settings
+    from wfa_keys.users import create_user
+
+    settings = Settings(database_url=database_url)
+    key_id, secret = generate_key_id(), generate_key_secret()
+    async with database(database_url):
+        user = await create_user(
+            settings,
+            email="bench@acme.example",
+            password="a bench password",
+            organization="Bench",
+            role=Role.ADMIN,
+        )
+        await ApiKey.create(
+            key_id=key_id,
+            name="bench",
+            secret_hash=hasher_for(settings).hash(secret),
+            owner=user,
+            organization_id=user.organization_id,
+        )
+    return key_id, secret
+
+
+def run_rounds(
+    binary: str,
+    cases: dict[str, tuple[str, dict[str, str]]],
+    args: argparse.Namespace,
+    expect_errors: frozenset[str] = frozenset(),
+) -> dict[str, list[float]]:
+    """Each case for ``args.seconds`` per round, the cases interleaved within each round."""
+    for name, (url, headers) in cases.items():  # warm up: caches, connections, argon2 once
+        wrk(binary, url, 1, args.connections, headers, name in expect_errors)
+    results: dict[str, list[float]] = {name: [] for name in cases}
+    for round_number in range(1, args.rounds + 1):
+        for name, (url, headers) in cases.items():
+            rate = wrk(binary, url, args.seconds, args.connections, headers, name in expect_errors)
+            results[name].append(rate)
+            print(f"round {round_number} {name:>11}: {rate:10.0f} req/s", flush=True)
+    print()
+    for name, rates in results.items():
+        print(f"median {name:>11}: {statistics.median(rates):10.0f} req/s")
+    return results
+
+
+def print_ratio(results: dict[str, list[float]], name: str, baseline: str, label: str) -> None:
+    # Ratios within a round compare runs made seconds apart, under the same background load.
+    per_round = [r / n for r, n in zip(results[name], results[baseline], strict=True)]
+    medians = statistics.median(results[name]) / statistics.median(results[baseline])
+    print(
+        f"ratio {label}: {statistics.median(per_round):.3f} (median of rounds; "
+        f"medians: {medians:.3f}; rounds: {' '.join(f'{r:.3f}' for r in per_round)})"
+    )
+
+
+def stack(binary: str, args: argparse.Namespace) -> None:
+    """The whole ``wfa-keys serve`` app against the bare route, same requests, same rounds."""
+    with tempfile.TemporaryDirectory(prefix="wfa-bench-") as tmp:
+        database_url = f"sqlite://{Path(tmp) / 'bench.sqlite3'}"
+        key_id, secret = asyncio.run(create_key(database_url))
+        env = {"WFA_BENCH_KEY_ID": key_id, "WFA_BENCH_KEY_SECRET": secret}
+        log_path = Path(tmp) / "serve.log"
+        with (
+            server("none", env) as bare,
+            server("auth", env) as protected,
+            serve(database_url, log_path) as service,
+        ):
+            bearer = {"Authorization": f"Bearer {get_token(service + '/api', key_id, secret)}"}
+            middleware_bearer = {"Authorization": f"Bearer {get_token(protected, key_id, secret)}"}
+            cases = {
+                "bare+bearer": (bare, bearer),
+                "stack": (service + "/api/v1/whoami", bearer),
+                "stack 404": (service + "/nowhere", bearer),
+                "middleware": (protected, middleware_bearer),
+            }
+            results = run_rounds(binary, cases, args, expect_errors=frozenset({"stack 404"}))
+        logged = sum(1 for _ in log_path.open(encoding="utf-8"))
+    for name, label in (
+        ("stack", "warm Bearer, wfa-keys serve / bare route"),
+        ("stack 404", "404, wfa-keys serve / bare route        "),
+        ("middleware", "warm Bearer, middleware only / bare route"),
+    ):
+        print_ratio(results, name, "bare+bearer", label)
+    print(f"wfa-keys serve wrote {logged} log lines (the request log was on)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--stack", action="store_true", help="the whole wfa-keys serve app, not the middleware"
+    )
     args = parser.parse_args()
     binary = ensure_wrk()
+    if args.stack:
+        stack(binary, args)
+        return
     key_id, secret = generate_key_id(), generate_key_secret()
     env = {"WFA_BENCH_KEY_ID": key_id, "WFA_BENCH_KEY_SECRET": secret}
     basic = "Basic " + base64.b64encode(f"{key_id}:{secret}".encode()).decode()
@@ -161,30 +297,14 @@ def main() -> None:
             "bare+basic": (bare, {"Authorization": basic}),
             "basic": (protected, {"Authorization": basic}),
         }
-        for url, headers in cases.values():  # warm up: caches, connections, argon2 once
-            wrk(binary, url, 1, args.connections, headers)
-        results: dict[str, list[float]] = {name: [] for name in cases}
-        for round_number in range(1, args.rounds + 1):
-            for name, (url, headers) in cases.items():
-                rate = wrk(binary, url, args.seconds, args.connections, headers)
-                results[name].append(rate)
-                print(f"round {round_number} {name:>11}: {rate:10.0f} req/s", flush=True)
-    median = {name: statistics.median(rates) for name, rates in results.items()}
-    print()
-    for name, rate in median.items():
-        print(f"median {name:>11}: {rate:10.0f} req/s")
-    # Ratios within a round compare runs made seconds apart, under the same background load.
+        results = run_rounds(binary, cases, args)
     for name, baseline, label in (
         ("bearer", "bare+bearer", "warm Bearer / no middleware (same requests)"),
         ("basic", "bare+basic", "warm Basic  / no middleware (same requests)"),
         ("bearer", "none", "warm Bearer / no middleware, no header"),
         ("basic", "none", "warm Basic  / no middleware, no header"),
     ):
-        per_round = [r / n for r, n in zip(results[name], results[baseline], strict=True)]
-        print(
-            f"ratio {label}: {statistics.median(per_round):.3f} (median of rounds; "
-            f"medians: {median[name] / median[baseline]:.3f})"
-        )
+        print_ratio(results, name, baseline, label)
 
 
 if __name__ == "__main__":

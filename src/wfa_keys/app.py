@@ -19,16 +19,24 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from wfa_keys.api import create_api
-from wfa_keys.browser import CrossSiteRequestMiddleware, SecurityHeadersMiddleware, cors_middleware
+from wfa_keys.browser import (
+    BrowserOnly,
+    CrossSiteRequestMiddleware,
+    SecurityHeadersMiddleware,
+    add_security_headers,
+    cors_middleware,
+)
 from wfa_keys.console import create_console_app
 from wfa_keys.db import close_global, open_global, ping
 from wfa_keys.graphql import create_graphql_app
 from wfa_keys.logs import RequestLogMiddleware
 from wfa_keys.settings import Settings
 
-__all__ = ["GRAPHQL_PATH", "HEALTH_TIMEOUT_SECONDS", "create_app", "healthz"]
+__all__ = ["API_PATH", "GRAPHQL_PATH", "HEALTH_TIMEOUT_SECONDS", "create_app", "healthz"]
 
 GRAPHQL_PATH = "/graphql"
+#: The key-authenticated API: no cookie, no page, so none of the browser-only middlewares.
+API_PATH = "/api"
 #: A database that takes longer than this to answer ``SELECT 1`` counts as unavailable.
 HEALTH_TIMEOUT_SECONDS = 5.0
 
@@ -69,20 +77,28 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             Route(GRAPHQL_PATH, graphql_app, methods=["GET", "POST"]),
             Route("/healthz", healthz, methods=["GET"]),
-            Mount("/api", app=api),
+            Mount(API_PATH, app=api),
             # Last: the console answers every path the routes above do not.
             *([Mount("/", app=create_console_app())] if settings.console else []),
         ],
         middleware=[
             # Outermost first: every answer, refusals included, is logged with its request ID
-            # and carries the security headers.
-            Middleware(RequestLogMiddleware),
-            Middleware(SecurityHeadersMiddleware),
-            cors_middleware(settings),
+            # and carries the security headers, added in the same pass.
+            Middleware(RequestLogMiddleware, add_headers=add_security_headers),
+            # What only browsers need, for every path but the API's (each layer is a pass
+            # over every request).
             Middleware(
-                CrossSiteRequestMiddleware,
-                allowed_origins=settings.cors_origins,
-                paths=[GRAPHQL_PATH],
+                BrowserOnly,
+                skip=[API_PATH],
+                middleware=[
+                    Middleware(SecurityHeadersMiddleware),
+                    cors_middleware(settings),
+                    Middleware(
+                        CrossSiteRequestMiddleware,
+                        allowed_origins=settings.cors_origins,
+                        paths=[GRAPHQL_PATH],
+                    ),
+                ],
             ),
             # Starlette's own body limit, placed here rather than through ``max_body_size=``
             # (which puts it outside every middleware) so that the 413 is logged and carries

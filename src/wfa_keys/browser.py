@@ -3,6 +3,10 @@
 The admin API authenticates with a cookie, which a browser attaches to any request to this
 host, including one a hostile page makes. :class:`CrossSiteRequestMiddleware` refuses such
 requests before any resolver runs; CORS lets only the allow-listed frontends read responses.
+
+The key-authenticated API needs none of that (no cookie, no page): :class:`BrowserOnly` runs
+these middlewares for every path but the API's, and :func:`add_security_headers` gives every
+response, API calls included, its security headers in the request log's own pass.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from html.parser import HTMLParser
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -24,8 +28,10 @@ from wfa_keys.settings import Settings
 
 __all__ = [
     "API_CSP",
+    "BrowserOnly",
     "CrossSiteRequestMiddleware",
     "SecurityHeadersMiddleware",
+    "add_security_headers",
     "cors_middleware",
     "graphiql_csp",
 ]
@@ -35,6 +41,39 @@ API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-act
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 NONE = "'none'"
+
+# The same on every response, whatever the app set: built once, as raw ASGI headers.
+_ALWAYS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+)
+_HSTS = (b"strict-transport-security", b"max-age=31536000")
+_FORCED_NAMES = frozenset({name for name, _ in _ALWAYS} | {_HSTS[0]})
+_NO_STORE = (b"cache-control", b"no-store")
+_API_CSP = (b"content-security-policy", API_CSP.encode())
+
+
+def add_security_headers(scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
+    """Add the headers every response needs to a response's raw ``headers``, in place.
+
+    ``nosniff`` keeps browsers from running a JSON answer as script; ``no-referrer`` keeps URLs
+    out of other sites' logs; ``no-store`` (unless the app set its own ``Cache-Control``) keeps
+    keys and secrets out of caches; the CSP and ``X-Frame-Options`` forbid framing
+    (clickjacking the key-management page), and over https HSTS keeps browsers on https.
+    A response that has a Content-Security-Policy keeps it (an HTML page's own, computed by
+    :class:`SecurityHeadersMiddleware`); any other gets :data:`API_CSP`, which loads nothing.
+    """
+    names = {name.lower() for name, _ in headers}
+    if not names.isdisjoint(_FORCED_NAMES):
+        headers[:] = [(n, v) for n, v in headers if n.lower() not in _FORCED_NAMES]
+    headers.extend(_ALWAYS)
+    if b"cache-control" not in names:
+        headers.append(_NO_STORE)
+    if scope.get("scheme") == "https":
+        headers.append(_HSTS)
+    if b"content-security-policy" not in names:
+        headers.append(_API_CSP)
 
 
 def cors_middleware(settings: Settings) -> Middleware:
@@ -129,12 +168,10 @@ def _origin(url: str) -> str:
 
 
 class SecurityHeadersMiddleware:
-    """Adds the headers every response needs, and the GraphiQL page's Content-Security-Policy.
+    """Adds the security headers (:func:`add_security_headers`), and an HTML page's CSP.
 
-    ``nosniff`` keeps browsers from running a JSON answer as script; ``no-referrer`` keeps URLs
-    out of other sites' logs; ``no-store`` (unless the app set its own ``Cache-Control``) keeps
-    keys and secrets out of caches; the CSP and ``X-Frame-Options`` forbid framing
-    (clickjacking the key-management page).
+    An HTML page without a Content-Security-Policy of its own gets one that lets exactly its
+    scripts and styles load (:func:`graphiql_csp`); a response that already has one keeps it.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -145,7 +182,6 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
 
-        https = scope.get("scheme") == "https"
         start: Message | None = None
         html_parts: list[bytes] = []
 
@@ -153,22 +189,13 @@ class SecurityHeadersMiddleware:
             nonlocal start
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                headers["X-Content-Type-Options"] = "nosniff"
-                headers["Referrer-Policy"] = "no-referrer"
-                headers["X-Frame-Options"] = "DENY"
-                if "cache-control" not in headers:
-                    headers["Cache-Control"] = "no-store"
-                if https:
-                    headers["Strict-Transport-Security"] = "max-age=31536000"
-                if "content-security-policy" in headers:
-                    # The response brought its own policy (the console's): keep it.
-                    await send(message)
-                    return
-                if headers.get("content-type", "").startswith("text/html"):
+                if "content-security-policy" not in headers and headers.get(
+                    "content-type", ""
+                ).startswith("text/html"):
                     # The CSP depends on the page: hold the start until the body is complete.
                     start = message
                     return
-                headers["Content-Security-Policy"] = API_CSP
+                add_security_headers(scope, message["headers"])
                 await send(message)
                 return
             if start is not None and message["type"] == "http.response.body":
@@ -179,12 +206,42 @@ class SecurityHeadersMiddleware:
                 MutableHeaders(scope=start)["Content-Security-Policy"] = graphiql_csp(
                     body.decode("utf-8", errors="replace")
                 )
+                add_security_headers(scope, start["headers"])
                 await send(start)
                 await send({"type": "http.response.body", "body": body, "more_body": False})
                 return
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class BrowserOnly:
+    """Runs ``middleware`` around the app for every path except those under ``skip``.
+
+    For the protections only a browser needs (CORS, the cross-site check, an HTML page's
+    CSP): the key-authenticated API under ``/api`` carries no cookie and serves no page, and
+    each layer costs every API call a pass. ``skip`` paths are relative to where the app is
+    mounted; ``/api`` skips ``/api`` and everything below it, not ``/apiary``.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, middleware: Iterable[Middleware], skip: Sequence[str]
+    ) -> None:
+        self.app = app
+        wrapped = app
+        for cls, args, kwargs in reversed(list(middleware)):
+            wrapped = cls(wrapped, *args, **kwargs)
+        self.browser_app = wrapped
+        self.skip = tuple(prefix.rstrip("/") for prefix in skip)
+        self._below = tuple(prefix + "/" for prefix in self.skip)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            path = route_path(scope)
+            if path in self.skip or path.startswith(self._below):
+                await self.app(scope, receive, send)
+                return
+        await self.browser_app(scope, receive, send)
 
 
 class CrossSiteRequestMiddleware:

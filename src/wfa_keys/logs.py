@@ -3,26 +3,36 @@
 A log line never carries a secret: the formatter writes the exception *type* only (no message,
 no traceback, which could quote SQL or a value), masks anything shaped like a Key Secret or an
 argon2 hash, and the libraries that log SQL with its parameters at DEBUG are held at WARNING.
+
+Records are queued and written by a thread (:class:`JsonLinesHandler`): a slow or full stderr
+pipe never blocks the event loop, and formatting the JSON is not done by the request.
 """
 
 from __future__ import annotations
 
 import contextvars
+import copy
 import json
 import logging
 import logging.config
+import logging.handlers
+import queue
+import random
 import re
+import sys
 import time
-import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "REQUEST_ID_HEADER",
+    "AddHeaders",
     "JsonFormatter",
+    "JsonLinesHandler",
     "RequestLogMiddleware",
     "configure_logging",
     "current_request_id",
@@ -77,9 +87,73 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, name, None)
             if value is not None:
                 entry[name] = value
+        exception = getattr(record, "exception_type", None)  # set by JsonLinesHandler
         if record.exc_info and record.exc_info[0] is not None:
-            entry["exception"] = record.exc_info[0].__name__
+            exception = record.exc_info[0].__name__
+        if exception is not None:
+            entry["exception"] = exception
         return json.dumps(entry, ensure_ascii=False)
+
+
+class JsonLinesHandler(logging.handlers.QueueHandler):
+    """Queues each record; a thread formats it with :class:`JsonFormatter` and writes it.
+
+    What depends on the logging task is settled before the record leaves it: the message is
+    rendered and the request ID read from the context. The exception keeps its type only (the
+    formatter writes nothing else), so no traceback and no frame crosses to the thread.
+    :meth:`flush` waits until everything queued so far is written; closing the handler (which
+    :func:`logging.shutdown` does at exit, and :func:`logging.config.dictConfig` does when it
+    replaces it) writes what is left and stops the thread.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        # Created first so that logging.shutdown, which closes handlers newest first, closes
+        # this handler (writing what is queued) before the stream handler it writes through.
+        self.target = logging.StreamHandler(sys.stderr if stream is None else stream)
+        self.target.setFormatter(JsonFormatter())
+        super().__init__(queue.Queue())
+        self.listener = logging.handlers.QueueListener(self.queue, self.target)
+        self.listener.start()
+        self._running = True
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        if record.exc_info:
+            # Other handlers (pytest's, for one) may still want the full record.
+            exc_type = record.exc_info[0]
+            record = copy.copy(record)
+            record.exc_info, record.exc_text = None, None
+            record.exception_type = exc_type.__name__ if exc_type is not None else None
+        record.msg, record.args = record.getMessage(), None
+        if getattr(record, "request_id", None) is None:
+            record.request_id = _request_id.get()
+        record.stack_info = None
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        super().enqueue(record)
+        if record.name.startswith("uvicorn"):
+            # uvicorn ends the process by re-raising the signal that stopped it, right after
+            # its last line, and no exit handler runs then: its lines are written before
+            # this returns (they are few: starting, stopping, and its own errors).
+            self.flush()
+
+    def setStream(self, stream: TextIO) -> None:
+        """Write to ``stream`` from now on (what is queued goes to the old one first)."""
+        self.flush()
+        self.target.setStream(stream)
+
+    def flush(self) -> None:
+        """Wait until the thread has written every record queued so far."""
+        if self._running:
+            self.queue.join()  # type: ignore[attr-defined]  # a queue.Queue, see __init__
+        self.target.flush()
+
+    def close(self) -> None:
+        if self._running:
+            self._running = False
+            self.listener.stop()
+        self.target.flush()
+        super().close()
 
 
 def logging_config(level: str = "INFO") -> dict[str, Any]:
@@ -90,11 +164,9 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "wfa_keys.logs.JsonFormatter"}},
         "handlers": {
             "stderr": {
-                "class": "logging.StreamHandler",
-                "formatter": "json",
+                "class": "wfa_keys.logs.JsonLinesHandler",
                 "stream": "ext://sys.stderr",
             }
         },
@@ -124,6 +196,12 @@ def _route(scope: Scope) -> str:
     return redact(str(scope.get("path", ""))[:_MAX_ROUTE])
 
 
+#: Adds headers, in place, to a response's raw header list (see ``RequestLogMiddleware``).
+AddHeaders = Callable[[Scope, list[tuple[bytes, bytes]]], None]
+
+_ID_NAME = REQUEST_ID_HEADER.lower().encode()
+
+
 class RequestLogMiddleware:
     """Gives each HTTP request an ID and logs one line when it ends.
 
@@ -131,33 +209,40 @@ class RequestLogMiddleware:
     it), in the log context of everything logged while handling the request, and in the
     ``X-Request-ID`` response header. An incoming ``X-Request-ID`` of 8 to 64 safe characters
     is kept, so that a proxy's ID follows the request; anything else is replaced.
+
+    ``add_headers(scope, headers)``, when given, adds the headers every response carries (the
+    security headers) in the same pass over the response start, which saves the service a
+    middleware layer on every call.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, add_headers: AddHeaders | None = None) -> None:
         self.app = app
+        self.add_headers = add_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
-        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        # 128 random bits in hex, like uuid4().hex, without a system call per request (which
+        # cost more than the rest of the request log): the ID correlates log lines, it is no
+        # secret and guards nothing.
+        request_id = _incoming_request_id(scope) or f"{random.getrandbits(128):032x}"
         scope.setdefault("state", {})["request_id"] = request_id
         token = _request_id.set(request_id)
         route = _route(scope)
         status = 500
+        add_headers = self.add_headers
         started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [
-                    (k, v)
-                    for k, v in message.get("headers", [])
-                    if k.lower() != REQUEST_ID_HEADER.lower().encode()
-                ]
-                headers.append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != _ID_NAME]
+                headers.append((_ID_NAME, request_id.encode()))
+                if add_headers is not None:
+                    add_headers(scope, headers)
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -33,7 +33,8 @@ async def graphql(c: httpx2.AsyncClient, query: str, **variables: Any) -> dict[s
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     assert "errors" not in body, body
-    return body["data"]
+    data: dict[str, Any] = body["data"]
+    return data
 
 
 async def test_admin_signs_in_creates_a_key_and_calls_the_api_with_it(

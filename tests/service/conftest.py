@@ -25,6 +25,7 @@ from support.gql import (
     Api,
     KeyChanges,
 )
+from support.settings import cheap_settings
 from wfa_keys.graphql import GraphQLApp, create_graphql_app
 from wfa_keys.models import Role, User
 from wfa_keys.settings import Settings
@@ -34,7 +35,7 @@ from wfa_keys.users import create_user, set_subscription
 @pytest.fixture
 def settings() -> Settings:
     """Production-mode settings with OWASP's minimum argon2 cost."""
-    return Settings(database_url="unused-by-these-tests")
+    return cheap_settings(database_url="unused-by-these-tests")
 
 
 @pytest.fixture

@@ -11,13 +11,13 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from tortoise.context import TortoiseContext
 
+from support.settings import cheap_settings
 from wfa_auth import generate_key_id, generate_key_secret
 from wfa_keys.api import create_api
 from wfa_keys.crypto import hasher_for
 from wfa_keys.models import ApiKey, Organization, Role, User
-from wfa_keys.settings import Settings
 
-SETTINGS = Settings(database_url="unused", token_ttl=900)
+SETTINGS = cheap_settings(database_url="unused", token_ttl=900)
 
 
 @pytest.fixture

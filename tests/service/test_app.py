@@ -6,13 +6,14 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 import pytest
 from tortoise.context import TortoiseContext
 
 from support.gql import LOGIN, PASSWORD, Api, only_error_code
+from support.settings import cheap_settings
 from wfa_keys.app import create_app
 from wfa_keys.db import database
 from wfa_keys.models import ApiKey, AuditEvent, Role, User
@@ -20,7 +21,7 @@ from wfa_keys.settings import Settings
 from wfa_keys.users import create_user
 
 if TYPE_CHECKING:
-    from conftest import UserFactory
+    from service.conftest import UserFactory
 
 
 def client_of(settings: Settings) -> httpx2.AsyncClient:
@@ -119,9 +120,10 @@ async def test_key_created_through_graphql_authenticates_the_api_at_once(
 
 def login_body(size: int) -> bytes:
     """A JSON ``login`` request of exactly ``size`` bytes (the password pads it)."""
-    envelope = {"query": LOGIN, "variables": {"email": "nobody@acme.example", "password": ""}}
+    variables = {"email": "nobody@acme.example", "password": ""}
+    envelope: dict[str, Any] = {"query": LOGIN, "variables": variables}
     empty = len(json.dumps(envelope).encode())
-    envelope["variables"]["password"] = "p" * (size - empty)
+    variables["password"] = "p" * (size - empty)
     return json.dumps(envelope).encode()
 
 
@@ -129,7 +131,7 @@ async def test_body_above_the_limit_is_refused_with_413_before_any_resolver(
     db: TortoiseContext,
 ) -> None:
     del db
-    settings = Settings(database_url="unused", max_body_bytes=1024)
+    settings = cheap_settings(database_url="unused", max_body_bytes=1024)
     headers = {"Content-Type": "application/json"}
     async with client_of(settings) as client:
         at_limit = await client.post("/graphql", content=login_body(1024), headers=headers)
@@ -154,14 +156,14 @@ async def test_lifespan_opens_and_migrates_the_database_and_closes_it(
         if database_url.startswith("sqlite")
         else database_url
     )
-    app = create_app(Settings(database_url=url))
+    app = create_app(cheap_settings(database_url=url))
     transport = httpx2.ASGITransport(app=app)
     async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
         async with app.router.lifespan_context(app):
             ready = await client.get("/healthz")
             await User.filter(email="lifespan@acme.example").delete()
             await create_user(
-                Settings(),
+                cheap_settings(),
                 email="lifespan@acme.example",
                 password=PASSWORD,
                 organization="Lifespan",

@@ -17,8 +17,9 @@ from starlette.routing import Mount
 from tortoise.context import TortoiseContext
 
 from support.gql import CREATE_KEY, LOGIN, PASSWORD, Api
+from support.settings import cheap_settings
 from wfa_keys.app import create_app
-from wfa_keys.browser import API_CSP, cors_middleware
+from wfa_keys.browser import API_CSP, SecurityHeadersMiddleware, cors_middleware
 from wfa_keys.models import ApiKey, AuditEvent, Session
 from wfa_keys.settings import Settings
 
@@ -26,13 +27,13 @@ FRONTEND = "https://keys.acme.example"
 ADMIN = "admin@acme.example"
 
 if TYPE_CHECKING:
-    from conftest import UserFactory
+    from service.conftest import UserFactory
 
 
 @pytest.fixture
 def settings() -> Settings:
     """Production settings with one allowed frontend origin."""
-    return Settings(database_url="unused", cors_origins=(FRONTEND,))
+    return cheap_settings(database_url="unused", cors_origins=(FRONTEND,))
 
 
 @pytest.fixture
@@ -63,7 +64,8 @@ def login_request(**headers: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("method", "path"), [("GET", "/healthz"), ("POST", "/graphql"), ("GET", "/nowhere")]
+    ("method", "path"),
+    [("GET", "/healthz"), ("POST", "/graphql"), ("GET", "/nowhere"), ("GET", "/api/v1/whoami")],
 )
 async def test_every_response_carries_the_security_headers(
     client: httpx2.AsyncClient, method: str, path: str
@@ -79,9 +81,39 @@ async def test_every_response_carries_the_security_headers(
     assert "Strict-Transport-Security" not in response.headers
 
 
+async def test_api_responses_carry_no_cors_headers(client: httpx2.AsyncClient) -> None:
+    # The key-authenticated API skips the browser-only layers (not the security headers).
+    response = await client.get("/api/v1/whoami", headers={"Origin": FRONTEND})
+
+    assert response.status_code == 401
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+async def test_headers_an_app_sets_are_replaced_once_but_its_own_csp_and_cache_are_kept() -> None:
+    async def page(scope: Any, receive: Any, send: Any) -> None:
+        headers = [
+            (b"content-type", b"text/html"),
+            (b"x-frame-options", b"SAMEORIGIN"),
+            (b"cache-control", b"max-age=60"),
+            (b"content-security-policy", b"default-src 'self'"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"<script>x()</script>"})
+
+    transport = httpx2.ASGITransport(app=SecurityHeadersMiddleware(page))
+    async with httpx2.AsyncClient(transport=transport, base_url="https://testserver") as c:
+        response = await c.get("/")
+
+    assert response.headers.get_list("X-Frame-Options") == ["DENY"]
+    assert response.headers.get_list("Content-Security-Policy") == ["default-src 'self'"]
+    assert response.headers["Cache-Control"] == "max-age=60"
+    assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
+
+
 async def test_https_responses_ask_browsers_to_stay_on_https(db: TortoiseContext) -> None:
     del db
-    transport = httpx2.ASGITransport(app=create_app(Settings(database_url="unused")))
+    transport = httpx2.ASGITransport(app=create_app(cheap_settings(database_url="unused")))
     async with httpx2.AsyncClient(transport=transport, base_url="https://keys.example") as c:
         response = await c.get("/healthz")
 
@@ -90,7 +122,9 @@ async def test_https_responses_ask_browsers_to_stay_on_https(db: TortoiseContext
 
 async def test_graphiql_page_csp_allows_exactly_what_the_page_loads(db: TortoiseContext) -> None:
     del db
-    transport = httpx2.ASGITransport(app=create_app(Settings(database_url="unused", dev=True)))
+    transport = httpx2.ASGITransport(
+        app=create_app(cheap_settings(database_url="unused", dev=True))
+    )
     async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
         response = await c.get("/graphql", headers={"Accept": "text/html"})
 
@@ -141,6 +175,18 @@ async def test_preflight_from_the_allowed_frontend_is_answered_with_credentials(
     assert response.headers["Access-Control-Allow-Credentials"] == "true"
 
 
+async def test_the_api_answers_no_preflight_since_browsers_do_not_call_it_with_cookies(
+    client: httpx2.AsyncClient,
+) -> None:
+    response = await client.options(
+        "/api/v1/whoami",
+        headers={"Origin": FRONTEND, "Access-Control-Request-Method": "GET"},
+    )
+
+    assert "Access-Control-Allow-Origin" not in response.headers
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
 async def test_preflight_from_another_origin_is_refused(client: httpx2.AsyncClient) -> None:
     response = await client.options(
         "/graphql",
@@ -162,12 +208,12 @@ async def test_responses_name_the_allowed_origin_never_a_wildcard(
 
 
 def test_cors_with_credentials_never_allows_every_origin() -> None:
-    middleware = cors_middleware(Settings(cors_origins=(FRONTEND,)))
-    assert middleware.cls is CORSMiddleware
+    middleware = cors_middleware(cheap_settings(cors_origins=(FRONTEND,)))
+    assert middleware.cls is CORSMiddleware  # type: ignore[comparison-overlap]
     assert middleware.kwargs["allow_origins"] == [FRONTEND]
     assert middleware.kwargs["allow_credentials"] is True
     with pytest.raises(ValueError, match="cannot be"):
-        cors_middleware(Settings(cors_origins=("*",)))
+        cors_middleware(cheap_settings(cors_origins=("*",)))
 
 
 # -- Cross-site requests ------------------------------------------------------------------
@@ -235,7 +281,9 @@ async def test_graphiql_can_still_be_opened_from_a_link_on_another_site(
     db: TortoiseContext,
 ) -> None:
     del db
-    transport = httpx2.ASGITransport(app=create_app(Settings(database_url="unused", dev=True)))
+    transport = httpx2.ASGITransport(
+        app=create_app(cheap_settings(database_url="unused", dev=True))
+    )
     async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
         response = await c.get(
             "/graphql", headers={"Accept": "text/html", "Sec-Fetch-Site": "cross-site"}

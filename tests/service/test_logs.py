@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,17 +21,18 @@ from starlette.routing import Route
 from tortoise.context import TortoiseContext
 
 from support.gql import CREATE_KEY, PASSWORD, Api
+from support.settings import cheap_settings
 from wfa_auth import generate_key_secret
 from wfa_keys.app import create_app
 from wfa_keys.logs import (
     QUIET_LOGGERS,
     JsonFormatter,
+    JsonLinesHandler,
     RequestLogMiddleware,
     configure_logging,
     current_request_id,
 )
 from wfa_keys.models import AccessToken, ApiKey, Role, Session, User
-from wfa_keys.settings import Settings
 from wfa_keys.users import create_user
 
 ADMIN = "admin@acme.example"
@@ -53,12 +55,15 @@ def json_logs(level: str = "DEBUG") -> Iterator[io.StringIO]:
     for name in CLIENT_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     buffer = io.StringIO()
-    for handler in root.handlers:
-        assert isinstance(handler, logging.StreamHandler)
+    handlers = root.handlers[:]
+    for handler in handlers:
+        assert isinstance(handler, JsonLinesHandler)
         handler.setStream(buffer)
     try:
         yield buffer
     finally:
+        for handler in handlers:  # writes what is queued, stops the writing thread
+            handler.close()
         root.setLevel(saved_root[0])
         root.handlers[:] = saved_root[1]
         for name, (level_, handlers, propagate) in saved.items():
@@ -142,6 +147,62 @@ def test_configure_logging_keeps_sql_loggers_quiet_even_at_debug() -> None:
         logging.getLogger("wfa_keys.test").debug("kept")
 
     assert [entry["message"] for entry in lines(buffer)] == ["kept"]
+
+
+class HeldStream(io.StringIO):
+    """A stream whose writes wait until ``release`` is set, like a full stderr pipe."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def write(self, text: str) -> int:
+        assert self.release.wait(timeout=30), "the test never released the stream"
+        return super().write(text)
+
+
+def test_logging_returns_before_the_line_is_written_and_flush_waits_for_it() -> None:
+    stream = HeldStream()
+    handler = JsonLinesHandler(stream)
+    logger = logging.getLogger("wfa_keys.test.held")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("written by the %s", "thread")  # returns although the stream is held
+        assert stream.getvalue() == ""
+        stream.release.set()
+        handler.flush()
+        assert json.loads(stream.getvalue())["message"] == "written by the thread"
+    finally:
+        stream.release.set()
+        logger.removeHandler(handler)
+        logger.propagate = True
+        handler.close()
+
+
+def test_uvicorn_lines_are_written_before_logging_returns() -> None:
+    # uvicorn stops the process by a signal right after its last line: nothing runs after.
+    stream = io.StringIO()
+    handler = JsonLinesHandler(stream)
+    try:
+        handler.handle(logging.LogRecord("uvicorn.error", logging.INFO, "", 1, "bye", None, None))
+
+        assert json.loads(stream.getvalue())["message"] == "bye"
+    finally:
+        handler.close()
+
+
+def test_closing_the_handler_writes_what_is_queued() -> None:
+    stream = io.StringIO()
+    handler = JsonLinesHandler(stream)
+    for number in range(100):
+        handler.handle(record("line %d", number))
+
+    handler.close()
+
+    assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == [
+        f"line {number}" for number in range(100)
+    ]
 
 
 # -- The request log ----------------------------------------------------------------------
@@ -246,13 +307,14 @@ async def operation(api: Api, name: str, **variables: Any) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     assert "errors" not in body, body
-    return body["data"]
+    data: dict[str, Any] = body["data"]
+    return data
 
 
 async def test_no_secret_password_session_token_or_hash_reaches_the_logs(
     db: TortoiseContext,
 ) -> None:
-    settings = Settings(database_url="unused", dev=True)
+    settings = cheap_settings(database_url="unused", dev=True)
     await create_user(
         settings, email=ADMIN, password=PASSWORD, organization="Acme", role=Role.ADMIN
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from wfa_keys.crypto import hasher_for
 from wfa_keys.settings import DEFAULT_DATABASE_URL, Settings, SettingsError
 
 
@@ -63,3 +64,14 @@ def test_every_setting_is_described_with_its_variable() -> None:
 
     assert "WFA_DATABASE_URL" in described
     assert all(name.startswith("WFA_") for name in described)
+
+
+def test_the_default_hasher_works_at_owasp_minimum_cost_or_more() -> None:
+    # The one test at production cost: every other test uses support.settings.cheap_settings.
+    hasher = hasher_for(Settings())
+
+    secret_hash = hasher.hash("a production secret")
+
+    assert secret_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert hasher.verify(secret_hash, "a production secret")
+    assert not hasher.verify(secret_hash, "another secret")

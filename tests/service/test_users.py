@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from tortoise.context import TortoiseContext
 
-from wfa_auth import Argon2Verifier
+from support.settings import cheap_settings
+from wfa_keys.crypto import hasher_for
 from wfa_keys.models import Organization, Role, User
-from wfa_keys.settings import Settings
 from wfa_keys.users import UserError, create_user, normalize_email, set_subscription
 
 PASSWORD = "correct horse battery"
@@ -17,7 +17,7 @@ async def test_create_user_creates_the_organization_with_the_subscription(
     db: TortoiseContext,
 ) -> None:
     user = await create_user(
-        Settings(),
+        cheap_settings(),
         email=" Ada@Example.COM ",
         password=PASSWORD,
         organization="Acme",
@@ -30,17 +30,21 @@ async def test_create_user_creates_the_organization_with_the_subscription(
     stored = await User.get(id=user.id)
     assert stored.password_hash.startswith("$argon2id$")
     assert PASSWORD not in stored.password_hash
-    assert Argon2Verifier().verify(stored.password_hash, PASSWORD)
+    assert hasher_for(cheap_settings()).verify(stored.password_hash, PASSWORD)
 
 
 async def test_emails_are_unique_case_insensitively(db: TortoiseContext) -> None:
     await create_user(
-        Settings(), email="ada@example.com", password=PASSWORD, organization="Acme", role=Role.ADMIN
+        cheap_settings(),
+        email="ada@example.com",
+        password=PASSWORD,
+        organization="Acme",
+        role=Role.ADMIN,
     )
 
     with pytest.raises(UserError, match="exists already"):
         await create_user(
-            Settings(),
+            cheap_settings(),
             email="ADA@example.com",
             password=PASSWORD,
             organization="Other",
@@ -64,7 +68,11 @@ async def test_bad_input_creates_nothing(
 ) -> None:
     with pytest.raises(UserError, match=message):
         await create_user(
-            Settings(), email=email, password=password, organization=organization, role=Role.ADMIN
+            cheap_settings(),
+            email=email,
+            password=password,
+            organization=organization,
+            role=Role.ADMIN,
         )
 
     assert await User.all().count() == 0

@@ -5,4 +5,5 @@
 - :mod:`support.serving`: real ``wfa-keys serve`` processes.
 - :mod:`support.tcp_proxy`: a TCP proxy that can cut a database away.
 - :mod:`support.clock`: clocks the tests move by hand.
+- :mod:`support.settings`: settings with argon2 at its cheapest.
 """

@@ -9,10 +9,12 @@ and nothing more, so no exception text, SQL or file name reaches the client.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import suppress
 from uuid import uuid4
 
 from graphql import GraphQLError, GraphQLSyntaxError
-from strawberry.extensions import SchemaExtension
+from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
+from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 
 from wfa_keys.graphql.context import Context, request_id_of
@@ -95,3 +97,42 @@ class ErrorPolicy(SchemaExtension):
         result.errors = [
             present(error, request_id, hide_suggestions=hide) for error in result.errors
         ]
+
+
+class CachedParsing(ParserCache):
+    """Strawberry's parser cache (one parse per distinct query text, LRU-bounded).
+
+    A document that does not parse is left to Strawberry's own parser, which reports the
+    error the usual way (as ``GRAPHQL_PARSE_FAILED``, or ``TOO_MANY_TOKENS``).
+    """
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.query:
+            with suppress(GraphQLError):
+                context.graphql_document = self.cached_parse_document(
+                    context.query, **context.parse_options
+                )
+        yield
+
+
+class CachedValidation(ValidationCache):
+    """Strawberry's validation cache, for valid documents only.
+
+    The cache is keyed by the schema, the parsed document (the same object for the same text,
+    thanks to :class:`CachedParsing`) and the rule classes (built once, see ``limits.py``).
+    Errors are validated afresh each time: :func:`present` rewrites an error for its
+    audience, and a cached error would carry one request's rewrite into the next.
+    """
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        assert document is not None  # parsing succeeded, or validation would not run
+        errors = self.cached_validate_document(
+            context.schema._schema, document, context.validation_rules
+        )
+        if errors:
+            errors = validate_document(context.schema._schema, document, context.validation_rules)
+        context.pre_execution_errors = errors
+        yield

@@ -2,16 +2,20 @@
 
 Strawberry's own limiters do the counting; these subclasses only give their errors an
 ``extensions.code`` naming the limit, so that a client can tell a too-deep query from a
-mistyped one. Each is created per request (the schema receives factories, not instances).
+mistyped one. The validation rules are built once, when the schema is built, and every
+request's extension reuses them: the validation cache is keyed by the rule classes, and new
+classes per request would make every lookup miss. There are two rule sets in production
+(with and without the introspection rule, for admins and everyone else), each stable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from graphql import ASTValidationRule, GraphQLError, GraphQLSyntaxError, ValidationContext
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     QueryDepthLimiter,
@@ -68,6 +72,19 @@ class AliasLimit(MaxAliasesLimiter):
         self.validation_rules = [coded_rule(r, TOO_MANY_ALIASES) for r in self.validation_rules]
 
 
+def limit_rules(*, max_depth: int, max_alias_count: int) -> Callable[[], SchemaExtension]:
+    """A factory of the depth and alias limits whose rule classes are built once, here."""
+    rules = [
+        *QueryDepthLimit(max_depth).validation_rules,
+        *AliasLimit(max_alias_count).validation_rules,
+    ]
+
+    def factory() -> SchemaExtension:
+        return AddValidationRules(rules)
+
+    return factory
+
+
 class TokenLimit(MaxTokensLimiter):
     """At most ``max_token_count`` tokens: the parser stops there, before validation."""
 
@@ -77,6 +94,9 @@ class TokenLimit(MaxTokensLimiter):
         for error in self.execution_context.pre_execution_errors or ():
             if isinstance(error, GraphQLSyntaxError) and too_many in error.message:
                 error.extensions = {**(error.extensions or {}), "code": TOO_MANY_TOKENS}
+
+
+_NO_INTROSPECTION = coded_rule(NoSchemaIntrospectionCustomRule, INTROSPECTION_DISABLED)
 
 
 class IntrospectionForAdmins(SchemaExtension):
@@ -90,6 +110,6 @@ class IntrospectionForAdmins(SchemaExtension):
         if not (isinstance(context, Context) and context.is_admin):
             self.execution_context.validation_rules = (
                 *self.execution_context.validation_rules,
-                coded_rule(NoSchemaIntrospectionCustomRule, INTROSPECTION_DISABLED),
+                _NO_INTROSPECTION,
             )
         yield

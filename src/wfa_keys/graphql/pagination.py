@@ -2,24 +2,27 @@
 
 The cursor is opaque to clients (base64 of the last row's creation time and ID): a page
 is found by an indexed range query, not by an offset, so it stays cheap and stable while
-rows are added.
+rows are added. A page is fetched as plain rows of the listed columns (``.values()``): no
+model objects, and no column the API does not show (secret hashes stay in the database).
+The total is counted only when a client asks for it (:attr:`Page.count`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Generic, TypeVar
+from datetime import UTC, datetime
+from typing import Any
 
 from tortoise.expressions import Q
-from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
 from wfa_keys.graphql.errors import BadUserInput
 
-M = TypeVar("M", bound=Model)
+Row = dict[str, Any]
+Count = Callable[[], Awaitable[int]]
 
 MAX_PAGE_SIZE = 100
 _CURSOR_PREFIX = "v1|"
@@ -27,13 +30,17 @@ _MAX_CURSOR_LENGTH = 200
 
 
 @dataclass(frozen=True)
-class Page(Generic[M]):
-    """One page of rows with what the client needs to ask for the next one."""
+class Page:
+    """One page of rows with what the client needs to ask for the next one.
 
-    rows: list[M]
+    ``count()`` counts every row the query matches, on every page; it runs a query, so call
+    it only when the total is asked for.
+    """
+
+    rows: list[Row]
     has_next_page: bool
     end_cursor: str | None
-    total_count: int
+    count: Count
 
 
 def encode_cursor(created_at: datetime, row_id: int) -> str:
@@ -54,9 +61,14 @@ def decode_cursor(cursor: str, field: str = "after") -> tuple[datetime, int]:
             raise ValueError(prefix)
         created_at = datetime.fromisoformat(created)
         pk = int(row_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        if created_at.tzinfo is None:
+            raise ValueError(created)
+        # In UTC, as stored: a time that is valid in its own offset but not in UTC (year 0 or
+        # 10000, such as 9999-12-31T23:59:59-14:00) is refused here, not by the database.
+        created_at = created_at.astimezone(UTC)
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
         raise error from None
-    if created_at.tzinfo is None or not 0 < pk < 2**63:
+    if not 0 < pk < 2**63:
         raise error
     return created_at, pk
 
@@ -67,17 +79,22 @@ def check_page_size(first: int, field: str = "first") -> None:
         raise BadUserInput(field, f"{field} must be between 1 and {MAX_PAGE_SIZE}.")
 
 
-async def newest_first(query: QuerySet[M], *, first: int, after: str | None) -> Page[M]:
-    """The page of ``query`` of at most ``first`` rows, newest first, after ``after``."""
+async def newest_first(
+    query: QuerySet[Any], *, fields: Sequence[str], first: int, after: str | None
+) -> Page:
+    """The page of ``query`` of at most ``first`` rows, newest first, after ``after``.
+
+    Each row is a dict of ``fields`` (which must include ``id`` and ``created_at``).
+    """
     check_page_size(first)
     position = decode_cursor(after) if after is not None else None
-    total = await query.count()
+    matching = query
     if position is not None:
         created_at, pk = position
         query = query.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk))
-    rows = await query.order_by("-created_at", "-id").limit(first + 1)
+    rows: list[Row] = await query.order_by("-created_at", "-id").limit(first + 1).values(*fields)
     has_next = len(rows) > first
     rows = rows[:first]
     end = rows[-1] if rows else None
-    cursor = encode_cursor(end.created_at, end.id) if end is not None else None  # type: ignore[attr-defined]
-    return Page(rows=rows, has_next_page=has_next, end_cursor=cursor, total_count=total)
+    cursor = encode_cursor(end["created_at"], end["id"]) if end is not None else None
+    return Page(rows=rows, has_next_page=has_next, end_cursor=cursor, count=matching.count)

@@ -14,11 +14,11 @@ from wfa_keys.graphql.context import Context
 from wfa_keys.graphql.pagination import newest_first
 from wfa_keys.graphql.permissions import admin_only
 from wfa_keys.graphql.types import (
+    API_KEY_FIELDS,
+    AUDIT_EVENT_FIELDS,
     ApiKey,
     ApiKeyConnection,
-    AuditEvent,
     AuditEventConnection,
-    PageInfo,
     User,
 )
 
@@ -50,15 +50,9 @@ async def resolve_api_keys(
     if text is not None:
         query = query.filter(Q(name__icontains=text) | Q(key_id__icontains=text))
     page = await newest_first(
-        query.select_related("owner__organization"),
-        first=50 if first is None else first,
-        after=after,
+        query, fields=API_KEY_FIELDS, first=50 if first is None else first, after=after
     )
-    return ApiKeyConnection(
-        nodes=[ApiKey.from_model(key) for key in page.rows],
-        page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
-        total_count=page.total_count,
-    )
+    return ApiKeyConnection.from_page(page)
 
 
 async def resolve_api_key(info: ContextInfo, id: strawberry.ID) -> ApiKey | None:
@@ -81,12 +75,10 @@ async def resolve_audit_events(
     query = models.AuditEvent.filter(organization_id=user.organization_id)
     if key_id is not None:
         query = query.filter(key_id=inputs.key_id(key_id, field="keyId"))
-    page = await newest_first(query, first=50 if first is None else first, after=after)
-    return AuditEventConnection(
-        nodes=[AuditEvent.from_model(event) for event in page.rows],
-        page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
-        total_count=page.total_count,
+    page = await newest_first(
+        query, fields=AUDIT_EVENT_FIELDS, first=50 if first is None else first, after=after
     )
+    return AuditEventConnection.from_page(page)
 
 
 @strawberry.type

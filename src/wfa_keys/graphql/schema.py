@@ -11,8 +11,14 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
-from wfa_keys.graphql.extensions import ErrorPolicy, is_unexpected, request_id_for
-from wfa_keys.graphql.limits import AliasLimit, IntrospectionForAdmins, QueryDepthLimit, TokenLimit
+from wfa_keys.graphql.extensions import (
+    CachedParsing,
+    CachedValidation,
+    ErrorPolicy,
+    is_unexpected,
+    request_id_for,
+)
+from wfa_keys.graphql.limits import IntrospectionForAdmins, TokenLimit, limit_rules
 from wfa_keys.graphql.mutations import Mutation
 from wfa_keys.graphql.queries import Query
 from wfa_keys.settings import Settings
@@ -52,16 +58,18 @@ def schema_extensions(settings: Settings) -> list[ExtensionFactory]:
     """The extensions, as classes or factories so that no state is shared between requests.
 
     ErrorPolicy comes first so that its exit runs last and sees every other error. The
-    limits run at parsing and validation, so a refused query reaches no resolver.
+    limits run at parsing and validation, so a refused query reaches no resolver. Parsing and
+    validation are cached: a query the admin console sends again costs neither.
     """
     extensions: list[ExtensionFactory] = [
         partial(ErrorPolicy, hide_suggestions=settings.production),
         partial(TokenLimit, max_token_count=settings.max_tokens),
-        partial(QueryDepthLimit, max_depth=settings.max_query_depth),
-        partial(AliasLimit, max_alias_count=settings.max_aliases),
+        limit_rules(max_depth=settings.max_query_depth, max_alias_count=settings.max_aliases),
     ]
     if settings.production:
         extensions.append(IntrospectionForAdmins)
+    # Last: they read the parse options and the rules the extensions above have set.
+    extensions += [CachedParsing, CachedValidation]
     return extensions
 
 

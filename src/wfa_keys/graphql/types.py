@@ -1,17 +1,21 @@
 """The GraphQL object types, built from the ORM models.
 
 Converting models to these types in one place keeps the secret hash and the foreign keys
-out of the API: a type only has the fields listed here.
+out of the API: a type only has the fields listed here. Lists are built from plain rows of
+the columns in ``*_FIELDS`` (``.values()``), which never include a hash.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import Enum
+from typing import Any
 
 import strawberry
 
 from wfa_keys import models
+from wfa_keys.graphql.pagination import Count, Page
 from wfa_keys.models import AuditAction, Role
 
 # The model's enum is the GraphQL enum too: its member names are the GraphQL values.
@@ -72,10 +76,32 @@ class User:
 
 def key_status(key: models.ApiKey, now: datetime | None = None) -> ApiKeyStatus:
     """The status of ``key`` at ``now`` (default: the current time)."""
-    now = now or datetime.now(UTC)
-    if key.expires_at is not None and key.expires_at <= now:
+    return _status(key.enabled, key.expires_at, now or datetime.now(UTC))
+
+
+def _status(enabled: bool, expires_at: datetime | None, now: datetime) -> ApiKeyStatus:
+    if expires_at is not None and expires_at <= now:
         return ApiKeyStatus.EXPIRED
-    return ApiKeyStatus.ACTIVE if key.enabled else ApiKeyStatus.DISABLED
+    return ApiKeyStatus.ACTIVE if enabled else ApiKeyStatus.DISABLED
+
+
+#: The columns an API key page reads: the key's, its owner's and the owner's organization's.
+API_KEY_FIELDS = (
+    "id",
+    "key_id",
+    "name",
+    "enabled",
+    "created_at",
+    "expires_at",
+    "last_used_at",
+    "secret_regenerated_at",
+    "owner_id",
+    "owner__email",
+    "owner__role",
+    "owner__organization__id",
+    "owner__organization__name",
+    "owner__organization__has_workflow_automation",
+)
 
 
 @strawberry.type(description="An API key. Its secret is never shown again after creation.")
@@ -109,6 +135,40 @@ class ApiKey:
             owner=User.from_model(key.owner),
         )
 
+    @classmethod
+    def list_from_rows(cls, rows: list[dict[str, Any]]) -> list[ApiKey]:
+        """The API view of rows of :data:`API_KEY_FIELDS`; one ``User`` per distinct owner."""
+        now = datetime.now(UTC)
+        owners: dict[Any, User] = {}
+        keys = []
+        for row in rows:
+            owner = owners.get(row["owner_id"])
+            if owner is None:
+                owner = owners[row["owner_id"]] = User(
+                    id=strawberry.ID(str(row["owner_id"])),
+                    email=row["owner__email"],
+                    role=row["owner__role"],
+                    organization=Organization(
+                        id=strawberry.ID(str(row["owner__organization__id"])),
+                        name=row["owner__organization__name"],
+                        has_workflow_automation=row["owner__organization__has_workflow_automation"],
+                    ),
+                )
+            keys.append(
+                cls(
+                    id=strawberry.ID(row["key_id"]),
+                    name=row["name"],
+                    enabled=row["enabled"],
+                    status=_status(row["enabled"], row["expires_at"], now),
+                    created_at=row["created_at"],
+                    expires_at=row["expires_at"],
+                    last_used_at=row["last_used_at"],
+                    secret_regenerated_at=row["secret_regenerated_at"],
+                    owner=owner,
+                )
+            )
+        return keys
+
 
 @strawberry.type(description="A key with its secret, returned once by create and regenerate.")
 class ApiKeyWithSecret:
@@ -134,14 +194,34 @@ class PageInfo:
     has_next_page: bool
     end_cursor: str | None
 
+    @classmethod
+    def of(cls, page: Page) -> PageInfo:
+        """Where ``page`` ends."""
+        return cls(has_next_page=page.has_next_page, end_cursor=page.end_cursor)
+
+
+async def _total_count(root: ApiKeyConnection | AuditEventConnection) -> int:
+    # A resolver, not a value: the count runs only when a client selects totalCount.
+    return await root.count()
+
 
 @strawberry.type(description="A page of API keys, newest first.")
 class ApiKeyConnection:
-    """A page of API keys."""
+    """A page of API keys; the total is counted only when the client selects it."""
 
     nodes: list[ApiKey]
     page_info: PageInfo
-    total_count: int = strawberry.field(description="How many keys match, on every page.")
+    count: strawberry.Private[Count]
+    total_count: int = strawberry.field(
+        resolver=_total_count, description="How many keys match, on every page."
+    )
+
+    @classmethod
+    def from_page(cls, page: Page) -> ApiKeyConnection:
+        """A page of rows of :data:`API_KEY_FIELDS`."""
+        return cls(
+            nodes=ApiKey.list_from_rows(page.rows), page_info=PageInfo.of(page), count=page.count
+        )
 
 
 @strawberry.input(description="A new API key.")
@@ -183,23 +263,44 @@ class AuditEvent:
     )
 
     @classmethod
-    def from_model(cls, event: models.AuditEvent) -> AuditEvent:
-        """The API view of an audit event."""
+    def from_row(cls, row: Mapping[str, Any]) -> AuditEvent:
+        """The API view of a row of :data:`AUDIT_EVENT_FIELDS`."""
         return cls(
-            id=strawberry.ID(str(event.id)),
-            action=event.action,
-            key_id=strawberry.ID(event.key_id) if event.key_id is not None else None,
-            actor_email=event.actor_email,
-            client_ip=event.client_ip,
-            created_at=event.created_at,
-            count=_count_of(event.detail),
+            id=strawberry.ID(str(row["id"])),
+            action=row["action"],
+            key_id=strawberry.ID(row["key_id"]) if row["key_id"] is not None else None,
+            actor_email=row["actor_email"],
+            client_ip=row["client_ip"],
+            created_at=row["created_at"],
+            count=_count_of(row["detail"]),
         )
+
+
+#: The columns an audit page reads.
+AUDIT_EVENT_FIELDS = (
+    "id",
+    "action",
+    "key_id",
+    "actor_email",
+    "client_ip",
+    "created_at",
+    "detail",
+)
 
 
 @strawberry.type(description="A page of audit events, newest first.")
 class AuditEventConnection:
-    """A page of audit events."""
+    """A page of audit events; the total is counted only when the client selects it."""
 
     nodes: list[AuditEvent]
     page_info: PageInfo
-    total_count: int = strawberry.field(description="How many events match, on every page.")
+    count: strawberry.Private[Count]
+    total_count: int = strawberry.field(
+        resolver=_total_count, description="How many events match, on every page."
+    )
+
+    @classmethod
+    def from_page(cls, page: Page) -> AuditEventConnection:
+        """A page of rows of :data:`AUDIT_EVENT_FIELDS`."""
+        nodes = [AuditEvent.from_row(row) for row in page.rows]
+        return cls(nodes=nodes, page_info=PageInfo.of(page), count=page.count)

@@ -13,8 +13,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from support.gql import Api, errors_of, only_error_code
+from support.settings import cheap_settings
 from wfa_keys.graphql import GraphQLApp, build_schema, create_graphql_app, queries
-from wfa_keys.settings import Settings
 
 LEAKY_TEXT = "SELECT secret_hash FROM api_key -- /srv/wfa_keys/store.py"
 
@@ -97,7 +97,7 @@ def test_schema_execute_without_a_request_masks_and_logs_with_one_request_id(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    schema = build_schema(Settings())
+    schema = build_schema(cheap_settings())
 
     # No context at all: the resolver fails on it, unexpectedly.
     result = schema.execute_sync("{ me { id } }", context_value=None)
@@ -177,7 +177,7 @@ async def test_graphiql_is_not_served_in_production(anonymous: Api) -> None:
 
 async def test_graphiql_is_served_when_enabled(make_client: Any) -> None:
     del make_client  # the database is open
-    app = create_graphql_app(Settings(dev=True))
+    app = create_graphql_app(cheap_settings(dev=True))
     transport = httpx2.ASGITransport(
         app=Starlette(routes=[Route("/graphql", app, methods=["GET", "POST"])])
     )

@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 
 from support.gql import Api, errors_of, only_error_code
+from support.settings import cheap_settings
 from wfa_keys.graphql import build_schema
 from wfa_keys.graphql.context import Context, Services
 from wfa_keys.models import ApiKey
 from wfa_keys.settings import Settings
 
-DEFAULTS = Settings()
+DEFAULTS = cheap_settings()
 
 
 async def execute(settings: Settings, query: str) -> tuple[Any, list[str]]:
@@ -65,14 +66,14 @@ def tokens(count: int) -> str:
 
 @pytest.mark.parametrize("limit", [1, 2])
 async def test_query_at_the_depth_limit_runs(limit: int) -> None:
-    data, codes = await execute(Settings(max_query_depth=limit), nested(limit))
+    data, codes = await execute(cheap_settings(max_query_depth=limit), nested(limit))
     assert codes == []
     assert data == {"me": None}
 
 
 @pytest.mark.parametrize("limit", [1, 2])
 async def test_query_one_level_deeper_is_refused(limit: int) -> None:
-    data, codes = await execute(Settings(max_query_depth=limit), nested(limit + 1))
+    data, codes = await execute(cheap_settings(max_query_depth=limit), nested(limit + 1))
     assert data is None
     assert "QUERY_TOO_DEEP" in codes
 
@@ -87,7 +88,7 @@ async def test_default_depth_limit_is_ten() -> None:
 
 async def test_depth_through_fragments_counts() -> None:
     query = "{ me { ...U } } fragment U on User { organization { id } }"
-    _, codes = await execute(Settings(max_query_depth=1), query)
+    _, codes = await execute(cheap_settings(max_query_depth=1), query)
     assert codes == ["QUERY_TOO_DEEP"]
 
 
@@ -117,14 +118,14 @@ async def test_aliases_in_fragments_count() -> None:
 
 @pytest.mark.parametrize("limit", [50, 100])
 async def test_query_of_exactly_the_token_limit_runs(limit: int) -> None:
-    data, codes = await execute(Settings(max_tokens=limit), tokens(limit))
+    data, codes = await execute(cheap_settings(max_tokens=limit), tokens(limit))
     assert codes == []
     assert data is not None
 
 
 @pytest.mark.parametrize("limit", [50, 100])
 async def test_one_token_more_is_refused(limit: int) -> None:
-    data, codes = await execute(Settings(max_tokens=limit), tokens(limit + 1))
+    data, codes = await execute(cheap_settings(max_tokens=limit), tokens(limit + 1))
     assert data is None
     assert codes == ["TOO_MANY_TOKENS"]
 
@@ -197,7 +198,7 @@ async def test_signed_in_admin_may_introspect_in_production(admin: Api) -> None:
 
 
 async def test_introspection_is_open_in_dev_mode() -> None:
-    data, codes = await execute(Settings(dev=True), INTROSPECTION)
+    data, codes = await execute(cheap_settings(dev=True), INTROSPECTION)
     assert codes == []
     assert data == {"__schema": {"queryType": {"name": "Query"}}}
 
@@ -226,8 +227,8 @@ async def test_suggestions_are_hidden_from_anyone_but_an_admin(
 
 
 async def test_suggestions_are_shown_in_dev_mode() -> None:
-    schema = build_schema(Settings(dev=True))
-    context = Context(services=Services.create(Settings(dev=True)))
+    schema = build_schema(cheap_settings(dev=True))
+    context = Context(services=Services.create(cheap_settings(dev=True)))
     result = await schema.execute("{ me { emial } }", context_value=context)
     assert result.errors is not None
     assert "Did you mean" in result.errors[0].message

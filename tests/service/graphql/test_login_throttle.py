@@ -9,6 +9,7 @@ import pytest
 from support.clock import MonotonicClock as Clock
 from support.gql import LOGIN, PASSWORD, Api, only_error_code
 from support.keys import CountingVerifier
+from support.settings import cheap_settings
 from wfa_auth import MemoryThrottleStore
 from wfa_keys.graphql import GraphQLApp
 from wfa_keys.graphql.context import Services
@@ -23,7 +24,7 @@ UserFactory = Callable[..., Awaitable[User]]
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(
+    return cheap_settings(
         login_max_failures_per_email_ip=3, login_max_failures_per_ip=5, login_window=WINDOW
     )
 

@@ -7,8 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tortoise.context import TortoiseContext
+from tortoise.expressions import Q
+from tortoise.queryset import QuerySet
+from tortoise.transactions import in_transaction
 
 from support.gql import Api, errors_of
+from wfa_keys.models import ApiKey
 
 PAGE = """
 query Page($first: Int, $after: String, $search: String) {
@@ -113,6 +118,15 @@ def negative_id(_: str) -> str:
     return base64.urlsafe_b64encode(b"v1|2024-01-01T00:00:00+00:00|-1").decode()
 
 
+def beyond_year_9999_in_utc(_: str) -> str:
+    # Valid in its own offset, year 10000 in UTC: PostgreSQL answered it with a masked 500.
+    return base64.urlsafe_b64encode(b"v1|9999-12-31T23:59:59-14:00|1").decode()
+
+
+def before_year_1_in_utc(_: str) -> str:
+    return base64.urlsafe_b64encode(b"v1|0001-01-01T00:00:00+14:00|1").decode()
+
+
 def truncated(cursor: str) -> str:
     return cursor[:-3]
 
@@ -127,7 +141,17 @@ def huge(cursor: str) -> str:
 
 @pytest.mark.parametrize(
     "corrupt",
-    [garbage, base64_of_garbage, without_timezone, negative_id, truncated, empty, huge],
+    [
+        garbage,
+        base64_of_garbage,
+        without_timezone,
+        negative_id,
+        beyond_year_9999_in_utc,
+        before_year_1_in_utc,
+        truncated,
+        empty,
+        huge,
+    ],
 )
 async def test_malformed_cursor_is_bad_user_input(
     admin: Api, corrupt: Callable[[str], str]
@@ -167,6 +191,61 @@ async def test_search_treats_wildcards_literally(admin: Api) -> None:
     assert [n["name"] for n in (await page(admin, search="%"))["nodes"]] == ["100% uptime"]
     # As a wildcard "la_n" would match "plain".
     assert (await page(admin, search="la_n"))["nodes"] == []
+
+
+async def test_total_count_is_given_through_fragments_and_aliases(admin: Api) -> None:
+    for n in range(3):
+        await admin.create_key(f"key {n}")
+    query = """
+    query { apiKeys(first: 1) { ...Total all: totalCount nodes { id } } }
+    fragment Total on ApiKeyConnection { totalCount }
+    """
+
+    connection = (await admin(query))["data"]["apiKeys"]
+
+    assert (connection["totalCount"], connection["all"], len(connection["nodes"])) == (3, 3, 1)
+
+
+async def test_a_page_without_total_count_runs_no_count(
+    admin: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await admin.create_key("one")
+    counts: list[str] = []
+    count = QuerySet.count
+
+    def counting(self: QuerySet[Any]) -> Any:
+        counts.append(self.model.__name__)
+        return count(self)
+
+    monkeypatch.setattr(QuerySet, "count", counting)
+
+    without = await admin("query { apiKeys(first: 5) { nodes { id } } }")
+    assert counts == []
+    with_total = await admin("query { apiKeys(first: 5) { totalCount } }")
+
+    assert len(without["data"]["apiKeys"]["nodes"]) == 1
+    assert with_total["data"]["apiKeys"]["totalCount"] == 1
+    assert counts == ["ApiKey"]
+
+
+async def test_search_can_use_the_trigram_indexes_on_postgresql(
+    db: TortoiseContext, database_url: str
+) -> None:
+    del db
+    if not database_url.startswith("postgres"):
+        pytest.skip("the trigram indexes exist on PostgreSQL only (migration 0003)")
+    # The search filter exactly as apiKeys writes it (the organization filter aside, which
+    # an empty table would rightly serve by its own index).
+    query = ApiKey.filter(Q(name__icontains="deploy") | Q(key_id__icontains="deploy"))
+
+    async with in_transaction() as transaction:
+        # Forbid the sequential scan that a near-empty table would rightly prefer.
+        await transaction.execute_script("SET LOCAL enable_seqscan = off")
+        plan = await transaction.execute_query_dict("EXPLAIN " + query.sql(params_inline=True))
+
+    text = "\n".join(row["QUERY PLAN"] for row in plan)
+    assert "Bitmap Index Scan on api_key_name_trgm" in text
+    assert "Bitmap Index Scan on api_key_key_id_trgm" in text
 
 
 async def test_overlong_search_is_bad_user_input(admin: Api) -> None:
