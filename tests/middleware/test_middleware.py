@@ -622,7 +622,13 @@ async def test_public_paths_pass_without_credentials(
         echo_user, store=store, verifier=verifier, public_paths=["/health", "/docs*"]
     )
     # A raw scope: HTTP clients remove dot segments before sending, a hand-made request may not.
-    scope = {"type": "http", "method": "GET", "path": path, "headers": [], "client": None}
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "headers": [],
+        "client": None,
+    }
     sent: list[Any] = []
 
     async def receive() -> Any:

@@ -29,7 +29,10 @@ class CountingThrottleStore(MemoryThrottleStore):
     """A memory throttle store that records every call, or fails each one."""
 
     def __init__(self, clock: Callable[[], float] | None = None, fail: bool = False) -> None:
-        super().__init__(**({"clock": clock} if clock else {}))
+        if clock is None:
+            super().__init__()
+        else:
+            super().__init__(clock=clock)
         self.calls: list[tuple[str, str, str]] = []
         self.fail = fail
 

@@ -74,7 +74,7 @@ async def empty_database_url(database_url: str, tmp_path: Path) -> AsyncIterator
     if database_url.startswith("sqlite"):
         yield f"sqlite://{tmp_path / 'empty.sqlite3'}"
         return
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     parts = urlsplit(database_url)
     name = f"{parts.path.lstrip('/')}_upgrade"

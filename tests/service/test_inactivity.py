@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from tortoise.context import TortoiseContext
 
@@ -89,7 +90,8 @@ async def test_keys_neither_used_nor_created_within_the_limit_are_disabled(
     )
     assert sorted(e["key_id"] for e in events) == sorted(disabled)
     assert all(e["detail"] == {"inactivityDays": 30} and e["actor_id"] is None for e in events)
-    assert sorted(await KeyChange.all().values_list("key_id", flat=True)) == sorted(disabled)
+    changed: list[Any] = await KeyChange.all().values_list("key_id", flat=True)
+    assert sorted(changed) == sorted(disabled)
 
 
 async def test_organizations_without_a_limit_and_disabled_keys_are_left_alone(

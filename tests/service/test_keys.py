@@ -195,7 +195,7 @@ async def test_the_service_layer_serves_a_caller_without_graphql(
     with pytest.raises(InvalidInput) as bad:
         await manager.create_key(actor, name="ok", lifetime_days=3651)
     assert bad.value.field == "lifetime_days"
-    actions = await AuditEvent.all().order_by("id").values_list("action", flat=True)
+    actions: list[Any] = await AuditEvent.all().order_by("id").values_list("action", flat=True)
     assert actions == [
         AuditAction.KEY_CREATED,
         AuditAction.KEY_CREATED,
@@ -211,7 +211,7 @@ async def test_concurrent_key_creation_runs_at_most_two_argon2_hashes_at_once(
 ) -> None:
     running = 0
     most = 0
-    real = keys.new_key_secret
+    real = keys.new_key_secret  # type: ignore[attr-defined]  # patched below, as keys uses it
 
     def counting(hasher: Argon2Verifier) -> Any:
         nonlocal running, most

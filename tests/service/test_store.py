@@ -178,11 +178,11 @@ async def test_token_store_keeps_a_keys_newest_tokens_and_deletes_all_of_a_key(
     other = TokenRecord("wfak_b", "f" * 64, now + timedelta(minutes=1))
     await tokens.save_token("b" * 64, other, max_per_key=3)
     assert await tokens.get_token("0" * 64) is None  # the oldest of wfak_a went
-    assert sorted(
-        await AccessToken.filter(key_id="wfak_a").values_list("token_hash", flat=True)
-    ) == [str(i) * 64 for i in (1, 2, 3)]
+    kept: list[Any] = await AccessToken.filter(key_id="wfak_a").values_list("token_hash", flat=True)
+    assert sorted(kept) == [str(i) * 64 for i in (1, 2, 3)]
     await tokens.delete_tokens_for_key("wfak_a")
-    assert await AccessToken.all().values_list("key_id", flat=True) == ["wfak_b"]
+    left: list[Any] = await AccessToken.all().values_list("key_id", flat=True)
+    assert left == ["wfak_b"]
 
 
 # -- the middleware over the database --------------------------------------------------------

@@ -233,7 +233,7 @@ async def test_search_can_use_the_trigram_indexes_on_postgresql(
 ) -> None:
     del db
     if not database_url.startswith("postgres"):
-        pytest.skip("the trigram indexes exist on PostgreSQL only (migration 0003)")
+        pytest.skip("the trigram indexes exist on PostgreSQL only (migration 0004)")
     # The search filter exactly as apiKeys writes it (the organization filter aside, which
     # an empty table would rightly serve by its own index).
     query = ApiKey.filter(Q(name__icontains="deploy") | Q(key_id__icontains="deploy"))
