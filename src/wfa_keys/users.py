@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tortoise.transactions import in_transaction
 
+from wfa_keys.changes import publish_key_change
 from wfa_keys.crypto import hasher_for
 from wfa_keys.models import Organization, Role, User
 from wfa_keys.settings import Settings
@@ -51,9 +52,12 @@ async def create_user(
 
 async def set_subscription(organization: str, *, workflow_automation: bool) -> Organization:
     """Turn an organization's Workflow Automation subscription on or off."""
-    org = await Organization.get_or_none(name=organization.strip())
-    if org is None:
-        raise UserError(f"no organization named {organization!r}")
-    org.has_workflow_automation = workflow_automation
-    await org.save(update_fields=["has_workflow_automation"])
+    async with in_transaction():
+        org = await Organization.get_or_none(name=organization.strip())
+        if org is None:
+            raise UserError(f"no organization named {organization!r}")
+        org.has_workflow_automation = workflow_automation
+        await org.save(update_fields=["has_workflow_automation"])
+        # Every server process drops its cached records of the organization's keys.
+        await publish_key_change(None)
     return org

@@ -18,6 +18,7 @@ from tortoise.transactions import in_transaction
 
 from wfa_keys import models
 from wfa_keys.audit import record_event
+from wfa_keys.changes import publish_key_change
 from wfa_keys.crypto import generate_key_id, new_key_secret, sha256_hex
 from wfa_keys.graphql import inputs
 from wfa_keys.graphql.context import Context
@@ -200,6 +201,7 @@ async def resolve_set_api_key_enabled(
                 client_ip=info.context.client_ip,
                 key_id=key_id,
             )
+            await publish_key_change(key_id)
     await _key_changed(info.context, key_id)
     return await _as_api_key(key)
 
@@ -223,6 +225,7 @@ async def resolve_regenerate_api_key(
             client_ip=info.context.client_ip,
             key_id=key_id,
         )
+        await publish_key_change(key_id)
     await _key_changed(info.context, key_id)
     return ApiKeyWithSecret(api_key=await _as_api_key(key), key_secret=secret.secret)
 
@@ -243,6 +246,7 @@ async def resolve_delete_api_key(
             client_ip=info.context.client_ip,
             key_id=key_id,
         )
+        await publish_key_change(key_id)
     await _key_changed(info.context, key_id)
     return DeletedApiKey(id=strawberry.ID(key_id))
 
