@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -102,8 +100,6 @@ class ChangeListener:
         degraded_ttl: float = 1.0,
         poll_interval: float = 0.25,
         max_backoff: float = 5.0,
-        prune_after: timedelta = PRUNE_AFTER,
-        prune_interval: float = 3600.0,
         observer: ChangeObserver | None = None,
     ) -> None:
         self.target = target
@@ -112,15 +108,12 @@ class ChangeListener:
         self.degraded_ttl = min(degraded_ttl, 1.0)
         self.poll_interval = poll_interval
         self.max_backoff = max_backoff
-        self.prune_after = prune_after
-        self.prune_interval = prune_interval
         self.observer = observer
         #: The highest ``key_change.id`` applied so far.
         self.last_seen = 0
         #: True while changes made elsewhere arrive as they are committed.
         self.healthy = False
         self._task: asyncio.Task[None] | None = None
-        self._next_prune = 0.0
 
     async def start(self) -> None:
         """Start following changes; records are trusted briefly until the feed is up."""
@@ -129,7 +122,6 @@ class ChangeListener:
             self.last_seen = await _latest_change_id()
         except Exception as exc:  # the loop keeps trying; authentication stays fail-safe
             logger.warning("could not read the change sequence (%s)", type(exc).__name__)
-        self._next_prune = time.monotonic() + self.prune_interval * random.random()  # noqa: S311
         run = self._listen if is_postgres_url(self.database_url) else self._poll
         self._task = asyncio.create_task(run(), name="wfa-keys change listener")
 
@@ -179,7 +171,6 @@ class ChangeListener:
                 except TimeoutError:
                     if connection.is_closed():
                         return
-                    await self._prune_if_due()
                     continue
                 await self._apply_payload(payload)
         finally:
@@ -192,7 +183,6 @@ class ChangeListener:
             try:
                 await self._catch_up("poll")
                 self._restore()
-                await self._prune_if_due()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -251,13 +241,6 @@ class ChangeListener:
             self.target.set_record_cache_ttl(self.healthy_ttl)
             self.healthy = True
             logger.info("following key changes")
-
-    async def _prune_if_due(self) -> None:
-        now = time.monotonic()
-        if now < self._next_prune:
-            return
-        self._next_prune = now + self.prune_interval
-        await prune_changes(self.prune_after)
 
 
 async def _latest_change_id() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from uuid import uuid4
 
 from cross_web import HTTPException
@@ -15,7 +16,8 @@ from strawberry.types import ExecutionResult
 
 from wfa_keys.graphql.context import Context, KeyChanged, Services
 from wfa_keys.graphql.extensions import present
-from wfa_keys.graphql.schema import build_schema
+from wfa_keys.graphql.schema import ExtensionFactory, build_schema
+from wfa_keys.proxy import parse_ip
 from wfa_keys.sessions import COOKIE_NAME, ActiveSession, clear_session_cookie, load_session
 from wfa_keys.settings import Settings
 
@@ -29,9 +31,14 @@ class GraphQLApp(GraphQL[Context, None]):
     be used to mint more keys. Queries over GET are off: every operation is a JSON POST.
     """
 
-    def __init__(self, settings: Settings, services: Services) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        services: Services,
+        extensions: Sequence[ExtensionFactory] = (),
+    ) -> None:
         super().__init__(
-            build_schema(settings),
+            build_schema(settings, extensions),
             graphql_ide="graphiql" if settings.graphiql_enabled else None,
             allow_queries_via_get=False,
         )
@@ -55,7 +62,8 @@ class GraphQLApp(GraphQL[Context, None]):
         context = Context(
             services=self.services,
             request_id=_request_id(request),
-            client_ip=request.client.host if request.client else None,
+            # A parsed address or None: never text a forwarded header made up.
+            client_ip=parse_ip(request.client.host) if request.client else None,
             secure=request.url.scheme in {"https", "wss"},
             request=request if isinstance(request, Request) else None,
             response=sub_response,
@@ -98,11 +106,16 @@ def _request_id(connection: HTTPConnection) -> str:
 
 
 def create_graphql_app(
-    settings: Settings, *, on_key_changed: KeyChanged | None = None
+    settings: Settings,
+    *,
+    on_key_changed: KeyChanged | None = None,
+    extensions: Sequence[ExtensionFactory] = (),
 ) -> GraphQLApp:
     """The GraphQL ASGI app; mount it with ``Route("/graphql", app, methods=["GET", "POST"])``.
 
     ``on_key_changed(key_id)`` is awaited after every committed change to a key's enabled
     state or secret, and after its deletion, so that caches of the key can be dropped.
+    ``extensions`` are schema extensions added after the service's own (metrics).
     """
-    return GraphQLApp(settings, Services.create(settings, on_key_changed=on_key_changed))
+    services = Services.create(settings, on_key_changed=on_key_changed)
+    return GraphQLApp(settings, services, extensions)
