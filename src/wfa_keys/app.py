@@ -151,7 +151,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         middleware.insert(0, Middleware(RootPathMiddleware, root_path=settings.root_path))
     return Starlette(
         routes=[
-            Route(GRAPHQL_PATH, graphql_app, methods=["GET", "POST"]),
+            # Every method reaches the view, so that a PUT is refused in GraphQL's error
+            # shape (405) like the view's other refusals, not in Starlette's plain text.
+            Route(GRAPHQL_PATH, graphql_app),
             Route("/healthz", healthz, methods=["GET"]),
             *routes,
             Mount("/api", app=api),

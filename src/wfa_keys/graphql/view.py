@@ -8,7 +8,8 @@ from uuid import uuid4
 
 from cross_web import HTTPException
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, process_result
@@ -44,8 +45,25 @@ class GraphQLApp(GraphQL[Context, None]):
         )
         self.services = services
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope=scope, receive=receive)
+        try:
+            response = await self.run(request)
+        except HTTPException as exc:
+            # Strawberry answers these in plain text; clients expect GraphQL's error shape.
+            response = refusal(exc.status_code, exc.reason, _request_id(request))
+        await response(scope, receive, send)
+
     def decode_json(self, data: str | bytes) -> object:
-        decoded = super().decode_json(data)
+        try:
+            decoded = super().decode_json(data)
+        except RecursionError:
+            # json.loads recurses once per nesting level: a body of 50,000 "[" must be
+            # refused as what it is, not end in a 500.
+            raise HTTPException(400, "The request body is nested too deeply") from None
         # Strawberry assumes an object (or a batch list) and fails with a 500 on anything
         # else, such as a bare JSON string: refuse it as the bad request it is.
         if not isinstance(decoded, dict | list):
@@ -93,6 +111,28 @@ class GraphQLApp(GraphQL[Context, None]):
             request_id = _request_id(request)
             result.errors = [present(error, request_id) for error in result.errors]
         return process_result(result)
+
+
+#: The ``extensions.code`` of each HTTP status Strawberry refuses a request with.
+_REFUSAL_CODES = {
+    400: "BAD_REQUEST",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "REQUEST_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+
+
+def refusal(status: int, message: str, request_id: str) -> JSONResponse:
+    """A request refused before any GraphQL ran, in GraphQL's error shape."""
+    error = {
+        "message": message,
+        "extensions": {"code": _REFUSAL_CODES.get(status, "BAD_REQUEST"), "requestId": request_id},
+    }
+    headers = {"Cache-Control": "no-store"}
+    if status == 405:
+        headers["Allow"] = "GET, POST"
+    return JSONResponse({"errors": [error]}, status_code=status, headers=headers)
 
 
 def _request_id(connection: HTTPConnection) -> str:
