@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +194,32 @@ def test_version_prints_the_package_version() -> None:
 
     assert result.returncode == 0
     assert result.stdout == f"wfa-keys {wfa_keys.__version__}\n"
+
+
+def test_uvicorn_factory_creates_the_first_admin_and_logs_json(tmp_path: Path) -> None:
+    uvicorn = WFA_KEYS.with_name("uvicorn")
+    stdout_path, stderr_path = tmp_path / "out", tmp_path / "err"
+    env = server_env(WFA_DATABASE_URL=f"sqlite://{tmp_path / 'keys.sqlite3'}")
+    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+        process = subprocess.Popen(
+            [str(uvicorn), "--factory", "wfa_keys.app:create_app", "--port", "0"],
+            stdout=out,
+            stderr=err,
+            env=env,
+            cwd=tmp_path,
+        )
+    try:
+        for _ in range(300):
+            if "Application startup complete" in stderr_path.read_text() or process.poll():
+                break
+            time.sleep(0.05)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+    printed = stdout_path.read_text()
+    assert "Created the first admin admin@localhost" in printed
+    assert "shown only this once" in printed
+    logs = [line for line in stderr_path.read_text().splitlines() if line.strip()]
+    assert logs
+    assert all(json.loads(line)["level"] for line in logs), logs
