@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from wfa_auth import SCOPE_KEY, ApiKeyAuthMiddleware, KeyRecord, ThrottleStore
+from wfa_auth import SCOPE_KEY, ApiKeyAuthMiddleware, AuthObserver, KeyRecord, ThrottleStore
 from wfa_keys.crypto import hasher_for
 from wfa_keys.settings import Settings
 from wfa_keys.store import TortoiseKeyStore, TortoiseTokenStore
@@ -34,17 +34,22 @@ async def whoami(request: Request) -> JSONResponse:
 
 
 def create_api(
-    settings: Settings, *, throttle_store: ThrottleStore | None = None
+    settings: Settings,
+    *,
+    throttle_store: ThrottleStore | None = None,
+    observer: AuthObserver | None = None,
 ) -> ApiKeyAuthMiddleware:
     """The sample API wrapped in the middleware, with the Tortoise stores.
 
     The caller owns the database connection (the server's lifespan opens it) and wires the
     middleware's ``key_changed`` to the key mutations and to the change listener.
-    ``throttle_store`` is the store shared by every process (``WFA_THROTTLE_STORE``).
+    ``throttle_store`` is the store shared by every process (``WFA_THROTTLE_STORE``);
+    ``observer`` counts the outcomes for ``/metrics``.
     """
-    # TODO(merge with mw): pass throttling=Throttling(store=throttle_store) (and the metrics
-    # observer) to ApiKeyAuthMiddleware below; on this branch its throttles are per process.
-    del throttle_store
+    # TODO(merge with mw): pass throttling=Throttling(store=throttle_store) and
+    # observer=observer to ApiKeyAuthMiddleware below; main's constructor takes neither,
+    # so on this branch the API's throttles count per process and no outcome is observed.
+    del throttle_store, observer
     app = Starlette(routes=[Route("/v1/whoami", whoami, methods=["GET"])])
     return ApiKeyAuthMiddleware(
         app,

@@ -83,9 +83,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # The request log replaces uvicorn's access log, which would log query strings.
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     throttle_store = throttle_store_for(settings.throttle_store)
-    # The middleware's throttles take the shared store once the middleware accepts one
-    # (``throttling=Throttling(store=...)``): create_api is where it is passed.
-    api = create_api(settings, throttle_store=throttle_store)
     extensions: list[ExtensionFactory] = []
     observer = None
     routes: list[BaseRoute] = []
@@ -95,6 +92,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         observer = MetricsObserver()
         extensions.append(GraphQLOperationMetrics)
         routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
+    # The middleware takes the shared store and the observer in create_api; the GraphQL
+    # sign-in throttle takes the store once create_graphql_app accepts throttle_store=.
+    api = create_api(settings, throttle_store=throttle_store, observer=observer)
     graphql_app = create_graphql_app(
         settings, on_key_changed=api.key_changed, extensions=extensions
     )

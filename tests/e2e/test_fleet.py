@@ -36,8 +36,9 @@ DISABLE = "mutation($id: ID!) { setApiKeyEnabled(id: $id, enabled: false) { id }
 REGENERATE = "mutation($id: ID!) { regenerateApiKey(id: $id) { keySecret } }"
 DELETE = "mutation($id: ID!) { deleteApiKey(id: $id) { id } }"
 STEP = 0.05
-#: 401 for a disabled, deleted or regenerated key; 403 without the subscription.
-REFUSED = {401, 403}
+#: 401 for a disabled, deleted or regenerated key; 403 without the subscription; 429 once
+#: the refusals of the old secret reach the failure throttle (they count as failures).
+REFUSED = {401, 403, 429}
 GIVE_UP = 3.0
 
 
