@@ -126,7 +126,10 @@ async def setup(url: str) -> tuple[str, str]:
 
 
 def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WFA_")}
+    # Only the throttle store may come from outside, to compare the policies.
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("WFA_") or k == "WFA_THROTTLE_STORE"
+    }
     env |= {
         "WFA_BOOTSTRAP_ADMIN_EMAIL": EMAIL,
         "WFA_BOOTSTRAP_ADMIN_PASSWORD": PASSWORD,
