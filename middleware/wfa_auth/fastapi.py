@@ -196,7 +196,7 @@ class ApiKeySecurity:
         missing = [name for name in security_scopes.scopes if name not in granted]
         if missing:
             # The body requires_scope answers with, so both integrations read alike.
-            detail = json.loads(insufficient_scope(missing[0]).body)
+            detail = json.loads(bytes(insufficient_scope(missing[0]).body))
             challenge = f'{_CHALLENGE}, error="insufficient_scope", scope="{" ".join(missing)}"'
             _refuse(scope, 403, detail, {"WWW-Authenticate": challenge})
         return key
