@@ -8,6 +8,9 @@ the middleware), ``GET /api/v1/whoami`` (any valid key), and ``GET``/``POST /api
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from starlette.applications import Starlette
 from starlette.authentication import requires
@@ -91,11 +94,21 @@ async def create_workflow(request: Request) -> JSONResponse:
     return JSONResponse(_workflow_json(workflow), status_code=201)
 
 
-def create_api(settings: Settings) -> ApiKeyAuthMiddleware:
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_api(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = _utcnow,
+    timer: Callable[[], float] = time.monotonic,
+) -> ApiKeyAuthMiddleware:
     """The sample API wrapped in the middleware, with the Tortoise stores.
 
     The caller owns the database connection (the server's lifespan opens it) and wires the
-    middleware's ``key_changed`` to the key mutations.
+    middleware's ``key_changed`` to the key mutations. ``clock`` (wall time, for key and
+    grace-period expiry) and ``timer`` (monotonic seconds, for caches) are for tests.
     """
     app = Starlette(
         routes=[
@@ -110,4 +123,6 @@ def create_api(settings: Settings) -> ApiKeyAuthMiddleware:
         token_store=TortoiseTokenStore(),
         verifier=hasher_for(settings),
         tokens=Tokens(ttl=settings.token_ttl, max_per_key=MAX_TOKENS_PER_KEY),
+        clock=clock,
+        timer=timer,
     )
