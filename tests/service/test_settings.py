@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import threading
+
+import anyio.to_thread
 import pytest
 
-from wfa_keys.crypto import hasher_for
+from support.settings import cheap_settings
+from wfa_keys.crypto import BACKGROUND_NICENESS, hasher_for
 from wfa_keys.settings import DEFAULT_DATABASE_URL, Settings, SettingsError
 
 
@@ -75,3 +80,20 @@ def test_the_default_hasher_works_at_owasp_minimum_cost_or_more() -> None:
     assert secret_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert hasher.verify(secret_hash, "a production secret")
     assert not hasher.verify(secret_hash, "another secret")
+
+
+async def test_argon2_runs_at_the_lowest_cpu_priority_in_worker_threads_only() -> None:
+    hasher = hasher_for(cheap_settings())
+    main_thread_niceness = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def hash_and_report() -> tuple[bool, int]:
+        matched = hasher.verify(hasher.hash("a secret"), "a secret")
+        return matched, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    matched, worker_niceness = await anyio.to_thread.run_sync(hash_and_report)
+
+    assert matched
+    assert worker_niceness == BACKGROUND_NICENESS
+    # The event loop's thread (the main one here) is never lowered, even when it hashes.
+    hasher.hash("on the main thread")
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_thread_niceness
