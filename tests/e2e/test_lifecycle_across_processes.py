@@ -320,7 +320,7 @@ async def test_serve_disables_a_key_unused_past_the_inactivity_limit_by_itself(
         stale_id, stale_secret = await admin.create()
         fresh_id, _ = await admin.create()
         settings = await admin.graphql(SETTINGS, days=30)
-        # The server caches the key's record (for 5 s) on a call with a wrong secret, which
+        # The server caches the key's record on a call with a wrong secret, which
         # records no use (a use would make the key active again when its minute is written).
         wrong = await api_call(server, "GET", WORKFLOWS, basic(stale_id, "wfas_" + "x" * 40))
         assert wrong.status_code == 401
