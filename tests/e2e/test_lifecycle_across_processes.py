@@ -20,7 +20,6 @@ import pytest
 from tortoise.context import TortoiseContext
 from tortoise.transactions import in_transaction
 
-import wfa_keys.changes
 from support.serving import Server, start_server
 from wfa_keys.changes import publish_key_change
 from wfa_keys.db import database
@@ -48,11 +47,6 @@ TOKEN_PATH = "/api/v1/auth/api-key/token"
 WORKFLOWS = "/api/v1/workflows"
 STEP = 0.05
 GIVE_UP = 3.0
-
-needs_change_listener = pytest.mark.skipif(
-    not hasattr(wfa_keys.changes, "ChangeListener"),
-    reason="needs the cross-process change listener (branch deploy)",
-)
 
 
 def basic(key_id: str, secret: str) -> dict[str, str]:
@@ -227,7 +221,6 @@ async def _shorten_grace_period(database_url: str, key_id: str, seconds: float) 
         await publish_key_change(key_id)
 
 
-@needs_change_listener
 async def test_the_end_of_a_grace_period_on_one_process_is_honoured_by_another(
     db: TortoiseContext, tmp_path: Path, e2e_database_url: str, servers: list[Server]
 ) -> None:
@@ -272,7 +265,6 @@ async def test_the_end_of_a_grace_period_on_one_process_is_honoured_by_another(
         )
 
 
-@needs_change_listener
 async def test_an_update_on_one_process_is_honoured_by_another(
     db: TortoiseContext, tmp_path: Path, e2e_database_url: str, servers: list[Server]
 ) -> None:
