@@ -23,7 +23,7 @@ from wfa_auth._attempts import Attempt, AttemptThrottle, Throttled, ThrottleUnav
 from wfa_auth._config import Caching, Throttling, Tokens
 from wfa_auth._errors import AuthenticationRefused, Refusal
 from wfa_auth._keyformat import is_valid_key_id, is_valid_key_secret
-from wfa_auth._networks import AllowLists, Networks, client_allowed
+from wfa_auth._networks import AllowList, AllowLists
 from wfa_auth._principal import ApiKeyUser
 from wfa_auth._throttle import MemoryThrottleStore
 from wfa_auth._tokens import new_access_token, secret_fingerprint, token_digest
@@ -124,7 +124,7 @@ class Authenticator:
             throttling.store if throttling.store is not None else MemoryThrottleStore(),
             timer,
         )
-        self._warm: dict[bytes, tuple[ApiKeyUser, int, float, Networks]] = {}
+        self._warm: dict[bytes, tuple[ApiKeyUser, int, float, AllowList | None]] = {}
         self._limiter = anyio.CapacityLimiter(caching.max_concurrent_verifications)
         self._unavailable = errors.SERVICE_UNAVAILABLE.with_headers(
             Retry_After=str(throttling.retry_after_unavailable)
@@ -180,11 +180,11 @@ class Authenticator:
         memo = mac.digest()
         warm = self._warm.get(memo)
         if warm is not None:
-            user, version, valid_until, networks = warm
+            user, version, valid_until, allow_list = warm
             now = self.timer()
             if valid_until > now and self._version(user.key.key_id) == version:
                 # Verified from one address says nothing of another: checked on every request.
-                if networks is not None and not client_allowed(client, networks):
+                if allow_list is not None and not allow_list.allows(client):
                     raise AuthenticationRefused(errors.IP_NOT_ALLOWED)
                 self.usage.note(user.key.key_id, now, client[0] if client else None)
                 if self.observer is not None:
@@ -199,13 +199,13 @@ class Authenticator:
         record, version, valid_until, matched_hash = checked
         # After the secret or token matched and the key's state was checked, as for
         # key_disabled: the refusal tells nothing to someone without the credentials.
-        networks = self._allow_lists.networks(record.allowed_cidrs)
-        if networks is not None and not client_allowed(client, networks):
+        allow_list = self._allow_lists.get(record.allowed_cidrs)
+        if allow_list is not None and not allow_list.allows(client):
             raise AuthenticationRefused(errors.IP_NOT_ALLOWED)
         if len(self._warm) >= _WARM_ENTRIES:
             del self._warm[next(iter(self._warm))]
         user = ApiKeyUser(record, self.scopes, matched_hash=matched_hash)
-        self._warm[memo] = (user, version, valid_until, networks)
+        self._warm[memo] = (user, version, valid_until, allow_list)
         self.usage.note(record.key_id, self.timer(), client[0] if client else None)
         if self.observer is not None:
             self.observer.on_authenticated(warm=False)

@@ -10,30 +10,53 @@ from typing import Any
 logger = logging.getLogger("wfa_auth")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-#: The parsed networks of a non-empty allow-list, or None for "anywhere".
-Networks = tuple[Network, ...] | None
 
 _MAX_CACHED = 1_024
+_MAX_REMEMBERED_ADDRESSES = 1_024
+
+
+class AllowList:
+    """The parsed networks of one non-empty ``allowed_cidrs``, and the addresses seen so far.
+
+    Parsing an address costs more than the rest of a warm request: each one's answer is
+    remembered (a bounded dict, as the addresses of a key's clients are few).
+    """
+
+    __slots__ = ("_seen", "networks")
+
+    def __init__(self, networks: tuple[Network, ...]) -> None:
+        self.networks = networks
+        self._seen: dict[object, bool] = {}
+
+    def allows(self, client: Any) -> bool:
+        """True when the scope's ``client`` address is in one of the networks."""
+        host = client[0] if client else None
+        allowed = self._seen.get(host)
+        if allowed is None:
+            allowed = _inside(host, self.networks)
+            if len(self._seen) < _MAX_REMEMBERED_ADDRESSES:
+                self._seen[host] = allowed
+        return allowed
 
 
 class AllowLists:
-    """Parses each distinct ``allowed_cidrs`` once and tells whether a client is inside.
+    """Parses each distinct ``allowed_cidrs`` once into an :class:`AllowList`.
 
     Records are re-read from the store on every cache miss; their lists are few and
     repeated, so parsing is cached by the tuple of strings (bounded, in case lists vary).
     """
 
     def __init__(self) -> None:
-        self._parsed: dict[tuple[str, ...], tuple[Network, ...]] = {}
+        self._parsed: dict[tuple[str, ...], AllowList] = {}
 
-    def networks(self, allowed_cidrs: Sequence[str]) -> Networks:
-        """The networks of ``allowed_cidrs``; None when empty (anywhere)."""
+    def get(self, allowed_cidrs: Sequence[str]) -> AllowList | None:
+        """The allow-list of ``allowed_cidrs``; None when empty (anywhere)."""
         if not allowed_cidrs:
             return None
         key = tuple(allowed_cidrs)
         parsed = self._parsed.get(key)
         if parsed is None:
-            parsed = _parse(key)
+            parsed = AllowList(_parse(key))
             if len(self._parsed) >= _MAX_CACHED:
                 self._parsed.clear()
             self._parsed[key] = parsed
@@ -52,18 +75,18 @@ def _parse(allowed_cidrs: tuple[str, ...]) -> tuple[Network, ...]:
     return tuple(networks)
 
 
-def client_allowed(client: Any, networks: tuple[Network, ...]) -> bool:
-    """True when the scope's ``client`` address is in one of ``networks``.
+def _inside(host: object, networks: tuple[Network, ...]) -> bool:
+    """True when ``host`` is an IP address in one of ``networks``.
 
     A missing or unparsable address (a Unix socket, a proxy that passed garbage) is in no
     network. An IPv4-mapped IPv6 address (``::ffff:10.0.0.1``, from a dual-stack socket)
     is checked as the IPv4 address it carries.
     """
-    if not client:
+    if not isinstance(host, str):
         return False
     try:
-        address = ipaddress.ip_address(client[0])
-    except (ValueError, TypeError):
+        address = ipaddress.ip_address(host)
+    except ValueError:
         return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         mapped = address.ipv4_mapped

@@ -128,7 +128,10 @@ _TOKEN_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     400: {"description": "The body is not the JSON object above."},
     401: {"description": "The Key ID or the Key Secret is not valid, or the key is unusable."},
-    403: {"description": "The organization does not subscribe to Workflow Automation."},
+    403: {
+        "description": "The organization does not subscribe to Workflow Automation, or the "
+        "client address is outside the key's allow-list (``ip_not_allowed``)."
+    },
     429: {"description": "Too many failed attempts; ``Retry-After`` says when to try again."},
     503: {"description": "Authentication is unavailable for a moment."},
 }

@@ -8,6 +8,9 @@ the middleware), ``GET /api/v1/whoami`` (any valid key), and ``GET``/``POST /api
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from starlette.applications import Starlette
 from starlette.authentication import requires
@@ -100,18 +103,25 @@ async def create_workflow(request: Request) -> JSONResponse:
     return JSONResponse(_workflow_json(workflow), status_code=201)
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 def create_api(
     settings: Settings,
     *,
     throttle_store: ThrottleStore | None = None,
     observer: AuthObserver | None = None,
+    clock: Callable[[], datetime] = _utcnow,
+    timer: Callable[[], float] = time.monotonic,
 ) -> ApiKeyAuthMiddleware:
     """The sample API wrapped in the middleware, with the Tortoise stores.
 
     The caller owns the database connection (the server's lifespan opens it) and wires the
     middleware's ``key_changed`` to the key mutations and to the change listener.
     ``throttle_store`` is the store shared by every process (``WFA_THROTTLE_STORE``);
-    ``observer`` counts the outcomes for ``/metrics``.
+    ``observer`` counts the outcomes for ``/metrics``. ``clock`` (wall time, for key and
+    grace-period expiry) and ``timer`` (monotonic seconds, for caches) are for tests.
     """
     app = Starlette(
         routes=[
@@ -128,4 +138,6 @@ def create_api(
         tokens=Tokens(ttl=settings.token_ttl, max_per_key=MAX_TOKENS_PER_KEY),
         throttling=Throttling(store=throttle_store),
         observer=observer,
+        clock=clock,
+        timer=timer,
     )
