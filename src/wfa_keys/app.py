@@ -35,6 +35,7 @@ from wfa_keys.console import create_console_app
 from wfa_keys.db import close_global, open_global, ping
 from wfa_keys.graphql import create_graphql_app
 from wfa_keys.graphql.schema import ExtensionFactory
+from wfa_keys.inactivity import run_periodically
 from wfa_keys.logs import RequestLogMiddleware, configure_logging
 from wfa_keys.proxy import ClientAddressMiddleware, RootPathMiddleware
 from wfa_keys.settings import Settings
@@ -101,7 +102,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         observer = MetricsObserver()
         extensions.append(GraphQLOperationMetrics)
         routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
-    # One shared store for the API's throttles and the sign-in throttle.
+    # The shared throttle store serves the middleware's throttles and the sign-in throttle.
     api = create_api(settings, throttle_store=throttle_store, observer=observer)
     graphql_app = create_graphql_app(
         settings,
@@ -127,10 +128,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await listener.start()
             housekeeping = asyncio.create_task(_housekeeping(throttle_store))
             # Mounted apps get no lifespan events of their own: run the middleware's timer
-            # (each key's last use written when its minute ends); leaving it writes the
-            # pending last-used times, before the connections close.
+            # (each key's last use written when its minute ends), and write the pending
+            # last-used times before the connections close.
             async with api.running():
-                yield
+                # Keys past their organization's inactivity limit, disabled by every process
+                # (a conditional update: one of them wins), this one's cache told at once.
+                checker = asyncio.create_task(
+                    run_periodically(
+                        settings.inactivity_check_interval, on_disabled=api.key_changed
+                    )
+                )
+                try:
+                    yield
+                finally:
+                    checker.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await checker
         finally:
             if housekeeping is not None:
                 housekeeping.cancel()
@@ -147,8 +160,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # Every answer, refusals included, is logged with its request ID and carries the
         # security headers, added in the same pass.
         Middleware(RequestLogMiddleware, add_headers=add_security_headers),
-        # What only browsers need, for every path but the API's (each layer is a pass over
-        # every request).
+        # What only browsers need, for every path but the API's (each layer is a pass
+        # over every request).
         Middleware(
             BrowserOnly,
             skip=[API_PATH],

@@ -116,6 +116,10 @@ class Settings:
         default=15 * 60, metadata={"env": "WFA_LOGIN_WINDOW", "range": (1, 86400)}
     )
     log_level: str = field(default="INFO", metadata={"env": "WFA_LOG_LEVEL"})
+    # Seconds between two checks for keys past their organization's inactivity limit.
+    inactivity_check_interval: int = field(
+        default=3600, metadata={"env": "WFA_INACTIVITY_CHECK_INTERVAL", "range": (1, 86400)}
+    )
     # Deployment: which proxies to believe, where the service is mounted, what is shared.
     #: Addresses (or CIDR networks) of the reverse proxies whose X-Forwarded-For and
     #: X-Forwarded-Proto headers are believed; empty: nobody's.

@@ -128,7 +128,9 @@ def before_year_1_in_utc(_: str) -> str:
 
 
 def truncated(cursor: str) -> str:
-    return cursor[:-3]
+    # Half of it: cutting only a few characters off left a shorter row ID, a valid cursor,
+    # once the database's IDs had four digits (PostgreSQL sequences outlive the emptied tables).
+    return cursor[: len(cursor) // 2]
 
 
 def empty(_: str) -> str:
