@@ -39,6 +39,7 @@ from wfa_auth.base import (
     ThrottleStore,
     TokenRecord,
     TokenStore,
+    Usage,
 )
 
 __all__ = [
@@ -71,6 +72,7 @@ __all__ = [
     "TokenRecord",
     "TokenStore",
     "Tokens",
+    "Usage",
     "generate_key_id",
     "generate_key_secret",
     "insufficient_scope",

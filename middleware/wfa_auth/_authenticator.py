@@ -11,7 +11,7 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +23,7 @@ from wfa_auth._attempts import Attempt, AttemptThrottle, Throttled, ThrottleUnav
 from wfa_auth._config import Caching, Throttling, Tokens
 from wfa_auth._errors import AuthenticationRefused, Refusal
 from wfa_auth._keyformat import is_valid_key_id, is_valid_key_secret
+from wfa_auth._networks import AllowLists, Networks, client_allowed
 from wfa_auth._principal import ApiKeyUser
 from wfa_auth._throttle import MemoryThrottleStore
 from wfa_auth._tokens import new_access_token, secret_fingerprint, token_digest
@@ -46,9 +47,10 @@ logger = logging.getLogger("wfa_auth")
 _MAX_LOOKUPS = 3
 _WARM_ENTRIES = 10_000
 
-#: A checked credential: the key record, its version in this process, and until when
-#: (monotonic seconds) the check holds without looking again.
-Checked = tuple[KeyRecord, int, float]
+#: A checked credential: the key record, its version in this process, until when (monotonic
+#: seconds) the check holds without looking again, and the secret hash it matched (the
+#: previous one during a grace period).
+Checked = tuple[KeyRecord, int, float, str]
 
 
 def client_host(client: Any) -> str:
@@ -81,7 +83,9 @@ class Authenticator:
     record they were checked against. It is what makes a warm request cheap, and it never
     outlives the check: an entry is used only while the key's version is unchanged (see
     :meth:`key_changed`), the record it came from is younger than ``record_ttl`` and
-    neither the key nor the token has expired.
+    neither the key nor the token has expired (nor, for a previous secret or a token issued
+    for it, the grace period). An entry also keeps the key's parsed allow-list, so a warm
+    request from another address is checked against it too.
     """
 
     def __init__(
@@ -98,6 +102,7 @@ class Authenticator:
         observer: AuthObserver | None,
         organization_id: str | None,
         clock: Callable[[], datetime],
+        scopes: Sequence[str] = ("authenticated",),
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
@@ -112,12 +117,14 @@ class Authenticator:
         self.organization_id = organization_id
         self.clock = clock
         self.timer = timer
+        self.scopes = tuple(scopes)
+        self._allow_lists = AllowLists()
         self.throttle = AttemptThrottle(
             throttling,
             throttling.store if throttling.store is not None else MemoryThrottleStore(),
             timer,
         )
-        self._warm: dict[bytes, tuple[ApiKeyUser, int, float]] = {}
+        self._warm: dict[bytes, tuple[ApiKeyUser, int, float, Networks]] = {}
         self._limiter = anyio.CapacityLimiter(caching.max_concurrent_verifications)
         self._unavailable = errors.SERVICE_UNAVAILABLE.with_headers(
             Retry_After=str(throttling.retry_after_unavailable)
@@ -155,7 +162,8 @@ class Authenticator:
     async def authenticate(self, credentials: Credentials, client: Any) -> ApiKeyUser:
         """Who the credentials belong to, or raise AuthenticationRefused.
 
-        ``client`` is the scope's ``client`` (host, port), read only when the memo misses.
+        ``client`` is the scope's ``client`` (host, port): its host is the address noted as
+        the key's last use, and is checked against the key's allow-list, if it has one.
         """
         # Keyed BLAKE2s is a MAC (like HMAC, at a third of its cost on this hot path).
         if isinstance(credentials, BearerCredentials):
@@ -172,10 +180,13 @@ class Authenticator:
         memo = mac.digest()
         warm = self._warm.get(memo)
         if warm is not None:
-            user, version, valid_until = warm
+            user, version, valid_until, networks = warm
             now = self.timer()
             if valid_until > now and self._version(user.key.key_id) == version:
-                self.usage.note(user.key.key_id, now)
+                # Verified from one address says nothing of another: checked on every request.
+                if networks is not None and not client_allowed(client, networks):
+                    raise AuthenticationRefused(errors.IP_NOT_ALLOWED)
+                self.usage.note(user.key.key_id, now, client[0] if client else None)
                 if self.observer is not None:
                     self.observer.on_authenticated(warm=True)
                 return user
@@ -185,12 +196,17 @@ class Authenticator:
             checked = await self._check_token(credentials.token, client_ip)
         else:
             checked = await self._check_key(credentials.key_id, credentials.key_secret, client_ip)
+        record, version, valid_until, matched_hash = checked
+        # After the secret or token matched and the key's state was checked, as for
+        # key_disabled: the refusal tells nothing to someone without the credentials.
+        networks = self._allow_lists.networks(record.allowed_cidrs)
+        if networks is not None and not client_allowed(client, networks):
+            raise AuthenticationRefused(errors.IP_NOT_ALLOWED)
         if len(self._warm) >= _WARM_ENTRIES:
             del self._warm[next(iter(self._warm))]
-        record, version, valid_until = checked
-        user = ApiKeyUser(record)
-        self._warm[memo] = (user, version, valid_until)
-        self.usage.note(record.key_id, self.timer())
+        user = ApiKeyUser(record, self.scopes, matched_hash=matched_hash)
+        self._warm[memo] = (user, version, valid_until, networks)
+        self.usage.note(record.key_id, self.timer(), client[0] if client else None)
         if self.observer is not None:
             self.observer.on_authenticated(warm=False)
         return user
@@ -211,21 +227,26 @@ class Authenticator:
             for _ in range(_MAX_LOOKUPS):
                 version = self._version(key_id)
                 record, fetched_at = await self._record(key_id, version)
-                marker = None
-                matched = False
+                hashes: tuple[str, ...] = ()
+                matched: str | None = None
                 if record is not None and self._in_organization(record):
-                    marker = "v:" + self._credential_digest(key_id, record.secret_hash, key_secret)
-                    # Verified before in this process: the right secret, nothing to throttle.
-                    matched = await self.cache.get(marker) is not None
-                if not matched:
+                    hashes = self._accepted_hashes(record)
+                    for secret_hash in hashes:
+                        # Verified before in this process: the right secret, nothing to throttle.
+                        marker = self._marker(key_id, secret_hash, key_secret)
+                        if await self.cache.get(marker) is not None:
+                            matched = secret_hash
+                            break
+                if matched is None:
+                    # Reserved before any verification, the previous secret's included.
                     if attempt is None:
                         attempt = await self._reserve_attempt(key_id, client_ip)
-                    matched = await self._verify(record, key_secret, marker)
+                    matched = await self._verify(record, hashes, key_secret)
                 if self._version(key_id) == version:
                     break
             else:
                 raise AuthenticationRefused(self._unavailable)
-            if record is None or not matched:
+            if record is None or matched is None:
                 raise AuthenticationRefused(errors.INVALID_CREDENTIALS)
         except AuthenticationRefused as refused:
             if attempt is not None:
@@ -243,10 +264,27 @@ class Authenticator:
             await throttle.succeeded(attempt)
         self._check_state(record)
         valid_until = min(
-            self._valid_until(fetched_at, record.expires_at),
+            self._valid_until(fetched_at, record.expires_at, self._grace_end(record, matched)),
             self.timer() + self.verified_ttl,
         )
-        return record, version, valid_until
+        return record, version, valid_until, matched
+
+    def _accepted_hashes(self, record: KeyRecord) -> tuple[str, ...]:
+        """The current secret hash, and the previous one while its grace period lasts."""
+        previous = record.previous_secret_hash
+        if previous is None:
+            return (record.secret_hash,)
+        expires_at = record.previous_secret_expires_at
+        if expires_at is None or expires_at <= self.clock():
+            return (record.secret_hash,)
+        return (record.secret_hash, previous)
+
+    @staticmethod
+    def _grace_end(record: KeyRecord, matched_hash: str) -> datetime | None:
+        """When a match stops holding because of the grace period (None for the current hash)."""
+        if matched_hash == record.secret_hash:
+            return None
+        return record.previous_secret_expires_at
 
     async def _reserve_attempt(self, key_id: str, client_ip: str) -> Attempt:
         try:
@@ -287,18 +325,22 @@ class Authenticator:
                 break
         else:
             raise AuthenticationRefused(self._unavailable)
-        # A regenerated secret changes the stored hash, and with it the fingerprint.
-        if (
-            record is None
-            or not self._in_organization(record)
-            or not hmac.compare_digest(
-                secret_fingerprint(record.secret_hash), issued.secret_fingerprint
-            )
-        ):
+        # A regenerated secret changes the stored hash, and with it the fingerprint: a token
+        # issued for the previous secret holds only while that secret's grace period lasts.
+        matched: str | None = None
+        if record is not None and self._in_organization(record):
+            for secret_hash in self._accepted_hashes(record):
+                if hmac.compare_digest(secret_fingerprint(secret_hash), issued.secret_fingerprint):
+                    matched = secret_hash
+                    break
+        if record is None or matched is None:
             await self._forget_token(digest)
             raise AuthenticationRefused(errors.INVALID_TOKEN)
         self._check_state(record)
-        return record, version, self._valid_until(fetched_at, record.expires_at, issued.expires_at)
+        valid_until = self._valid_until(
+            fetched_at, record.expires_at, issued.expires_at, self._grace_end(record, matched)
+        )
+        return record, version, valid_until, matched
 
     def _valid_until(self, fetched_at: float, *deadlines: datetime | None) -> float:
         valid_until = fetched_at + self.record_ttl
@@ -308,15 +350,17 @@ class Authenticator:
                 valid_until = min(valid_until, timer + (deadline - now).total_seconds())
         return valid_until
 
-    async def issue_token(self, record: KeyRecord) -> str:
-        """A new access token for ``record``; only its digest is stored.
+    async def issue_token(self, user: ApiKeyUser) -> str:
+        """A new access token for the key ``user`` authenticated with; only its digest is stored.
 
-        The store keeps at most ``tokens.max_per_key`` live tokens per key (the oldest go).
+        The token is tied to the secret that was presented: one obtained with the previous
+        secret during a grace period stops working when the grace period ends. The store
+        keeps at most ``tokens.max_per_key`` live tokens per key (the oldest go).
         """
         token = new_access_token()
         issued = TokenRecord(
-            key_id=record.key_id,
-            secret_fingerprint=secret_fingerprint(record.secret_hash),
+            key_id=user.key.key_id,
+            secret_fingerprint=secret_fingerprint(user.matched_hash),
             expires_at=self.clock() + timedelta(seconds=self.tokens.ttl),
         )
         try:
@@ -342,17 +386,31 @@ class Authenticator:
             await self.cache.set("k:" + key_id, (record, fetched_at, version), self.record_ttl)
         return record, fetched_at
 
-    async def _verify(self, record: KeyRecord | None, secret: str, marker: str | None) -> bool:
-        """Check ``secret`` with the slow hash; ``marker`` None when the record is not usable."""
-        if record is None or marker is None:
+    async def _verify(
+        self, record: KeyRecord | None, hashes: tuple[str, ...], secret: str
+    ) -> str | None:
+        """The hash in ``hashes`` that ``secret`` matches, checked with the slow hash; ``hashes``
+        is empty when the record is not usable."""
+        if record is None or not hashes:
             # Same work as for a real key, so that timing does not tell which Key IDs exist.
             await self._run_verify(self.verifier.dummy_hash, secret)
-            return False
-        if not await self._run_verify(record.secret_hash, secret):
-            return False
-        await self.cache.set(marker, True, self.verified_ttl)
-        await self._rehash_if_needed(record, secret)
-        return True
+            return None
+        # A wrong secret for a key in its grace period costs two verifications, and so takes
+        # longer than for an unknown Key ID. Acceptable: it tells only that a key is being
+        # rolled over, to someone who already knows its Key ID, and both are throttled alike.
+        for secret_hash in hashes:
+            if await self._run_verify(secret_hash, secret):
+                ttl = self.verified_ttl
+                grace_end = self._grace_end(record, secret_hash)
+                if grace_end is not None:
+                    # The memo of a previous secret must not outlive its grace period.
+                    ttl = min(ttl, (grace_end - self.clock()).total_seconds())
+                await self.cache.set(self._marker(record.key_id, secret_hash, secret), True, ttl)
+                if secret_hash == record.secret_hash:
+                    # Never the previous hash: it is on its way out.
+                    await self._rehash_if_needed(record, secret)
+                return secret_hash
+        return None
 
     async def _run_verify(self, secret_hash: str, secret: str) -> bool:
         observer = self.observer
@@ -385,12 +443,13 @@ class Authenticator:
             return
         await self.key_changed(record.key_id)
 
-    def _credential_digest(self, key_id: str, secret_hash: str, secret: str) -> str:
+    def _marker(self, key_id: str, secret_hash: str, secret: str) -> str:
+        """The verified-credential cache key: an HMAC from which no secret can be recovered."""
         mac = hmac.new(self._hmac_key, digestmod=hashlib.sha256)
         for part in (key_id, secret_hash, secret):
             data = part.encode("utf-8", "surrogatepass")
             mac.update(len(data).to_bytes(4, "big") + data)
-        return mac.hexdigest()
+        return "v:" + mac.hexdigest()
 
     async def _token(self, digest: str) -> TokenRecord | None:
         # A token cached before its key changed may have been revoked since: read it again.

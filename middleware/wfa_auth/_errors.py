@@ -71,6 +71,10 @@ SUBSCRIPTION_REQUIRED = Refusal(
     "subscription_required",
     "Your organization does not subscribe to Workflow Automation.",
 )
+# Only once the secret or token matched: a caller without them learns nothing of the list.
+IP_NOT_ALLOWED = Refusal(
+    403, "ip_not_allowed", "This API key may not be used from this network address."
+)
 TOO_MANY_ATTEMPTS = Refusal(
     429, "too_many_attempts", "Too many failed attempts; wait before trying again."
 )

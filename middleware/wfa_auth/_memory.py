@@ -7,12 +7,12 @@ Everything lives in this process and is lost when it exits; use a database-backe
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from wfa_auth._keyformat import generate_key_id, generate_key_secret
-from wfa_auth.base import SecretVerifier, TokenRecord
+from wfa_auth.base import SecretVerifier, TokenRecord, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,12 @@ class MemoryKeyRecord:
     expires_at: datetime | None = None
     owner_is_active_admin: bool = True
     organization_subscribed: bool = True
+    #: No scope by default: pass the ones the key needs (least privilege).
+    scopes: tuple[str, ...] = ()
+    #: Empty: usable from anywhere.
+    allowed_cidrs: tuple[str, ...] = ()
+    previous_secret_hash: str | None = None
+    previous_secret_expires_at: datetime | None = None
 
     def __repr__(self) -> str:
         return f"MemoryKeyRecord(key_id={self.key_id!r}, name={self.name!r}, secret_hash='***')"
@@ -40,7 +46,7 @@ class MemoryKeyStore:
 
     def __init__(self) -> None:
         self.keys: dict[str, MemoryKeyRecord] = {}
-        self.last_used: dict[str, datetime] = {}
+        self.last_used: dict[str, Usage] = {}
 
     def add(self, record: MemoryKeyRecord) -> None:
         """Store ``record``, replacing any key with the same Key ID."""
@@ -56,8 +62,15 @@ class MemoryKeyStore:
         owner_id: str | None = None,
         organization_id: str | None = None,
         expires_at: datetime | None = None,
+        scopes: Iterable[str] = (),
+        allowed_cidrs: Iterable[str] = (),
     ) -> tuple[MemoryKeyRecord, str]:
-        """Create a key and return it with its Key Secret, the only time the secret exists."""
+        """Create a key and return it with its Key Secret, the only time the secret exists.
+
+        ``scopes`` are what the key may do (none by default); ``allowed_cidrs`` the networks
+        it may be used from (empty: anywhere). Networks are not checked here: an invalid one
+        matches no address, so a mistyped list locks the key out rather than opening it.
+        """
         secret = generate_key_secret()
         record = MemoryKeyRecord(
             key_id=generate_key_id(),
@@ -68,9 +81,47 @@ class MemoryKeyStore:
             organization_id=organization_id or organization_name,
             organization_name=organization_name,
             expires_at=expires_at,
+            scopes=tuple(scopes),
+            allowed_cidrs=tuple(allowed_cidrs),
         )
         self.add(record)
         return record, secret
+
+    def regenerate(
+        self,
+        verifier: SecretVerifier,
+        key_id: str,
+        *,
+        grace: timedelta = timedelta(0),
+        now: datetime | None = None,
+    ) -> tuple[MemoryKeyRecord, str]:
+        """Give a key a new Key Secret (same Key ID) and return it with the secret.
+
+        With ``grace`` zero the old secret, and the tokens issued for it, stop working at once;
+        otherwise they keep working until ``now + grace`` (clients roll over meanwhile). A
+        second regeneration replaces the previous secret: only the one just replaced stays
+        valid. Call the middleware's ``key_changed`` afterwards, as after any change.
+        """
+        if grace < timedelta(0):
+            raise ValueError("grace must not be negative")
+        record = self.keys[key_id]
+        secret = generate_key_secret()
+        if grace:
+            previous_hash: str | None = record.secret_hash
+            previous_expires_at = (now or datetime.now(UTC)) + grace
+        else:
+            previous_hash, previous_expires_at = None, None
+        updated = self.update(
+            key_id,
+            secret_hash=verifier.hash(secret),
+            previous_secret_hash=previous_hash,
+            previous_secret_expires_at=previous_expires_at,
+        )
+        return updated, secret
+
+    def revoke_previous_secret(self, key_id: str) -> MemoryKeyRecord:
+        """End a grace period now: only the current secret (and its tokens) works."""
+        return self.update(key_id, previous_secret_hash=None, previous_secret_expires_at=None)
 
     def update(self, key_id: str, **changes: object) -> MemoryKeyRecord:
         """Change fields of a stored key (e.g. ``enabled=False``) and return the new record."""
@@ -93,11 +144,12 @@ class MemoryKeyStore:
         if record is not None and record.secret_hash == old_hash:
             self.keys[key_id] = dataclasses.replace(record, secret_hash=new_hash)
 
-    async def record_usage(self, last_used: Mapping[str, datetime]) -> None:
-        """Set ``last_used_at`` for each Key ID that still exists."""
-        for key_id, when in last_used.items():
-            if key_id in self.keys:
-                self.last_used[key_id] = when
+    async def record_usage(self, last_used: Mapping[str, Usage]) -> None:
+        """Note each key's last use (time and address), if it still exists and is newer."""
+        for key_id, usage in last_used.items():
+            known = self.last_used.get(key_id)
+            if key_id in self.keys and (known is None or known.at < usage.at):
+                self.last_used[key_id] = usage
 
 
 class MemoryTokenStore:

@@ -60,8 +60,13 @@ class ApiKeyAuthMiddleware:
     Credentials come as ``Authorization: Bearer <token>`` (a token from the token endpoint),
     ``Authorization: Basic base64(key_id:key_secret)``, or ``X-API-Key-ID`` and
     ``X-API-Key-Secret``. On success the scope carries ``user`` (an
-    :class:`~wfa_auth.ApiKeyUser`), ``auth`` (``AuthCredentials(scopes)``) and
-    ``wfa_auth.key`` (the key record); otherwise the request never reaches the app.
+    :class:`~wfa_auth.ApiKeyUser`), ``auth`` (``AuthCredentials`` with ``scopes``, by default
+    ``["authenticated"]``, followed by the key's own scopes, so that Starlette's
+    ``@requires("workflows:read")`` and :func:`~wfa_auth.requires_scope` work) and
+    ``wfa_auth.key`` (the key record); otherwise the request never reaches the app. A key
+    with a non-empty ``allowed_cidrs`` is refused 403 ``ip_not_allowed`` from any other client
+    address (the scope's ``client``: behind a proxy, have the server set it from the
+    forwarded header), and a previous secret is accepted until its grace period ends.
 
     Options come grouped: ``tokens`` (:class:`~wfa_auth.Tokens`, the token exchange at
     ``POST tokens.path``), ``caching`` (:class:`~wfa_auth.Caching`) and ``throttling``
@@ -114,8 +119,6 @@ class ApiKeyAuthMiddleware:
         self._public_exact = frozenset(p for p in public_paths if not p.endswith("*"))
         self._public_prefixes = tuple(p[:-1] for p in public_paths if p.endswith("*"))
         self._has_public_paths = bool(public_paths)
-        # One instance for every request: built once, as it only carries the scope names.
-        self.credentials = AuthCredentials(list(scopes))
         self.allow_anonymous = allow_anonymous
         self.usage = UsageRecorder(store, interval=caching.usage_interval, clock=timer, now=clock)
         self.authenticator = Authenticator(
@@ -130,6 +133,7 @@ class ApiKeyAuthMiddleware:
             observer=observer,
             organization_id=organization_id,
             clock=clock,
+            scopes=scopes,
             timer=timer,
         )
 
@@ -221,7 +225,7 @@ class ApiKeyAuthMiddleware:
             scope["auth"] = AuthCredentials()
         else:
             scope["user"] = user
-            scope["auth"] = self.credentials
+            scope["auth"] = user.auth
             scope[SCOPE_KEY] = user.key
         await self.app(scope, receive, send)
         if self.usage.write_is_due():
@@ -257,7 +261,7 @@ class ApiKeyAuthMiddleware:
             user = await self.authenticator.authenticate(
                 KeyCredentials(key_id, key_secret), scope.get("client")
             )
-            token = await self.authenticator.issue_token(user.key)
+            token = await self.authenticator.issue_token(user)
         except AuthenticationRefused as refused:
             await self._refuse(scope, receive, send, refused.refusal)
             return

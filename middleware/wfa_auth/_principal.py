@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from starlette.authentication import BaseUser
+from collections.abc import Iterable
+
+from starlette.authentication import AuthCredentials, BaseUser
 
 from wfa_auth.base import KeyRecord
 
@@ -12,11 +14,24 @@ class ApiKeyUser(BaseUser):
 
     ``request.user.display_name`` is the owner's email, ``identity`` the Key ID, and
     ``key`` the whole :class:`~wfa_auth.base.KeyRecord` (its secret hash included, so keep
-    it out of responses and logs).
+    it out of responses and logs). ``auth`` is what the middleware puts in
+    ``request.auth``: ``authenticated`` (or the middleware's ``scopes`` option) and the key's
+    own scopes, built once per checked record rather than per request.
     """
 
-    def __init__(self, key: KeyRecord) -> None:
+    def __init__(
+        self,
+        key: KeyRecord,
+        scopes: Iterable[str] = ("authenticated",),
+        *,
+        matched_hash: str | None = None,
+    ) -> None:
         self.key = key
+        #: The secret hash the credentials matched: the key's current one, or the previous
+        #: one during a grace period (tokens issued now are tied to it, and end with it).
+        self.matched_hash = key.secret_hash if matched_hash is None else matched_hash
+        # dict.fromkeys: without duplicates, in order (granted scopes first, then the key's).
+        self.auth = AuthCredentials(list(dict.fromkeys([*scopes, *key.scopes])))
 
     @property
     def is_authenticated(self) -> bool:

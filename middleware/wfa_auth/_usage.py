@@ -1,4 +1,5 @@
-"""Keeping ``last_used_at`` exact to the minute without a database write per request."""
+"""Keeping ``last_used_at`` and ``last_used_ip`` exact to the minute without a database write
+per request."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 
-from wfa_auth.base import KeyStore
+from wfa_auth.base import KeyStore, Usage
 
 logger = logging.getLogger("wfa_auth")
 
@@ -24,7 +25,8 @@ class UsageRecorder:
 
     The first use of a key is written at once; uses inside the interval that follows are
     deferred, never dropped: the latest is written when the key's interval ends, so the
-    stored time is never more than ``interval`` behind the real last use. :meth:`run` is the
+    stored time is never more than ``interval`` behind the real last use, and the address
+    written with it is the one of that use. :meth:`run` is the
     timer task that does so; without it, due writes happen in :meth:`write_due`, which the
     middleware calls after a response. :meth:`flush` writes everything pending (at shutdown).
 
@@ -46,8 +48,8 @@ class UsageRecorder:
         self._clock = clock
         self._now = now
         self._sleep = sleep
-        #: Key ID -> clock reading of its latest use not yet written.
-        self._pending: dict[str, float] = {}
+        #: Key ID -> clock reading and client address of its latest use not yet written.
+        self._pending: dict[str, tuple[float, str | None]] = {}
         #: Key ID -> clock reading of its last write (when the write started).
         self._written: dict[str, float] = {}
         #: (due, Key ID), earliest first; an entry whose key is no longer pending is skipped.
@@ -57,13 +59,14 @@ class UsageRecorder:
         self._wake: anyio.Event | None = None
         self.running = False
 
-    def note(self, key_id: str, now: float) -> None:
-        """Count one use of ``key_id`` at clock reading ``now`` (cheap: the hot path)."""
+    def note(self, key_id: str, now: float, ip: str | None = None) -> None:
+        """Count one use of ``key_id`` at clock reading ``now`` from address ``ip`` (cheap: the
+        hot path)."""
         pending = self._pending
         if key_id in pending:
-            pending[key_id] = now
+            pending[key_id] = (now, ip)
             return
-        pending[key_id] = now
+        pending[key_id] = (now, ip)
         last = self._written.get(key_id)
         due = now if last is None else max(now, last + self.interval)
         heapq.heappush(self._queue, (due, key_id))
@@ -120,7 +123,7 @@ class UsageRecorder:
     async def _write(self, until: float) -> None:
         now = self._clock()
         queue, pending = self._queue, self._pending
-        uses: dict[str, float] = {}
+        uses: dict[str, tuple[float, str | None]] = {}
         while queue and queue[0][0] <= until:
             _, key_id = heapq.heappop(queue)
             used = pending.pop(key_id, None)
@@ -134,7 +137,10 @@ class UsageRecorder:
         if not uses:
             return
         wall = self._now()
-        batch = {key_id: wall - timedelta(seconds=now - used) for key_id, used in uses.items()}
+        batch = {
+            key_id: Usage(at=wall - timedelta(seconds=now - used), ip=ip)
+            for key_id, (used, ip) in uses.items()
+        }
         try:
             await self.store.record_usage(batch)
         except Exception as exc:

@@ -6,7 +6,7 @@ middleware into another database, cache or hashing scheme.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -73,6 +73,35 @@ class KeyRecord(Protocol):
         """True while the organization subscribes to Workflow Automation."""
         ...
 
+    @property
+    def scopes(self) -> Sequence[str]:
+        """What the key may do (``workflows:read``, ...): put in ``request.auth.scopes``.
+
+        Least privilege: an endpoint that requires a scope refuses a key without it, so a
+        leaked key reaches only what it was given.
+        """
+        ...
+
+    @property
+    def allowed_cidrs(self) -> Sequence[str]:
+        """The networks (``10.0.0.0/8``, ``2001:db8::/32``) the key may be used from; empty
+        for anywhere. A stolen secret is useless from elsewhere: refused 403 ``ip_not_allowed``
+        once the secret matched."""
+        ...
+
+    @property
+    def previous_secret_hash(self) -> str | None:
+        """The hash of the secret a regeneration replaced, accepted (with the tokens issued
+        for it) until :attr:`previous_secret_expires_at`, so clients can roll over without
+        an outage; None when there is none."""
+        ...
+
+    @property
+    def previous_secret_expires_at(self) -> datetime | None:
+        """When the previous secret stops working (timezone-aware); it is refused from then
+        on, whatever is cached. None or a past time: only the current secret works."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class TokenRecord:
@@ -80,9 +109,19 @@ class TokenRecord:
 
     key_id: str
     #: A keyed digest of the key's ``secret_hash`` when the token was issued: regenerating
-    #: the secret changes the hash, so every token obtained with the old secret stops working.
+    #: the secret changes the hash, so every token obtained with the old secret stops working
+    #: (when the grace period ends, if the key was regenerated with one).
     secret_fingerprint: str
     expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """The latest use of a key in a write interval: when, and from which client address
+    (None when the server did not know it), for ``last_used_at`` and ``last_used_ip``."""
+
+    at: datetime
+    ip: str | None
 
 
 class KeyStore(Protocol):
@@ -96,8 +135,9 @@ class KeyStore(Protocol):
         """Store a rehashed secret, only if the stored hash is still ``old_hash``."""
         ...
 
-    async def record_usage(self, last_used: Mapping[str, datetime]) -> None:
-        """Set ``last_used_at`` for each Key ID, in one write where the store allows."""
+    async def record_usage(self, last_used: Mapping[str, Usage]) -> None:
+        """Set each Key ID's last use (time and address), in one write where the store allows;
+        never move a stored time backwards."""
         ...
 
 

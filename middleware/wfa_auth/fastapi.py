@@ -31,7 +31,14 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from wfa_auth import SCOPE_KEY, ApiKeyAuthMiddleware, ApiKeyUser, KeyRecord, KeyStore
+from wfa_auth import (
+    SCOPE_KEY,
+    ApiKeyAuthMiddleware,
+    ApiKeyUser,
+    KeyRecord,
+    KeyStore,
+    insufficient_scope,
+)
 
 __all__ = ["ApiKeySecurity"]
 
@@ -139,8 +146,10 @@ async def _no_body() -> Message:
 class ApiKeySecurity:
     """A FastAPI dependency: the caller's :class:`~wfa_auth.KeyRecord`, or a refusal.
 
-    Use it with ``Security(auth)`` (or ``Security(auth, scopes=[...])`` to also require scopes
-    from the middleware's ``scopes`` option; a missing one answers 403 ``insufficient_scope``).
+    Use it with ``Security(auth)`` (or ``Security(auth, scopes=["workflows:read"])`` to also
+    require scopes: the key's own, or the middleware's ``scopes`` option granted to every key,
+    as in ``request.auth.scopes``; a missing one answers 403 ``insufficient_scope`` naming it,
+    as :func:`~wfa_auth.requires_scope` does).
     It declares the four ways to authenticate as OpenAPI security schemes (HTTP Basic, the
     ``X-API-Key-ID``/``X-API-Key-Secret`` headers, HTTP Bearer), so ``/docs`` offers them.
 
@@ -186,10 +195,8 @@ class ApiKeySecurity:
         granted = auth.scopes if isinstance(auth, AuthCredentials) else []
         missing = [name for name in security_scopes.scopes if name not in granted]
         if missing:
-            detail = {
-                "error": "insufficient_scope",
-                "message": f"This API key lacks the scope {missing[0]!r} needed for this call.",
-            }
+            # The body requires_scope answers with, so both integrations read alike.
+            detail = json.loads(bytes(insufficient_scope(missing[0]).body))
             challenge = f'{_CHALLENGE}, error="insufficient_scope", scope="{" ".join(missing)}"'
             _refuse(scope, 403, detail, {"WWW-Authenticate": challenge})
         return key

@@ -9,9 +9,12 @@ from datetime import UTC, datetime
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from wfa_auth import TokenRecord
+from wfa_auth import TokenRecord, Usage
 from wfa_keys.limits import MAX_TOKENS_PER_KEY
 from wfa_keys.models import AccessToken, ApiKey, Role
+
+# The length of the ``api_key.last_used_ip`` column: the longest textual IPv6 address.
+_MAX_IP = 45
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,14 +85,17 @@ class TortoiseKeyStore:
         async with in_transaction():
             await ApiKey.filter(key_id=key_id, secret_hash=old_hash).update(secret_hash=new_hash)
 
-    async def record_usage(self, last_used: Mapping[str, datetime]) -> None:
-        """Move ``last_used_at`` forward for each key, in one transaction."""
+    async def record_usage(self, last_used: Mapping[str, Usage]) -> None:
+        """Move ``last_used_at`` forward for each key, with ``last_used_ip`` (the address of
+        that use), in one transaction: a late write of an older use changes neither."""
         async with in_transaction():
-            for key_id, when in last_used.items():
+            for key_id, usage in last_used.items():
+                # An address longer than the column (45, an IPv4-mapped IPv6) is no address.
+                ip = usage.ip if usage.ip is not None and len(usage.ip) <= _MAX_IP else None
                 await (
                     ApiKey.filter(key_id=key_id)
-                    .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=when))
-                    .update(last_used_at=when)
+                    .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=usage.at))
+                    .update(last_used_at=usage.at, last_used_ip=ip)
                 )
 
 

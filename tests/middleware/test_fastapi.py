@@ -212,8 +212,55 @@ async def test_required_scopes_are_checked_against_the_granted_ones(app: FastAPI
     assert granted.status_code == 200
     assert granted.json() == "Acme"
     assert lacking.status_code == 403
-    assert lacking.json()["detail"]["error"] == "insufficient_scope"
+    assert lacking.json()["detail"] == {
+        "error": "insufficient_scope",
+        "message": "This API key does not have the scope superpower.",
+        "scope": "superpower",
+    }
     assert 'scope="superpower"' in lacking.headers["www-authenticate"]
+
+
+async def test_required_scopes_include_the_keys_own_scopes(
+    app: FastAPI, store: CountingStore, verifier: CountingVerifier
+) -> None:
+    record, secret = store.create_key(
+        verifier,
+        name="Powerful",
+        owner_email="ada@example.com",
+        organization_name="Acme",
+        scopes=["superpower"],
+    )
+    async with client_for(app) as client:
+        response = await client.get("/superpower", headers=basic(record.key_id, secret))
+        whoami = await client.get("/whoami", headers=basic(record.key_id, secret))
+    assert (response.status_code, response.json()) == (200, record.key_id)
+    assert whoami.json()["scopes"] == ["authenticated", "superpower"]
+
+
+async def test_required_scopes_behind_a_mounted_middleware_are_the_keys_own(
+    store: CountingStore, verifier: CountingVerifier
+) -> None:
+    reader, reader_secret = store.create_key(
+        verifier, name="R", owner_email="a@example.com", organization_name="Acme", scopes=["r"]
+    )
+    auth = ApiKeySecurity()
+    app = FastAPI()
+
+    @app.get("/read")
+    async def read(key: Annotated[KeyRecord, Security(auth, scopes=["r"])]) -> str:
+        return key.key_id
+
+    @app.get("/write")
+    async def write(key: Annotated[KeyRecord, Security(auth, scopes=["w"])]) -> str:
+        return key.key_id
+
+    mounted = ApiKeyAuthMiddleware(app, store=store, verifier=verifier)
+    async with client_for(mounted) as client:
+        read_response = await client.get("/read", headers=basic(reader.key_id, reader_secret))
+        write_response = await client.get("/write", headers=basic(reader.key_id, reader_secret))
+    assert (read_response.status_code, read_response.json()) == (200, reader.key_id)
+    assert write_response.status_code == 403
+    assert write_response.json()["detail"]["scope"] == "w"
 
 
 async def test_an_unreachable_store_fails_closed_with_503(verifier: CountingVerifier) -> None:

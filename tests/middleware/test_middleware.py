@@ -26,6 +26,7 @@ from wfa_auth import (
     Throttling,
     Tokens,
     TTLCache,
+    Usage,
     generate_key_id,
     generate_key_secret,
     token_digest,
@@ -732,16 +733,18 @@ async def test_last_use_is_written_at_once_then_at_most_once_per_interval_with_t
         assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
         clock.advance(20)
     # Uses at 0, 20 and 40: the first written at once, the others deferred.
-    assert store.writes == [{record.key_id: start}]
+    assert store.writes == [{record.key_id: Usage(start, "10.0.0.1")}]
     clock.advance(1)  # 61: the key's interval has ended; this response writes the latest use
-    await whoami(app, basic(record.key_id, secret))
-    assert store.writes[1] == {record.key_id: start + timedelta(seconds=61)}
+    await whoami(app, basic(record.key_id, secret), ip="10.0.0.2")
+    assert store.writes[1] == {record.key_id: Usage(start + timedelta(seconds=61), "10.0.0.2")}
     clock.advance(9)
-    await whoami(app, basic(record.key_id, secret))  # 70: deferred again, not dropped
+    # 70: deferred again, not dropped, and written with the address of that latest use.
+    await whoami(app, basic(record.key_id, secret), ip="2001:db8::7")
     assert len(store.writes) == 2
     await app.flush_usage()
-    assert store.writes[2] == {record.key_id: start + timedelta(seconds=70)}
-    assert store.last_used[record.key_id] == start + timedelta(seconds=70)
+    latest = Usage(start + timedelta(seconds=70), "2001:db8::7")
+    assert store.writes[2] == {record.key_id: latest}
+    assert store.last_used[record.key_id] == latest
 
 
 async def test_lifespan_runs_the_usage_timer_and_flushes_before_the_app_shuts_down(

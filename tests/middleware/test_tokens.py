@@ -17,6 +17,7 @@ from wfa_auth import (
     MemoryKeyRecord,
     MemoryTokenStore,
     Tokens,
+    Usage,
     generate_key_secret,
     secret_fingerprint,
     token_digest,
@@ -289,4 +290,4 @@ async def test_a_token_exchange_records_the_keys_use(
     record, secret = key
     clock = Clock()
     await issue(make_middleware(clock=clock), record, secret)
-    assert store.last_used == {record.key_id: clock.now}
+    assert store.last_used == {record.key_id: Usage(clock.now, "10.0.0.1")}

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from support.clock import MonotonicClock
-from wfa_auth import MemoryKeyStore
+from wfa_auth import MemoryKeyStore, Usage
 from wfa_auth._usage import UsageRecorder
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -18,12 +18,15 @@ EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 class RecordingStore(MemoryKeyStore):
     def __init__(self, fail: bool = False) -> None:
         super().__init__()
+        #: The times of each write; ``addresses`` the addresses written with them.
         self.writes: list[dict[str, datetime]] = []
+        self.addresses: list[dict[str, str | None]] = []
         self.fail = fail
         self.gate: anyio.Event | None = None
 
-    async def record_usage(self, last_used: Mapping[str, datetime]) -> None:
-        self.writes.append(dict(last_used))
+    async def record_usage(self, last_used: Mapping[str, Usage]) -> None:
+        self.writes.append({key_id: usage.at for key_id, usage in last_used.items()})
+        self.addresses.append({key_id: usage.ip for key_id, usage in last_used.items()})
         if self.gate is not None:
             await self.gate.wait()
         if self.fail:
@@ -168,3 +171,18 @@ async def test_the_timer_task_writes_each_key_when_its_window_ends(clock: Monoto
         usage.note("a", clock())
     # Leaving the context writes what is pending.
     assert store.writes == [{"a": at(0)}, {"a": at(20)}, {"a": at(70)}]
+
+
+async def test_the_address_written_is_the_one_of_the_latest_use(clock: MonotonicClock) -> None:
+    store = RecordingStore()
+    usage = recorder(store, clock)
+    usage.note("a", clock(), "10.0.0.1")
+    usage.note("b", clock())  # a client the server knew no address of
+    await usage.write_due()
+    clock.now = 10.0
+    usage.note("a", clock(), "10.0.0.2")
+    clock.now = 20.0
+    usage.note("a", clock(), "2001:db8::1")
+    await usage.flush()
+    assert store.writes == [{"a": at(0), "b": at(0)}, {"a": at(20)}]
+    assert store.addresses == [{"a": "10.0.0.1", "b": None}, {"a": "2001:db8::1"}]

@@ -23,8 +23,10 @@ from wfa_auth import (
     ApiKeyAuthMiddleware,
     Argon2Verifier,
     Caching,
+    KeyRecord,
     Throttling,
     TokenRecord,
+    Usage,
     generate_key_id,
     generate_key_secret,
 )
@@ -130,17 +132,51 @@ async def test_deactivated_or_demoted_owner_is_no_active_admin(
     assert not record.owner_is_active_admin
 
 
-async def test_record_usage_only_moves_last_used_forward(db: TortoiseContext) -> None:
+async def test_record_usage_only_moves_last_used_forward_with_its_address(
+    db: TortoiseContext,
+) -> None:
     key, _ = await make_key()
     other, _ = await make_key()
     later = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
     store = TortoiseKeyStore()
-    await store.record_usage({key.key_id: later, other.key_id: later})
-    await store.record_usage({key.key_id: later - timedelta(minutes=5)})
+    await store.record_usage(
+        {key.key_id: Usage(later, "10.0.0.7"), other.key_id: Usage(later, "2001:db8::1")}
+    )
+    # A late write of an older use changes neither the time nor the address.
+    await store.record_usage({key.key_id: Usage(later - timedelta(minutes=5), "10.9.9.9")})
     await key.refresh_from_db()
     await other.refresh_from_db()
-    assert key.last_used_at == later
-    assert other.last_used_at == later
+    assert (key.last_used_at, key.last_used_ip) == (later, "10.0.0.7")
+    assert (other.last_used_at, other.last_used_ip) == (later, "2001:db8::1")
+    await store.record_usage({key.key_id: Usage(later + timedelta(minutes=1), None)})
+    await key.refresh_from_db()
+    assert (key.last_used_at, key.last_used_ip) == (later + timedelta(minutes=1), None)
+
+
+async def test_record_usage_writes_no_address_longer_than_the_column(db: TortoiseContext) -> None:
+    key, _ = await make_key()
+    when = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+    await TortoiseKeyStore().record_usage({key.key_id: Usage(when, "fe80::1%" + "x" * 60)})
+    await key.refresh_from_db()
+    assert (key.last_used_at, key.last_used_ip) == (when, None)
+
+
+async def test_a_key_record_carries_scopes_allow_list_and_previous_secret(
+    db: TortoiseContext,
+) -> None:
+    key, _ = await make_key()
+    ends = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+    await ApiKey.filter(key_id=key.key_id).update(
+        scopes=["workflows:read"],
+        allowed_cidrs=["10.0.0.0/8"],
+        previous_secret_hash="old-hash",
+        previous_secret_expires_at=ends,
+    )
+    record = await TortoiseKeyStore().get_key(key.key_id)
+    assert isinstance(record, KeyRecord)
+    assert record.scopes == ("workflows:read",)
+    assert record.allowed_cidrs == ("10.0.0.0/8",)
+    assert (record.previous_secret_hash, record.previous_secret_expires_at) == ("old-hash", ends)
 
 
 async def test_replace_secret_hash_loses_to_a_regenerate(db: TortoiseContext) -> None:
