@@ -7,6 +7,7 @@ too, with the settings taken from the environment.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ from wfa_keys.browser import (
 from wfa_keys.console import create_console_app
 from wfa_keys.db import close_global, open_global, ping
 from wfa_keys.graphql import create_graphql_app
+from wfa_keys.inactivity import run_periodically
 from wfa_keys.logs import RequestLogMiddleware
 from wfa_keys.settings import Settings
 
@@ -69,7 +71,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # (each key's last use written when its minute ends), and write the pending
             # last-used times before the connections close.
             async with api.running():
-                yield
+                # Keys past their organization's inactivity limit, disabled by every process
+                # (a conditional update: one of them wins), this one's cache told at once.
+                checker = asyncio.create_task(
+                    run_periodically(
+                        settings.inactivity_check_interval, on_disabled=api.key_changed
+                    )
+                )
+                try:
+                    yield
+                finally:
+                    checker.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await checker
         finally:
             await close_global()
 

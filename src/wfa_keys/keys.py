@@ -1,4 +1,4 @@
-"""The API-key lifecycle: create, disable or enable, regenerate, delete, read.
+"""The API-key lifecycle: create, change, disable or enable, regenerate, delete, read.
 
 Every face (GraphQL, the console, a script) calls :class:`KeyManager`, as fastapi-users'
 routers call its ``BaseUserManager``. Each change is one transaction holding the change, its
@@ -8,6 +8,10 @@ the key's access tokens in that transaction (revoked, not suspended: enabling th
 brings none back). Argon2 runs before the transaction, behind the service's one limiter
 (:mod:`wfa_keys.hashing`), so that neither the event loop nor a row lock waits for it.
 
+A regeneration may keep the old secret valid for a grace period (``previous_secret_hash``
+until ``previous_secret_expires_at``), with the tokens issued for it; revoking the previous
+secret, disabling or deleting the key ends the grace period at once.
+
 Failures are :mod:`wfa_keys.errors`: :class:`~wfa_keys.errors.InvalidInput`,
 :class:`~wfa_keys.errors.NotFound` (another organization's key is simply not found).
 """
@@ -15,25 +19,27 @@ Failures are :mod:`wfa_keys.errors`: :class:`~wfa_keys.errors.InvalidInput`,
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
 
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from wfa_auth import Argon2Verifier
+from wfa_auth import Argon2Verifier, secret_fingerprint
 from wfa_keys import validation
 from wfa_keys.audit import record_event
 from wfa_keys.changes import publish_key_change
 from wfa_keys.crypto import generate_key_id, new_key_secret
 from wfa_keys.errors import NotFound
 from wfa_keys.hashing import run_argon2
-from wfa_keys.models import ApiKey, AuditAction, User
+from wfa_keys.models import AccessToken, ApiKey, AuditAction, Organization, User
 from wfa_keys.store import TortoiseTokenStore
 
-__all__ = ["Actor", "KeyChanged", "KeyManager", "NewSecret"]
+__all__ = ["Actor", "KeyChanged", "KeyManager", "KeyStatus", "NewSecret"]
 
 logger = logging.getLogger("wfa_keys.keys")
 
@@ -61,7 +67,17 @@ class NewSecret:
         return f"NewSecret(key_id={self.key.key_id!r}, key_secret='***')"
 
 
-async def _record_change(actor: Actor, action: AuditAction, key_id: str) -> None:
+class KeyStatus(StrEnum):
+    """A key's status as the API shows it; an expired key is EXPIRED even when disabled."""
+
+    ACTIVE = "active"
+    DISABLED = "disabled"
+    EXPIRED = "expired"
+
+
+async def _record_change(
+    actor: Actor, action: AuditAction, key_id: str, detail: dict[str, Any] | None = None
+) -> None:
     """The audit event and the announcement of a change, in the change's transaction."""
     await record_event(
         action,
@@ -69,8 +85,37 @@ async def _record_change(actor: Actor, action: AuditAction, key_id: str) -> None
         actor=actor.user,
         client_ip=actor.client_ip,
         key_id=key_id,
+        detail=detail,
     )
     await publish_key_change(key_id)
+
+
+def _has_valid_previous_secret(key: ApiKey, now: datetime) -> bool:
+    return (
+        key.previous_secret_hash is not None
+        and key.previous_secret_expires_at is not None
+        and key.previous_secret_expires_at > now
+    )
+
+
+def _end_grace_period(key: ApiKey) -> list[str]:
+    """Forget the previous secret; the fields to save."""
+    key.previous_secret_hash = None
+    key.previous_secret_expires_at = None
+    return ["previous_secret_hash", "previous_secret_expires_at"]
+
+
+async def _delete_tokens_not_issued_for(key_id: str, secret_hash: str) -> None:
+    """Delete the key's tokens issued for any secret but the one hashed as ``secret_hash``."""
+    await (
+        AccessToken.filter(key_id=key_id)
+        .exclude(secret_fingerprint=secret_fingerprint(secret_hash))
+        .delete()
+    )
+
+
+#: Audit details name the fields as the API does.
+_API_NAMES = {"allowed_cidrs": "allowedCidrs"}
 
 
 class KeyManager:
@@ -101,21 +146,72 @@ class KeyManager:
             .first()
         )
 
-    def keys(self, actor: Actor, *, search: str | None = None) -> QuerySet[ApiKey]:
+    def keys(
+        self,
+        actor: Actor,
+        *,
+        search: str | None = None,
+        status: KeyStatus | None = None,
+        expiring_within_days: int | None = None,
+    ) -> QuerySet[ApiKey]:
+        """The organization's keys, newest first, owners and organizations loaded; page it as
+        the face needs. See :meth:`matching` for the filters."""
+        return (
+            self.matching(
+                actor, search=search, status=status, expiring_within_days=expiring_within_days
+            )
+            .select_related("owner__organization")
+            .order_by("-created_at", "-id")
+        )
+
+    def matching(
+        self,
+        actor: Actor,
+        *,
+        search: str | None = None,
+        status: KeyStatus | None = None,
+        expiring_within_days: int | None = None,
+        now: datetime | None = None,
+    ) -> QuerySet[ApiKey]:
         """The organization's keys whose name or Key ID contains ``search`` (ignoring case),
-        newest first, owners and organizations loaded; page it as the face needs."""
+        of ``status`` (as the API computes it), expiring between now and
+        ``expiring_within_days`` days from now; unordered, nothing joined (a page of plain
+        rows is built from it)."""
         text = validation.search_text(search)
+        days = validation.expiring_within_days(expiring_within_days)
+        now = now or datetime.now(UTC)
         query = ApiKey.filter(organization_id=actor.user.organization_id)
         if text is not None:
             query = query.filter(Q(name__icontains=text) | Q(key_id__icontains=text))
-        return query.select_related("owner__organization").order_by("-created_at", "-id")
+        not_expired = Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+        if status is KeyStatus.EXPIRED:
+            query = query.filter(expires_at__lte=now)
+        elif status is KeyStatus.ACTIVE:
+            query = query.filter(not_expired, enabled=True)
+        elif status is KeyStatus.DISABLED:
+            query = query.filter(not_expired, enabled=False)
+        if days is not None:
+            query = query.filter(expires_at__gt=now, expires_at__lte=now + timedelta(days=days))
+        return query
 
     async def create_key(
-        self, actor: Actor, *, name: str, lifetime_days: int | None = None
+        self,
+        actor: Actor,
+        *,
+        name: str,
+        lifetime_days: int | None = None,
+        scopes: Sequence[str] | None = None,
+        allowed_cidrs: Sequence[str] | None = None,
     ) -> NewSecret:
-        """Create an enabled key owned by ``actor``; its secret is in the result only."""
+        """Create an enabled key owned by ``actor``; its secret is in the result only.
+
+        ``scopes`` None grants every known scope (the seed's keys could call everything);
+        ``allowed_cidrs`` None or empty allows calls from anywhere.
+        """
         name = validation.key_name(name)
         days = validation.lifetime_days(lifetime_days)
+        granted = validation.scopes(scopes)
+        networks = validation.allowed_cidrs(allowed_cidrs)
         secret = await run_argon2(new_key_secret, self.hasher)
         user = actor.user
         now = datetime.now(UTC)
@@ -127,6 +223,8 @@ class KeyManager:
                 enabled=True,
                 created_at=now,
                 expires_at=now + timedelta(days=days) if days is not None else None,
+                scopes=granted,
+                allowed_cidrs=networks,
                 owner_id=user.id,
                 organization_id=user.organization_id,
             )
@@ -141,8 +239,9 @@ class KeyManager:
         return NewSecret(key, secret.secret)
 
     async def set_key_enabled(self, actor: Actor, key_id: str, enabled: bool) -> ApiKey:
-        """Disable or enable a key. Disabling deletes its access tokens: enabling the key
-        again brings none of them back. Setting the state it has changes nothing."""
+        """Disable or enable a key. Disabling deletes its access tokens and ends a grace
+        period: enabling the key again brings neither back. Setting the state it has changes
+        nothing."""
         key_id = validation.key_id(key_id)
         changed = False
         async with in_transaction():
@@ -150,7 +249,10 @@ class KeyManager:
             if key.enabled != enabled:
                 changed = True
                 key.enabled = enabled
-                await key.save(update_fields=["enabled"])
+                fields = ["enabled"]
+                if not enabled:
+                    fields += _end_grace_period(key)
+                await key.save(update_fields=fields)
                 if not enabled:
                     await self.tokens.delete_tokens_for_key(key_id)
                 await _record_change(
@@ -161,23 +263,110 @@ class KeyManager:
         await key.fetch_related("owner__organization")
         return key
 
-    async def regenerate_key(self, actor: Actor, key_id: str) -> NewSecret:
-        """Replace the key's secret; the old secret and every token issued for it stop working."""
+    async def regenerate_key(
+        self, actor: Actor, key_id: str, *, grace_period_minutes: int = 0
+    ) -> NewSecret:
+        """Replace the key's secret.
+
+        With a grace period of 0 the old secret and every token issued for it stop working
+        now. Otherwise the secret being replaced, and the tokens issued for it, keep working
+        for that many minutes; a secret replaced earlier stops now (only one old secret is
+        ever valid), and so do its tokens.
+        """
         key_id = validation.key_id(key_id)
+        minutes = validation.grace_period_minutes(grace_period_minutes)
         secret = await run_argon2(new_key_secret, self.hasher)
         async with in_transaction():
             key = await self._locked_key(actor, key_id)
+            now = datetime.now(UTC)
+            replaced = key.secret_hash
+            if minutes:
+                key.previous_secret_hash = replaced
+                key.previous_secret_expires_at = now + timedelta(minutes=minutes)
+            else:
+                _end_grace_period(key)
             key.secret_hash = secret.secret_hash
-            key.secret_regenerated_at = datetime.now(UTC)
-            await key.save(update_fields=["secret_hash", "secret_regenerated_at"])
-            await self.tokens.delete_tokens_for_key(key_id)
-            await _record_change(actor, AuditAction.KEY_REGENERATED, key_id)
+            key.secret_regenerated_at = now
+            await key.save(
+                update_fields=[
+                    "secret_hash",
+                    "secret_regenerated_at",
+                    "previous_secret_hash",
+                    "previous_secret_expires_at",
+                ]
+            )
+            if minutes:
+                await _delete_tokens_not_issued_for(key_id, replaced)
+            else:
+                await self.tokens.delete_tokens_for_key(key_id)
+            await _record_change(
+                actor, AuditAction.KEY_REGENERATED, key_id, {"gracePeriodMinutes": minutes}
+            )
         await self._changed(actor, key_id)
         await key.fetch_related("owner__organization")
         return NewSecret(key, secret.secret)
 
+    async def revoke_previous_secret(self, actor: Actor, key_id: str) -> ApiKey:
+        """End a grace period now: the previous secret and the tokens issued for it stop
+        working. A key without a valid previous secret is returned unchanged, with no event."""
+        key_id = validation.key_id(key_id)
+        changed = False
+        async with in_transaction():
+            key = await self._locked_key(actor, key_id)
+            if _has_valid_previous_secret(key, datetime.now(UTC)):
+                changed = True
+                await key.save(update_fields=_end_grace_period(key))
+                await _delete_tokens_not_issued_for(key_id, key.secret_hash)
+                await _record_change(actor, AuditAction.PREVIOUS_SECRET_REVOKED, key_id)
+        if changed:
+            await self._changed(actor, key_id)
+        await key.fetch_related("owner__organization")
+        return key
+
+    async def update_key(
+        self,
+        actor: Actor,
+        key_id: str,
+        *,
+        name: str | None = None,
+        scopes: Sequence[str] | None = None,
+        allowed_cidrs: Sequence[str] | None = None,
+    ) -> ApiKey:
+        """Change a key's name, scopes or allowed networks; None leaves a field as it is.
+
+        Empty ``scopes`` grants no scope (only calls that need none work); empty
+        ``allowed_cidrs`` allows every address. Every value is checked before anything is
+        written; an update that changes nothing records no event.
+        """
+        key_id = validation.key_id(key_id)
+        wanted: dict[str, Any] = {}
+        if name is not None:
+            wanted["name"] = validation.key_name(name)
+        if scopes is not None:
+            wanted["scopes"] = validation.scopes(scopes)
+        if allowed_cidrs is not None:
+            wanted["allowed_cidrs"] = validation.allowed_cidrs(allowed_cidrs)
+        async with in_transaction():
+            key = await self._locked_key(actor, key_id)
+            changed = [field for field, value in wanted.items() if getattr(key, field) != value]
+            if changed:
+                for field in changed:
+                    setattr(key, field, wanted[field])
+                await key.save(update_fields=changed)
+                await _record_change(
+                    actor,
+                    AuditAction.KEY_UPDATED,
+                    key_id,
+                    {"changed": [_API_NAMES.get(field, field) for field in changed]},
+                )
+        if changed:
+            await self._changed(actor, key_id)
+        await key.fetch_related("owner__organization")
+        return key
+
     async def delete_key(self, actor: Actor, key_id: str) -> str:
-        """Delete a key and its access tokens for good; returns its Key ID."""
+        """Delete a key and its access tokens for good (with its previous secret, if any);
+        returns its Key ID."""
         key_id = validation.key_id(key_id)
         async with in_transaction():
             key = await self._locked_key(actor, key_id)
@@ -186,6 +375,21 @@ class KeyManager:
             await _record_change(actor, AuditAction.KEY_DELETED, key_id)
         await self._changed(actor, key_id)
         return key_id
+
+    async def set_key_inactivity_days(self, actor: Actor, days: int | None) -> Organization:
+        """Set after how many days without use (or since creation) the organization's keys
+        are disabled; None: never. The periodic check of every server applies it."""
+        days = validation.key_inactivity_days(days)
+        async with in_transaction():
+            organization = (
+                await Organization.filter(id=actor.user.organization_id).select_for_update().first()
+            )
+            if organization is None:  # pragma: no cover - a signed-in user has one
+                raise NotFound()
+            if organization.key_inactivity_days != days:
+                organization.key_inactivity_days = days
+                await organization.save(update_fields=["key_inactivity_days"])
+        return organization
 
     @staticmethod
     async def _locked_key(actor: Actor, key_id: str) -> ApiKey:

@@ -92,6 +92,10 @@ class Settings:
         default=15 * 60, metadata={"env": "WFA_LOGIN_WINDOW", "range": (1, 86400)}
     )
     log_level: str = field(default="INFO", metadata={"env": "WFA_LOG_LEVEL"})
+    # Seconds between two checks for keys past their organization's inactivity limit.
+    inactivity_check_interval: int = field(
+        default=3600, metadata={"env": "WFA_INACTIVITY_CHECK_INTERVAL", "range": (1, 86400)}
+    )
 
     @property
     def graphiql_enabled(self) -> bool:

@@ -2,25 +2,33 @@
 
 Every face (GraphQL, the console, the command line) goes through these checks, with the
 limits of :mod:`wfa_keys.limits`. Each raises :class:`~wfa_keys.errors.InvalidInput` naming
-the domain field (``name``, ``lifetime_days``, ``key_id``, ``search``, ``password``); a face
-renames the field to its own spelling.
+the domain field (``name``, ``lifetime_days``, ``key_id``, ``search``, ``password``,
+``scopes``, ``allowed_cidrs``, ``grace_period_minutes``, ``key_inactivity_days``,
+``expiring_within_days``); a face renames the field to its own spelling.
 """
 
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 
 from wfa_auth import is_valid_key_id
 from wfa_keys import limits
 from wfa_keys.errors import InvalidInput
+from wfa_keys.scopes import ScopeError, normalize_cidrs, normalize_scopes
 
 __all__ = [
+    "allowed_cidrs",
+    "expiring_within_days",
+    "grace_period_minutes",
     "has_control_characters",
     "key_id",
+    "key_inactivity_days",
     "key_name",
     "lifetime_days",
     "login_email",
     "new_password",
+    "scopes",
     "search_text",
 ]
 
@@ -56,6 +64,52 @@ def lifetime_days(value: int | None, field: str = "lifetime_days") -> int | None
     if value is not None and not 1 <= value <= limits.MAX_LIFETIME_DAYS:
         raise InvalidInput(
             field, f"The lifetime must be between 1 and {limits.MAX_LIFETIME_DAYS} days, or null."
+        )
+    return value
+
+
+def scopes(values: Iterable[str] | None, field: str = "scopes") -> list[str]:
+    """The scopes to store: every known scope for None, else known names only."""
+    try:
+        return normalize_scopes(values)
+    except ScopeError as exc:
+        raise InvalidInput(field, str(exc)) from None
+
+
+def allowed_cidrs(values: Iterable[str] | None, field: str = "allowed_cidrs") -> list[str]:
+    """The networks to store in canonical form; None or empty means anywhere."""
+    try:
+        return normalize_cidrs(values)
+    except ScopeError as exc:
+        raise InvalidInput(field, str(exc)) from None
+
+
+def grace_period_minutes(value: int, field: str = "grace_period_minutes") -> int:
+    """0 (the old secret stops at once) to ``MAX_GRACE_PERIOD_MINUTES`` minutes."""
+    if not 0 <= value <= limits.MAX_GRACE_PERIOD_MINUTES:
+        raise InvalidInput(
+            field,
+            f"The grace period must be between 0 and {limits.MAX_GRACE_PERIOD_MINUTES} minutes.",
+        )
+    return value
+
+
+def key_inactivity_days(value: int | None, field: str = "key_inactivity_days") -> int | None:
+    """None (never disable unused keys) or 1 to ``MAX_INACTIVITY_DAYS`` days."""
+    if value is not None and not 1 <= value <= limits.MAX_INACTIVITY_DAYS:
+        raise InvalidInput(
+            field,
+            f"The inactivity limit must be between 1 and {limits.MAX_INACTIVITY_DAYS} days, "
+            "or null.",
+        )
+    return value
+
+
+def expiring_within_days(value: int | None, field: str = "expiring_within_days") -> int | None:
+    """None (no filter) or 1 to ``MAX_LIFETIME_DAYS`` days."""
+    if value is not None and not 1 <= value <= limits.MAX_LIFETIME_DAYS:
+        raise InvalidInput(
+            field, f"Ask for keys expiring within 1 to {limits.MAX_LIFETIME_DAYS} days."
         )
     return value
 

@@ -6,11 +6,11 @@ from typing import Any
 
 import strawberry
 from strawberry.types import Info
-from tortoise.expressions import Q
 
 from wfa_keys import models
 from wfa_keys.graphql import inputs
 from wfa_keys.graphql.context import Context
+from wfa_keys.graphql.errors import domain_errors
 from wfa_keys.graphql.pagination import newest_first
 from wfa_keys.graphql.permissions import admin_only
 from wfa_keys.graphql.types import (
@@ -18,9 +18,16 @@ from wfa_keys.graphql.types import (
     AUDIT_EVENT_FIELDS,
     ApiKey,
     ApiKeyConnection,
+    ApiKeyStatus,
+    ApiScope,
     AuditEventConnection,
     User,
 )
+from wfa_keys.keys import KeyStatus
+from wfa_keys.scopes import KNOWN_SCOPES
+
+#: Domain field names as a client of ``apiKeys`` spells the arguments.
+_LIST_FIELDS = {"expiring_within_days": "expiringWithinDays"}
 
 ContextInfo = Info[Context, Any]
 
@@ -43,12 +50,17 @@ async def resolve_api_keys(
     first: int | None = 50,
     after: str | None = None,
     search: str | None = None,
+    status: ApiKeyStatus | None = None,
+    expiring_within_days: int | None = None,
 ) -> ApiKeyConnection:
-    user = signed_in_user(info)
-    text = inputs.search_text(search)
-    query = models.ApiKey.filter(organization_id=user.organization_id)
-    if text is not None:
-        query = query.filter(Q(name__icontains=text) | Q(key_id__icontains=text))
+    context = info.context
+    with domain_errors(_LIST_FIELDS, request_id=context.request_id):
+        query = context.services.keys.matching(
+            context.actor,
+            search=search,
+            status=KeyStatus(status.value) if status is not None else None,
+            expiring_within_days=expiring_within_days,
+        )
     page = await newest_first(
         query, fields=API_KEY_FIELDS, first=50 if first is None else first, after=after
     )
@@ -63,6 +75,10 @@ async def resolve_api_key(info: ContextInfo, id: strawberry.ID) -> ApiKey | None
         .first()
     )
     return ApiKey.from_model(key) if key is not None else None
+
+
+def resolve_api_scopes() -> list[ApiScope]:
+    return [ApiScope(name=scope.name, description=scope.description) for scope in KNOWN_SCOPES]
 
 
 async def resolve_audit_events(
@@ -92,8 +108,15 @@ class Query:
         resolver=resolve_api_keys,
         description=(
             "The organization's API keys, newest first. `first` is 1 to 100 (null: 50); "
-            "`search` matches the name or the Key ID, ignoring case."
+            "`search` matches the name or the Key ID, ignoring case; `status` keeps the keys "
+            "of that status; `expiringWithinDays` (1 to 3650) keeps the keys that expire "
+            "between now and that many days from now. totalCount counts the filtered keys."
         ),
+        extensions=[admin_only()],
+    )
+    api_scopes: list[ApiScope] = strawberry.field(
+        resolver=resolve_api_scopes,
+        description="The scopes an API key may grant, for createApiKey and updateApiKey.",
         extensions=[admin_only()],
     )
     api_key: ApiKey | None = strawberry.field(

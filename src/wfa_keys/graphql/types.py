@@ -43,6 +43,13 @@ class Organization:
     has_workflow_automation: bool = strawberry.field(
         description="True while the organization subscribes to Workflow Automation."
     )
+    key_inactivity_days: int | None = strawberry.field(
+        default=None,
+        description=(
+            "Keys neither used nor created for this many days are disabled automatically "
+            "(audit action KEY_AUTO_DISABLED); null: never."
+        ),
+    )
 
     @classmethod
     def from_model(cls, org: models.Organization) -> Organization:
@@ -51,6 +58,7 @@ class Organization:
             id=strawberry.ID(str(org.id)),
             name=org.name,
             has_workflow_automation=org.has_workflow_automation,
+            key_inactivity_days=org.key_inactivity_days,
         )
 
 
@@ -85,6 +93,11 @@ def _status(enabled: bool, expires_at: datetime | None, now: datetime) -> ApiKey
     return ApiKeyStatus.ACTIVE if enabled else ApiKeyStatus.DISABLED
 
 
+def _while_valid(expires_at: datetime | None, now: datetime) -> datetime | None:
+    """The end of a grace period still running, else None."""
+    return expires_at if expires_at is not None and expires_at > now else None
+
+
 #: The columns an API key page reads: the key's, its owner's and the owner's organization's.
 API_KEY_FIELDS = (
     "id",
@@ -94,13 +107,18 @@ API_KEY_FIELDS = (
     "created_at",
     "expires_at",
     "last_used_at",
+    "last_used_ip",
     "secret_regenerated_at",
+    "previous_secret_expires_at",
+    "scopes",
+    "allowed_cidrs",
     "owner_id",
     "owner__email",
     "owner__role",
     "owner__organization__id",
     "owner__organization__name",
     "owner__organization__has_workflow_automation",
+    "owner__organization__key_inactivity_days",
 )
 
 
@@ -115,23 +133,43 @@ class ApiKey:
     created_at: datetime
     expires_at: datetime | None = strawberry.field(description="Null: the key never expires.")
     last_used_at: datetime | None
+    last_used_ip: str | None = strawberry.field(
+        description="The client address of the last call, written with lastUsedAt."
+    )
     secret_regenerated_at: datetime | None = strawberry.field(
         description="When the secret was last regenerated; null if never."
+    )
+    previous_secret_expires_at: datetime | None = strawberry.field(
+        description=(
+            "Until when the secret replaced by the last regeneration (and the tokens issued "
+            "for it) still works; null when no old secret is valid."
+        )
+    )
+    scopes: list[str] = strawberry.field(
+        description="What the key may call (see apiScopes); empty: only calls needing none."
+    )
+    allowed_cidrs: list[str] = strawberry.field(
+        description="The networks calls may come from (CIDR); empty: anywhere."
     )
     owner: User = strawberry.field(description="The admin who created the key.")
 
     @classmethod
     def from_model(cls, key: models.ApiKey) -> ApiKey:
         """The API view of a key; ``key.owner.organization`` must be loaded."""
+        now = datetime.now(UTC)
         return cls(
             id=strawberry.ID(key.key_id),
             name=key.name,
             enabled=key.enabled,
-            status=key_status(key),
+            status=_status(key.enabled, key.expires_at, now),
             created_at=key.created_at,
             expires_at=key.expires_at,
             last_used_at=key.last_used_at,
+            last_used_ip=key.last_used_ip,
             secret_regenerated_at=key.secret_regenerated_at,
+            previous_secret_expires_at=_while_valid(key.previous_secret_expires_at, now),
+            scopes=list(key.scopes or ()),
+            allowed_cidrs=list(key.allowed_cidrs or ()),
             owner=User.from_model(key.owner),
         )
 
@@ -152,6 +190,7 @@ class ApiKey:
                         id=strawberry.ID(str(row["owner__organization__id"])),
                         name=row["owner__organization__name"],
                         has_workflow_automation=row["owner__organization__has_workflow_automation"],
+                        key_inactivity_days=row["owner__organization__key_inactivity_days"],
                     ),
                 )
             keys.append(
@@ -163,7 +202,11 @@ class ApiKey:
                     created_at=row["created_at"],
                     expires_at=row["expires_at"],
                     last_used_at=row["last_used_at"],
+                    last_used_ip=row["last_used_ip"],
                     secret_regenerated_at=row["secret_regenerated_at"],
+                    previous_secret_expires_at=_while_valid(row["previous_secret_expires_at"], now),
+                    scopes=list(row["scopes"] or ()),
+                    allowed_cidrs=list(row["allowed_cidrs"] or ()),
                     owner=owner,
                 )
             )
@@ -232,6 +275,54 @@ class CreateApiKeyInput:
     lifetime_days: int | None = strawberry.field(
         default=None, description="1 to 3650; absent or null: the key never expires."
     )
+    scopes: list[str] | None = strawberry.field(
+        default=None,
+        description=(
+            "Names from apiScopes; absent or null: every known scope. An unknown scope is "
+            "BAD_USER_INPUT with extensions.field scopes."
+        ),
+    )
+    allowed_cidrs: list[str] | None = strawberry.field(
+        default=None,
+        description=(
+            "IPv4 or IPv6 networks in CIDR notation (a bare address is a network of one), at "
+            "most 20; absent, null or empty: anywhere. Calls from elsewhere are refused 403."
+        ),
+    )
+
+
+@strawberry.input(description="What to change in a key; absent or null fields stay as they are.")
+class UpdateApiKeyInput:
+    """The fields of a key an admin may change; the rest (secret, expiry) has its own mutation."""
+
+    name: str | None = strawberry.field(default=None, description="1 to 100 characters, trimmed.")
+    scopes: list[str] | None = strawberry.field(
+        default=None, description="Names from apiScopes; empty: no scope (only whoami works)."
+    )
+    allowed_cidrs: list[str] | None = strawberry.field(
+        default=None, description="Networks in CIDR notation, at most 20; empty: anywhere."
+    )
+
+
+@strawberry.input(description="The organization's settings for its API keys.")
+class OrganizationSettingsInput:
+    """What an admin may set for the whole organization."""
+
+    key_inactivity_days: int | None = strawberry.field(
+        default=strawberry.UNSET,
+        description=(
+            "1 to 3650: disable keys neither used nor created for that many days; null: "
+            "never; absent: unchanged."
+        ),
+    )
+
+
+@strawberry.type(description="A permission an API key may grant.")
+class ApiScope:
+    """One scope of the Workflow Automation API."""
+
+    name: str
+    description: str
 
 
 strawberry.enum(AuditAction, name="AuditAction", description="What an audit event records.")

@@ -110,11 +110,15 @@ async def test_fuzzed_operations_get_data_or_a_coded_error_never_a_server_error(
         "Query.apiKeys",
         "Query.apiKey",
         "Query.auditEvents",
+        "Query.apiScopes",
         "Mutation.login",
         "Mutation.createApiKey",
         "Mutation.setApiKeyEnabled",
         "Mutation.regenerateApiKey",
         "Mutation.deleteApiKey",
+        "Mutation.updateApiKey",
+        "Mutation.revokePreviousSecret",
+        "Mutation.setOrganizationSettings",
     }
     assert still_signed_in.json()["data"]["me"]["email"] == "admin@acme.example"
     assert await AuditEvent.all().count() >= 1

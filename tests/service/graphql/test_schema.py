@@ -19,14 +19,27 @@ def test_schema_keeps_the_public_contract() -> None:
     sdl = export_schema_sdl()
     for line in [
         "me: User",
-        "apiKeys(first: Int = 50, after: String = null, search: String = null): ApiKeyConnection!",
+        "apiKeys(first: Int = 50, after: String = null, search: String = null, "
+        "status: ApiKeyStatus = null, expiringWithinDays: Int = null): ApiKeyConnection!",
+        "apiScopes: [ApiScope!]!",
         "apiKey(id: ID!): ApiKey",
         "login(email: String!, password: String!): User!",
         "logout: Boolean!",
         "createApiKey(input: CreateApiKeyInput!): ApiKeyWithSecret!",
         "setApiKeyEnabled(id: ID!, enabled: Boolean!): ApiKey!",
-        "regenerateApiKey(id: ID!): ApiKeyWithSecret!",
+        "regenerateApiKey(id: ID!, gracePeriodMinutes: Int! = 0): ApiKeyWithSecret!",
         "deleteApiKey(id: ID!): DeletedApiKey!",
+        "revokePreviousSecret(id: ID!): ApiKey!",
+        "updateApiKey(id: ID!, input: UpdateApiKeyInput!): ApiKey!",
+        "setOrganizationSettings(input: OrganizationSettingsInput!): Organization!",
+        "previousSecretExpiresAt: DateTime",
+        "lastUsedIp: String",
+        "scopes: [String!]!",
+        "allowedCidrs: [String!]!",
+        "keyInactivityDays: Int",
+        "scopes: [String!] = null",
+        "allowedCidrs: [String!] = null",
+        "name: String = null",
     ]:
         assert line in sdl
 
