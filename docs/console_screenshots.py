@@ -9,6 +9,7 @@ Debian's Chromium (``/usr/bin/chromium``, never downloaded) and captures each st
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import socket
@@ -68,7 +69,20 @@ def _create(page: Page, name: str, days: int | None) -> None:
     expect(page.get_by_role("dialog", name="API Key")).to_be_visible()
 
 
-def _states(page: Page, snap: Callable[[str], None], *, phone: bool) -> None:
+def _use_key(page: Page, base: str) -> None:
+    """One call with the key shown in the API Key window, so Last Used has a time and address."""
+    shown = page.get_by_role("dialog", name="API Key", exact=True)
+    key_id = shown.locator("#secret-key-id").inner_text()
+    secret = shown.locator("#secret-key-secret").inner_text()
+    token = base64.b64encode(f"{key_id}:{secret}".encode()).decode()
+    request = urllib.request.Request(  # noqa: S310 (our own local server)
+        f"{base}/api/v1/whoami", headers={"Authorization": f"Basic {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=10):  # noqa: S310 (local)
+        pass
+
+
+def _states(page: Page, snap: Callable[[str], None], base: str, *, phone: bool) -> None:
     page.goto("/")
     page.get_by_label("Email").fill(EMAIL)
     page.get_by_label("Password").fill("wrong password")
@@ -82,6 +96,7 @@ def _states(page: Page, snap: Callable[[str], None], *, phone: bool) -> None:
     snap("keys-empty" if not phone else "keys-before")
     for name, days in KEYS[:-1]:
         _create(page, name, days)
+        _use_key(page, base)
         page.get_by_role("button", name="Done").click()
     page.get_by_role("button", name="Add More").click()
     dialog = page.get_by_role("dialog", name="Create API Key")
@@ -124,7 +139,7 @@ def _states(page: Page, snap: Callable[[str], None], *, phone: bool) -> None:
     page.get_by_role("link", name="Settings").click()
     page.get_by_role("spinbutton", name="Disable keys unused for (days)").fill("90")
     page.get_by_role("button", name="Save").click()
-    expect(page.get_by_text("Saved")).to_be_visible()
+    expect(page.get_by_text("Saved: keys unused for")).to_be_visible()
     snap("settings")
     page.get_by_role("link", name="API Management").click()
 
@@ -149,7 +164,7 @@ def main() -> None:
                     def snap(state: str, page: Page = page, width: int = width) -> None:
                         page.screenshot(path=out / f"{state}-{width}.png")
 
-                    _states(page, snap, phone=width == 390)
+                    _states(page, snap, base, phone=width == 390)
                     context.close()
                 browser.close()
         finally:

@@ -90,7 +90,7 @@ def test_a_key_limited_to_a_network_without_this_address_is_refused_ip_not_allow
     expect(dialog).to_contain_text("'10.0.0.1/8' is not an IPv4 or IPv6 network")
     expect(networks).to_have_attribute("aria-invalid", "true")
     expect(networks).to_be_focused()
-    expect(page.get_by_role("dialog", name="API Key")).to_be_hidden()
+    expect(page.get_by_role("dialog", name="API Key", exact=True)).to_be_hidden()
 
     networks.fill("203.0.113.0/24")
     dialog.get_by_role("button", name="Submit").click()
@@ -328,7 +328,7 @@ def test_the_audit_log_shows_updates_revoked_old_secrets_and_keys_disabled_for_i
     setup.get_by_role("link", name="Settings").click()
     page.get_by_role("spinbutton", name="Disable keys unused for (days)").fill("1")
     page.get_by_role("button", name="Save").click()
-    expect(page.get_by_text("Saved")).to_be_visible()
+    expect(page.get_by_text("Saved: keys unused for")).to_be_visible()
     # "Idle" was made two days ago and never used: the cron job's command disables it.
     make_key_older(console_database_url, idle_id, days=2)
     disable_inactive_keys(console_database_url)

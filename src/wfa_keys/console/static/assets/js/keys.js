@@ -51,7 +51,7 @@ const COLUMNS = [
   ["Expires", (key) => dateCell(key.expiresAt)],
   ["Last Used", (key) => lastUsedCell(key)],
   ["Scopes", (key) => accessCell(key)],
-  ["Owner", (key) => key.owner.email],
+  ["Owner", (key) => breakableEmail(key.owner.email)],
   ["Action", (key, nameId) => actions(key, nameId)],
 ];
 
@@ -63,6 +63,13 @@ const search = $("keys-search");
 const statusFilter = $("keys-status-filter");
 const expiring = $("keys-expiring");
 let searchTimer = null;
+
+/** An email that may wrap before its "@" when the column is narrow. */
+function breakableEmail(email) {
+  const at = email.lastIndexOf("@");
+  if (at <= 0) return email;
+  return h("span", {}, email.slice(0, at), h("wbr"), email.slice(at));
+}
 
 /** Badge; during a grace period, until when the old secret works and a way to end it now. */
 function statusCell(key, nameId) {
