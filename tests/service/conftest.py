@@ -26,6 +26,7 @@ from support.gql import (
     KeyChanges,
 )
 from support.settings import cheap_settings
+from wfa_keys import keys
 from wfa_keys.graphql import GraphQLApp, create_graphql_app
 from wfa_keys.models import Role, User
 from wfa_keys.settings import Settings
@@ -132,3 +133,16 @@ async def unsubscribed_admin(make_client: MakeClient, make_user: UserFactory) ->
     body = await api.login("admin@initech.example")
     assert "errors" not in body, body
     return api
+
+
+@pytest.fixture
+def break_audit(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Call it to make audit writes fail inside the mutation's transaction, after the change."""
+
+    async def fail(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("audit table is gone")
+
+    def breaks() -> None:
+        monkeypatch.setattr(keys, "record_event", fail)
+
+    return breaks

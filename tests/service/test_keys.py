@@ -230,3 +230,48 @@ async def test_concurrent_key_creation_runs_at_most_two_argon2_hashes_at_once(
 
     assert most <= hashing.ARGON2_CONCURRENCY
     assert await ApiKey.all().count() == 8
+
+
+async def test_the_service_layer_changes_keys_and_grace_periods_without_graphql(
+    make_user: UserFactory,
+) -> None:
+    user = await make_user(EMAIL)
+    await user.fetch_related("organization")
+    changed: list[str] = []
+
+    async def on_key_changed(key_id: str) -> None:
+        changed.append(key_id)
+
+    manager = KeyManager(
+        Argon2Verifier(time_cost=1, memory_cost_kib=8, parallelism=1),
+        on_key_changed=on_key_changed,
+    )
+    actor = Actor(user, client_ip="192.0.2.1")
+    new = await manager.create_key(actor, name="Nightly", scopes=["workflows:read"])
+    key_id = new.key.key_id
+
+    updated = await manager.update_key(actor, key_id, allowed_cidrs=["10.0.0.0/8"])
+    regenerated = await manager.regenerate_key(actor, key_id, grace_period_minutes=30)
+    assert regenerated.key.previous_secret_hash == new.key.secret_hash
+    revoked = await manager.revoke_previous_secret(actor, key_id)
+    organization = await manager.set_key_inactivity_days(actor, 90)
+
+    assert (updated.scopes, updated.allowed_cidrs) == (["workflows:read"], ["10.0.0.0/8"])
+    assert revoked.previous_secret_hash is None
+    assert organization.key_inactivity_days == 90
+    assert changed == [key_id] * 3
+    with pytest.raises(InvalidInput) as bad:
+        await manager.update_key(actor, key_id, scopes=["nope"])
+    assert bad.value.field == "scopes"
+    with pytest.raises(InvalidInput) as bad:
+        await manager.regenerate_key(actor, key_id, grace_period_minutes=10081)
+    assert bad.value.field == "grace_period_minutes"
+    with pytest.raises(InvalidInput) as bad:
+        await manager.set_key_inactivity_days(actor, 0)
+    assert bad.value.field == "key_inactivity_days"
+    details = await AuditEvent.all().order_by("id").values_list("action", "detail")
+    assert details[1:] == [
+        (AuditAction.KEY_UPDATED, {"changed": ["allowedCidrs"]}),
+        (AuditAction.KEY_REGENERATED, {"gracePeriodMinutes": 30}),
+        (AuditAction.PREVIOUS_SECRET_REVOKED, None),
+    ]

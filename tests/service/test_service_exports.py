@@ -6,7 +6,13 @@ from wfa_keys import errors, hashing, keys, signin, validation
 
 
 def test_the_service_layer_exports_exactly_its_public_names() -> None:
-    assert sorted(keys.__all__) == ["Actor", "KeyChanged", "KeyManager", "NewSecret"]
+    assert sorted(keys.__all__) == [
+        "Actor",
+        "KeyChanged",
+        "KeyManager",
+        "KeyStatus",
+        "NewSecret",
+    ]
     assert sorted(signin.__all__) == ["SignIn", "SignedIn"]
     assert sorted(errors.__all__) == [
         "DomainError",

@@ -48,6 +48,8 @@ def test_variables_are_parsed_and_overrides_win() -> None:
         ({"WFA_DEV": "maybe"}, "WFA_DEV"),
         ({"WFA_CORS_ORIGINS": "*"}, "WFA_CORS_ORIGINS"),
         ({"WFA_LOG_LEVEL": "LOUD"}, "WFA_LOG_LEVEL"),
+        ({"WFA_INACTIVITY_CHECK_INTERVAL": "0"}, "WFA_INACTIVITY_CHECK_INTERVAL"),
+        ({"WFA_INACTIVITY_CHECK_INTERVAL": "86401"}, "WFA_INACTIVITY_CHECK_INTERVAL"),
         (
             {"WFA_SESSION_IDLE_TIMEOUT": "7200", "WFA_SESSION_ABSOLUTE_TIMEOUT": "3600"},
             "WFA_SESSION_IDLE_TIMEOUT",
@@ -57,6 +59,11 @@ def test_variables_are_parsed_and_overrides_win() -> None:
 def test_bad_values_are_refused_naming_the_variable(environ: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
         Settings.from_env(environ)
+
+
+def test_inactive_keys_are_checked_hourly_unless_told_otherwise() -> None:
+    assert Settings.from_env({}).inactivity_check_interval == 3600
+    assert Settings.from_env({"WFA_INACTIVITY_CHECK_INTERVAL": "1"}).inactivity_check_interval == 1
 
 
 def test_every_setting_is_described_with_its_variable() -> None:

@@ -10,7 +10,6 @@ import pytest
 
 from support.gql import Api, KeyChanges, errors_of, only_error_code
 from wfa_auth import Argon2Verifier
-from wfa_keys import keys
 from wfa_keys.models import ApiKey, AuditAction, AuditEvent
 
 SET_ENABLED = """
@@ -45,19 +44,6 @@ async def actions() -> list[AuditAction]:
     """The audit actions recorded so far, oldest first, sign-ins left out."""
     events = await AuditEvent.all().order_by("id")
     return [event.action for event in events if event.action.startswith("key_")]
-
-
-@pytest.fixture
-def break_audit(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
-    """Call it to make audit writes fail inside the mutation's transaction, after the change."""
-
-    async def fail(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("audit table is gone")
-
-    def breaks() -> None:
-        monkeypatch.setattr(keys, "record_event", fail)
-
-    return breaks
 
 
 # ---------------------------------------------------------------- createApiKey

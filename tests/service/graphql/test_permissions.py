@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from support.gql import Api, only_error_code
-from wfa_keys.models import ApiKey, AuditEvent
+from wfa_keys.models import ApiKey, AuditEvent, Organization
 
 # Every operation that needs an admin; "KEY" is replaced by an existing Key ID.
 ADMIN_OPERATIONS = {
@@ -19,20 +19,33 @@ ADMIN_OPERATIONS = {
     "regenerateApiKey": 'mutation { regenerateApiKey(id: "KEY") { keySecret } }',
     "deleteApiKey": 'mutation { deleteApiKey(id: "KEY") { id } }',
     "auditEvents": '{ auditEvents(keyId: "KEY") { totalCount } }',
+    "apiScopes": "{ apiScopes { name } }",
+    "updateApiKey": 'mutation { updateApiKey(id: "KEY", input: {scopes: []}) { id } }',
+    "regenerateApiKeyWithGrace": (
+        'mutation { regenerateApiKey(id: "KEY", gracePeriodMinutes: 60) { keySecret } }'
+    ),
+    "revokePreviousSecret": 'mutation { revokePreviousSecret(id: "KEY") { id } }',
+    "setOrganizationSettings": (
+        "mutation { setOrganizationSettings(input: {keyInactivityDays: 1}) { name } }"
+    ),
 }
 # Operations taking the ID of an existing key, and what another organization gets.
 BY_ID = {
     "setApiKeyEnabled": ADMIN_OPERATIONS["setApiKeyEnabled"],
     "regenerateApiKey": ADMIN_OPERATIONS["regenerateApiKey"],
     "deleteApiKey": ADMIN_OPERATIONS["deleteApiKey"],
+    "updateApiKey": ADMIN_OPERATIONS["updateApiKey"],
+    "regenerateApiKeyWithGrace": ADMIN_OPERATIONS["regenerateApiKeyWithGrace"],
+    "revokePreviousSecret": ADMIN_OPERATIONS["revokePreviousSecret"],
 }
 ALL = pytest.mark.parametrize("operation", sorted(ADMIN_OPERATIONS))
 
 
-async def snapshot() -> tuple[list[dict[str, Any]], int]:
-    """Every key as stored, and how many audit events exist."""
+async def snapshot() -> tuple[list[dict[str, Any]], list[Any], int]:
+    """Every key as stored, the organizations' settings, and how many audit events exist."""
     keys = await ApiKey.all().order_by("id").values()
-    return keys, await AuditEvent.all().count()
+    settings = await Organization.all().order_by("name").values_list("key_inactivity_days")
+    return keys, settings, await AuditEvent.all().count()
 
 
 @ALL
