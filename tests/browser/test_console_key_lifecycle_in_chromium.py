@@ -15,6 +15,7 @@ from support.console import (
     Account,
     call_api,
     close_secret,
+    create_account,
     create_key,
     disable_inactive_keys,
     key_row,
@@ -316,6 +317,10 @@ def test_the_audit_log_shows_updates_revoked_old_secrets_and_keys_disabled_for_i
     dialog.get_by_role("textbox", name="Name").fill("Audited twice")
     dialog.get_by_role("button", name="Save").click()
     row = key_row(page, "Audited twice")
+    # Saved unchanged: nothing is sent, so no second "Key updated".
+    row.get_by_role("button", name="Edit").click()
+    dialog.get_by_role("button", name="Save").click()
+    expect(dialog).to_be_hidden()
     row.get_by_role("button", name="Regenerate").click()
     confirm = page.get_by_role("dialog", name="Regenerate API Key")
     confirm.get_by_role("radio", name="1 hour").check()
@@ -336,6 +341,7 @@ def test_the_audit_log_shows_updates_revoked_old_secrets_and_keys_disabled_for_i
     setup.get_by_role("link", name="Audit Log").click()
 
     rows = page.get_by_role("row")
+    expect(rows.filter(has_text="Key updated")).to_have_count(1)
     expect(rows.filter(has_text="Key updated")).to_contain_text(key_id)
     expect(rows.filter(has_text="Old secret revoked")).to_contain_text(key_id)
     auto = rows.filter(has_text="Key disabled for inactivity")
@@ -382,3 +388,11 @@ def test_the_new_dialogs_and_the_settings_fit_the_screen_and_work_by_keyboard(
     page.get_by_role("navigation", name="Setup").get_by_role("link", name="Settings").click()
     expect(page.get_by_role("spinbutton", name="Disable keys unused for (days)")).to_be_visible()
     assert page.evaluate(OVERFLOW) <= 0
+
+
+def test_a_member_sees_no_settings_form(page: Page, console_database_url: str) -> None:
+    member = create_account(console_database_url, role="member")
+    sign_in(page, member)
+    page.get_by_role("navigation", name="Setup").get_by_role("link", name="Settings").click()
+    expect(page.get_by_text("Only admins change the organization's settings.")).to_be_visible()
+    expect(page.get_by_role("spinbutton")).to_have_count(0)
