@@ -51,6 +51,11 @@ export function closeModal(dialog, { opener } = {}) {
   if (opener !== undefined) dialog.opener = opener;
   dialog.cleanUp?.();
   if (dialog.open) dialog.close();
+  // Focus goes back now, not in the close event a task later: by then the person may have
+  // moved on to another control, and the late restore would pull focus away from it.
+  const target = dialog.opener;
+  dialog.opener = null;
+  if (target !== null) restoreFocus(target);
 }
 
 /** Focus `target`; if it left the page (a list refresh), its replacement or the page title. */
