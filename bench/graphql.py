@@ -66,13 +66,17 @@ LIST = """query Keys($first: Int!) { apiKeys(first: $first) {
   totalCount
   pageInfo { hasNextPage endCursor }
   nodes { id name enabled status createdAt expiresAt lastUsedAt secretRegeneratedAt
-    owner { id email role organization { id name hasWorkflowAutomation } } } } }"""
+    lastUsedIp previousSecretExpiresAt scopes allowedCidrs
+    owner { id email role organization { id name hasWorkflowAutomation keyInactivityDays } }
+  } } }"""
 CREATE = 'mutation { createApiKey(input: {name: "bench"}) { keySecret } }'
 
 COUNT_SQL = 'SELECT COUNT(*) "n" FROM "api_key" WHERE "organization_id"={p1}'
 PAGE_SQL = """SELECT k."id", k."key_id", k."name", k."enabled", k."created_at", k."expires_at",
-  k."last_used_at", k."secret_regenerated_at", k."owner_id", u."email", u."role",
-  o."id" "organization_id", o."name" "organization_name", o."has_workflow_automation"
+  k."last_used_at", k."secret_regenerated_at", k."last_used_ip", k."previous_secret_expires_at",
+  k."scopes", k."allowed_cidrs", k."owner_id", u."email", u."role",
+  o."id" "organization_id", o."name" "organization_name", o."has_workflow_automation",
+  o."key_inactivity_days"
 FROM "api_key" k JOIN "user" u ON u."id" = k."owner_id"
   JOIN "organization" o ON o."id" = u."organization_id"
 WHERE k."organization_id"={p1} ORDER BY k."created_at" DESC, k."id" DESC LIMIT {p2}"""
@@ -146,6 +150,12 @@ def as_utc(value: Any) -> str | None:
     return str(moment.astimezone(UTC).isoformat())
 
 
+def as_list(value: Any) -> list[str]:
+    """A JSON list column (text on SQLite and from asyncpg without a codec)."""
+    loaded = json.loads(value) if isinstance(value, str | bytes) else value
+    return list(loaded or [])
+
+
 def plain_endpoint(organization_id: str) -> Callable[[Request], Awaitable[Response]]:
     """The same page as ``apiKeys(first: N)`` with every field, by hand."""
     postgres = type(get_connection("default")).__module__.startswith("tortoise.backends.asyncpg")
@@ -166,6 +176,9 @@ def plain_endpoint(organization_id: str) -> Callable[[Request], Awaitable[Respon
                 status = "EXPIRED"
             else:
                 status = "ACTIVE" if row["enabled"] else "DISABLED"
+            grace = as_utc(row["previous_secret_expires_at"])
+            if grace is not None and datetime.fromisoformat(grace) <= now:
+                grace = None
             nodes.append(
                 {
                     "id": row["key_id"],
@@ -176,6 +189,10 @@ def plain_endpoint(organization_id: str) -> Callable[[Request], Awaitable[Respon
                     "expiresAt": expires,
                     "lastUsedAt": as_utc(row["last_used_at"]),
                     "secretRegeneratedAt": as_utc(row["secret_regenerated_at"]),
+                    "lastUsedIp": row["last_used_ip"],
+                    "previousSecretExpiresAt": grace,
+                    "scopes": as_list(row["scopes"]),
+                    "allowedCidrs": as_list(row["allowed_cidrs"]),
                     "owner": {
                         "id": str(row["owner_id"]),
                         "email": row["email"],
@@ -184,6 +201,7 @@ def plain_endpoint(organization_id: str) -> Callable[[Request], Awaitable[Respon
                             "id": str(row["organization_id"]),
                             "name": row["organization_name"],
                             "hasWorkflowAutomation": bool(row["has_workflow_automation"]),
+                            "keyInactivityDays": row["key_inactivity_days"],
                         },
                     },
                 }
@@ -347,7 +365,8 @@ async def seed_keys() -> User:
 
 
 def key_row(owner: User, n: int, start: datetime) -> ApiKey:
-    """Key ``n``: some disabled, some expired, some expiring later, some used."""
+    """Key ``n``: some disabled, some expired, some expiring later, some used, some in a
+    grace period, some with fewer scopes or an allow-list."""
     expires_at = None
     if n % 11 == 0:
         expires_at = start + timedelta(days=30)
@@ -361,6 +380,11 @@ def key_row(owner: User, n: int, start: datetime) -> ApiKey:
         created_at=start + timedelta(minutes=n),
         expires_at=expires_at,
         last_used_at=start + timedelta(minutes=n, seconds=30) if n % 3 == 0 else None,
+        last_used_ip=f"192.0.2.{n % 250}" if n % 3 == 0 else None,
+        previous_secret_hash="$argon2id$v=19$m=19456,t=2,p=1$old" if n % 17 == 0 else None,
+        previous_secret_expires_at=start + timedelta(days=800) if n % 17 == 0 else None,
+        scopes=["workflows:read", "workflows:write"] if n % 5 else ["workflows:read"],
+        allowed_cidrs=["203.0.113.0/24", "2001:db8::/32"] if n % 19 == 0 else [],
         owner=owner,
         organization_id=owner.organization_id,
     )

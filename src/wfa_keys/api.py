@@ -15,7 +15,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from wfa_auth import SCOPE_KEY, ApiKeyAuthMiddleware, KeyRecord, Tokens, requires_scope
+from wfa_auth import (
+    SCOPE_KEY,
+    ApiKeyAuthMiddleware,
+    AuthObserver,
+    KeyRecord,
+    ThrottleStore,
+    Throttling,
+    Tokens,
+    requires_scope,
+)
 from wfa_keys.crypto import hasher_for
 from wfa_keys.limits import MAX_NAME_LENGTH, MAX_TOKENS_PER_KEY
 from wfa_keys.models import Workflow
@@ -91,11 +100,18 @@ async def create_workflow(request: Request) -> JSONResponse:
     return JSONResponse(_workflow_json(workflow), status_code=201)
 
 
-def create_api(settings: Settings) -> ApiKeyAuthMiddleware:
+def create_api(
+    settings: Settings,
+    *,
+    throttle_store: ThrottleStore | None = None,
+    observer: AuthObserver | None = None,
+) -> ApiKeyAuthMiddleware:
     """The sample API wrapped in the middleware, with the Tortoise stores.
 
     The caller owns the database connection (the server's lifespan opens it) and wires the
-    middleware's ``key_changed`` to the key mutations.
+    middleware's ``key_changed`` to the key mutations and to the change listener.
+    ``throttle_store`` is the store shared by every process (``WFA_THROTTLE_STORE``);
+    ``observer`` counts the outcomes for ``/metrics``.
     """
     app = Starlette(
         routes=[
@@ -110,4 +126,6 @@ def create_api(settings: Settings) -> ApiKeyAuthMiddleware:
         token_store=TortoiseTokenStore(),
         verifier=hasher_for(settings),
         tokens=Tokens(ttl=settings.token_ttl, max_per_key=MAX_TOKENS_PER_KEY),
+        throttling=Throttling(store=throttle_store),
+        observer=observer,
     )

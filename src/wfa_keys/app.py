@@ -1,7 +1,7 @@
 """The ASGI application: the GraphQL admin API, the key-authenticated API and the health check.
 
 ``wfa-keys serve`` runs it with uvicorn; ``uvicorn --factory wfa_keys.app:create_app`` works
-too, with the settings taken from the environment.
+too, with the settings taken from the environment (see :func:`create_app`).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,9 +18,11 @@ from starlette.middleware import Middleware
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 
+from wfa_auth import ThrottleStore
 from wfa_keys.api import create_api
+from wfa_keys.bootstrap import announce_admin, bootstrap_admin
 from wfa_keys.browser import (
     BrowserOnly,
     CrossSiteRequestMiddleware,
@@ -27,12 +30,16 @@ from wfa_keys.browser import (
     add_security_headers,
     cors_middleware,
 )
+from wfa_keys.changes import ChangeListener, prune_changes
 from wfa_keys.console import create_console_app
 from wfa_keys.db import close_global, open_global, ping
 from wfa_keys.graphql import create_graphql_app
+from wfa_keys.graphql.schema import ExtensionFactory
 from wfa_keys.inactivity import run_periodically
-from wfa_keys.logs import RequestLogMiddleware
+from wfa_keys.logs import RequestLogMiddleware, configure_logging
+from wfa_keys.proxy import ClientAddressMiddleware, RootPathMiddleware
 from wfa_keys.settings import Settings
+from wfa_keys.throttling import DatabaseThrottleStore, close_throttle_store, throttle_store_for
 
 __all__ = ["API_PATH", "GRAPHQL_PATH", "HEALTH_TIMEOUT_SECONDS", "create_app", "healthz"]
 
@@ -41,6 +48,8 @@ GRAPHQL_PATH = "/graphql"
 API_PATH = "/api"
 #: A database that takes longer than this to answer ``SELECT 1`` counts as unavailable.
 HEALTH_TIMEOUT_SECONDS = 5.0
+#: How often each process deletes old change rows and expired throttle slots.
+HOUSEKEEPING_INTERVAL = 3600.0
 
 logger = logging.getLogger("wfa_keys.health")
 
@@ -56,17 +65,68 @@ async def healthz(_request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
+async def _housekeeping(store: ThrottleStore) -> None:
+    """Delete change rows older than a day and expired throttle slots, about hourly."""
+    # Jittered, so that the processes of a fleet started together do not all prune at once.
+    await asyncio.sleep(HOUSEKEEPING_INTERVAL * random.random())  # noqa: S311
+    while True:
+        try:
+            await prune_changes()
+            if isinstance(store, DatabaseThrottleStore):
+                await store.prune()
+        except Exception as exc:  # next time, then; nothing depends on it soon
+            logger.warning("housekeeping failed (%s)", type(exc).__name__)
+        await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
-    """The service as one Starlette app; ``settings`` default to the environment's."""
-    settings = Settings.from_env() if settings is None else settings
-    api = create_api(settings)
-    graphql_app = create_graphql_app(settings, on_key_changed=api.key_changed)
-    database_url = settings.database_url
+    """The service as one Starlette app; ``settings`` default to the environment's.
+
+    Without ``settings`` (``uvicorn --factory wfa_keys.app:create_app``, and each worker of
+    ``wfa-keys serve --workers N``) it also sends the logs to stderr as JSON lines, like
+    ``serve``. Either way, the lifespan migrates the database and creates the first admin
+    when there is no user yet (printing its generated password once).
+    """
+    if settings is None:
+        settings = Settings.from_env()
+        configure_logging(settings.log_level)
+        # The request log replaces uvicorn's access log, which would log query strings.
+        logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    throttle_store = throttle_store_for(settings.throttle_store)
+    extensions: list[ExtensionFactory] = []
+    observer = None
+    routes: list[BaseRoute] = []
+    if settings.metrics:
+        from wfa_keys.metrics import GraphQLOperationMetrics, MetricsObserver, metrics_endpoint
+
+        observer = MetricsObserver()
+        extensions.append(GraphQLOperationMetrics)
+        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
+    # The shared throttle store serves the middleware's throttles and the sign-in throttle.
+    api = create_api(settings, throttle_store=throttle_store, observer=observer)
+    graphql_app = create_graphql_app(
+        settings,
+        on_key_changed=api.key_changed,
+        throttle_store=throttle_store,
+        extensions=extensions,
+    )
+    listener = ChangeListener(
+        api,
+        settings.database_url,
+        healthy_ttl=settings.record_cache_ttl,
+        observer=observer.on_key_change if observer is not None else None,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        await open_global(database_url)
+        await open_global(settings.database_url, pool_size=settings.database_pool_size)
+        housekeeping: asyncio.Task[None] | None = None
         try:
+            admin = await bootstrap_admin(settings)
+            if admin is not None:
+                announce_admin(admin)
+            await listener.start()
+            housekeeping = asyncio.create_task(_housekeeping(throttle_store))
             # Mounted apps get no lifespan events of their own: run the middleware's timer
             # (each key's last use written when its minute ends), and write the pending
             # last-used times before the connections close.
@@ -85,39 +145,54 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     with contextlib.suppress(asyncio.CancelledError):
                         await checker
         finally:
+            if housekeeping is not None:
+                housekeeping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await housekeeping
+            await listener.stop()
+            await close_throttle_store(throttle_store)
             await close_global()
 
+    middleware = [
+        # Outermost first. Before anything reads the client address: an address that is
+        # not an IP address (a forwarded header's free text) becomes no address.
+        Middleware(ClientAddressMiddleware),
+        # Every answer, refusals included, is logged with its request ID and carries the
+        # security headers, added in the same pass.
+        Middleware(RequestLogMiddleware, add_headers=add_security_headers),
+        # What only browsers need, for every path but the API's (each layer is a pass
+        # over every request).
+        Middleware(
+            BrowserOnly,
+            skip=[API_PATH],
+            middleware=[
+                Middleware(SecurityHeadersMiddleware),
+                cors_middleware(settings),
+                Middleware(
+                    CrossSiteRequestMiddleware,
+                    allowed_origins=settings.cors_origins,
+                    paths=[GRAPHQL_PATH],
+                ),
+            ],
+        ),
+        # Starlette's own body limit, placed here rather than through ``max_body_size=``
+        # (which puts it outside every middleware) so that the 413 is logged and carries
+        # the headers above.
+        Middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes),
+    ]
+    if settings.root_path:
+        middleware.insert(0, Middleware(RootPathMiddleware, root_path=settings.root_path))
     return Starlette(
         routes=[
-            Route(GRAPHQL_PATH, graphql_app, methods=["GET", "POST"]),
+            # Every method reaches the view, so that a PUT is refused in GraphQL's error
+            # shape (405) like the view's other refusals, not in Starlette's plain text.
+            Route(GRAPHQL_PATH, graphql_app),
             Route("/healthz", healthz, methods=["GET"]),
+            *routes,
             Mount(API_PATH, app=api),
             # Last: the console answers every path the routes above do not.
             *([Mount("/", app=create_console_app())] if settings.console else []),
         ],
-        middleware=[
-            # Outermost first: every answer, refusals included, is logged with its request ID
-            # and carries the security headers, added in the same pass.
-            Middleware(RequestLogMiddleware, add_headers=add_security_headers),
-            # What only browsers need, for every path but the API's (each layer is a pass
-            # over every request).
-            Middleware(
-                BrowserOnly,
-                skip=[API_PATH],
-                middleware=[
-                    Middleware(SecurityHeadersMiddleware),
-                    cors_middleware(settings),
-                    Middleware(
-                        CrossSiteRequestMiddleware,
-                        allowed_origins=settings.cors_origins,
-                        paths=[GRAPHQL_PATH],
-                    ),
-                ],
-            ),
-            # Starlette's own body limit, placed here rather than through ``max_body_size=``
-            # (which puts it outside every middleware) so that the 413 is logged and carries
-            # the headers above.
-            Middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes),
-        ],
+        middleware=middleware,
         lifespan=lifespan,
     )

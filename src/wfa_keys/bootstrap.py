@@ -13,7 +13,13 @@ from wfa_keys.models import Role, User
 from wfa_keys.settings import Settings
 from wfa_keys.users import create_user
 
-__all__ = ["BOOTSTRAP_ORGANIZATION", "DEFAULT_ADMIN_EMAIL", "BootstrapAdmin", "bootstrap_admin"]
+__all__ = [
+    "BOOTSTRAP_ORGANIZATION",
+    "DEFAULT_ADMIN_EMAIL",
+    "BootstrapAdmin",
+    "announce_admin",
+    "bootstrap_admin",
+]
 
 DEFAULT_ADMIN_EMAIL = "admin@localhost"
 BOOTSTRAP_ORGANIZATION = "Default organization"
@@ -63,3 +69,11 @@ async def bootstrap_admin(
             role=Role.ADMIN,
         )
     return BootstrapAdmin(user.email, BOOTSTRAP_ORGANIZATION, generated)
+
+
+def announce_admin(admin: BootstrapAdmin) -> None:
+    """Print (never log) who the first admin is, and its generated password this once."""
+    lines = [f"Created the first admin {admin.email} in organization {admin.organization!r}."]
+    if admin.generated_password is not None:
+        lines.append(f"Its password, shown only this once: {admin.generated_password}")
+    print("\n".join(lines), flush=True)

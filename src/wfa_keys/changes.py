@@ -11,16 +11,37 @@ a PostgreSQL listener that lost its connection catch up.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
 from tortoise.connection import get_connection
 
+from wfa_keys.db import is_postgres_url, listener_connect_args
 from wfa_keys.models import KeyChange
 
-__all__ = ["ALL_KEYS", "CHANNEL", "publish_key_change"]
+__all__ = [
+    "ALL_KEYS",
+    "CHANNEL",
+    "ChangeListener",
+    "ChangeTarget",
+    "prune_changes",
+    "publish_key_change",
+]
+
+logger = logging.getLogger("wfa_keys.changes")
 
 #: The PostgreSQL notification channel.
 CHANNEL = "wfa_keys_key_changes"
 #: The payload that means "every key" (a user, role or subscription change).
 ALL_KEYS = "*"
+#: Change rows are kept this long: enough for any listener to catch up after an outage.
+PRUNE_AFTER = timedelta(days=1)
+#: Rows applied one by one when catching up; beyond this every key is dropped instead.
+CATCH_UP_BATCH = 1000
 
 
 def _is_postgres() -> bool:
@@ -35,3 +56,205 @@ async def publish_key_change(key_id: str | None) -> None:
         await get_connection("default").execute_query(
             "SELECT pg_notify($1, $2)", [CHANNEL, payload]
         )
+
+
+class ChangeTarget(Protocol):
+    """What the listener keeps fresh: :class:`wfa_auth.ApiKeyAuthMiddleware` has these."""
+
+    async def key_changed(self, key_id: str) -> None:
+        """Forget what is cached for ``key_id``."""
+        ...
+
+    def all_keys_changed(self) -> None:
+        """Forget what is cached for every key."""
+        ...
+
+    def set_record_cache_ttl(self, seconds: float) -> None:
+        """Trust records read from now on for ``seconds``."""
+        ...
+
+
+#: Told of each change the listener applies: how it came (notify, poll, catch_up).
+ChangeObserver = Callable[[str], None]
+
+
+class ChangeListener:
+    """Applies every committed key change, from any process, to this process's middleware.
+
+    On PostgreSQL it LISTENs on :data:`CHANNEL` through a connection of its own (a pooled
+    Tortoise connection runs ``UNLISTEN *`` each time it goes back to the pool). On SQLite
+    it polls ``key_change`` every ``poll_interval`` seconds.
+
+    It fails safe: while the feed is down (before the first connection, after losing it,
+    while the database is unreachable) every cached record is dropped once and records are
+    trusted ``degraded_ttl`` seconds only; once the feed is back, the rows missed meanwhile
+    are applied and records are trusted ``healthy_ttl`` seconds again.
+    """
+
+    def __init__(
+        self,
+        target: ChangeTarget,
+        database_url: str,
+        *,
+        healthy_ttl: float = 60.0,
+        degraded_ttl: float = 1.0,
+        poll_interval: float = 0.25,
+        max_backoff: float = 5.0,
+        observer: ChangeObserver | None = None,
+    ) -> None:
+        self.target = target
+        self.database_url = database_url
+        self.healthy_ttl = healthy_ttl
+        self.degraded_ttl = min(degraded_ttl, 1.0)
+        self.poll_interval = poll_interval
+        self.max_backoff = max_backoff
+        self.observer = observer
+        #: The highest ``key_change.id`` applied so far.
+        self.last_seen = 0
+        #: True while changes made elsewhere arrive as they are committed.
+        self.healthy = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start following changes; records are trusted briefly until the feed is up."""
+        self._degrade()
+        try:
+            self.last_seen = await _latest_change_id()
+        except Exception as exc:  # the loop keeps trying; authentication stays fail-safe
+            logger.warning("could not read the change sequence (%s)", type(exc).__name__)
+        run = self._listen if is_postgres_url(self.database_url) else self._poll
+        self._task = asyncio.create_task(run(), name="wfa-keys change listener")
+
+    async def stop(self) -> None:
+        """Stop following changes."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    # -- the two feeds -------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                await self._follow_notifications()
+                backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("the change feed is down (%s)", type(exc).__name__)
+            self._degrade()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.max_backoff)
+
+    async def _follow_notifications(self) -> None:
+        """Apply notifications until the dedicated connection is lost."""
+        import asyncpg  # type: ignore[import-untyped]  # optional, PostgreSQL only
+
+        lost = asyncio.Event()
+        payloads: asyncio.Queue[str] = asyncio.Queue()
+        connection = await asyncpg.connect(**listener_connect_args(self.database_url), timeout=5)
+        try:
+            connection.add_termination_listener(lambda _c: lost.set())
+            await connection.add_listener(
+                CHANNEL, lambda _c, _pid, _channel, payload: payloads.put_nowait(payload)
+            )
+            # LISTEN is active: whatever is committed from now on is delivered, so the rows
+            # committed while the feed was down can be read without a gap.
+            await self._catch_up()
+            self._restore()
+            while not lost.is_set():
+                try:
+                    payload = await asyncio.wait_for(payloads.get(), timeout=1.0)
+                except TimeoutError:
+                    if connection.is_closed():
+                        return
+                    continue
+                await self._apply_payload(payload)
+        finally:
+            if not connection.is_closed():
+                with contextlib.suppress(Exception):
+                    await connection.close(timeout=1)
+
+    async def _poll(self) -> None:
+        while True:
+            try:
+                await self._catch_up("poll")
+                self._restore()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.healthy:
+                    logger.warning("cannot poll the change feed (%s)", type(exc).__name__)
+                self._degrade()
+            await asyncio.sleep(self.poll_interval)
+
+    # -- applying changes ----------------------------------------------------------------
+
+    async def _catch_up(self, how: str = "catch_up") -> None:
+        rows = (
+            await KeyChange.filter(id__gt=self.last_seen)
+            .order_by("id")
+            .limit(CATCH_UP_BATCH)
+            .values_list("id", "key_id")
+        )
+        for change_id, key_id in rows:
+            await self._apply(int(change_id), key_id, how)
+        if len(rows) == CATCH_UP_BATCH:
+            # More than a batch missed: dropping everything is cheaper than replaying it.
+            self.last_seen = await _latest_change_id()
+            self.target.all_keys_changed()
+
+    async def _apply_payload(self, payload: str) -> None:
+        change_id, _, key_id = payload.partition(":")
+        try:
+            number = int(change_id)
+        except ValueError:
+            logger.warning("ignored a malformed change notification")
+            return
+        await self._apply(number, None if key_id == ALL_KEYS else key_id, "notify")
+
+    async def _apply(self, change_id: int, key_id: str | None, how: str) -> None:
+        self.last_seen = max(self.last_seen, change_id)
+        if key_id is None:
+            self.target.all_keys_changed()
+        else:
+            await self.target.key_changed(key_id)
+        if self.observer is not None:
+            self.observer(how)
+
+    def _degrade(self) -> None:
+        if self.healthy or self._task is None:
+            # Whatever was cached may have changed unseen: check every key again, and
+            # trust what is read now only briefly, until the feed is back.
+            self.target.all_keys_changed()
+            self.target.set_record_cache_ttl(self.degraded_ttl)
+        self.healthy = False
+
+    def _restore(self) -> None:
+        if not self.healthy:
+            # Records cached while the feed was down may predate a change whose row
+            # was numbered before ``last_seen``: check them again too.
+            self.target.all_keys_changed()
+            self.target.set_record_cache_ttl(self.healthy_ttl)
+            self.healthy = True
+            logger.info("following key changes")
+
+
+async def _latest_change_id() -> int:
+    latest: list[Any] = await KeyChange.all().order_by("-id").limit(1).values_list("id", flat=True)
+    return int(latest[0]) if latest else 0
+
+
+async def prune_changes(older_than: timedelta = PRUNE_AFTER) -> int:
+    """Delete the change rows older than ``older_than``; returns how many went.
+
+    The newest row always stays, so that SQLite never numbers a new row with an ID a
+    listener has already seen.
+    """
+    latest = await _latest_change_id()
+    cutoff = datetime.now(UTC) - older_than
+    deleted: int = await KeyChange.filter(created_at__lt=cutoff, id__lt=latest).delete()
+    return deleted

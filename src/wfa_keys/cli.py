@@ -11,8 +11,11 @@ import argparse
 import asyncio
 import getpass
 import os
+import shutil
+import socket
 import sqlite3
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -20,7 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from tortoise.exceptions import BaseORMException
 
-from wfa_keys.bootstrap import BootstrapAdmin, bootstrap_admin
+from wfa_keys import __version__
+from wfa_keys.bootstrap import announce_admin, bootstrap_admin
 from wfa_keys.db import database
 from wfa_keys.logs import configure_logging, logging_config
 from wfa_keys.models import Role
@@ -63,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Settings are read from WFA_* environment variables (see the README); "
         "flags override them.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def database_flag(command: argparse.ArgumentParser) -> None:
@@ -72,10 +77,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="apply migrations, then serve HTTP")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    serve.add_argument("--port", type=_port, default=8000, help="port to listen on (8000)")
+    serve.add_argument(
+        "--port", type=_port, default=8000, help="port to listen on (8000; 0: any free port)"
+    )
     serve.add_argument("--workers", type=_workers, default=1, help="worker processes (1)")
     serve.add_argument(
         "--dev", action="store_true", help="development mode: GraphiQL and introspection on"
+    )
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        metavar="LIST",
+        help="comma-separated addresses or networks of the reverse proxies whose "
+        "X-Forwarded-For/-Proto are believed (default: $WFA_FORWARDED_ALLOW_IPS, else none)",
+    )
+    serve.add_argument(
+        "--root-path",
+        metavar="PATH",
+        help="path prefix the proxy serves the service under (default: $WFA_ROOT_PATH)",
     )
     database_flag(serve)
     serve.set_defaults(handler=_serve)
@@ -164,7 +182,7 @@ def _fail(message: str, status: int = EXIT_FAILURE) -> NoReturn:
 
 
 def _port(raw: str) -> int:
-    return _bounded_int(raw, 1, 65535)
+    return _bounded_int(raw, 0, 65535)
 
 
 def _workers(raw: str) -> int:
@@ -225,42 +243,100 @@ def _database_failure(url: str, exc: BaseException) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    settings = _settings(
+        args,
+        dev=True if args.dev else None,
+        forwarded_allow_ips=_list_flag(args.forwarded_allow_ips),
+        root_path=args.root_path,
+    )
+    configure_logging(settings.log_level)
+    # Listen first: a port in use or a bad host ends here, before any admin is created.
+    sock = _listen(args.host, args.port)
+    metrics_dir = _metrics_dir(settings)
+    try:
+        admin = _with_database(settings, lambda: bootstrap_admin(settings))
+        if admin is not None:
+            announce_admin(admin)
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"Serving on http://{shown}:{port}", flush=True)
+        return _run_uvicorn(settings, sock, args.workers)
+    finally:
+        sock.close()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _list_flag(raw: str | None) -> tuple[str, ...] | None:
+    if raw is None:
+        return None
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (port 0: a free one), or one line saying why not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or type(exc).__name__
+        raise CommandError(f"cannot listen on {host}:{port} ({reason})") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _metrics_dir(settings: Settings) -> str | None:
+    """Point prometheus-client at a fresh directory shared by the workers (made here)."""
+    if not settings.metrics or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    path = tempfile.mkdtemp(prefix="wfa-keys-metrics-")
+    # Before prometheus_client is imported anywhere: it picks its mode from the environment.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
+def _run_uvicorn(settings: Settings, sock: socket.socket, workers: int) -> int:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from wfa_keys.app import create_app
+    from wfa_keys.proxy import uvicorn_options
 
-    settings = _settings(args, dev=True if args.dev else None)
-    configure_logging(settings.log_level)
-    admin = _with_database(settings, lambda: bootstrap_admin(settings))
-    if admin is not None:
-        _announce(admin)
-    log_config = logging_config(settings.log_level)
-    if args.workers > 1:
-        # Worker processes build their own app from the environment: hand the flags over.
-        os.environ["WFA_DATABASE_URL"] = settings.database_url
-        os.environ["WFA_DEV"] = "on" if settings.dev else "off"
-        app: Any = "wfa_keys.app:create_app"
+    app: Any
+    if workers > 1:
+        # Worker processes build their own app from the environment: hand the settings over.
+        os.environ.update(
+            {
+                "WFA_DATABASE_URL": settings.database_url,
+                "WFA_DEV": "on" if settings.dev else "off",
+                "WFA_FORWARDED_ALLOW_IPS": ",".join(settings.forwarded_allow_ips),
+                "WFA_ROOT_PATH": settings.root_path,
+            }
+        )
+        app = "wfa_keys.app:create_app"
     else:
         app = create_app(settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
-        factory=args.workers > 1,
-        workers=args.workers,
-        host=args.host,
-        port=args.port,
-        log_config=log_config,
+        factory=workers > 1,
+        workers=workers,
+        log_config=logging_config(settings.log_level),
         access_log=False,  # the request log replaces it, and never logs query strings
         server_header=False,
+        **uvicorn_options(settings),
     )
+    server = uvicorn.Server(config)
+    if workers > 1:
+        Multiprocess(config, sockets=[sock]).run()
+        return 0
+    config.load_app()
+    server.run(sockets=[sock])
+    if not server.started:
+        raise CommandError("the server did not start (see the log above)")
     return 0
-
-
-def _announce(admin: BootstrapAdmin) -> None:
-    # Printed, never logged: the generated password is shown this once and kept nowhere.
-    lines = [f"Created the first admin {admin.email} in organization {admin.organization!r}."]
-    if admin.generated_password is not None:
-        lines.append(f"Its password, shown only this once: {admin.generated_password}")
-    print("\n".join(lines), flush=True)
 
 
 def _migrate(args: argparse.Namespace) -> int:

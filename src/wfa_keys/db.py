@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tortoise import Tortoise
 from tortoise.backends.base.config_generator import expand_db_url
@@ -19,10 +20,47 @@ from wfa_keys.settings import DEFAULT_DATABASE_URL
 APP_LABEL = "wfa_keys"
 
 
-def tortoise_config(database_url: str) -> dict[str, Any]:
-    """The Tortoise ORM configuration for ``database_url``."""
+def is_postgres_url(database_url: str) -> bool:
+    """True for the PostgreSQL URLs Tortoise accepts."""
+    return database_url.startswith(("postgres://", "postgresql://", "asyncpg://", "psycopg://"))
+
+
+def with_pool_size(database_url: str, pool_size: int | None) -> str:
+    """``database_url`` with a PostgreSQL pool of at most ``pool_size`` connections.
+
+    A ``maxsize`` already in the URL wins; SQLite URLs are returned as they are (one
+    connection per process).
+    """
+    if pool_size is None or not is_postgres_url(database_url):
+        return database_url
+    parts = urlsplit(database_url)
+    query = parse_qsl(parts.query)
+    if any(name == "maxsize" for name, _ in query):
+        return database_url
+    query.append(("maxsize", str(pool_size)))
+    if not any(name == "minsize" for name, _ in query):
+        query.append(("minsize", str(min(1, pool_size))))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def listener_connect_args(database_url: str) -> dict[str, Any]:
+    """``asyncpg.connect`` arguments for the PostgreSQL database of ``database_url``.
+
+    Taken from Tortoise's own parsing of the URL, so that pool options in its query string
+    (``maxsize``) are not sent to the server as settings.
+    """
+    credentials = expand_db_url(database_url)["credentials"]
     return {
-        "connections": {"default": database_url},
+        name: credentials[name]
+        for name in ("host", "port", "user", "password", "database")
+        if credentials.get(name) is not None
+    }
+
+
+def tortoise_config(database_url: str, *, pool_size: int | None = None) -> dict[str, Any]:
+    """The Tortoise ORM configuration for ``database_url`` (``pool_size``: PostgreSQL's)."""
+    return {
+        "connections": {"default": with_pool_size(database_url, pool_size)},
         "apps": {
             APP_LABEL: {
                 "models": ["wfa_keys.models"],
@@ -73,10 +111,14 @@ async def database(database_url: str, *, migrate: bool = True) -> AsyncIterator[
         yield ctx
 
 
-async def open_global(database_url: str, *, migrate: bool = True) -> None:
+async def open_global(
+    database_url: str, *, migrate: bool = True, pool_size: int | None = None
+) -> None:
     """Open the database for the whole process (server lifespan)."""
     check_sqlite_file(database_url)
-    await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
+    await Tortoise.init(
+        config=tortoise_config(database_url, pool_size=pool_size), _enable_global_fallback=True
+    )
     if migrate:
         await apply_migrations()
 

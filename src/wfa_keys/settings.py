@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,29 @@ def _int(name: str, raw: str, minimum: int, maximum: int) -> int:
 
 def _list(_name: str, raw: str) -> tuple[str, ...]:
     return tuple(item.strip().rstrip("/") for item in raw.split(",") if item.strip())
+
+
+def _check_deployment(settings: Settings) -> None:
+    for item in settings.forwarded_allow_ips:
+        if item == "*":
+            continue  # uvicorn's "every address": for a proxy reached only through a socket
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"WFA_FORWARDED_ALLOW_IPS must list IP addresses or networks, not {item!r}"
+            ) from None
+    root = settings.root_path
+    if root and (not root.startswith("/") or root.endswith("/") or "//" in root):
+        raise SettingsError(
+            f"WFA_ROOT_PATH must start with / and not end with one (e.g. /keys), not {root!r}"
+        )
+    store = settings.throttle_store
+    if store not in {"memory", "database"} and not store.startswith(("redis://", "rediss://")):
+        raise SettingsError(
+            "WFA_THROTTLE_STORE must be memory, database or a redis:// URL, not "
+            f"{store.split('://')[0]!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -96,6 +120,27 @@ class Settings:
     inactivity_check_interval: int = field(
         default=3600, metadata={"env": "WFA_INACTIVITY_CHECK_INTERVAL", "range": (1, 86400)}
     )
+    # Deployment: which proxies to believe, where the service is mounted, what is shared.
+    #: Addresses (or CIDR networks) of the reverse proxies whose X-Forwarded-For and
+    #: X-Forwarded-Proto headers are believed; empty: nobody's.
+    forwarded_allow_ips: tuple[str, ...] = field(
+        default=(), metadata={"env": "WFA_FORWARDED_ALLOW_IPS"}
+    )
+    #: The path prefix under which a reverse proxy exposes the service (e.g. ``/keys``).
+    root_path: str = field(default="", metadata={"env": "WFA_ROOT_PATH"})
+    #: Where throttle counters live: ``memory`` (one process), ``database`` (every process
+    #: on the database) or a ``redis://`` URL.
+    throttle_store: str = field(default="database", metadata={"env": "WFA_THROTTLE_STORE"})
+    #: Seconds a key record is trusted while the change feed is up (changes arrive at once).
+    record_cache_ttl: int = field(
+        default=60, metadata={"env": "WFA_RECORD_CACHE_TTL", "range": (1, 3600)}
+    )
+    #: Largest number of database connections of one process's pool (PostgreSQL).
+    database_pool_size: int = field(
+        default=5, metadata={"env": "WFA_DATABASE_POOL_SIZE", "range": (1, 1000)}
+    )
+    #: Serve Prometheus metrics at ``/metrics``.
+    metrics: bool = field(default=False, metadata={"env": "WFA_METRICS"})
 
     @property
     def graphiql_enabled(self) -> bool:
@@ -117,9 +162,9 @@ class Settings:
             if name not in env:
                 continue
             raw = env[name]
-            if f.name == "cors_origins":
+            if f.name in {"cors_origins", "forwarded_allow_ips"}:
                 values[f.name] = _list(name, raw)
-            elif f.name in {"dev", "graphiql", "console"}:
+            elif f.name in {"dev", "graphiql", "console", "metrics"}:
                 values[f.name] = _bool(name, raw)
             elif "range" in f.metadata:
                 values[f.name] = _int(name, raw, *f.metadata["range"])
@@ -140,6 +185,7 @@ class Settings:
             raise SettingsError(
                 "WFA_SESSION_IDLE_TIMEOUT cannot be longer than WFA_SESSION_ABSOLUTE_TIMEOUT"
             )
+        _check_deployment(settings)
         return settings
 
     @classmethod

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
+import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ import httpx2
 import pytest
 from tortoise.context import TortoiseContext
 
+import wfa_keys
 from support.serving import WFA_KEYS, Server, free_port, server_env, start_server
 from wfa_keys.db import database
 from wfa_keys.models import ApiKey
@@ -99,7 +103,8 @@ async def test_without_bootstrap_variables_a_random_admin_password_is_printed_on
     assert signed_in["login"]["email"] == "admin@localhost"
     assert len(password) >= 16
     assert password not in first.stderr
-    assert second.stdout == ""  # users exist: no new admin, no password
+    # Users exist: no new admin, no password; only the address it serves on.
+    assert second.stdout == f"Serving on {second.base_url}\n"
 
 
 async def test_workers_build_the_app_from_the_flags(
@@ -141,3 +146,81 @@ def test_serve_on_an_unreachable_database_exits_with_one_line(tmp_path: Path) ->
     assert result.stderr.startswith("wfa-keys: cannot use the database postgres://app:***@")
     assert result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [("127.0.0.1", "Address already in use"), ("no-such-host.invalid", "")],
+    ids=["port-in-use", "bad-host"],
+)
+def test_serve_that_cannot_listen_exits_with_one_line_before_creating_an_admin(
+    tmp_path: Path, host: str, reason: str
+) -> None:
+    database = tmp_path / "keys.sqlite3"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                str(WFA_KEYS),
+                "serve",
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--database-url",
+                f"sqlite://{database}",
+            ],
+            capture_output=True,
+            text=True,
+            env=server_env(),
+            cwd=tmp_path,
+            timeout=60,
+            check=False,
+        )
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"wfa-keys: cannot listen on {host}:{port} ({reason}")
+    assert result.stderr.count("\n") == 1
+    assert result.stdout == ""
+    # Nothing was created: not even the database file.
+    assert not database.exists()
+
+
+def test_version_prints_the_package_version() -> None:
+    result = subprocess.run(
+        [str(WFA_KEYS), "--version"], capture_output=True, text=True, timeout=30, check=False
+    )
+
+    assert result.returncode == 0
+    assert result.stdout == f"wfa-keys {wfa_keys.__version__}\n"
+
+
+def test_uvicorn_factory_creates_the_first_admin_and_logs_json(tmp_path: Path) -> None:
+    uvicorn = WFA_KEYS.with_name("uvicorn")
+    stdout_path, stderr_path = tmp_path / "out", tmp_path / "err"
+    env = server_env(WFA_DATABASE_URL=f"sqlite://{tmp_path / 'keys.sqlite3'}")
+    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+        process = subprocess.Popen(
+            [str(uvicorn), "--factory", "wfa_keys.app:create_app", "--port", "0"],
+            stdout=out,
+            stderr=err,
+            env=env,
+            cwd=tmp_path,
+        )
+    try:
+        for _ in range(300):
+            if "Application startup complete" in stderr_path.read_text() or process.poll():
+                break
+            time.sleep(0.05)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+    printed = stdout_path.read_text()
+    assert "Created the first admin admin@localhost" in printed
+    assert "shown only this once" in printed
+    logs = [line for line in stderr_path.read_text().splitlines() if line.strip()]
+    assert logs
+    assert all(json.loads(line)["level"] for line in logs), logs

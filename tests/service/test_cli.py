@@ -245,7 +245,7 @@ async def test_export_schema_to_an_unwritable_place_fails_with_one_line(
     [
         [],
         ["bogus"],
-        ["serve", "--port", "0"],
+        ["serve", "--port", "65536"],
         ["serve", "--port", "eighty"],
         ["serve", "--workers", "0"],
         ["create-user", "--email", "ada@acme.example"],

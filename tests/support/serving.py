@@ -1,8 +1,13 @@
-"""Start and stop real ``wfa-keys serve`` processes on free 127.0.0.1 ports."""
+"""Start and stop real ``wfa-keys serve`` processes on 127.0.0.1.
+
+Each server binds port 0 and the test reads the port it got from its "Serving on" line,
+so that no other process can take the port between choosing and binding it.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -18,8 +23,11 @@ START_ATTEMPTS = 300  # x 0.1 s: a server that is not up by then has failed to s
 STOP_TIMEOUT = 20
 
 
+SERVING_ON = re.compile(r"^Serving on (http://\S+)$", re.MULTILINE)
+
+
 def free_port() -> int:
-    """A port nothing listens on right now."""
+    """A port nothing listens on right now (for tests that need a port in use or unused)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -66,7 +74,6 @@ def start_server(
     workdir: Path, database_url: str, *args: str, env: dict[str, str] | None = None
 ) -> Server:
     """Start ``wfa-keys serve`` and wait until ``/healthz`` answers 200."""
-    port = free_port()
     run = len(list(workdir.glob("stdout-*"))) + 1
     stdout_path, stderr_path = workdir / f"stdout-{run}", workdir / f"stderr-{run}"
     with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
@@ -77,7 +84,7 @@ def start_server(
                 "--host",
                 "127.0.0.1",
                 "--port",
-                str(port),
+                "0",
                 "--database-url",
                 database_url,
                 *args,
@@ -88,10 +95,16 @@ def start_server(
             env=server_env(WFA_LOG_LEVEL="DEBUG") | (env or {}),
             cwd=workdir,
         )
-    server = Server(process, f"http://127.0.0.1:{port}", stdout_path, stderr_path)
+    server = Server(process, "", stdout_path, stderr_path)
     for _ in range(START_ATTEMPTS):
         if process.poll() is not None:
             pytest.fail(f"wfa-keys serve exited with {process.returncode}: {server.stderr}")
+        if not server.base_url:
+            match = SERVING_ON.search(server.stdout)
+            if match is None:
+                time.sleep(0.05)
+                continue
+            server.base_url = match.group(1)
         try:
             if (
                 httpx2.get(f"{server.base_url}/healthz", timeout=1, trust_env=False).status_code

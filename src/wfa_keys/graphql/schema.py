@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache, partial
 
 import strawberry
@@ -73,9 +73,10 @@ def schema_extensions(settings: Settings) -> list[ExtensionFactory]:
     return extensions
 
 
-def build_schema(settings: Settings) -> Schema:
-    """The GraphQL schema configured by ``settings``."""
-    return Schema(query=Query, mutation=Mutation, extensions=schema_extensions(settings))
+def build_schema(settings: Settings, extra_extensions: Sequence[ExtensionFactory] = ()) -> Schema:
+    """The GraphQL schema configured by ``settings``, plus the caller's extensions (metrics)."""
+    extensions = [*schema_extensions(settings), *extra_extensions]
+    return Schema(query=Query, mutation=Mutation, extensions=extensions)
 
 
 @cache

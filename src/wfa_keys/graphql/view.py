@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from uuid import uuid4
 
 from cross_web import HTTPException
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, process_result
@@ -17,7 +19,8 @@ from wfa_auth import ThrottleStore
 from wfa_keys.graphql.context import Context, KeyChanged, Services
 from wfa_keys.graphql.extensions import present
 from wfa_keys.graphql.graphiql import graphiql_html
-from wfa_keys.graphql.schema import build_schema
+from wfa_keys.graphql.schema import ExtensionFactory, build_schema
+from wfa_keys.proxy import parse_ip
 from wfa_keys.sessions import COOKIE_NAME, ActiveSession, clear_session_cookie, load_session
 from wfa_keys.settings import Settings
 
@@ -31,9 +34,14 @@ class GraphQLApp(GraphQL[Context, None]):
     be used to mint more keys. Queries over GET are off: every operation is a JSON POST.
     """
 
-    def __init__(self, settings: Settings, services: Services) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        services: Services,
+        extensions: Sequence[ExtensionFactory] = (),
+    ) -> None:
         super().__init__(
-            build_schema(settings),
+            build_schema(settings, extensions),
             graphql_ide="graphiql" if settings.graphiql_enabled else None,
             allow_queries_via_get=False,
         )
@@ -43,8 +51,25 @@ class GraphQLApp(GraphQL[Context, None]):
         # Our GraphiQL page: nothing copied into the URL or local storage (see graphiql.py).
         return HTMLResponse(graphiql_html(self.services.settings.graphiql_assets_url))
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope=scope, receive=receive)
+        try:
+            response = await self.run(request)
+        except HTTPException as exc:
+            # Strawberry answers these in plain text; clients expect GraphQL's error shape.
+            response = refusal(exc.status_code, exc.reason, _request_id(request))
+        await response(scope, receive, send)
+
     def decode_json(self, data: str | bytes) -> object:
-        decoded = super().decode_json(data)
+        try:
+            decoded = super().decode_json(data)
+        except RecursionError:
+            # json.loads recurses once per nesting level: a body of 50,000 "[" must be
+            # refused as what it is, not end in a 500.
+            raise HTTPException(400, "The request body is nested too deeply") from None
         # Strawberry assumes an object (or a batch list) and fails with a 500 on anything
         # else, such as a bare JSON string: refuse it as the bad request it is.
         if not isinstance(decoded, dict | list):
@@ -61,7 +86,8 @@ class GraphQLApp(GraphQL[Context, None]):
         context = Context(
             services=self.services,
             request_id=_request_id(request),
-            client_ip=request.client.host if request.client else None,
+            # A parsed address or None: never text a forwarded header made up.
+            client_ip=parse_ip(request.client.host) if request.client else None,
             secure=request.url.scheme in {"https", "wss"},
             request=request if isinstance(request, Request) else None,
             response=sub_response,
@@ -93,6 +119,28 @@ class GraphQLApp(GraphQL[Context, None]):
         return process_result(result)
 
 
+#: The ``extensions.code`` of each HTTP status Strawberry refuses a request with.
+_REFUSAL_CODES = {
+    400: "BAD_REQUEST",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "REQUEST_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+
+
+def refusal(status: int, message: str, request_id: str) -> JSONResponse:
+    """A request refused before any GraphQL ran, in GraphQL's error shape."""
+    error = {
+        "message": message,
+        "extensions": {"code": _REFUSAL_CODES.get(status, "BAD_REQUEST"), "requestId": request_id},
+    }
+    headers = {"Cache-Control": "no-store"}
+    if status == 405:
+        headers["Allow"] = "GET, POST"
+    return JSONResponse({"errors": [error]}, status_code=status, headers=headers)
+
+
 def _request_id(connection: HTTPConnection) -> str:
     """The ID the request-log middleware gave this request, or a new one."""
     state = connection.scope.setdefault("state", {})
@@ -108,6 +156,7 @@ def create_graphql_app(
     *,
     on_key_changed: KeyChanged | None = None,
     throttle_store: ThrottleStore | None = None,
+    extensions: Sequence[ExtensionFactory] = (),
 ) -> GraphQLApp:
     """The GraphQL ASGI app; mount it with ``Route("/graphql", app, methods=["GET", "POST"])``.
 
@@ -115,8 +164,9 @@ def create_graphql_app(
     state or secret, and after its deletion, so that caches of the key can be dropped.
     ``throttle_store`` holds the sign-in throttle: pass the store every server process
     shares (database or Redis); by default a :class:`wfa_auth.MemoryThrottleStore`.
+    ``extensions`` are schema extensions added after the service's own (metrics).
     """
     services = Services.create(
         settings, on_key_changed=on_key_changed, throttle_store=throttle_store
     )
-    return GraphQLApp(settings, services)
+    return GraphQLApp(settings, services, extensions)

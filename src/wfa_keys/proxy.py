@@ -1,0 +1,81 @@
+"""Who the client is and where the service is mounted, when a reverse proxy is in front.
+
+uvicorn believes ``X-Forwarded-For``/``X-Forwarded-Proto`` only from the addresses given
+by :attr:`~wfa_keys.settings.Settings.forwarded_allow_ips` (nobody by default, see
+:func:`uvicorn_options`); whatever it believed, the client address the service uses for
+throttling and the audit log is a parsed IP address, never free text.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from wfa_keys.settings import Settings
+
+__all__ = ["ClientAddressMiddleware", "RootPathMiddleware", "parse_ip", "uvicorn_options"]
+
+
+def parse_ip(host: object) -> str | None:
+    """``host`` as a canonical IP address (``::1``, ``10.0.0.1``), or None when it is not one."""
+    if not isinstance(host, str) or len(host) > 64:
+        return None
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """The proxy options of ``uvicorn.run``: trust nobody's forwarded headers unless told to.
+
+    uvicorn's own default believes any loopback client; with an empty allow list its proxy
+    middleware is not installed at all.
+    """
+    allowed = list(settings.forwarded_allow_ips)
+    return {
+        "proxy_headers": bool(allowed),
+        "forwarded_allow_ips": allowed or "",
+        "root_path": settings.root_path,
+    }
+
+
+class ClientAddressMiddleware:
+    """Replaces a client address that is not an IP address with none at all.
+
+    A proxy that is trusted may still forward what its own client wrote in
+    ``X-Forwarded-For``; the throttles and the audit log must never key on, or store, text
+    such as ``<img src=x onerror=...>``. ``None`` is what they see for an unknown client.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        if scope["type"] in ("http", "websocket") and client is not None:
+            host = parse_ip(client[0])
+            if host is None:
+                scope["client"] = None
+            elif host != client[0]:
+                scope["client"] = (host, client[1])
+        await self.app(scope, receive, send)
+
+
+class RootPathMiddleware:
+    """Applies ``WFA_ROOT_PATH`` when the server did not (``uvicorn --factory`` without
+    ``--root-path``), the way uvicorn does: the prefix becomes ``root_path`` and is put in
+    front of ``path``, so that routing strips it again and URLs built by the app carry it."""
+
+    def __init__(self, app: ASGIApp, root_path: str) -> None:
+        self.app = app
+        self.root_path = root_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and not scope.get("root_path"):
+            scope = dict(scope)
+            scope["root_path"] = self.root_path
+            scope["path"] = self.root_path + scope["path"]
+        await self.app(scope, receive, send)

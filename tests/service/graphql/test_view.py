@@ -1,0 +1,59 @@
+"""Requests refused before any GraphQL runs: JSON in GraphQL's error shape, with headers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx2
+import pytest
+from tortoise.context import TortoiseContext
+
+from wfa_keys.app import create_app
+from wfa_keys.settings import Settings
+
+
+def get_query(c: httpx2.AsyncClient) -> Any:
+    return c.get("/graphql", params={"query": "{ __typename }"})
+
+
+def batch(c: httpx2.AsyncClient) -> Any:
+    return c.post("/graphql", json=[{"query": "{ __typename }"}, {"query": "{ __typename }"}])
+
+
+def form_body(c: httpx2.AsyncClient) -> Any:
+    return c.post("/graphql", content=b"query={__typename}", headers={"Content-Type": "text/plain"})
+
+
+def deeply_nested(c: httpx2.AsyncClient) -> Any:
+    body = b'{"query": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    return c.post("/graphql", content=body, headers={"Content-Type": "application/json"})
+
+
+def put(c: httpx2.AsyncClient) -> Any:
+    return c.put("/graphql", json={"query": "{ __typename }"})
+
+
+@pytest.mark.parametrize(
+    ("send", "status"),
+    [(get_query, 400), (batch, 400), (form_body, 400), (deeply_nested, 400), (put, 405)],
+    ids=["get-query", "batch", "other-content-type", "deeply-nested-json", "put"],
+)
+async def test_refusals_are_graphql_errors_with_the_request_id_and_headers(
+    db: TortoiseContext, send: Any, status: int
+) -> None:
+    app = create_app(Settings(database_url="unused", max_body_bytes=1024 * 1024))
+    async with httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=app), base_url="http://t"
+    ) as c:
+        response = await send(c)
+
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    [error] = body["errors"]
+    assert error["message"]
+    assert error["extensions"]["code"] in {"BAD_REQUEST", "NOT_FOUND", "METHOD_NOT_ALLOWED"}
+    assert error["extensions"]["requestId"] == response.headers["x-request-id"]
+    assert response.headers["cache-control"] == "no-store"
+    assert "x-content-type-options" in response.headers
+    assert "Traceback" not in response.text

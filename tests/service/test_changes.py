@@ -1,0 +1,142 @@
+"""The change listener: applies committed changes, and fails safe while its feed is down."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from tortoise.context import TortoiseContext
+from tortoise.transactions import in_transaction
+
+from support.tcp_proxy import TcpProxy
+from wfa_keys.changes import ChangeListener, prune_changes, publish_key_change
+from wfa_keys.models import KeyChange
+
+
+class Target:
+    """Records what the listener tells the middleware."""
+
+    def __init__(self) -> None:
+        self.changed: list[str] = []
+        self.all_changed = 0
+        self.ttl: list[float] = []
+
+    async def key_changed(self, key_id: str) -> None:
+        self.changed.append(key_id)
+
+    def all_keys_changed(self) -> None:
+        self.all_changed += 1
+
+    def set_record_cache_ttl(self, seconds: float) -> None:
+        self.ttl.append(seconds)
+
+
+async def eventually(check: object, what: str) -> None:
+    """Wait (50 ms steps, 5 s at most) until ``check()`` is true."""
+    for _ in range(100):
+        if check():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"not within 5 s: {what}")
+
+
+async def failed_change() -> None:
+    async with in_transaction():
+        await publish_key_change("rolled-back")
+        raise RuntimeError("the change fails")
+
+
+@pytest.fixture
+async def target() -> Target:
+    return Target()
+
+
+@pytest.fixture
+async def listener(
+    db: TortoiseContext, database_url: str, target: Target
+) -> AsyncIterator[ChangeListener]:
+    change_listener = ChangeListener(target, database_url, healthy_ttl=60, poll_interval=0.05)
+    await change_listener.start()
+    yield change_listener
+    await change_listener.stop()
+
+
+async def test_committed_changes_reach_the_middleware_and_rolled_back_ones_do_not(
+    listener: ChangeListener, target: Target
+) -> None:
+    await eventually(lambda: listener.healthy, "the feed is up")
+    assert target.ttl[-1] == 60
+    before = target.all_changed
+    with pytest.raises(RuntimeError):
+        await failed_change()
+    async with in_transaction():
+        await publish_key_change("k1")
+    async with in_transaction():
+        await publish_key_change(None)
+
+    await eventually(lambda: "k1" in target.changed, "k1 applied")
+    await eventually(lambda: target.all_changed > before, "every key applied")
+    assert "rolled-back" not in target.changed
+
+
+async def test_changes_made_before_the_start_are_not_replayed(
+    db: TortoiseContext, database_url: str, target: Target
+) -> None:
+    async with in_transaction():
+        await publish_key_change("old")
+    change_listener = ChangeListener(target, database_url, poll_interval=0.05)
+    await change_listener.start()
+    try:
+        await eventually(lambda: change_listener.healthy, "the feed is up")
+    finally:
+        await change_listener.stop()
+    assert target.changed == []
+    # Until the feed was up, records were trusted one second at most.
+    assert target.ttl[0] <= 1
+
+
+async def test_a_lost_feed_shortens_the_ttl_and_the_missed_changes_are_caught_up(
+    db: TortoiseContext, database_url: str, target: Target
+) -> None:
+    if not database_url.startswith("postgres"):
+        pytest.skip("the LISTEN connection exists on PostgreSQL only")
+    parts = urlsplit(database_url)
+    proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+    proxied = parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()
+    change_listener = ChangeListener(target, proxied, healthy_ttl=60, max_backoff=0.2)
+    await change_listener.start()
+    try:
+        await eventually(lambda: change_listener.healthy, "the feed is up")
+        flushed = target.all_changed
+        proxy.go_down()
+        await eventually(lambda: not change_listener.healthy, "the loss is noticed")
+        assert target.ttl[-1] <= 1
+        assert target.all_changed > flushed
+        async with in_transaction():
+            await publish_key_change("while-down")
+        proxy.come_back()
+        await eventually(lambda: change_listener.healthy, "the feed is back")
+        await eventually(lambda: "while-down" in target.changed, "the missed change")
+        assert target.ttl[-1] == 60
+    finally:
+        await change_listener.stop()
+        proxy.close()
+
+
+async def test_pruning_keeps_recent_rows_and_the_newest(db: TortoiseContext) -> None:
+    for key_id in ("a", "b", "c"):
+        await KeyChange.create(key_id=key_id)
+    await KeyChange.filter(key_id__in=["a", "b", "c"]).update(
+        created_at=datetime.now(UTC) - timedelta(days=2)
+    )
+    await KeyChange.create(key_id="recent")
+
+    assert await prune_changes(timedelta(days=1)) == 3
+    left: list[Any] = await KeyChange.all().values_list("key_id", flat=True)
+    assert left == ["recent"]
+    await KeyChange.filter(key_id="recent").update(created_at=datetime.now(UTC) - timedelta(days=2))
+    assert await prune_changes(timedelta(days=1)) == 0  # the newest stays
