@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import pytest
@@ -138,12 +138,12 @@ async def test_a_request_without_a_client_address_is_outside_every_list(
 ) -> None:
     record, secret = allow_listed(store, verifier)
     app = make_middleware()
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b""}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     headers = [(k.lower().encode(), v.encode()) for k, v in basic(record.key_id, secret).items()]

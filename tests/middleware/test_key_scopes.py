@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.authentication import requires
@@ -26,9 +27,11 @@ async def write(request: Request) -> JSONResponse:
     return JSONResponse({"written": True})
 
 
-def scoped_app(store: CountingStore, verifier: CountingVerifier, **options: object) -> object:
+def scoped_app(
+    store: CountingStore, verifier: CountingVerifier, **options: Any
+) -> ApiKeyAuthMiddleware:
     app = Starlette(routes=[Route("/read", read), Route("/write", write, methods=["POST"])])
-    return ApiKeyAuthMiddleware(app, store=store, verifier=verifier, **options)  # type: ignore[arg-type]
+    return ApiKeyAuthMiddleware(app, store=store, verifier=verifier, **options)
 
 
 def make_key(store: CountingStore, verifier: CountingVerifier, *scopes: str) -> tuple[str, str]:
@@ -113,6 +116,6 @@ async def test_a_scope_change_is_seen_once_key_changed(
     async with client_for(app) as client:
         assert (await client.get("/read", headers=basic(key_id, secret))).status_code == 200
         store.update(key_id, scopes=())
-        await app.key_changed(key_id)  # type: ignore[attr-defined]
+        await app.key_changed(key_id)
         response = await client.get("/read", headers=basic(key_id, secret))
     assert (response.status_code, response.json()["scope"]) == (403, "workflows:read")
