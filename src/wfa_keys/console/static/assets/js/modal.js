@@ -31,6 +31,9 @@ export function setUpModal(dialog, onClose) {
   // Run at once by closeModal (the close event comes a task later), and again on Escape.
   dialog.cleanUp = onClose;
   dialog.addEventListener("close", () => {
+    // The event comes a task after the close: the dialog may be open again by then (Escape,
+    // then Enter on its opener at once), and must not lose what it shows now.
+    if (dialog.open) return;
     onClose?.();
     const opener = dialog.opener;
     dialog.opener = null;
