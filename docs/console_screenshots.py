@@ -9,6 +9,7 @@ Debian's Chromium (``/usr/bin/chromium``, never downloaded) and captures each st
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import socket
@@ -68,7 +69,20 @@ def _create(page: Page, name: str, days: int | None) -> None:
     expect(page.get_by_role("dialog", name="API Key")).to_be_visible()
 
 
-def _states(page: Page, snap: Callable[[str], None], *, phone: bool) -> None:
+def _use_key(page: Page, base: str) -> None:
+    """One call with the key shown in the API Key window, so Last Used has a time and address."""
+    shown = page.get_by_role("dialog", name="API Key", exact=True)
+    key_id = shown.locator("#secret-key-id").inner_text()
+    secret = shown.locator("#secret-key-secret").inner_text()
+    token = base64.b64encode(f"{key_id}:{secret}".encode()).decode()
+    request = urllib.request.Request(  # noqa: S310 (our own local server)
+        f"{base}/api/v1/whoami", headers={"Authorization": f"Basic {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=10):  # noqa: S310 (local)
+        pass
+
+
+def _states(page: Page, snap: Callable[[str], None], base: str, *, phone: bool) -> None:
     page.goto("/")
     page.get_by_label("Email").fill(EMAIL)
     page.get_by_label("Password").fill("wrong password")
@@ -82,6 +96,7 @@ def _states(page: Page, snap: Callable[[str], None], *, phone: bool) -> None:
     snap("keys-empty" if not phone else "keys-before")
     for name, days in KEYS[:-1]:
         _create(page, name, days)
+        _use_key(page, base)
         page.get_by_role("button", name="Done").click()
     page.get_by_role("button", name="Add More").click()
     dialog = page.get_by_role("dialog", name="Create API Key")
@@ -98,15 +113,34 @@ def _states(page: Page, snap: Callable[[str], None], *, phone: bool) -> None:
         "switch", name="Enabled"
     ).click()
     expect(page.get_by_role("row", name=KEYS[0][0], exact=True)).to_contain_text("Disabled")
-    snap("keys")
+    partner = page.get_by_role("row", name=KEYS[2][0], exact=True)
+    partner.get_by_role("button", name="Edit").click()
+    edit = page.get_by_role("dialog", name="Edit API Key")
+    edit.get_by_role("checkbox", name="workflows:write").uncheck()
+    edit.get_by_role("textbox", name="Allowed networks").fill("203.0.113.0/24\n2001:db8::/32")
+    snap("edit-dialog")
+    edit.get_by_role("button", name="Save").click()
+    expect(edit).to_be_hidden()
     page.get_by_role("row", name=KEYS[1][0], exact=True).get_by_role(
         "button", name="Regenerate"
     ).click()
+    confirm = page.get_by_role("dialog", name="Regenerate API Key")
+    confirm.get_by_role("radio", name="1 day").check()
     snap("regenerate-confirm")
-    page.get_by_role("button", name="No").click()
+    confirm.get_by_role("button", name="Yes").click()
+    expect(page.get_by_role("dialog", name="API Key")).to_contain_text("keeps working until")
+    snap("api-key-dialog-grace")
+    page.get_by_role("button", name="Done").click()
+    expect(page.get_by_role("row", name=KEYS[1][0], exact=True)).to_contain_text("Old secret")
+    snap("keys")
     page.get_by_role("link", name="Audit Log").click()
     expect(page.get_by_role("row").nth(1)).to_be_visible()
     snap("audit-log")
+    page.get_by_role("link", name="Settings").click()
+    page.get_by_role("spinbutton", name="Disable keys unused for (days)").fill("90")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Saved: keys unused for")).to_be_visible()
+    snap("settings")
     page.get_by_role("link", name="API Management").click()
 
 
@@ -130,7 +164,7 @@ def main() -> None:
                     def snap(state: str, page: Page = page, width: int = width) -> None:
                         page.screenshot(path=out / f"{state}-{width}.png")
 
-                    _states(page, snap, phone=width == 390)
+                    _states(page, snap, base, phone=width == 390)
                     context.close()
                 browser.close()
         finally:

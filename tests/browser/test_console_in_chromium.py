@@ -9,37 +9,21 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Page, expect
 
-from support.console import Account, PageProblems, create_account, sign_in, whoami_status
+from support.console import (
+    Account,
+    PageProblems,
+    close_secret,
+    create_account,
+    create_key,
+    key_row,
+    sign_in,
+    whoami_status,
+)
 from support.serving import Server
 
 pytestmark = pytest.mark.browser
-
-
-def create_key(page: Page, name: str, *, lifetime_days: int | None = None) -> tuple[str, str]:
-    """Add More > Create API Key > Submit; return the Key ID and Key Secret shown once."""
-    page.get_by_role("button", name="Add More").click()
-    dialog = page.get_by_role("dialog", name="Create API Key")
-    dialog.get_by_role("textbox", name="Name").fill(name)
-    if lifetime_days is not None:
-        dialog.get_by_role("switch", name="Expiration Time").click()
-        dialog.get_by_role("spinbutton", name="Lifetime (days)").fill(str(lifetime_days))
-    dialog.get_by_role("button", name="Submit").click()
-    shown = page.get_by_role("dialog", name="API Key")
-    expect(shown).to_be_visible()
-    key_id = shown.locator("#secret-key-id").inner_text()
-    secret = shown.locator("#secret-key-secret").inner_text()
-    return key_id, secret
-
-
-def close_secret(page: Page) -> None:
-    page.get_by_role("dialog", name="API Key").get_by_role("button", name="Done").click()
-    expect(page.get_by_role("dialog", name="API Key")).to_be_hidden()
-
-
-def key_row(page: Page, name: str) -> Locator:
-    return page.get_by_role("row", name=name, exact=True)
 
 
 def test_wrong_password_is_an_alert_and_signing_in_opens_the_api_keys_page(
@@ -63,7 +47,7 @@ def test_wrong_password_is_an_alert_and_signing_in_opens_the_api_keys_page(
     table = page.get_by_role("table")
     headers = table.get_by_role("columnheader")
     expect(headers).to_have_text(
-        ["Name", "Key ID", "Status", "Created", "Expires", "Last Used", "Owner", "Action"]
+        ["Name", "Key ID", "Status", "Created", "Expires", "Last Used", "Scopes", "Owner", "Action"]
     )
     expect(page.get_by_role("searchbox", name="Search")).to_be_visible()
     expect(page.get_by_text("No API keys yet")).to_be_visible()
@@ -110,7 +94,7 @@ def test_a_key_without_expiration_is_created_copied_and_works(
     expect(row).to_contain_text(key_id)
     expect(row).to_contain_text("Active")
     expect(row.get_by_role("cell").nth(4)).to_have_text("Never")
-    expect(row.get_by_role("cell").nth(6)).to_have_text(admin.email)
+    expect(row.get_by_role("cell").nth(7)).to_have_text(admin.email)
     assert page.evaluate("localStorage.length + sessionStorage.length") == 0
 
 
@@ -320,6 +304,16 @@ def test_keyboard_only_create_with_focus_trapped_in_the_dialog_and_returned_afte
     expect(lifetime).to_be_focused()
     page.keyboard.press("ControlOrMeta+a")
     page.keyboard.type("7")
+    # The scopes (Space toggles one) and the networks come next, then the buttons.
+    page.keyboard.press("Tab")
+    expect(dialog.get_by_role("checkbox", name="workflows:read")).to_be_focused()
+    page.keyboard.press("Tab")
+    write = dialog.get_by_role("checkbox", name="workflows:write")
+    expect(write).to_be_focused()
+    page.keyboard.press("Space")
+    expect(write).not_to_be_checked()
+    page.keyboard.press("Tab")
+    expect(dialog.get_by_role("textbox", name="Allowed networks")).to_be_focused()
     page.keyboard.press("Tab")
     expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
     page.keyboard.press("Tab")

@@ -7,16 +7,21 @@ errors and uncaught exceptions; the ``page`` fixture fails the test on any of th
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import subprocess
+import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
-from playwright.sync_api import ConsoleMessage, Page, expect
+from playwright.sync_api import ConsoleMessage, Locator, Page, expect
 
 from support.serving import WFA_KEYS, server_env
 
@@ -118,16 +123,114 @@ def create_account(
     return account
 
 
-def whoami_status(base_url: str, key_id: str, secret: str) -> int:
-    """The status ``/api/v1/whoami`` answers to this Key ID and Key Secret."""
+def call_api(
+    base_url: str,
+    key_id: str,
+    secret: str,
+    path: str = "/api/v1/whoami",
+    *,
+    method: str = "GET",
+    json: Any = None,
+) -> httpx2.Response:
+    """One call to the Workflow Automation API with this Key ID and Key Secret (Basic)."""
     token = base64.b64encode(f"{key_id}:{secret}".encode()).decode()
-    response = httpx2.get(
-        f"{base_url}/api/v1/whoami",
+    return httpx2.request(
+        method,
+        f"{base_url}{path}",
         headers={"Authorization": f"Basic {token}"},
+        json=json,
         trust_env=False,
         timeout=30,
     )
-    return response.status_code
+
+
+def whoami_status(base_url: str, key_id: str, secret: str) -> int:
+    """The status ``/api/v1/whoami`` answers to this Key ID and Key Secret."""
+    return call_api(base_url, key_id, secret).status_code
+
+
+def make_key_older(database_url: str, key_id: str, days: int) -> None:
+    """Move a key's creation ``days`` into the past, as if nobody had used it since then.
+
+    Runs in a thread of its own: Playwright's sync API owns this thread's event loop.
+    """
+    from wfa_keys.db import database
+    from wfa_keys.models import ApiKey
+
+    async def work() -> None:
+        async with database(database_url, migrate=False):
+            changed = await ApiKey.filter(key_id=key_id).update(
+                created_at=datetime.now(UTC) - timedelta(days=days)
+            )
+            assert changed == 1
+
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(work())
+        except BaseException as exc:  # re-raised in the test's thread
+            failures.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=60)
+    if failures:
+        raise failures[0]
+
+
+def disable_inactive_keys(database_url: str) -> str:
+    """Run ``wfa-keys disable-inactive-keys`` as a cron job would; its standard output."""
+    done = subprocess.run(
+        [str(WFA_KEYS), "disable-inactive-keys", "--database-url", database_url],
+        check=True, capture_output=True, env=server_env(), timeout=60, text=True,
+    )  # fmt: skip
+    return done.stdout
+
+
+def create_key(
+    page: Page,
+    name: str,
+    *,
+    lifetime_days: int | None = None,
+    scopes: Sequence[str] | None = None,
+    networks: Sequence[str] = (),
+) -> tuple[str, str]:
+    """Add More > Create API Key > Submit; return the Key ID and Key Secret shown once.
+
+    ``scopes``: the boxes left ticked (None: all of them, the default); ``networks``: the
+    lines of Allowed networks.
+    """
+    page.get_by_role("button", name="Add More").click()
+    dialog = page.get_by_role("dialog", name="Create API Key")
+    dialog.get_by_role("textbox", name="Name").fill(name)
+    if lifetime_days is not None:
+        dialog.get_by_role("switch", name="Expiration Time").click()
+        dialog.get_by_role("spinbutton", name="Lifetime (days)").fill(str(lifetime_days))
+    if scopes is not None:
+        boxes = dialog.get_by_role("group", name="Scopes").get_by_role("checkbox")
+        expect(boxes.first).to_be_visible()
+        for box in boxes.all():
+            box.set_checked((box.get_attribute("value") or "") in scopes)
+    if networks:
+        dialog.get_by_role("textbox", name="Allowed networks").fill("\n".join(networks))
+    dialog.get_by_role("button", name="Submit").click()
+    shown = page.get_by_role("dialog", name="API Key")
+    expect(shown).to_be_visible()
+    key_id = shown.locator("#secret-key-id").inner_text()
+    secret = shown.locator("#secret-key-secret").inner_text()
+    return key_id, secret
+
+
+def close_secret(page: Page) -> None:
+    """Done in the API Key window."""
+    page.get_by_role("dialog", name="API Key").get_by_role("button", name="Done").click()
+    expect(page.get_by_role("dialog", name="API Key")).to_be_hidden()
+
+
+def key_row(page: Page, name: str) -> Locator:
+    """The row of the keys table named after the key."""
+    return page.get_by_role("row", name=name, exact=True)
 
 
 def sign_in(page: Page, account: Account) -> None:

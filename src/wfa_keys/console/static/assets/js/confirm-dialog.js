@@ -1,4 +1,6 @@
-// The Yes/No pop-up before a regenerate or a delete.
+// The Yes/No pop-up before a regenerate, a delete or a revoke. A question may show extra
+// fields (the grace period of a regenerate): `body`, an element of the dialog, unhidden while
+// the question is open.
 
 import { describeError } from "./api.js";
 import { $, say } from "./dom.js";
@@ -7,10 +9,13 @@ import { closeModal, openModal, setUpModal } from "./modal.js";
 const dialog = $("confirm-dialog");
 const yes = $("confirm-yes");
 let pending = null;
+let body = null;
 
 export function setUpConfirmDialog() {
   setUpModal(dialog, () => {
     pending = null;
+    if (body) body.hidden = true;
+    body = null;
     yes.disabled = false;
   });
   $("confirm-no").addEventListener("click", () => closeModal(dialog));
@@ -20,9 +25,12 @@ export function setUpConfirmDialog() {
     say($("confirm-error"), "");
     try {
       // `onYes` does the work and may say what comes next: `{ opener }`, where focus goes
-      // (default: back to the opener), or `{ after }`, a step that takes focus itself.
+      // (default: back to the opener), `{ after }`, a step that takes focus itself, or
+      // `{ stay: true }` when it explained a problem in `body` and the question stays open.
       const next = (await pending()) ?? {};
-      if (next.after) {
+      if (next.stay) {
+        yes.disabled = false;
+      } else if (next.after) {
         closeModal(dialog, { opener: null });
         next.after();
       } else {
@@ -36,10 +44,13 @@ export function setUpConfirmDialog() {
 }
 
 /** Ask `question`; on Yes run `onYes()` (async); on No or Escape nothing happens. */
-export function confirmAction({ title, text, onYes, opener }) {
+export function confirmAction({ title, text, onYes, opener, extra = null }) {
   $("confirm-title").textContent = title;
   $("confirm-text").textContent = text;
   say($("confirm-error"), "");
   pending = onYes;
+  if (body && body !== extra) body.hidden = true;
+  body = extra;
+  if (body) body.hidden = false;
   openModal(dialog, { opener, focus: $("confirm-no") });
 }

@@ -1,8 +1,9 @@
-// The "Create API Key" window: Name, Expiration Time, Lifetime (days), Submit, Cancel.
-// New fields go here: add the input to index.html, read it in `readInput`, map its
-// BAD_USER_INPUT field in FIELD_ERRORS.
+// The "Create API Key" window: Name, Expiration Time, Lifetime (days), Scopes, Allowed
+// networks, Submit, Cancel. New fields go here: add the input to index.html, read it in
+// `readInput`, map its BAD_USER_INPUT field in FIELD_ERRORS.
 
 import { describeError, gql } from "./api.js";
+import { accessFields, showFieldError } from "./access-fields.js";
 import { $, say } from "./dom.js";
 import { closeModal, openModal, setUpModal } from "./modal.js";
 import { showSecret } from "./secret-dialog.js";
@@ -17,6 +18,7 @@ const name = $("create-name");
 const expires = $("create-expires");
 const lifetime = $("create-lifetime");
 const submit = $("create-submit");
+const access = accessFields("create");
 
 // extensions.field of a BAD_USER_INPUT error -> [input, its error element]
 const FIELD_ERRORS = {
@@ -33,20 +35,20 @@ function setExpires(on) {
   if (!on) showFieldError(lifetime, $("create-lifetime-error"), "");
 }
 
-function showFieldError(input, element, message) {
-  say(element, message);
-  if (message) input.setAttribute("aria-invalid", "true");
-  else input.removeAttribute("aria-invalid");
-}
-
 function clearErrors() {
   for (const [input, element] of Object.values(FIELD_ERRORS)) showFieldError(input, element, "");
+  access.clearErrors();
   say($("create-error"), "");
 }
 
 /** The mutation's input, or null after explaining what is wrong. */
 function readInput() {
-  const input = { name: name.value.trim(), lifetimeDays: null };
+  const input = {
+    name: name.value.trim(),
+    lifetimeDays: null,
+    scopes: access.scopes(),
+    allowedCidrs: access.cidrs(),
+  };
   let firstBad = null;
   if (!input.name) {
     showFieldError(name, $("create-name-error"), "Enter a name for the key.");
@@ -82,6 +84,8 @@ async function create(event) {
     if (error.code === "BAD_USER_INPUT" && target) {
       showFieldError(target[0], target[1], error.message);
       target[0].focus();
+    } else if (error.code === "BAD_USER_INPUT" && access.explain(error.field, error.message)) {
+      // shown beside Scopes or Allowed networks
     } else if (dialog.open) {
       say($("create-error"), describeError(error));
     }
@@ -95,6 +99,7 @@ export function setUpCreateDialog(created) {
   setUpModal(dialog, () => {
     form.reset();
     setExpires(false);
+    access.reset();
     clearErrors();
   });
   expires.addEventListener("click", () =>
@@ -104,6 +109,14 @@ export function setUpCreateDialog(created) {
   form.addEventListener("submit", create);
 }
 
-export function openCreateDialog(opener) {
+export async function openCreateDialog(opener) {
+  say($("create-error"), "");
+  submit.disabled = true;
   openModal(dialog, { opener, focus: name });
+  try {
+    await access.render(); // every scope ticked: the default of the API, too
+    submit.disabled = false;
+  } catch (error) {
+    if (dialog.open) say($("create-error"), describeError(error));
+  }
 }

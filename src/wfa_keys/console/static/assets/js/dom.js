@@ -39,6 +39,19 @@ export function dateCell(iso, never = "Never") {
   );
 }
 
+const momentFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+/** A date and time in the browser's locale, as text ("Dec 1, 2026, 3:04 PM"). */
+export function formatMoment(iso) {
+  return momentFormat.format(new Date(iso));
+}
+
+/** A `<time>` with the date and the time of day (for moments within days, like a grace end). */
+export function momentCell(iso) {
+  const date = new Date(iso);
+  return h("time", { datetime: date.toISOString(), title: exactFormat.format(date) }, momentFormat.format(date));
+}
+
 /** An SVG icon from a path, hidden from assistive technology (the button has a name). */
 export function icon(path) {
   const ns = "http://www.w3.org/2000/svg";
@@ -55,5 +68,6 @@ export function icon(path) {
 
 export const ICONS = {
   regenerate: "M17.65 6.35A7.96 7.96 0 0 0 12 4a8 8 0 1 0 7.73 10h-2.08A6 6 0 1 1 12 6c1.66 0 3.14.69 4.22 1.78L13 11h7V4l-2.35 2.35z",
+  edit: "M3 17.25V21h3.75L17.81 9.94l-3.75-3.75L3 17.25zM20.71 7.04a1 1 0 0 0 0-1.41l-2.34-2.34a1 1 0 0 0-1.41 0l-1.83 1.83 3.75 3.75 1.83-1.83z",
   delete: "M6 19a2 2 0 0 0 2 2h8a2 2 0 0 0 2-2V7H6v12zM19 4h-3.5l-1-1h-5l-1 1H5v2h14V4z",
 };

@@ -1,27 +1,43 @@
-// The API Keys page: the searchable list, Load more, and each row's Action cell.
-// New columns go in COLUMNS (a header in index.html, a cell function here).
+// The API Keys page: the list with its filters (Search, Status, Expiring within), Load more,
+// and each row's Action cell. New columns go in COLUMNS (a header in index.html, a cell
+// function here).
 
-import { describeError, gql } from "./api.js";
+import { ApiError, describeError, gql } from "./api.js";
 import { pagedTable } from "./paged-table.js";
-import { $, ICONS, dateCell, h, icon, say } from "./dom.js";
+import { $, ICONS, dateCell, h, icon, momentCell, say } from "./dom.js";
 import { confirmAction } from "./confirm-dialog.js";
 import { openCreateDialog, setUpCreateDialog } from "./create-dialog.js";
+import { openEditDialog, setUpEditDialog } from "./edit-dialog.js";
+import {
+  explainGracePeriod,
+  readGracePeriod,
+  resetGracePeriod,
+  setUpGracePeriod,
+} from "./grace-period.js";
 import { showSecret } from "./secret-dialog.js";
 
 const PAGE_SIZE = 25;
 const SEARCH_DELAY_MS = 250;
-const KEY_FIELDS = "id name enabled status createdAt expiresAt lastUsedAt owner { email }";
+const KEY_FIELDS = `id name enabled status createdAt expiresAt lastUsedAt lastUsedIp
+  scopes allowedCidrs previousSecretExpiresAt owner { email }`;
 
-const LIST = `query ApiKeys($first: Int, $after: String, $search: String) {
-  apiKeys(first: $first, after: $after, search: $search) {
+const LIST = `query ApiKeys($first: Int, $after: String, $search: String, $status: ApiKeyStatus,
+    $expiringWithinDays: Int) {
+  apiKeys(first: $first, after: $after, search: $search, status: $status,
+      expiringWithinDays: $expiringWithinDays) {
     totalCount pageInfo { hasNextPage endCursor } nodes { ${KEY_FIELDS} }
   }
 }`;
 const SET_ENABLED = `mutation SetApiKeyEnabled($id: ID!, $enabled: Boolean!) {
   setApiKeyEnabled(id: $id, enabled: $enabled) { ${KEY_FIELDS} }
 }`;
-const REGENERATE = `mutation RegenerateApiKey($id: ID!) {
-  regenerateApiKey(id: $id) { keySecret apiKey { ${KEY_FIELDS} } }
+const REGENERATE = `mutation RegenerateApiKey($id: ID!, $gracePeriodMinutes: Int!) {
+  regenerateApiKey(id: $id, gracePeriodMinutes: $gracePeriodMinutes) {
+    keySecret apiKey { ${KEY_FIELDS} }
+  }
+}`;
+const REVOKE_PREVIOUS = `mutation RevokePreviousSecret($id: ID!) {
+  revokePreviousSecret(id: $id) { ${KEY_FIELDS} }
 }`;
 const DELETE = `mutation DeleteApiKey($id: ID!) { deleteApiKey(id: $id) { id } }`;
 
@@ -30,11 +46,12 @@ const STATUS_TEXT = { ACTIVE: "Active", DISABLED: "Disabled", EXPIRED: "Expired"
 const COLUMNS = [
   ["Name", (key, nameId) => h("span", { id: nameId, class: "key-name" }, key.name)],
   ["Key ID", (key) => h("code", { class: "key-id" }, key.id)],
-  ["Status", (key) => h("span", { class: `badge ${key.status.toLowerCase()}` }, STATUS_TEXT[key.status] ?? key.status)],
+  ["Status", (key, nameId) => statusCell(key, nameId)],
   ["Created", (key) => dateCell(key.createdAt)],
   ["Expires", (key) => dateCell(key.expiresAt)],
-  ["Last Used", (key) => dateCell(key.lastUsedAt)],
-  ["Owner", (key) => key.owner.email],
+  ["Last Used", (key) => lastUsedCell(key)],
+  ["Scopes", (key) => accessCell(key)],
+  ["Owner", (key) => breakableEmail(key.owner.email)],
   ["Action", (key, nameId) => actions(key, nameId)],
 ];
 
@@ -43,7 +60,58 @@ const status = $("keys-status");
 const error = $("keys-error");
 const more = $("keys-more");
 const search = $("keys-search");
+const statusFilter = $("keys-status-filter");
+const expiring = $("keys-expiring");
 let searchTimer = null;
+
+/** An email that may wrap before its "@" when the column is narrow. */
+function breakableEmail(email) {
+  const at = email.lastIndexOf("@");
+  if (at <= 0) return email;
+  return h("span", {}, email.slice(0, at), h("wbr"), email.slice(at));
+}
+
+/** Badge; during a grace period, until when the old secret works and a way to end it now. */
+function statusCell(key, nameId) {
+  const badge = h("span", { class: `badge ${key.status.toLowerCase()}` }, STATUS_TEXT[key.status] ?? key.status);
+  if (!key.previousSecretExpiresAt) return badge;
+  const revoke = h(
+    "button",
+    {
+      type: "button",
+      class: "link-button",
+      "aria-describedby": nameId,
+      "data-focus-key": `${key.id}:revoke-old`,
+    },
+    "Revoke old secret",
+  );
+  revoke.addEventListener("click", () => askRevokePrevious(key, revoke));
+  return h(
+    "div",
+    { class: "stack" },
+    badge,
+    h("span", { class: "grace-note" }, "Old secret valid until ", momentCell(key.previousSecretExpiresAt)),
+    revoke,
+  );
+}
+
+/** When, and from which address, the key was last used. */
+function lastUsedCell(key) {
+  const when = dateCell(key.lastUsedAt);
+  if (!key.lastUsedIp) return when;
+  return h("div", { class: "stack" }, when, h("span", { class: "muted small" }, "from ", h("code", {}, key.lastUsedIp)));
+}
+
+/** The scopes, one short line each, and the networks when the key is limited to some. */
+function accessCell(key) {
+  const scopes = key.scopes.length
+    ? key.scopes.map((name) => h("code", { class: "chip" }, name))
+    : [h("span", { class: "muted" }, "None (whoami only)")];
+  const networks = key.allowedCidrs.length
+    ? h("span", { class: "muted small" }, `Only from ${key.allowedCidrs.join(", ")}`)
+    : null;
+  return h("div", { class: "stack" }, h("div", { class: "chips" }, scopes), networks);
+}
 
 function actions(key, nameId) {
   const toggle = h(
@@ -60,9 +128,10 @@ function actions(key, nameId) {
     h("span", { class: "visually-hidden" }, "Enabled"),
   );
   toggle.addEventListener("click", () => setEnabled(key, toggle));
+  const edit = iconButton(key, nameId, "Edit", "", startEdit);
   const regenerate = iconButton(key, nameId, "Regenerate", "", askRegenerate);
   const remove = iconButton(key, nameId, "Delete", "danger", askDelete);
-  return h("div", { class: "row-actions" }, toggle, regenerate, remove);
+  return h("div", { class: "row-actions" }, toggle, edit, regenerate, remove);
 }
 
 /** A row's icon button: its name is `label`, its description the key's name. */
@@ -96,6 +165,22 @@ function replaceRow(key) {
   old?.replaceWith(row(key));
 }
 
+/** The row's control named by `what` ("edit", "regenerate", ...), after a replaceRow. */
+function rowControl(key, what) {
+  return body.querySelector(`[data-focus-key="${CSS.escape(`${key.id}:${what}`)}"]`);
+}
+
+function startEdit(key, opener) {
+  openEditDialog(key, opener, {
+    onSaved: (saved) => {
+      replaceRow(saved);
+      status.textContent = `${saved.name} is saved.`;
+      rowControl(saved, "edit")?.focus();
+    },
+    onGone: () => reload(),
+  });
+}
+
 async function setEnabled(key, toggle) {
   toggle.disabled = true;
   say(error, "");
@@ -114,14 +199,41 @@ async function setEnabled(key, toggle) {
 function askRegenerate(key, opener) {
   confirmAction({
     title: "Regenerate API Key",
-    text: `Regenerate the Key Secret of “${key.name}”? The current secret stops working at once; the Key ID stays.`,
+    text: `Regenerate the Key Secret of “${key.name}”? The Key ID stays; choose how long the current secret keeps working.`,
     opener,
+    extra: resetGracePeriod(),
     onYes: async () => {
+      const gracePeriodMinutes = readGracePeriod();
+      if (gracePeriodMinutes === null) return { stay: true };
       try {
-        const { regenerateApiKey } = await gql(REGENERATE, { id: key.id });
+        const { regenerateApiKey } = await gql(REGENERATE, { id: key.id, gracePeriodMinutes });
         replaceRow(regenerateApiKey.apiKey);
         // The API Key window takes focus, and gives it back to the row's Regenerate button.
         return { after: () => showSecret(regenerateApiKey, opener) };
+      } catch (problem) {
+        if (problem.code === "NOT_FOUND") await reload();
+        if (problem instanceof ApiError && problem.field === "gracePeriodMinutes") {
+          explainGracePeriod(problem.message);
+          return { stay: true };
+        }
+        throw problem;
+      }
+    },
+  });
+}
+
+function askRevokePrevious(key, opener) {
+  confirmAction({
+    title: "Revoke Old Secret",
+    text: `Stop the old Key Secret of “${key.name}” working now? Clients still using it are refused from their next call; the current secret keeps working.`,
+    opener,
+    onYes: async () => {
+      try {
+        const { revokePreviousSecret } = await gql(REVOKE_PREVIOUS, { id: key.id });
+        replaceRow(revokePreviousSecret);
+        status.textContent = `The old secret of ${revokePreviousSecret.name} no longer works.`;
+        // The button is gone with the grace period: focus goes to the row's Regenerate.
+        return { opener: rowControl(key, "regenerate") ?? $("keys-title") };
       } catch (problem) {
         if (problem.code === "NOT_FOUND") await reload();
         throw problem;
@@ -155,20 +267,32 @@ const table = pagedTable({
   more,
   row,
   fetchPage: async (after) => {
-    const { apiKeys } = await gql(LIST, {
-      first: PAGE_SIZE,
-      after,
-      search: search.value.trim() || null,
-    });
+    const { apiKeys } = await gql(LIST, { first: PAGE_SIZE, after, ...filters() });
     return apiKeys;
   },
   summary: (shown, total) => {
     if (total > 0) return `Showing ${shown} of ${total} API keys.`;
-    return search.value.trim()
-      ? "No API key matches this search."
-      : "No API keys yet. Click Add More to create one.";
+    const { search: text, status: state, expiringWithinDays } = filters();
+    if (state || expiringWithinDays) return "No API key matches these filters.";
+    return text ? "No API key matches this search." : "No API keys yet. Click Add More to create one.";
   },
 });
+
+/** The list's filters as apiKeys arguments (the server checks them: an error shows above). */
+function filters() {
+  const days = expiring.value.trim();
+  return {
+    search: search.value.trim() || null,
+    status: statusFilter.value || null,
+    // A value the browser cannot read as a number reaches the server as one it refuses.
+    expiringWithinDays: days === "" ? null : Number.isInteger(Number(days)) ? Number(days) : 0,
+  };
+}
+
+function reloadSoon() {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(reload, SEARCH_DELAY_MS);
+}
 
 /** Load the first page again (after a change, or when the page opens). */
 export function reload() {
@@ -177,16 +301,21 @@ export function reload() {
 
 export function setUpKeysPage() {
   setUpCreateDialog(() => reload());
+  setUpEditDialog(KEY_FIELDS);
+  setUpGracePeriod();
   $("add-more").addEventListener("click", (event) => openCreateDialog(event.currentTarget));
-  search.addEventListener("input", () => {
+  for (const field of [search, expiring]) {
+    field.addEventListener("input", reloadSoon);
+    field.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") {
+        clearTimeout(searchTimer);
+        reload();
+      }
+    });
+  }
+  statusFilter.addEventListener("change", () => {
     clearTimeout(searchTimer);
-    searchTimer = setTimeout(reload, SEARCH_DELAY_MS);
-  });
-  search.addEventListener("keydown", (event) => {
-    if (event.key === "Enter") {
-      clearTimeout(searchTimer);
-      reload();
-    }
+    reload();
   });
 }
 

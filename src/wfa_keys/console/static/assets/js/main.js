@@ -1,5 +1,5 @@
 // The console's entry point: who is signed in, and which view shows (from the URL's hash,
-// which holds only the view's name: #/api-keys or #/audit-log).
+// which holds only the view's name: #/api-keys, #/audit-log or #/settings).
 
 import { describeError, gql, onSessionEnded } from "./api.js";
 import { $ } from "./dom.js";
@@ -8,16 +8,19 @@ import { showAuditPage } from "./audit.js";
 import { setUpConfirmDialog } from "./confirm-dialog.js";
 import { setUpKeysPage, showKeysPage } from "./keys.js";
 import { setUpSecretDialog } from "./secret-dialog.js";
+import { setUpSettingsPage, showSettingsPage } from "./settings.js";
 import { setUpSignIn, showSignIn } from "./signin.js";
 
 const ME = `query Me { me { id email role organization { name hasWorkflowAutomation } } }`;
-const VIEWS = { "#/api-keys": "keys", "#/audit-log": "audit" };
+const VIEWS = { "#/api-keys": "keys", "#/audit-log": "audit", "#/settings": "settings" };
+const TITLES = { keys: "API Keys", audit: "Audit Log", settings: "Settings" };
+const SHOW = { keys: showKeysPage, audit: showAuditPage, settings: showSettingsPage };
 
 let me = null;
 
 function show(view) {
   $("boot").hidden = true;
-  for (const name of ["signin", "keys", "audit"]) $(`${name}-view`).hidden = name !== view;
+  for (const name of ["signin", "keys", "audit", "settings"]) $(`${name}-view`).hidden = name !== view;
   $("nav").hidden = view === "signin";
   $("account").hidden = view === "signin";
   for (const link of document.querySelectorAll("#nav a")) {
@@ -30,9 +33,8 @@ function route({ moveFocus }) {
   if (!me) return;
   const view = VIEWS[location.hash] ?? "keys";
   show(view);
-  if (view === "audit") showAuditPage(me);
-  else showKeysPage(me);
-  document.title = `${view === "audit" ? "Audit Log" : "API Keys"} · Workflow Automation`;
+  SHOW[view](me);
+  document.title = `${TITLES[view]} · Workflow Automation`;
   if (moveFocus) $(`${view}-title`).focus();
 }
 
@@ -59,6 +61,7 @@ async function start() {
   setUpSecretDialog();
   setUpConfirmDialog();
   setUpKeysPage();
+  setUpSettingsPage();
   setUpSignIn({ signedIn, signedOut });
   onSessionEnded(() => {
     if (me) signedOut("Your session has ended. Sign in again.");

@@ -31,6 +31,9 @@ export function setUpModal(dialog, onClose) {
   // Run at once by closeModal (the close event comes a task later), and again on Escape.
   dialog.cleanUp = onClose;
   dialog.addEventListener("close", () => {
+    // The event comes a task after the close: the dialog may be open again by then (Escape,
+    // then Enter on its opener at once), and must not lose what it shows now.
+    if (dialog.open) return;
     onClose?.();
     const opener = dialog.opener;
     dialog.opener = null;
@@ -51,6 +54,11 @@ export function closeModal(dialog, { opener } = {}) {
   if (opener !== undefined) dialog.opener = opener;
   dialog.cleanUp?.();
   if (dialog.open) dialog.close();
+  // Focus goes back now, not in the close event a task later: by then the person may have
+  // moved on to another control, and the late restore would pull focus away from it.
+  const target = dialog.opener;
+  dialog.opener = null;
+  if (target !== null) restoreFocus(target);
 }
 
 /** Focus `target`; if it left the page (a list refresh), its replacement or the page title. */

@@ -1,7 +1,7 @@
 // The "API Key" window: the Key ID and the Key Secret, shown once, with Copy buttons.
 // Done (or Escape) removes the secret from the page.
 
-import { $, say } from "./dom.js";
+import { $, formatMoment, say } from "./dom.js";
 import { closeModal, openModal, setUpModal } from "./modal.js";
 
 const dialog = $("secret-dialog");
@@ -28,6 +28,7 @@ function forget() {
   keySecret.textContent = "";
   $("copy-key-id-status").textContent = "";
   $("copy-key-secret-status").textContent = "";
+  say($("secret-grace"), "");
   say(error, "");
 }
 
@@ -45,5 +46,13 @@ export function showSecret({ apiKey, keySecret: secret }, opener) {
   forget();
   keyId.textContent = apiKey.id;
   keySecret.textContent = secret;
+  // After a regenerate with a grace period: until when clients may still use the old secret.
+  const until = apiKey.previousSecretExpiresAt;
+  say(
+    $("secret-grace"),
+    until
+      ? `The old Key Secret keeps working until ${formatMoment(until)}: update your clients before then.`
+      : "",
+  );
   openModal(dialog, { opener, focus: $("copy-key-secret") });
 }
