@@ -21,6 +21,7 @@ import pytest
 from tortoise.context import TortoiseContext
 
 from support.serving import WFA_KEYS, Server, server_env, start_server
+from wfa_auth import generate_key_secret
 from wfa_keys.app import create_app
 from wfa_keys.settings import Settings
 
@@ -205,3 +206,70 @@ def test_metrics_are_off_unless_asked_for() -> None:
 
     assert "/metrics" not in paths(Settings())
     assert "/metrics" in paths(Settings(metrics=True))
+
+
+ENABLE = "mutation($id: ID!) { setApiKeyEnabled(id: $id, enabled: true) { id } }"
+#: The middleware's default: failed attempts per Key ID and client address in the window.
+FAILURES_PER_KEY_AND_IP = 10
+
+
+async def test_wrong_secrets_spread_over_two_processes_share_one_limit(
+    db: TortoiseContext, tmp_path: Path, e2e_database_url: str, servers: list[Server]
+) -> None:
+    a = start_server(tmp_path, e2e_database_url, env=ENV)
+    servers.append(a)
+    b = start_server(tmp_path, e2e_database_url, env=ENV)
+    servers.append(b)
+    async with httpx2.AsyncClient(base_url=a.base_url, trust_env=False, timeout=30) as admin:
+        await graphql(admin, LOGIN, e=EMAIL, p=PASSWORD)
+        created = (await graphql(admin, CREATE, n="guessed"))["createApiKey"]
+    key_id = created["apiKey"]["id"]
+    wrong = Credentials(key_id, _other_valid_secret(created["keySecret"]))
+    right = Credentials(key_id, created["keySecret"])
+
+    # Concurrently, half on each process: the shared store admits exactly the limit.
+    statuses = await asyncio.gather(
+        *(
+            whoami_status(server, wrong.forms()["basic"])
+            for server in [a, b] * FAILURES_PER_KEY_AND_IP
+        )
+    )
+
+    assert sorted(statuses).count(401) == FAILURES_PER_KEY_AND_IP
+    assert sorted(statuses).count(429) == FAILURES_PER_KEY_AND_IP
+    # Throttled on both processes now, the right secret included (from this address).
+    assert await whoami_status(a, right.forms()["basic"]) == 429
+    assert await whoami_status(b, right.forms()["basic"]) == 429
+
+
+def _other_valid_secret(secret: str) -> str:
+    """A well-formed Key Secret (right prefix and checksum) that is not ``secret``."""
+    other = generate_key_secret()
+    return other if other != secret else generate_key_secret()
+
+
+async def test_tokens_revoked_on_one_process_do_not_come_back_on_another(
+    db: TortoiseContext, tmp_path: Path, e2e_database_url: str, servers: list[Server]
+) -> None:
+    a = start_server(tmp_path, e2e_database_url, env=ENV)
+    servers.append(a)
+    b = start_server(tmp_path, e2e_database_url, env=ENV)
+    servers.append(b)
+    async with httpx2.AsyncClient(base_url=a.base_url, trust_env=False, timeout=30) as admin:
+        await graphql(admin, LOGIN, e=EMAIL, p=PASSWORD)
+        created = (await graphql(admin, CREATE, n="suspended?"))["createApiKey"]
+        creds = Credentials(created["apiKey"]["id"], created["keySecret"])
+        await warm(b, creds)
+        old_token = {"Authorization": f"Bearer {creds.token}"}
+
+        await graphql(admin, DISABLE, id=creds.key_id)
+        await refused_within(b, creds)
+        await graphql(admin, ENABLE, id=creds.key_id)
+
+        # The secret works again on B once the change arrives; the old token never does.
+        for _ in range(int(GIVE_UP / STEP)):
+            if await whoami_status(b, creds.forms()["basic"]) == 200:
+                break
+            await asyncio.sleep(STEP)
+        assert await whoami_status(b, creds.forms()["basic"]) == 200
+        assert {await whoami_status(server, old_token) for server in (a, b)} == {401}
