@@ -20,11 +20,11 @@ from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 
 from wfa_keys.graphql.errors import BadUserInput
+from wfa_keys.limits import MAX_PAGE_SIZE
 
 Row = dict[str, Any]
 Count = Callable[[], Awaitable[int]]
 
-MAX_PAGE_SIZE = 100
 _CURSOR_PREFIX = "v1|"
 _MAX_CURSOR_LENGTH = 200
 

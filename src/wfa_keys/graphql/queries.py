@@ -24,6 +24,7 @@ from wfa_keys.graphql.types import (
     User,
 )
 from wfa_keys.keys import KeyStatus
+from wfa_keys.limits import DEFAULT_PAGE_SIZE
 from wfa_keys.scopes import KNOWN_SCOPES
 
 #: Domain field names as a client of ``apiKeys`` spells the arguments.
@@ -47,7 +48,7 @@ def resolve_me(info: ContextInfo) -> User | None:
 
 async def resolve_api_keys(
     info: ContextInfo,
-    first: int | None = 50,
+    first: int | None = DEFAULT_PAGE_SIZE,
     after: str | None = None,
     search: str | None = None,
     status: ApiKeyStatus | None = None,
@@ -62,7 +63,10 @@ async def resolve_api_keys(
             expiring_within_days=expiring_within_days,
         )
     page = await newest_first(
-        query, fields=API_KEY_FIELDS, first=50 if first is None else first, after=after
+        query,
+        fields=API_KEY_FIELDS,
+        first=DEFAULT_PAGE_SIZE if first is None else first,
+        after=after,
     )
     return ApiKeyConnection.from_page(page)
 
@@ -83,7 +87,7 @@ def resolve_api_scopes() -> list[ApiScope]:
 
 async def resolve_audit_events(
     info: ContextInfo,
-    first: int | None = 50,
+    first: int | None = DEFAULT_PAGE_SIZE,
     after: str | None = None,
     key_id: strawberry.ID | None = None,
 ) -> AuditEventConnection:
@@ -92,7 +96,10 @@ async def resolve_audit_events(
     if key_id is not None:
         query = query.filter(key_id=inputs.key_id(key_id, field="keyId"))
     page = await newest_first(
-        query, fields=AUDIT_EVENT_FIELDS, first=50 if first is None else first, after=after
+        query,
+        fields=AUDIT_EVENT_FIELDS,
+        first=DEFAULT_PAGE_SIZE if first is None else first,
+        after=after,
     )
     return AuditEventConnection.from_page(page)
 
