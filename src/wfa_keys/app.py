@@ -10,8 +10,9 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -19,8 +20,9 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from wfa_auth import ThrottleStore
+from wfa_auth import ThrottleStore, route_path
 from wfa_keys.api import create_api
 from wfa_keys.bootstrap import announce_admin, bootstrap_admin
 from wfa_keys.browser import (
@@ -77,6 +79,73 @@ async def _housekeeping(store: ThrottleStore) -> None:
         except Exception as exc:  # next time, then; nothing depends on it soon
             logger.warning("housekeeping failed (%s)", type(exc).__name__)
         await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+
+
+class BodyLimitMiddleware(RequestBodyLimitMiddleware):
+    """Starlette's body limit, for the requests that can have a body.
+
+    An HTTP/1.x request with neither ``Content-Length`` nor ``Transfer-Encoding`` has no body
+    (RFC 9112, 6.3): it passes without the limit's wrappers around ``receive`` and ``send``,
+    which most API calls (GETs) would otherwise pay for nothing.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("http_version") in ("1.1", "1.0"):
+            for name, _value in scope["headers"]:
+                if name in _BODY_HEADERS:
+                    break
+            else:
+                await self.app(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+_BODY_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
+
+
+class ApiLane:
+    """Sends HTTP requests below ``mount`` straight to its app, through ``middleware`` only.
+
+    The key-authenticated API is the hot path: a warm call should cost little more than its
+    route. Through the whole app it would also cross Starlette's error and exception layers
+    and router (twice: the API is an app of its own, with its own), and the browser-only
+    middlewares; on this lane it crosses what it needs (the client address, the request log
+    and security headers, the body limit) and is mounted exactly as :class:`Mount` mounts it.
+    Everything else, websockets and lifespan included, goes to ``app``.
+    """
+
+    def __init__(self, app: ASGIApp, *, mount: Mount, middleware: Sequence[Middleware]) -> None:
+        self.app = app
+        self.mount = mount
+        self.prefix = mount.path + "/"
+        lane: ASGIApp = self._mounted
+        for cls, args, kwargs in reversed(middleware):
+            lane = cls(lane, *args, **kwargs)
+        self.lane = lane
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and route_path(scope).startswith(self.prefix):
+            await self.lane(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _mounted(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The prefix matched, so the mount does: the same child scope (root_path, path
+        # params) as through the router.
+        _match, child_scope = self.mount.matches(scope)
+        scope.update(child_scope)
+        await self.mount.app(scope, receive, send)
+
+
+class _Service(Starlette):
+    """The service's app: the whole Starlette stack, with :class:`ApiLane` in front of it."""
+
+    def __init__(self, *, api: Mount, lane: Sequence[Middleware], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._api, self._lane = api, lane
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return ApiLane(super().build_middleware_stack(), mount=self._api, middleware=self._lane)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -153,46 +222,51 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await close_throttle_store(throttle_store)
             await close_global()
 
-    middleware = [
-        # Outermost first. Before anything reads the client address: an address that is
-        # not an IP address (a forwarded header's free text) becomes no address.
-        Middleware(ClientAddressMiddleware),
-        # Every answer, refusals included, is logged with its request ID and carries the
-        # security headers, added in the same pass.
-        Middleware(RequestLogMiddleware, add_headers=add_security_headers),
-        # What only browsers need, for every path but the API's (each layer is a pass
-        # over every request).
+    root = (
+        [Middleware(RootPathMiddleware, root_path=settings.root_path)] if settings.root_path else []
+    )
+    # Outermost first. Before anything reads the client address: an address that is not an
+    # IP address (a forwarded header's free text) becomes no address.
+    client_address = Middleware(ClientAddressMiddleware)
+    # Every answer, refusals included, is logged with its request ID and carries the security
+    # headers, added in the same pass.
+    request_log = Middleware(RequestLogMiddleware, add_headers=add_security_headers)
+    # Starlette's own body limit, placed here rather than through ``max_body_size=`` (which
+    # puts it outside every middleware) so that the 413 is logged and carries the headers.
+    body_limit = Middleware(BodyLimitMiddleware, max_body_size=settings.max_body_bytes)
+    # What only browsers need (the API under API_PATH takes its own lane, without them).
+    browser = [
+        Middleware(SecurityHeadersMiddleware),
+        cors_middleware(settings),
         Middleware(
-            BrowserOnly,
-            skip=[API_PATH],
-            middleware=[
-                Middleware(SecurityHeadersMiddleware),
-                cors_middleware(settings),
-                Middleware(
-                    CrossSiteRequestMiddleware,
-                    allowed_origins=settings.cors_origins,
-                    paths=[GRAPHQL_PATH],
-                ),
-            ],
+            CrossSiteRequestMiddleware,
+            allowed_origins=settings.cors_origins,
+            paths=[GRAPHQL_PATH],
         ),
-        # Starlette's own body limit, placed here rather than through ``max_body_size=``
-        # (which puts it outside every middleware) so that the 413 is logged and carries
-        # the headers above.
-        Middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes),
     ]
-    if settings.root_path:
-        middleware.insert(0, Middleware(RootPathMiddleware, root_path=settings.root_path))
-    return Starlette(
+    api_mount = Mount(API_PATH, app=api)
+    return _Service(
+        api=api_mount,
+        lane=[*root, client_address, request_log, body_limit],
         routes=[
             # Every method reaches the view, so that a PUT is refused in GraphQL's error
             # shape (405) like the view's other refusals, not in Starlette's plain text.
             Route(GRAPHQL_PATH, graphql_app),
             Route("/healthz", healthz, methods=["GET"]),
             *routes,
-            Mount(API_PATH, app=api),
+            # Reached through the router only by what the lane does not take: ``/api`` itself
+            # (redirected to ``/api/``), and websockets.
+            api_mount,
             # Last: the console answers every path the routes above do not.
             *([Mount("/", app=create_console_app())] if settings.console else []),
         ],
-        middleware=middleware,
+        middleware=[
+            *root,
+            client_address,
+            request_log,
+            # Skipping the API still: its websockets come this way.
+            Middleware(BrowserOnly, skip=[API_PATH], middleware=browser),
+            body_limit,
+        ],
         lifespan=lifespan,
     )

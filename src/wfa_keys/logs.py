@@ -5,25 +5,29 @@ no traceback, which could quote SQL or a value), masks anything shaped like a Ke
 argon2 hash, and the libraries that log SQL with its parameters at DEBUG are held at WARNING.
 
 Records are queued and written by a thread (:class:`JsonLinesHandler`): a slow or full stderr
-pipe never blocks the event loop, and formatting the JSON is not done by the request.
+pipe never blocks the event loop, and formatting the JSON is not done by the request. The
+request log's own line, when that handler is the only one to see it, is queued without a
+:class:`logging.LogRecord` (which costs more than the rest of a warm API call).
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import contextvars
 import copy
 import json
 import logging
 import logging.config
 import logging.handlers
-import queue
 import random
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -66,6 +70,29 @@ def redact(text: str) -> str:
     return _SECRET_SHAPES.sub("[redacted]", text)
 
 
+def _json_line(
+    created: float,
+    levelname: str,
+    name: str,
+    message: str,
+    request_id: str | None,
+    fields: dict[str, Any],
+    exception: str | None,
+) -> str:
+    entry: dict[str, Any] = {
+        "time": datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"),
+        "level": levelname,
+        "logger": name,
+        "message": redact(message),
+    }
+    if request_id is not None:
+        entry["request_id"] = request_id
+    entry.update(fields)
+    if exception is not None:
+        entry["exception"] = exception
+    return json.dumps(entry, ensure_ascii=False)
+
+
 class JsonFormatter(logging.Formatter):
     """Formats a record as one JSON object: time, level, logger, message and request fields.
 
@@ -74,86 +101,172 @@ class JsonFormatter(logging.Formatter):
     """
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": redact(record.getMessage()),
-        }
         request_id = getattr(record, "request_id", None) or current_request_id()
-        if request_id is not None:
-            entry["request_id"] = request_id
-        for name in ("method", "route", "status", "duration_ms"):
+        fields = {}
+        for name in _REQUEST_FIELDS:
             value = getattr(record, name, None)
             if value is not None:
-                entry[name] = value
+                fields[name] = value
         exception = getattr(record, "exception_type", None)  # set by JsonLinesHandler
         if record.exc_info and record.exc_info[0] is not None:
             exception = record.exc_info[0].__name__
-        if exception is not None:
-            entry["exception"] = exception
-        return json.dumps(entry, ensure_ascii=False)
+        return _json_line(
+            record.created,
+            record.levelname,
+            record.name,
+            record.getMessage(),
+            request_id,
+            fields,
+            exception,
+        )
 
 
-class JsonLinesHandler(logging.handlers.QueueHandler):
-    """Queues each record; a thread formats it with :class:`JsonFormatter` and writes it.
+_REQUEST_FIELDS = ("method", "route", "status", "duration_ms")
 
-    What depends on the logging task is settled before the record leaves it: the message is
-    rendered and the request ID read from the context. The exception keeps its type only (the
-    formatter writes nothing else), so no traceback and no frame crosses to the thread.
-    :meth:`flush` waits until everything queued so far is written; closing the handler (which
-    :func:`logging.shutdown` does at exit, and :func:`logging.config.dictConfig` does when it
-    replaces it) writes what is left and stops the thread.
+
+class _RequestLine(NamedTuple):
+    """A request log line as :class:`RequestLogMiddleware` hands it to the writing thread."""
+
+    created: float
+    levelname: str
+    message: str
+    request_id: str
+    fields: dict[str, Any]
+    exception: str | None
+
+
+#: How long the writing thread waits for more lines before writing what it has.
+WRITE_INTERVAL = 0.05
+#: Lines formatted between two writes, so that the thread releases the GIL for the write.
+_WRITE_BATCH = 200
+
+
+class JsonLinesHandler(logging.Handler):
+    """Formats records with :class:`JsonFormatter` and writes them from a thread of its own.
+
+    ``emit`` only appends the record to a queue: a slow or full stderr pipe never blocks the
+    event loop, and formatting the JSON is not done by the request. The thread writes what
+    has queued up about every :data:`WRITE_INTERVAL` seconds, in one write. What depends on
+    the logging task is settled before the record leaves it: the message is rendered and the
+    request ID read from the context. The exception keeps its type only (the formatter
+    writes nothing else), so no traceback and no frame crosses to the thread.
+    :meth:`flush` waits until everything queued so far is written; closing the handler
+    (which :func:`logging.shutdown` does at exit, and :func:`logging.config.dictConfig` does
+    when it replaces it) writes what is left and stops the thread.
     """
 
     def __init__(self, stream: TextIO | None = None) -> None:
-        # Created first so that logging.shutdown, which closes handlers newest first, closes
-        # this handler (writing what is queued) before the stream handler it writes through.
-        self.target = logging.StreamHandler(sys.stderr if stream is None else stream)
-        self.target.setFormatter(JsonFormatter())
-        super().__init__(queue.Queue())
-        self.listener = logging.handlers.QueueListener(self.queue, self.target)
-        self.listener.start()
+        super().__init__()
+        self.setFormatter(JsonFormatter())
+        self.stream = sys.stderr if stream is None else stream
+        # Not the handler's own lock, which ``handle`` holds while ``emit`` may wait for us.
+        self._stream_lock = threading.Lock()
+        # deque.append and popleft are atomic: no lock between the loop and the thread.
+        self._queue: collections.deque[logging.LogRecord | _RequestLine | threading.Event] = (
+            collections.deque()
+        )
+        self._wake = threading.Event()
         self._running = True
+        self._thread = threading.Thread(
+            target=self._write_forever, name="wfa-keys log writer", daemon=True
+        )
+        self._thread.start()
 
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+    def emit(self, record: logging.LogRecord) -> None:
+        # A copy: other handlers (pytest's, for one) may still want the full record.
+        record = copy.copy(record)
         if record.exc_info:
-            # Other handlers (pytest's, for one) may still want the full record.
             exc_type = record.exc_info[0]
-            record = copy.copy(record)
             record.exc_info, record.exc_text = None, None
             record.exception_type = exc_type.__name__ if exc_type is not None else None
         record.msg, record.args = record.getMessage(), None
         if getattr(record, "request_id", None) is None:
             record.request_id = _request_id.get()
         record.stack_info = None
-        return record
-
-    def enqueue(self, record: logging.LogRecord) -> None:
-        super().enqueue(record)
+        self._queue.append(record)
         if record.name.startswith("uvicorn"):
             # uvicorn ends the process by re-raising the signal that stopped it, right after
             # its last line, and no exit handler runs then: its lines are written before
             # this returns (they are few: starting, stopping, and its own errors).
             self.flush()
 
+    def append_request_line(self, line: _RequestLine) -> None:
+        """Queue a request log line without building a LogRecord (see RequestLogMiddleware)."""
+        self._queue.append(line)
+
     def setStream(self, stream: TextIO) -> None:
         """Write to ``stream`` from now on (what is queued goes to the old one first)."""
         self.flush()
-        self.target.setStream(stream)
+        with self._stream_lock:
+            self.stream = stream
 
     def flush(self) -> None:
         """Wait until the thread has written every record queued so far."""
-        if self._running:
-            self.queue.join()  # type: ignore[attr-defined]  # a queue.Queue, see __init__
-        self.target.flush()
+        if self._running and self._thread.is_alive():
+            written = threading.Event()
+            self._queue.append(written)
+            self._wake.set()
+            written.wait()
+        else:
+            self._write_queued()
 
     def close(self) -> None:
         if self._running:
             self._running = False
-            self.listener.stop()
-        self.target.flush()
+            self._wake.set()
+            self._thread.join()
+        self._write_queued()
         super().close()
+
+    def _write_forever(self) -> None:
+        while self._running:
+            self._wake.wait(WRITE_INTERVAL)
+            self._wake.clear()
+            self._write_queued()
+
+    def _write_queued(self) -> None:
+        lines: list[str] = []
+        while True:
+            try:
+                item = self._queue.popleft()
+            except IndexError:
+                break
+            if isinstance(item, threading.Event):
+                self._write(lines)
+                lines = []
+                item.set()
+                continue
+            try:
+                lines.append(self._format(item))
+            except Exception:  # logging's own way: report it, drop the record, go on
+                if isinstance(item, logging.LogRecord):
+                    self.handleError(item)
+                continue
+            if len(lines) >= _WRITE_BATCH:
+                self._write(lines)
+                lines = []
+        self._write(lines)
+
+    def _format(self, item: logging.LogRecord | _RequestLine) -> str:
+        if isinstance(item, _RequestLine):
+            return _json_line(
+                item.created,
+                item.levelname,
+                logger.name,
+                item.message,
+                item.request_id,
+                item.fields,
+                item.exception,
+            )
+        return self.format(item)
+
+    def _write(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        # A closed or broken stream: there is nothing to report the failure to.
+        with self._stream_lock, contextlib.suppress(OSError, ValueError):
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
 
 
 def logging_config(level: str = "INFO") -> dict[str, Any]:
@@ -259,18 +372,66 @@ class RequestLogMiddleware:
             raise
         finally:
             duration_ms = round((time.perf_counter() - started) * 1000, 2)
-            extra = {
-                "method": scope.get("method"),
+            method = scope.get("method")
+            fields = {
+                "method": method,
                 "route": route,
                 "status": status,
                 "duration_ms": duration_ms,
             }
             if exception is not None:
-                logger.error("request failed: %s", exception.__name__, extra=extra, exc_info=False)
+                _log_request(
+                    logging.ERROR,
+                    f"request failed: {exception.__name__}",
+                    request_id,
+                    fields,
+                    exception.__name__,
+                )
             else:
                 level = logging.WARNING if status >= 500 else logging.INFO
-                logger.log(level, "%s %s %s", scope.get("method"), route, status, extra=extra)
+                _log_request(level, f"{method} {route} {status}", request_id, fields, None)
             _request_id.reset(token)
+
+
+def _log_request(
+    level: int, message: str, request_id: str, fields: dict[str, Any], exception: str | None
+) -> None:
+    """Log the request's line: straight to the JSON handler when it is the only one to see it."""
+    if not logger.isEnabledFor(level):
+        return
+    handler = _sole_json_handler(level)
+    if handler is not None:
+        handler.append_request_line(
+            _RequestLine(
+                time.time(), logging.getLevelName(level), message, request_id, fields, exception
+            )
+        )
+        return
+    extra: dict[str, Any] = {**fields, "request_id": request_id}
+    if exception is not None:
+        extra["exception_type"] = exception
+    # findCaller would name this function: the line's fields say where it comes from.
+    logger.handle(logger.makeRecord(logger.name, level, "", 0, message, (), None, extra=extra))
+
+
+def _sole_json_handler(level: int) -> JsonLinesHandler | None:
+    """The handler a ``wfa_keys.request`` record at ``level`` reaches, if it is the only one
+    and a :class:`JsonLinesHandler` and nothing filters on the way; None otherwise."""
+    found: JsonLinesHandler | None = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.filters:
+            return None
+        for handler in current.handlers:
+            if level < handler.level:
+                continue
+            if found is not None or type(handler) is not JsonLinesHandler or handler.filters:
+                return None
+            found = handler
+        if not current.propagate:
+            break
+        current = current.parent
+    return found
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

@@ -8,6 +8,7 @@ throttling and the audit log is a parsed IP address, never free text.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Any
 
@@ -22,6 +23,13 @@ def parse_ip(host: object) -> str | None:
     """``host`` as a canonical IP address (``::1``, ``10.0.0.1``), or None when it is not one."""
     if not isinstance(host, str) or len(host) > 64:
         return None
+    return _parse_ip(host)
+
+
+# Every request parses its client's address, and a client comes back: the answers are kept
+# (a bounded cache: addresses that do not come back only push the others out).
+@functools.lru_cache(maxsize=4096)
+def _parse_ip(host: str) -> str | None:
     try:
         return str(ipaddress.ip_address(host.strip("[]")))
     except ValueError:
