@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from functools import cache, partial
+from functools import cache, cached_property, partial
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
+from wfa_keys.graphql.execution import LeafFastExecutionContext, leaf_fields
 from wfa_keys.graphql.extensions import (
     CachedParsing,
     CachedValidation,
@@ -31,7 +33,19 @@ class Schema(strawberry.Schema):
 
     Strawberry logs every error with a traceback; a permission refusal or a bad argument is
     an answer, not an incident, and is not logged.
+
+    Queries run in :class:`LeafFastExecutionContext`, which reads the plain leaf fields
+    listed by :attr:`leaf_fields` without graphql-core's per-field machinery.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("execution_context_class", LeafFastExecutionContext)
+        super().__init__(*args, **kwargs)
+
+    @cached_property
+    def leaf_fields(self) -> dict[str, Any]:
+        """The fields read directly, by type and field name (see :func:`leaf_fields`)."""
+        return leaf_fields(self._schema)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
