@@ -29,6 +29,8 @@ from wfa_keys.logs import (
     JsonFormatter,
     JsonLinesHandler,
     RequestLogMiddleware,
+    _log_request,
+    _sole_json_handler,
     configure_logging,
     current_request_id,
 )
@@ -282,6 +284,58 @@ async def test_a_key_secret_in_a_path_is_masked_in_the_request_log() -> None:
 
     assert secret not in buffer.getvalue()
     assert lines(buffer)[-1]["route"] == "/things/[redacted]"
+
+
+class Collect(logging.Handler):
+    """Keeps the records it sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.parametrize("failed", [False, True])
+def test_the_request_line_is_the_same_with_or_without_a_log_record(failed: bool) -> None:
+    # Alone, the JSON handler gets the request line without a LogRecord; beside another
+    # handler, both get a LogRecord. The line written is the same either way.
+    request_logger = logging.getLogger("wfa_keys.request")
+    written = []
+    for other in (None, Collect()):
+        stream = io.StringIO()
+        handler = JsonLinesHandler(stream)
+        request_logger.addHandler(handler)
+        if other is not None:
+            request_logger.addHandler(other)
+        request_logger.propagate = False
+        request_logger.setLevel(logging.INFO)
+        try:
+            assert (_sole_json_handler(logging.INFO) is handler) is (other is None)
+            fields = {"method": "GET", "route": "/api/v1/whoami", "status": 500, "duration_ms": 1.5}
+            if failed:
+                _log_request(
+                    logging.ERROR, "request failed: KeyError", "a1b2c3d4e5", fields, "KeyError"
+                )
+            else:
+                _log_request(logging.INFO, "GET /api/v1/whoami 500", "a1b2c3d4e5", fields, None)
+        finally:
+            request_logger.propagate = True
+            request_logger.setLevel(logging.NOTSET)
+            request_logger.removeHandler(handler)
+            if other is not None:
+                request_logger.removeHandler(other)
+            handler.close()
+        if other is not None:
+            assert len(other.records) == 1
+        (line,) = lines(stream)
+        assert line.pop("time").endswith("+00:00")
+        written.append(line)
+
+    assert written[0] == written[1]
+    assert written[0]["request_id"] == "a1b2c3d4e5"
+    assert written[0].get("exception") == ("KeyError" if failed else None)
 
 
 # -- Every operation at DEBUG, and no secret in the output ----------------------------------
