@@ -22,7 +22,7 @@ from wfa_auth._middleware import SCOPE_KEY, ApiKeyAuthMiddleware, route_path
 from wfa_auth._principal import ApiKeyUser
 from wfa_auth._responses import JSONErrorResponder
 from wfa_auth._scopes import insufficient_scope, requires_scope
-from wfa_auth._throttle import FailureLimiter, MemoryThrottleStore
+from wfa_auth._throttle import MemoryThrottleStore
 from wfa_auth._tokens import secret_fingerprint, token_digest
 from wfa_auth.base import (
     AuthObserver,
@@ -54,7 +54,6 @@ __all__ = [
     "CredentialExtractor",
     "Credentials",
     "ErrorResponder",
-    "FailureLimiter",
     "HeaderCredentialExtractor",
     "JSONErrorResponder",
     "KeyCredentials",

@@ -22,7 +22,6 @@ def test_public_api_is_pinned() -> None:
             "CredentialExtractor",
             "Credentials",
             "ErrorResponder",
-            "FailureLimiter",
             "HeaderCredentialExtractor",
             "JSONErrorResponder",
             "KeyCredentials",
