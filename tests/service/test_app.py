@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -175,3 +176,59 @@ async def test_lifespan_opens_and_migrates_the_database_and_closes_it(
     assert ready.status_code == 200
     assert stored.role is Role.MEMBER
     assert after.status_code == 503
+
+
+# -- The API's lane -------------------------------------------------------------------------
+
+
+async def chunks(size: int) -> AsyncIterator[bytes]:
+    """A body of ``size`` bytes sent without Content-Length (chunked)."""
+    for _ in range(size // 100):
+        yield b" " * 100
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_api_calls_keep_the_body_limit_the_request_id_and_the_headers(
+    db: TortoiseContext, chunked: bool
+) -> None:
+    del db
+    settings = cheap_settings(database_url="unused", max_body_bytes=1024)
+    body: Any = chunks(2000) if chunked else b" " * 2000
+    async with client_of(settings) as client:
+        above = await client.post(
+            "/api/v1/auth/api-key/token",
+            content=body,
+            headers={"Content-Type": "application/json", "Origin": "https://evil.example"},
+        )
+        unauthenticated = await client.get("/api/v1/whoami")
+
+    assert ("content-length" in above.request.headers) is not chunked
+    assert above.status_code == 413
+    for response in (above, unauthenticated):
+        assert response.headers["X-Request-ID"]
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Cache-Control"] == "no-store"
+        assert "access-control-allow-origin" not in response.headers
+    assert unauthenticated.status_code == 401
+    assert unauthenticated.json()["error"] == "missing_credentials"
+
+
+async def test_the_api_answers_below_a_mount_point_and_below_wfa_root_path(
+    db: TortoiseContext, settings: Settings
+) -> None:
+    del db
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    mounted = Starlette(routes=[Mount("/keys", app=create_app(settings))])
+    prefixed = create_app(dataclasses.replace(settings, root_path="/keys"))
+    for app, path in ((mounted, "/keys/api/v1/whoami"), (prefixed, "/api/v1/whoami")):
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            response = await c.get(path)
+            elsewhere = await c.get(path.replace("/api/", "/apiary/"))
+
+        assert response.status_code == 401, path
+        assert response.json()["error"] == "missing_credentials"
+        assert response.headers["X-Request-ID"]
+        assert elsewhere.status_code != 401
