@@ -184,15 +184,18 @@ class JsonLinesHandler(logging.Handler):
             record.request_id = _request_id.get()
         record.stack_info = None
         self._queue.append(record)
-        if record.name.startswith("uvicorn"):
+        if record.name.startswith("uvicorn") or not self._running:
             # uvicorn ends the process by re-raising the signal that stopped it, right after
             # its last line, and no exit handler runs then: its lines are written before
-            # this returns (they are few: starting, stopping, and its own errors).
+            # this returns (they are few: starting, stopping, and its own errors). Once the
+            # handler is closed, no thread writes: the line is written now.
             self.flush()
 
     def append_request_line(self, line: _RequestLine) -> None:
         """Queue a request log line without building a LogRecord (see RequestLogMiddleware)."""
         self._queue.append(line)
+        if not self._running:
+            self._write_queued()
 
     def setStream(self, stream: TextIO) -> None:
         """Write to ``stream`` from now on (what is queued goes to the old one first)."""

@@ -437,3 +437,15 @@ async def test_no_secret_password_session_token_or_hash_reaches_the_logs(
     assert "wfas_" not in output
     assert "Traceback" not in output
     assert "SELECT" not in output.upper().replace("SELECTION", "")
+
+
+def test_a_record_after_closing_is_still_written() -> None:
+    # Late lines (a task finishing during shutdown) reach the stream rather than a queue no
+    # thread reads any more.
+    stream = io.StringIO()
+    handler = JsonLinesHandler(stream)
+    handler.close()
+
+    handler.handle(record("after the end"))
+
+    assert json.loads(stream.getvalue())["message"] == "after the end"
