@@ -209,7 +209,11 @@ class JsonLinesHandler(logging.Handler):
             written = threading.Event()
             self._queue.append(written)
             self._wake.set()
-            written.wait()
+            # Should the handler close meanwhile, the thread may be gone before our turn.
+            while not written.wait(WRITE_INTERVAL):
+                if not self._thread.is_alive():
+                    self._write_queued()
+                    return
         else:
             self._write_queued()
 
