@@ -9,7 +9,7 @@ HTTP client.
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from support.console import (
     Account,
@@ -270,6 +270,39 @@ def test_the_status_and_expiring_filters_narrow_the_list_with_search_and_load_mo
     expect(page.get_by_text("Showing 25 of 29 API keys.")).to_be_visible()
     expiring.fill("9999")
     expect(page.get_by_role("alert")).to_contain_text("3650")
+
+
+def test_the_inactivity_days_cannot_be_typed_before_the_current_value_arrives(
+    page: Page, admin: Account
+) -> None:
+    # Typed before the current value arrived, a value would be overwritten by it: the field
+    # waits, disabled, until then (the settings query is held here until the test lets go).
+    held: list[Route] = []
+
+    def hold_the_settings_query(route: Route) -> None:
+        if "query OrganizationSettings" in (route.request.post_data or ""):
+            held.append(route)
+        else:
+            route.continue_()
+
+    sign_in(page, admin)
+    page.route("**/graphql", hold_the_settings_query)
+    page.get_by_role("navigation", name="Setup").get_by_role("link", name="Settings").click()
+    days = page.get_by_role("spinbutton", name="Disable keys unused for (days)")
+    expect(days).to_be_disabled()
+    expect(page.get_by_role("button", name="Save")).to_be_disabled()
+    for _ in range(100):  # the request reaches the handler while Playwright waits
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert len(held) == 1
+    held[0].continue_()
+
+    expect(days).to_be_enabled()
+    expect(days).to_have_value("")
+    days.fill("7")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Saved: keys unused for 7 days are disabled.")).to_be_visible()
 
 
 def test_settings_saves_the_inactivity_days_and_a_reload_shows_them(

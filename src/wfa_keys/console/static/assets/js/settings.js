@@ -87,10 +87,13 @@ export async function showSettingsPage(me) {
     return;
   }
   say(notice, "");
+  // Until the current value arrives, nothing can be typed that it would then overwrite.
   save.disabled = true;
+  days.disabled = true;
   try {
     const { me: current } = await gql(READ);
     show(current?.organization.keyInactivityDays ?? null);
+    days.disabled = false;
     save.disabled = false;
   } catch (problem) {
     say(error, describeError(problem));
