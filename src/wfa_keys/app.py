@@ -254,8 +254,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route(GRAPHQL_PATH, graphql_app),
             Route("/healthz", healthz, methods=["GET"]),
             *routes,
-            # Reached through the router only by what the lane does not take: ``/api`` itself
-            # (redirected to ``/api/``), and websockets.
+            # Reached through the router only by websockets: HTTP requests below ``/api/``
+            # take the lane.
             api_mount,
             # Last: the console answers every path the routes above do not.
             *([Mount("/", app=create_console_app())] if settings.console else []),
