@@ -19,7 +19,8 @@ from tortoise.transactions import in_transaction
 
 from wfa_keys.audit import record_event
 from wfa_keys.changes import publish_key_change
-from wfa_keys.models import AccessToken, ApiKey, AuditAction, Organization
+from wfa_keys.models import ApiKey, AuditAction, Organization
+from wfa_keys.store import TortoiseTokenStore
 
 __all__ = ["DEFAULT_CHECK_INTERVAL", "disable_inactive_keys", "run_periodically"]
 
@@ -61,7 +62,7 @@ async def disable_inactive_keys(now: datetime | None = None) -> list[str]:
                 )
                 if not changed:
                     continue
-                await AccessToken.filter(key_id=key_id).delete()
+                await TortoiseTokenStore().delete_tokens_for_key(key_id)
                 await record_event(
                     AuditAction.KEY_AUTO_DISABLED,
                     organization_id=organization_id,

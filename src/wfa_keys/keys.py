@@ -29,14 +29,14 @@ from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from wfa_auth import Argon2Verifier, secret_fingerprint
+from wfa_auth import Argon2Verifier
 from wfa_keys import validation
 from wfa_keys.audit import record_event
 from wfa_keys.changes import publish_key_change
 from wfa_keys.crypto import generate_key_id, new_key_secret
 from wfa_keys.errors import NotFound
 from wfa_keys.hashing import run_argon2
-from wfa_keys.models import AccessToken, ApiKey, AuditAction, Organization, User
+from wfa_keys.models import ApiKey, AuditAction, Organization, User
 from wfa_keys.store import TortoiseTokenStore
 
 __all__ = ["Actor", "KeyChanged", "KeyManager", "KeyStatus", "NewSecret"]
@@ -103,15 +103,6 @@ def _end_grace_period(key: ApiKey) -> list[str]:
     key.previous_secret_hash = None
     key.previous_secret_expires_at = None
     return ["previous_secret_hash", "previous_secret_expires_at"]
-
-
-async def _delete_tokens_not_issued_for(key_id: str, secret_hash: str) -> None:
-    """Delete the key's tokens issued for any secret but the one hashed as ``secret_hash``."""
-    await (
-        AccessToken.filter(key_id=key_id)
-        .exclude(secret_fingerprint=secret_fingerprint(secret_hash))
-        .delete()
-    )
 
 
 #: Audit details name the fields as the API does.
@@ -296,7 +287,7 @@ class KeyManager:
                 ]
             )
             if minutes:
-                await _delete_tokens_not_issued_for(key_id, replaced)
+                await self.tokens.delete_tokens_not_issued_for(key_id, replaced)
             else:
                 await self.tokens.delete_tokens_for_key(key_id)
             await _record_change(
@@ -316,7 +307,7 @@ class KeyManager:
             if _has_valid_previous_secret(key, datetime.now(UTC)):
                 changed = True
                 await key.save(update_fields=_end_grace_period(key))
-                await _delete_tokens_not_issued_for(key_id, key.secret_hash)
+                await self.tokens.delete_tokens_not_issued_for(key_id, key.secret_hash)
                 await _record_change(actor, AuditAction.PREVIOUS_SECRET_REVOKED, key_id)
         if changed:
             await self._changed(actor, key_id)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from wfa_auth import TokenRecord, Usage
+from wfa_auth import TokenRecord, Usage, secret_fingerprint
 from wfa_keys.limits import MAX_TOKENS_PER_KEY
 from wfa_keys.models import AccessToken, ApiKey, Role
 
@@ -163,6 +163,16 @@ class TortoiseTokenStore:
         """
         async with in_transaction():
             await AccessToken.filter(key_id=key_id).delete()
+
+    async def delete_tokens_not_issued_for(self, key_id: str, secret_hash: str) -> None:
+        """Delete the key's tokens issued for any secret but the one hashed as ``secret_hash``
+        (the end of a grace period); in the caller's transaction, like the above."""
+        async with in_transaction():
+            await (
+                AccessToken.filter(key_id=key_id)
+                .exclude(secret_fingerprint=secret_fingerprint(secret_hash))
+                .delete()
+            )
 
     async def delete_tokens_for_owner(self, owner_id: object) -> None:
         """Delete the tokens of every key owned by a user (deactivated or no longer admin)."""
