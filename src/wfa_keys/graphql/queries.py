@@ -29,6 +29,7 @@ from wfa_keys.scopes import KNOWN_SCOPES
 
 #: Domain field names as a client of ``apiKeys`` spells the arguments.
 _LIST_FIELDS = {"expiring_within_days": "expiringWithinDays"}
+_KEY_FIELDS = {"key_id": "id"}
 
 ContextInfo = Info[Context, Any]
 
@@ -72,12 +73,9 @@ async def resolve_api_keys(
 
 
 async def resolve_api_key(info: ContextInfo, id: strawberry.ID) -> ApiKey | None:
-    user = signed_in_user(info)
-    key = (
-        await models.ApiKey.filter(organization_id=user.organization_id, key_id=inputs.key_id(id))
-        .select_related("owner__organization")
-        .first()
-    )
+    context = info.context
+    with domain_errors(_KEY_FIELDS, request_id=context.request_id):
+        key = await context.services.keys.get_key(context.actor, id)
     return ApiKey.from_model(key) if key is not None else None
 
 
