@@ -224,3 +224,42 @@ def test_uvicorn_factory_creates_the_first_admin_and_logs_json(tmp_path: Path) -
     logs = [line for line in stderr_path.read_text().splitlines() if line.strip()]
     assert logs
     assert all(json.loads(line)["level"] for line in logs), logs
+
+
+async def test_api_calls_through_serve_keep_the_body_limit_the_request_id_and_the_log(
+    db: TortoiseContext, tmp_path: Path, e2e_database_url: str, servers: list[Server]
+) -> None:
+    # The API's own lane in a real process: a body over WFA_MAX_BODY_BYTES is refused with
+    # 413 whether it announces its length or comes chunked, every answer carries its request
+    # ID and the security headers, and each call is one request log line once serve stops.
+    server = start_server(tmp_path, e2e_database_url, env={"WFA_MAX_BODY_BYTES": "2048"})
+    servers.append(server)
+
+    async def chunks() -> Any:
+        for _ in range(50):
+            yield b" " * 100
+
+    token_path = "/api/v1/auth/api-key/token"
+    async with client(server) as c:
+        sized = await c.post(token_path, content=b" " * 5000)
+        chunked = await c.post(token_path, content=chunks())
+        unauthenticated = await c.get("/api/v1/whoami")
+    server.stop()
+
+    assert "content-length" not in chunked.request.headers
+    assert (sized.status_code, chunked.status_code, unauthenticated.status_code) == (413, 413, 401)
+    ids = []
+    for response in (sized, chunked, unauthenticated):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        ids.append(response.headers["X-Request-ID"])
+    lines = [json.loads(line) for line in server.stderr.splitlines() if line.startswith("{")]
+    logged = {
+        line["request_id"]: (line["route"], line["status"])
+        for line in lines
+        if line["logger"] == "wfa_keys.request"
+    }
+    assert [logged[request_id] for request_id in ids] == [
+        (token_path, 413),
+        (token_path, 413),
+        ("/api/v1/whoami", 401),
+    ]

@@ -449,3 +449,30 @@ def test_a_record_after_closing_is_still_written() -> None:
     handler.handle(record("after the end"))
 
     assert json.loads(stream.getvalue())["message"] == "after the end"
+
+
+class CountedStream(io.StringIO):
+    """Counts its writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_what_queued_up_is_written_in_one_write() -> None:
+    stream = CountedStream()
+    handler = JsonLinesHandler(stream)
+    try:
+        for number in range(100):
+            handler.handle(record("line %d", number))
+        handler.flush()
+    finally:
+        handler.close()
+
+    assert len(stream.getvalue().splitlines()) == 100
+    # The thread may have woken once while the lines were being queued; never once a line.
+    assert stream.writes <= 2
