@@ -11,7 +11,9 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.authentication import requires
 from starlette.requests import Request
@@ -39,11 +41,20 @@ MAX_WORKFLOWS_LISTED = 100
 _MAX_WORKFLOW_BODY = 4096
 
 
+class ApiJSONResponse(JSONResponse):
+    """Starlette's ``JSONResponse`` rendered by orjson: the same bytes (compact, UTF-8, no
+    ASCII escapes) for the API's answers, which hold only strings, numbers and lists, at a
+    fraction of the cost on every call."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 @requires("authenticated")
-async def whoami(request: Request) -> JSONResponse:
+async def whoami(request: Request) -> ApiJSONResponse:
     """Who the API key belongs to; never its secret or hash."""
     key: KeyRecord = request.scope[SCOPE_KEY]
-    return JSONResponse(
+    return ApiJSONResponse(
         {
             "key_id": key.key_id,
             "key_name": key.name,
@@ -64,12 +75,12 @@ def _workflow_json(workflow: Workflow) -> dict[str, object]:
     }
 
 
-def _bad_request(message: str) -> JSONResponse:
-    return JSONResponse({"error": "invalid_request", "message": message}, status_code=400)
+def _bad_request(message: str) -> ApiJSONResponse:
+    return ApiJSONResponse({"error": "invalid_request", "message": message}, status_code=400)
 
 
 @requires_scope("workflows:read")
-async def list_workflows(request: Request) -> JSONResponse:
+async def list_workflows(request: Request) -> ApiJSONResponse:
     """The key's organization's newest workflows."""
     key: KeyRecord = request.scope[SCOPE_KEY]
     workflows = (
@@ -77,11 +88,11 @@ async def list_workflows(request: Request) -> JSONResponse:
         .order_by("-created_at", "-id")
         .limit(MAX_WORKFLOWS_LISTED)
     )
-    return JSONResponse({"workflows": [_workflow_json(w) for w in workflows]})
+    return ApiJSONResponse({"workflows": [_workflow_json(w) for w in workflows]})
 
 
 @requires_scope("workflows:write")
-async def create_workflow(request: Request) -> JSONResponse:
+async def create_workflow(request: Request) -> ApiJSONResponse:
     """Create a workflow named by ``{"name": "..."}`` in the key's organization."""
     key: KeyRecord = request.scope[SCOPE_KEY]
     body = await request.body()
@@ -100,7 +111,7 @@ async def create_workflow(request: Request) -> JSONResponse:
     workflow = await Workflow.create(
         organization_id=key.organization_id, name=name, created_by_key_id=key.key_id
     )
-    return JSONResponse(_workflow_json(workflow), status_code=201)
+    return ApiJSONResponse(_workflow_json(workflow), status_code=201)
 
 
 def _utcnow() -> datetime:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -38,8 +39,13 @@ from wfa_keys.db import close_global, open_global, ping
 from wfa_keys.graphql import create_graphql_app
 from wfa_keys.graphql.schema import ExtensionFactory
 from wfa_keys.inactivity import run_periodically
-from wfa_keys.logs import RequestLogMiddleware, configure_logging
-from wfa_keys.proxy import ClientAddressMiddleware, RootPathMiddleware
+from wfa_keys.logs import AddHeaders, RequestLogMiddleware, configure_logging
+from wfa_keys.proxy import (
+    ClientAddressMiddleware,
+    RootPathMiddleware,
+    check_client_address,
+    with_root_path,
+)
 from wfa_keys.settings import Settings
 from wfa_keys.throttling import DatabaseThrottleStore, close_throttle_store, throttle_store_for
 
@@ -81,71 +87,99 @@ async def _housekeeping(store: ThrottleStore) -> None:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL)
 
 
-class BodyLimitMiddleware(RequestBodyLimitMiddleware):
-    """Starlette's body limit, for the requests that can have a body.
-
-    An HTTP/1.x request with neither ``Content-Length`` nor ``Transfer-Encoding`` has no body
-    (RFC 9112, 6.3): it passes without the limit's wrappers around ``receive`` and ``send``,
-    which most API calls (GETs) would otherwise pay for nothing.
-    """
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("http_version") in ("1.1", "1.0"):
-            for name, _value in scope["headers"]:
-                if name in _BODY_HEADERS:
-                    break
-            else:
-                await self.app(scope, receive, send)
-                return
-        await super().__call__(scope, receive, send)
+def may_have_body(scope: Scope) -> bool:
+    """False for an HTTP/1.x request with neither ``Content-Length`` nor ``Transfer-Encoding``,
+    which has no body (RFC 9112, 6.3)."""
+    if scope.get("http_version") not in ("1.1", "1.0"):
+        return True
+    # A loop, not any() over a generator: this runs on every API call.
+    for name, _value in scope["headers"]:  # noqa: SIM110
+        if name in _BODY_HEADERS:
+            return True
+    return False
 
 
 _BODY_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
 
 
+class BodyLimitMiddleware(RequestBodyLimitMiddleware):
+    """Starlette's body limit, for the requests that can have a body (:func:`may_have_body`).
+
+    The others pass without the limit's wrappers around ``receive`` and ``send``, which most
+    API calls (GETs) would otherwise pay for nothing.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not may_have_body(scope):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 class ApiLane:
-    """Sends HTTP requests below ``mount`` straight to its app, through ``middleware`` only.
+    """Sends HTTP requests below ``mount`` straight to its app, in one pass.
 
     The key-authenticated API is the hot path: a warm call should cost little more than its
     route. Through the whole app it would also cross Starlette's error and exception layers
     and router (twice: the API is an app of its own, with its own), and the browser-only
-    middlewares; on this lane it crosses what it needs (the client address, the request log
-    and security headers, the body limit) and is mounted exactly as :class:`Mount` mounts it.
-    Everything else, websockets and lifespan included, goes to ``app``.
+    middlewares. On this lane it gets what the whole app would give it, each step done here
+    rather than by a middleware layer of its own: ``root_path`` (``WFA_ROOT_PATH``, as
+    :class:`~wfa_keys.proxy.RootPathMiddleware` applies it), the client address check
+    (:func:`~wfa_keys.proxy.check_client_address`), the request log with ``add_headers``
+    (:class:`~wfa_keys.logs.RequestLogMiddleware`), the body limit for requests that can have
+    a body (:func:`may_have_body`), and the child scope that :class:`Mount` gives a mounted
+    app. Everything else, websockets and lifespan included, goes to ``app``.
     """
 
-    def __init__(self, app: ASGIApp, *, mount: Mount, middleware: Sequence[Middleware]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        mount: Mount,
+        root_path: str = "",
+        add_headers: AddHeaders | None = None,
+        max_body_size: int,
+    ) -> None:
         self.app = app
-        self.mount = mount
         self.prefix = mount.path + "/"
-        lane: ASGIApp = self._mounted
-        for cls, args, kwargs in reversed(middleware):
-            lane = cls(lane, *args, **kwargs)
-        self.lane = lane
+        self.mount_path = mount.path
+        self.api = mount.app
+        self.root_path = root_path
+        self.body_limited = RequestBodyLimitMiddleware(mount.app, max_body_size=max_body_size)
+        self.logged = RequestLogMiddleware(self._mounted, add_headers=add_headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and route_path(scope).startswith(self.prefix):
-            await self.lane(scope, receive, send)
-        else:
+        if scope["type"] != "http" or not route_path(scope).startswith(self.prefix):
             await self.app(scope, receive, send)
+            return
+        if self.root_path and not scope.get("root_path"):
+            scope = with_root_path(scope, self.root_path)
+        check_client_address(scope)
+        await self.logged(scope, receive, send)
 
     async def _mounted(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # The prefix matched, so the mount does: the same child scope (root_path, path
-        # params) as through the router.
-        _match, child_scope = self.mount.matches(scope)
-        scope.update(child_scope)
-        await self.mount.app(scope, receive, send)
+        # What Mount.matches puts in the child scope when the prefix matches (the API's
+        # mount has no path parameters of its own), without its regular expression.
+        root_path = scope.get("root_path", "")
+        scope["path_params"] = dict(scope.get("path_params", {}))
+        scope["app_root_path"] = scope.get("app_root_path", root_path)
+        scope["root_path"] = root_path + self.mount_path
+        scope["endpoint"] = self.api
+        if may_have_body(scope):
+            await self.body_limited(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
 
 
 class _Service(Starlette):
     """The service's app: the whole Starlette stack, with :class:`ApiLane` in front of it."""
 
-    def __init__(self, *, api: Mount, lane: Sequence[Middleware], **kwargs: Any) -> None:
+    def __init__(self, *, lane: Callable[[ASGIApp], ApiLane], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._api, self._lane = api, lane
+        self._lane = lane
 
     def build_middleware_stack(self) -> ASGIApp:
-        return ApiLane(super().build_middleware_stack(), mount=self._api, middleware=self._lane)
+        return self._lane(super().build_middleware_stack())
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -225,15 +259,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     root = (
         [Middleware(RootPathMiddleware, root_path=settings.root_path)] if settings.root_path else []
     )
-    # Outermost first. Before anything reads the client address: an address that is not an
-    # IP address (a forwarded header's free text) becomes no address.
-    client_address = Middleware(ClientAddressMiddleware)
-    # Every answer, refusals included, is logged with its request ID and carries the security
-    # headers, added in the same pass.
-    request_log = Middleware(RequestLogMiddleware, add_headers=add_security_headers)
-    # Starlette's own body limit, placed here rather than through ``max_body_size=`` (which
-    # puts it outside every middleware) so that the 413 is logged and carries the headers.
-    body_limit = Middleware(BodyLimitMiddleware, max_body_size=settings.max_body_bytes)
     # What only browsers need (the API under API_PATH takes its own lane, without them).
     browser = [
         Middleware(SecurityHeadersMiddleware),
@@ -246,8 +271,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     api_mount = Mount(API_PATH, app=api)
     return _Service(
-        api=api_mount,
-        lane=[*root, client_address, request_log, body_limit],
+        lane=functools.partial(
+            ApiLane,
+            mount=api_mount,
+            root_path=settings.root_path,
+            add_headers=add_security_headers,
+            max_body_size=settings.max_body_bytes,
+        ),
         routes=[
             # Every method reaches the view, so that a PUT is refused in GraphQL's error
             # shape (405) like the view's other refusals, not in Starlette's plain text.
@@ -260,13 +290,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # Last: the console answers every path the routes above do not.
             *([Mount("/", app=create_console_app())] if settings.console else []),
         ],
+        # Outermost first; the lane above does the same for HTTP calls to the API.
         middleware=[
             *root,
-            client_address,
-            request_log,
+            # Before anything reads the client address: an address that is not an IP
+            # address (a forwarded header's free text) becomes no address.
+            Middleware(ClientAddressMiddleware),
+            # Every answer, refusals included, is logged with its request ID and carries the
+            # security headers, added in the same pass.
+            Middleware(RequestLogMiddleware, add_headers=add_security_headers),
             # Skipping the API still: its websockets come this way.
             Middleware(BrowserOnly, skip=[API_PATH], middleware=browser),
-            body_limit,
+            # Starlette's own body limit, placed here rather than through ``max_body_size=``
+            # (which puts it outside every middleware) so that the 413 is logged and carries
+            # the headers.
+            Middleware(BodyLimitMiddleware, max_body_size=settings.max_body_bytes),
         ],
         lifespan=lifespan,
     )

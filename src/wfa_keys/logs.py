@@ -29,6 +29,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TextIO
 
+import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -67,6 +68,9 @@ def current_request_id() -> str | None:
 
 def redact(text: str) -> str:
     """``text`` with anything shaped like a Key Secret or an argon2 hash masked."""
+    # Two substring checks cost a tenth of the regex, and almost no text has either shape.
+    if "wfas_" not in text and "$argon2" not in text:
+        return text
     return _SECRET_SHAPES.sub("[redacted]", text)
 
 
@@ -80,7 +84,7 @@ def _json_line(
     exception: str | None,
 ) -> str:
     entry: dict[str, Any] = {
-        "time": datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"),
+        "time": _iso_time(created),
         "level": levelname,
         "logger": name,
         "message": redact(message),
@@ -90,7 +94,31 @@ def _json_line(
     entry.update(fields)
     if exception is not None:
         entry["exception"] = exception
-    return json.dumps(entry, ensure_ascii=False)
+    try:
+        # orjson (already installed with Tortoise's speed-ups) writes a line in a tenth of the
+        # time of json.dumps, and the thread writing the lines shares the server's CPU.
+        return orjson.dumps(entry).decode()
+    except TypeError:
+        # What orjson refuses and json writes: a lone surrogate, an int past 64 bits, a NaN.
+        # A value of no JSON type fails here too: logging reports it and drops the record.
+        return json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+
+
+def _iso_time(created: float) -> str:
+    """``created`` (a Unix time) as ISO 8601 in UTC, truncated to the millisecond, as
+    ``datetime.isoformat(timespec="milliseconds")`` writes it; the part up to the second is
+    made once a second."""
+    global _iso_second
+    seconds = int(created)
+    cached_second, prefix = _iso_second
+    if seconds != cached_second:
+        prefix = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _iso_second = (seconds, prefix)
+    return f"{prefix}.{int((created - seconds) * 1000):03d}+00:00"
+
+
+# The second last formatted and its text: lines come in order, many a second.
+_iso_second: tuple[int, str] = (-1, "")
 
 
 class JsonFormatter(logging.Formatter):
@@ -125,14 +153,32 @@ _REQUEST_FIELDS = ("method", "route", "status", "duration_ms")
 
 
 class _RequestLine(NamedTuple):
-    """A request log line as :class:`RequestLogMiddleware` hands it to the writing thread."""
+    """A request's log line as :class:`RequestLogMiddleware` hands it over, unformatted: the
+    message and fields are made by the thread that writes it (see :func:`_request_entry`)."""
 
     created: float
-    levelname: str
-    message: str
+    level: int
     request_id: str
-    fields: dict[str, Any]
+    method: str | None
+    route: str
+    status: int
+    duration: float  # seconds
     exception: str | None
+
+
+def _request_entry(line: _RequestLine) -> tuple[str, dict[str, Any]]:
+    """The message and fields of a request's log line."""
+    if line.exception is not None:
+        message = f"request failed: {line.exception}"
+    else:
+        message = f"{line.method} {line.route} {line.status}"
+    fields = {
+        "method": line.method,
+        "route": line.route,
+        "status": line.status,
+        "duration_ms": round(line.duration * 1000, 2),
+    }
+    return message, fields
 
 
 #: How long the writing thread waits for more lines before writing what it has.
@@ -256,13 +302,14 @@ class JsonLinesHandler(logging.Handler):
 
     def _format(self, item: logging.LogRecord | _RequestLine) -> str:
         if isinstance(item, _RequestLine):
+            message, fields = _request_entry(item)
             return _json_line(
                 item.created,
-                item.levelname,
+                logging.getLevelName(item.level),
                 logger.name,
-                item.message,
+                message,
                 item.request_id,
-                item.fields,
+                fields,
                 item.exception,
             )
         return self.format(item)
@@ -366,7 +413,7 @@ class RequestLogMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        exception: type[BaseException] | None = None
+        exception: str | None = None
         try:
             await self.app(scope, receive, send_with_id)
         except HTTPException as exc:
@@ -374,51 +421,46 @@ class RequestLogMiddleware:
             status = exc.status_code
             raise
         except Exception as exc:
-            exception = type(exc)
+            exception = type(exc).__name__
             status = 500
             raise
         finally:
-            duration_ms = round((time.perf_counter() - started) * 1000, 2)
-            method = scope.get("method")
-            fields = {
-                "method": method,
-                "route": route,
-                "status": status,
-                "duration_ms": duration_ms,
-            }
-            if exception is not None:
-                _log_request(
-                    logging.ERROR,
-                    f"request failed: {exception.__name__}",
-                    request_id,
-                    fields,
-                    exception.__name__,
-                )
-            else:
-                level = logging.WARNING if status >= 500 else logging.INFO
-                _log_request(level, f"{method} {route} {status}", request_id, fields, None)
             _request_id.reset(token)
-
-
-def _log_request(
-    level: int, message: str, request_id: str, fields: dict[str, Any], exception: str | None
-) -> None:
-    """Log the request's line: straight to the JSON handler when it is the only one to see it."""
-    if not logger.isEnabledFor(level):
-        return
-    handler = _sole_json_handler(level)
-    if handler is not None:
-        handler.append_request_line(
-            _RequestLine(
-                time.time(), logging.getLevelName(level), message, request_id, fields, exception
+            # Only what the request knows: the message and fields are made where the line is
+            # written, off the request's path.
+            level = logging.ERROR if exception else (_WARNING if status >= 500 else _INFO)
+            line = _RequestLine(
+                time.time(),
+                level,
+                request_id,
+                scope.get("method"),
+                route,
+                status,
+                time.perf_counter() - started,
+                exception,
             )
-        )
+            _log_request(line)
+
+
+_INFO, _WARNING = logging.INFO, logging.WARNING
+
+
+def _log_request(line: _RequestLine) -> None:
+    """Log a request's line: straight to the JSON handler when it is the only one to see it."""
+    if not logger.isEnabledFor(line.level):
         return
-    extra: dict[str, Any] = {**fields, "request_id": request_id}
-    if exception is not None:
-        extra["exception_type"] = exception
+    handler = _sole_json_handler(line.level)
+    if handler is not None:
+        handler.append_request_line(line)
+        return
+    message, fields = _request_entry(line)
+    extra: dict[str, Any] = {**fields, "request_id": line.request_id}
+    if line.exception is not None:
+        extra["exception_type"] = line.exception
     # findCaller would name this function: the line's fields say where it comes from.
-    logger.handle(logger.makeRecord(logger.name, level, "", 0, message, (), None, extra=extra))
+    record = logger.makeRecord(logger.name, line.level, "", 0, message, (), None, extra=extra)
+    record.created = line.created
+    logger.handle(record)
 
 
 def _sole_json_handler(level: int) -> JsonLinesHandler | None:

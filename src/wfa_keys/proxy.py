@@ -16,7 +16,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wfa_keys.settings import Settings
 
-__all__ = ["ClientAddressMiddleware", "RootPathMiddleware", "parse_ip", "uvicorn_options"]
+__all__ = [
+    "ClientAddressMiddleware",
+    "RootPathMiddleware",
+    "check_client_address",
+    "parse_ip",
+    "uvicorn_options",
+    "with_root_path",
+]
 
 
 def parse_ip(host: object) -> str | None:
@@ -50,6 +57,27 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def check_client_address(scope: Scope) -> None:
+    """Replace, in place, a client address that is not an IP address with none at all, and
+    write one that is in its canonical form."""
+    client = scope.get("client")
+    if client is not None:
+        host = parse_ip(client[0])
+        if host is None:
+            scope["client"] = None
+        elif host != client[0]:
+            scope["client"] = (host, client[1])
+
+
+def with_root_path(scope: Scope, root_path: str) -> Scope:
+    """A copy of ``scope`` mounted at ``root_path`` the way uvicorn's ``--root-path`` mounts
+    it: the prefix becomes ``root_path`` and is put in front of ``path``."""
+    scope = dict(scope)
+    scope["root_path"] = root_path
+    scope["path"] = root_path + scope["path"]
+    return scope
+
+
 class ClientAddressMiddleware:
     """Replaces a client address that is not an IP address with none at all.
 
@@ -62,13 +90,8 @@ class ClientAddressMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        client = scope.get("client")
-        if scope["type"] in ("http", "websocket") and client is not None:
-            host = parse_ip(client[0])
-            if host is None:
-                scope["client"] = None
-            elif host != client[0]:
-                scope["client"] = (host, client[1])
+        if scope["type"] in ("http", "websocket"):
+            check_client_address(scope)
         await self.app(scope, receive, send)
 
 
@@ -83,7 +106,5 @@ class RootPathMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and not scope.get("root_path"):
-            scope = dict(scope)
-            scope["root_path"] = self.root_path
-            scope["path"] = self.root_path + scope["path"]
+            scope = with_root_path(scope, self.root_path)
         await self.app(scope, receive, send)

@@ -9,6 +9,7 @@ from typing import Any
 import httpx2
 import pytest
 from starlette.applications import Starlette
+from starlette.responses import JSONResponse
 from starlette.routing import Mount
 from tortoise.context import TortoiseContext
 
@@ -16,7 +17,7 @@ from support.clock import Clock
 from support.keys import basic
 from support.settings import cheap_settings
 from wfa_auth import generate_key_id, generate_key_secret, token_digest
-from wfa_keys.api import create_api
+from wfa_keys.api import ApiJSONResponse, create_api
 from wfa_keys.app import create_app
 from wfa_keys.crypto import hasher_for
 from wfa_keys.models import AccessToken, ApiKey, Organization, Role, User, Workflow
@@ -83,6 +84,16 @@ async def test_token_exchange_and_whoami_under_api(http: Any) -> None:
     }
     assert secret not in response.text
     assert key.secret_hash not in response.text
+    # Rendered by orjson, byte for byte what Starlette's JSONResponse renders.
+    assert response.content == JSONResponse(response.json()).body
+    assert response.headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    "content", [{"name": 'Nächtlicher Export \u2603 "q" \\ \n'}, {"n": [1, -2, 3.5, None, True]}]
+)
+def test_api_answers_are_rendered_as_starlette_renders_them(content: dict[str, Any]) -> None:
+    assert ApiJSONResponse(content).body == JSONResponse(content).body
 
 
 async def test_whoami_accepts_basic_credentials(http: Any) -> None:

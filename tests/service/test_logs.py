@@ -8,8 +8,10 @@ import json
 import logging
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx2
@@ -30,6 +32,7 @@ from wfa_keys.logs import (
     JsonLinesHandler,
     RequestLogMiddleware,
     _log_request,
+    _RequestLine,
     _sole_json_handler,
     configure_logging,
     current_request_id,
@@ -114,6 +117,28 @@ def test_a_record_becomes_one_json_object_with_the_request_fields() -> None:
         3.5,
     )
     assert entry["time"].endswith("+00:00")
+
+
+@pytest.mark.parametrize(
+    "created",
+    # Within a second, across seconds (the reused part changes), and a leap year's end.
+    [1_790_000_000.0, 1_790_000_000.5, 1_790_000_000.999, 1_790_000_001.25, 1_798_761_599.75],
+)
+def test_the_time_is_iso_8601_in_utc_to_the_millisecond(created: float) -> None:
+    line = JsonFormatter().format(record("at a time", created=created))
+
+    expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    assert json.loads(line)["time"] == expected
+
+
+def test_unusual_values_are_written_as_json_writes_them() -> None:
+    # orjson writes the line; what it refuses (a lone surrogate, a 70-bit integer) still
+    # becomes one line of JSON.
+    line = JsonFormatter().format(record("odd \ud800", status=2**70))
+
+    entry = json.loads(line)
+    assert entry["message"] == "odd \ud800"
+    assert entry["status"] == 2**70
 
 
 def test_an_exception_is_logged_by_its_type_only() -> None:
@@ -313,13 +338,20 @@ def test_the_request_line_is_the_same_with_or_without_a_log_record(failed: bool)
         request_logger.setLevel(logging.INFO)
         try:
             assert (_sole_json_handler(logging.INFO) is handler) is (other is None)
-            fields = {"method": "GET", "route": "/api/v1/whoami", "status": 500, "duration_ms": 1.5}
-            if failed:
-                _log_request(
-                    logging.ERROR, "request failed: KeyError", "a1b2c3d4e5", fields, "KeyError"
+            level = logging.ERROR if failed else logging.INFO
+            exception = "KeyError" if failed else None
+            _log_request(
+                _RequestLine(
+                    time.time(),
+                    level,
+                    "a1b2c3d4e5",
+                    "GET",
+                    "/api/v1/whoami",
+                    500,
+                    0.0015,
+                    exception,
                 )
-            else:
-                _log_request(logging.INFO, "GET /api/v1/whoami 500", "a1b2c3d4e5", fields, None)
+            )
         finally:
             request_logger.propagate = True
             request_logger.setLevel(logging.NOTSET)
@@ -336,6 +368,9 @@ def test_the_request_line_is_the_same_with_or_without_a_log_record(failed: bool)
     assert written[0] == written[1]
     assert written[0]["request_id"] == "a1b2c3d4e5"
     assert written[0].get("exception") == ("KeyError" if failed else None)
+    assert written[0]["duration_ms"] == 1.5
+    expected = "request failed: KeyError" if failed else "GET /api/v1/whoami 500"
+    assert written[0]["message"] == expected
 
 
 # -- Every operation at DEBUG, and no secret in the output ----------------------------------
