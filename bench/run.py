@@ -7,6 +7,9 @@ route with the Bearer and with the Basic header (which it ignores), and the prot
 with the same two headers (warm token, warm credentials). It prints the median throughput of
 each and the ratios (the median of the per-round ratios): protected over bare for the same
 requests, which is the cost of the middleware, and protected over the header-less bare route.
+Beside each throughput ratio it prints the ratio of the servers' CPU time per request (all
+their threads, from /proc, over the requests wrk completed): the same comparison, steadier
+when other tenants of a shared machine take CPU time in bursts.
 With taskset and two CPUs, the servers run on CPU 0 and wrk on CPU 1.
 
     .venv/bin/python bench/run.py            # 3 rounds x 5 s per case, about 90 s in all
@@ -39,7 +42,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 import httpx2
 
@@ -79,8 +82,26 @@ def ensure_wrk() -> str:
     return found
 
 
+class Server(NamedTuple):
+    url: str
+    pid: int
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system, every thread) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Run(NamedTuple):
+    """One wrk run: requests per second, and the server's CPU seconds per request."""
+
+    rate: float
+    cpu_per_request: float
+
+
 @contextmanager
-def server(mode: str, env: dict[str, str]) -> Iterator[str]:
+def server(mode: str, env: dict[str, str]) -> Iterator[Server]:
     port = free_port()
     command = [
         sys.executable,
@@ -98,26 +119,26 @@ def server(mode: str, env: dict[str, str]) -> Iterator[str]:
         "warning",
         "--no-access-log",
     ]
-    with running(mode, port, command, {**os.environ, **env, "WFA_BENCH_MODE": mode}) as url:
-        yield url
+    with running(mode, port, command, {**os.environ, **env, "WFA_BENCH_MODE": mode}) as started:
+        yield started
 
 
 @contextmanager
-def serve(database_url: str, log_path: Path) -> Iterator[str]:
+def serve(database_url: str, log_path: Path) -> Iterator[Server]:
     """``wfa-keys serve`` as users run it, logging its JSON lines (INFO) to ``log_path``."""
     port = free_port()
     wfa_keys = Path(sys.executable).with_name("wfa-keys")
     command = [str(wfa_keys), "serve", "--host", "127.0.0.1", "--port", str(port)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("WFA_")}
     env |= {"WFA_DATABASE_URL": database_url, "WFA_LOG_LEVEL": "INFO"}
-    with log_path.open("wb") as log, running("serve", port, command, env, stderr=log) as url:
-        yield url
+    with log_path.open("wb") as log, running("serve", port, command, env, stderr=log) as served:
+        yield served
 
 
 @contextmanager
 def running(
     mode: str, port: int, command: list[str], env: dict[str, str], stderr: IO[bytes] | None = None
-) -> Iterator[str]:
+) -> Iterator[Server]:
     """``command`` started on the server CPU, until it accepts connections on ``port``."""
     process = subprocess.Popen(
         [*pin(SERVER_CPU), *command], env=env, stdout=subprocess.DEVNULL, stderr=stderr
@@ -133,7 +154,8 @@ def running(
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise SystemExit(f"the {mode} server did not start") from None
                 time.sleep(0.1)
-        yield url
+        # taskset execs the command: the process is the server itself.
+        yield Server(url, process.pid)
     finally:
         process.terminate()
         try:
@@ -153,30 +175,32 @@ def get_token(url: str, key_id: str, secret: str) -> str:
 
 def wrk(
     binary: str,
-    url: str,
+    target: Server,
+    path: str,
     seconds: int,
     connections: int,
     headers: dict[str, str],
     expect_errors: bool = False,
-) -> float:
+) -> Run:
     command = [*pin(LOAD_CPU), binary, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
-    if "/" not in url.removeprefix("http://"):
-        url += "/ping"
+    cpu_before = cpu_seconds(target.pid)
     result = subprocess.run(
-        [*command, url],
+        [*command, target.url + path],
         capture_output=True,
         text=True,
         check=True,
         timeout=seconds + 30,
     )
+    cpu_used = cpu_seconds(target.pid) - cpu_before
     if not expect_errors and "Non-2xx" in result.stdout:
         raise SystemExit(f"wrk saw failed requests:\n{result.stdout}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
-    if match is None:
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
+    completed = re.search(r"(\d+) requests in", result.stdout)
+    if rate is None or completed is None:
         raise SystemExit(f"cannot read wrk's output:\n{result.stdout}")
-    return float(match.group(1))
+    return Run(float(rate.group(1)), cpu_used / max(int(completed.group(1)), 1))
 
 
 async def create_key(database_url: str) -> tuple[str, str]:
@@ -207,34 +231,51 @@ async def create_key(database_url: str) -> tuple[str, str]:
     return key_id, secret
 
 
+Case = tuple[Server, str, dict[str, str]]
+
+
 def run_rounds(
     binary: str,
-    cases: dict[str, tuple[str, dict[str, str]]],
+    cases: dict[str, Case],
     args: argparse.Namespace,
     expect_errors: frozenset[str] = frozenset(),
-) -> dict[str, list[float]]:
+) -> dict[str, list[Run]]:
     """Each case for ``args.seconds`` per round, the cases interleaved within each round."""
-    for name, (url, headers) in cases.items():  # warm up: caches, connections, argon2 once
-        wrk(binary, url, 1, args.connections, headers, name in expect_errors)
-    results: dict[str, list[float]] = {name: [] for name in cases}
+    for name, (target, path, headers) in cases.items():  # warm up: caches, connections, argon2
+        wrk(binary, target, path, 1, args.connections, headers, name in expect_errors)
+    results: dict[str, list[Run]] = {name: [] for name in cases}
     for round_number in range(1, args.rounds + 1):
-        for name, (url, headers) in cases.items():
-            rate = wrk(binary, url, args.seconds, args.connections, headers, name in expect_errors)
-            results[name].append(rate)
-            print(f"round {round_number} {name:>11}: {rate:10.0f} req/s", flush=True)
+        for name, (target, path, headers) in cases.items():
+            run = wrk(
+                binary, target, path, args.seconds, args.connections, headers, name in expect_errors
+            )
+            results[name].append(run)
+            print(
+                f"round {round_number} {name:>11}: {run.rate:10.0f} req/s, "
+                f"{run.cpu_per_request * 1e6:6.1f} us of server CPU a request",
+                flush=True,
+            )
     print()
-    for name, rates in results.items():
-        print(f"median {name:>11}: {statistics.median(rates):10.0f} req/s")
+    for name, runs in results.items():
+        print(
+            f"median {name:>11}: {statistics.median(r.rate for r in runs):10.0f} req/s, "
+            f"{statistics.median(r.cpu_per_request for r in runs) * 1e6:6.1f} us a request"
+        )
     return results
 
 
-def print_ratio(results: dict[str, list[float]], name: str, baseline: str, label: str) -> None:
+def print_ratio(results: dict[str, list[Run]], name: str, baseline: str, label: str) -> None:
     # Ratios within a round compare runs made seconds apart, under the same background load.
-    per_round = [r / n for r, n in zip(results[name], results[baseline], strict=True)]
-    medians = statistics.median(results[name]) / statistics.median(results[baseline])
+    pairs = list(zip(results[name], results[baseline], strict=True))
+    per_round = [run.rate / base.rate for run, base in pairs]
+    cpu = statistics.median(base.cpu_per_request / run.cpu_per_request for run, base in pairs)
+    medians = statistics.median(r.rate for r in results[name]) / statistics.median(
+        r.rate for r in results[baseline]
+    )
     print(
         f"ratio {label}: {statistics.median(per_round):.3f} (median of rounds; "
-        f"medians: {medians:.3f}; rounds: {' '.join(f'{r:.3f}' for r in per_round)})"
+        f"medians: {medians:.3f}; rounds: {' '.join(f'{r:.3f}' for r in per_round)}; "
+        f"CPU a request: {cpu:.3f})"
     )
 
 
@@ -250,13 +291,15 @@ def stack(binary: str, args: argparse.Namespace) -> None:
             server("auth", env) as protected,
             serve(database_url, log_path) as service,
         ):
-            bearer = {"Authorization": f"Bearer {get_token(service + '/api', key_id, secret)}"}
-            middleware_bearer = {"Authorization": f"Bearer {get_token(protected, key_id, secret)}"}
-            cases = {
-                "bare+bearer": (bare, bearer),
-                "stack": (service + "/api/v1/whoami", bearer),
-                "stack 404": (service + "/nowhere", bearer),
-                "middleware": (protected, middleware_bearer),
+            token = get_token(service.url + "/api", key_id, secret)
+            bearer = {"Authorization": f"Bearer {token}"}
+            middleware_token = get_token(protected.url, key_id, secret)
+            middleware_bearer = {"Authorization": f"Bearer {middleware_token}"}
+            cases: dict[str, Case] = {
+                "bare+bearer": (bare, "/ping", bearer),
+                "stack": (service, "/api/v1/whoami", bearer),
+                "stack 404": (service, "/nowhere", bearer),
+                "middleware": (protected, "/ping", middleware_bearer),
             }
             results = run_rounds(binary, cases, args, expect_errors=frozenset({"stack 404"}))
         logged = sum(1 for _ in log_path.open(encoding="utf-8"))
@@ -286,16 +329,16 @@ def main() -> None:
     env = {"WFA_BENCH_KEY_ID": key_id, "WFA_BENCH_KEY_SECRET": secret}
     basic = "Basic " + base64.b64encode(f"{key_id}:{secret}".encode()).decode()
     with server("none", env) as bare, server("auth", env) as protected:
-        token = get_token(protected, key_id, secret)
+        token = get_token(protected.url, key_id, secret)
         bearer = {"Authorization": f"Bearer {token}"}
         # The bare route gets the very same requests, headers included (it ignores them):
         # the ratio then measures the middleware, not the parsing of a longer request.
-        cases = {
-            "none": (bare, {}),
-            "bare+bearer": (bare, bearer),
-            "bearer": (protected, bearer),
-            "bare+basic": (bare, {"Authorization": basic}),
-            "basic": (protected, {"Authorization": basic}),
+        cases: dict[str, Case] = {
+            "none": (bare, "/ping", {}),
+            "bare+bearer": (bare, "/ping", bearer),
+            "bearer": (protected, "/ping", bearer),
+            "bare+basic": (bare, "/ping", {"Authorization": basic}),
+            "basic": (protected, "/ping", {"Authorization": basic}),
         }
         results = run_rounds(binary, cases, args)
     for name, baseline, label in (

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -71,6 +71,12 @@ async def healthz(_request: Request) -> JSONResponse:
         logger.warning("database unavailable (%s)", type(exc).__name__)
         return JSONResponse({"status": "unavailable"}, status_code=503)
     return JSONResponse({"status": "ok"})
+
+
+async def _api_without_slash(request: Request) -> RedirectResponse:
+    """``/api`` without its slash: redirected to ``/api/``, as Starlette's router redirects
+    when no route answers (with the console on, its catch-all mount would answer first)."""
+    return RedirectResponse(request.url.replace(path=request.url.path + "/"))
 
 
 async def _housekeeping(store: ThrottleStore) -> None:
@@ -287,6 +293,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # Reached through the router only by websockets: HTTP requests below ``/api/``
             # take the lane.
             api_mount,
+            Route(API_PATH, _api_without_slash),
             # Last: the console answers every path the routes above do not.
             *([Mount("/", app=create_console_app())] if settings.console else []),
         ],

@@ -87,6 +87,21 @@ async def test_api_is_mounted_under_slash_api_and_needs_a_key(client: httpx2.Asy
     assert "error" in response.json()
 
 
+@pytest.mark.parametrize("console", [True, False])
+async def test_api_without_its_slash_is_redirected_to_it(
+    db: TortoiseContext, settings: Settings, console: bool
+) -> None:
+    # With the console on, its catch-all mount at / used to answer /api with the page's 404.
+    async with client_of(dataclasses.replace(settings, console=console)) as client:
+        response = await client.get("/api?x=1")
+        followed = await client.get("/api", follow_redirects=True)
+
+    assert response.status_code == 307
+    assert response.headers["location"] == "http://testserver/api/?x=1"
+    assert followed.status_code == 401
+    assert followed.json()["error"] == "missing_credentials"
+
+
 async def test_key_created_through_graphql_authenticates_the_api_at_once(
     client: httpx2.AsyncClient, make_user: UserFactory
 ) -> None:
