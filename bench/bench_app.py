@@ -4,15 +4,20 @@
 memory store holding one key (``WFA_BENCH_KEY_ID`` / ``WFA_BENCH_KEY_SECRET``, throwaway
 values made up by the driver). The memory store keeps the figures about the middleware:
 warm requests touch no store at all, whichever store is plugged in.
+
+``/same-bytes`` answers the body and headers given as JSON in ``WFA_BENCH_SAME_BYTES``
+(``{"body": "...", "headers": [["name", "value"], ...]}``): the bench gives it what the
+service answered to a call, so that a bare route sends the very same bytes.
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -23,8 +28,19 @@ async def ping(request: Request) -> PlainTextResponse:
     return PlainTextResponse("pong")
 
 
+def same_bytes_route() -> Route:
+    answer = json.loads(os.environ.get("WFA_BENCH_SAME_BYTES", '{"body": "", "headers": []}'))
+    body = answer["body"].encode()
+    headers = dict(answer["headers"])
+
+    async def same_bytes(request: Request) -> Response:
+        return Response(body, headers=headers)
+
+    return Route("/same-bytes", same_bytes)
+
+
 def create() -> ASGIApp:
-    app = Starlette(routes=[Route("/ping", ping)])
+    app = Starlette(routes=[Route("/ping", ping), same_bytes_route()])
     if os.environ["WFA_BENCH_MODE"] == "none":
         return app
     verifier = Argon2Verifier()

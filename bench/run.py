@@ -17,10 +17,12 @@ With taskset and two CPUs, the servers run on CPU 0 and wrk on CPU 1.
 With ``--stack`` it measures the whole service instead: a warm Bearer call to
 ``/api/v1/whoami`` through a real ``wfa-keys serve`` process (the real ``create_app`` run by
 uvicorn as ``serve`` runs it, on a SQLite file, request log on at INFO into a file), a 404
-through the same process, and the middleware-only app, each against the bare route with the
-same requests, interleaved in the same rounds:
+through the same process, the middleware-only app, and the bare app sending the very bytes
+``whoami`` answered (its JSON, its security headers and request ID), each against the bare
+route with the same requests, interleaved in the same rounds; then the whole service against
+that same-bytes route, which leaves out what the server spends writing the answer:
 
-    .venv/bin/python bench/run.py --stack    # 3 rounds x 5 s per case, about 80 s in all
+    .venv/bin/python bench/run.py --stack    # 3 rounds x 5 s per case, about 100 s in all
 
 Installs wrk with apt-get when it is missing (the Debian package).
 """
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import os
 import re
 import shutil
@@ -286,29 +289,36 @@ def stack(binary: str, args: argparse.Namespace) -> None:
         key_id, secret = asyncio.run(create_key(database_url))
         env = {"WFA_BENCH_KEY_ID": key_id, "WFA_BENCH_KEY_SECRET": secret}
         log_path = Path(tmp) / "serve.log"
-        with (
-            server("none", env) as bare,
-            server("auth", env) as protected,
-            serve(database_url, log_path) as service,
-        ):
+        with serve(database_url, log_path) as service:
             token = get_token(service.url + "/api", key_id, secret)
             bearer = {"Authorization": f"Bearer {token}"}
-            middleware_token = get_token(protected.url, key_id, secret)
-            middleware_bearer = {"Authorization": f"Bearer {middleware_token}"}
-            cases: dict[str, Case] = {
-                "bare+bearer": (bare, "/ping", bearer),
-                "stack": (service, "/api/v1/whoami", bearer),
-                "stack 404": (service, "/nowhere", bearer),
-                "middleware": (protected, "/ping", middleware_bearer),
-            }
-            results = run_rounds(binary, cases, args, expect_errors=frozenset({"stack 404"}))
+            # What the service answers, for a bare route to send byte for byte: its JSON and
+            # its headers (the security headers, the request ID); the server adds the rest.
+            answer = httpx2.get(service.url + "/api/v1/whoami", headers=bearer, timeout=10)
+            answer.raise_for_status()
+            skipped = {"content-length", "date", "server"}
+            headers = [[n, v] for n, v in answer.headers.items() if n not in skipped]
+            env["WFA_BENCH_SAME_BYTES"] = json.dumps({"body": answer.text, "headers": headers})
+            with server("none", env) as bare, server("auth", env) as protected:
+                middleware_token = get_token(protected.url, key_id, secret)
+                middleware_bearer = {"Authorization": f"Bearer {middleware_token}"}
+                cases: dict[str, Case] = {
+                    "bare+bearer": (bare, "/ping", bearer),
+                    "stack": (service, "/api/v1/whoami", bearer),
+                    "stack 404": (service, "/nowhere", bearer),
+                    "middleware": (protected, "/ping", middleware_bearer),
+                    "same bytes": (bare, "/same-bytes", bearer),
+                }
+                results = run_rounds(binary, cases, args, expect_errors=frozenset({"stack 404"}))
         logged = sum(1 for _ in log_path.open(encoding="utf-8"))
-    for name, label in (
-        ("stack", "warm Bearer, wfa-keys serve / bare route"),
-        ("stack 404", "404, wfa-keys serve / bare route        "),
-        ("middleware", "warm Bearer, middleware only / bare route"),
+    for name, baseline, label in (
+        ("stack", "bare+bearer", "warm Bearer, wfa-keys serve / bare route         "),
+        ("stack 404", "bare+bearer", "404, wfa-keys serve / bare route                 "),
+        ("middleware", "bare+bearer", "warm Bearer, middleware only / bare route        "),
+        ("same bytes", "bare+bearer", "bare route sending whoami's bytes / bare route   "),
+        ("stack", "same bytes", "warm Bearer, wfa-keys serve / bare, same bytes    "),
     ):
-        print_ratio(results, name, "bare+bearer", label)
+        print_ratio(results, name, baseline, label)
     print(f"wfa-keys serve wrote {logged} log lines (the request log was on)")
 
 

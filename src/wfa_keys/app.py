@@ -151,8 +151,12 @@ class ApiLane:
         self.mount_path = mount.path
         self.api = mount.app
         self.root_path = root_path
-        self.body_limited = RequestBodyLimitMiddleware(mount.app, max_body_size=max_body_size)
-        self.logged = RequestLogMiddleware(self._mounted, add_headers=add_headers)
+        # The request log outermost, so that the body limit's 413 is logged with the headers.
+        self.logged = RequestLogMiddleware(mount.app, add_headers=add_headers)
+        self.logged_limited = RequestLogMiddleware(
+            RequestBodyLimitMiddleware(mount.app, max_body_size=max_body_size),
+            add_headers=add_headers,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not route_path(scope).startswith(self.prefix):
@@ -161,20 +165,17 @@ class ApiLane:
         if self.root_path and not scope.get("root_path"):
             scope = with_root_path(scope, self.root_path)
         check_client_address(scope)
-        await self.logged(scope, receive, send)
-
-    async def _mounted(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # What Mount.matches puts in the child scope when the prefix matches (the API's
-        # mount has no path parameters of its own), without its regular expression.
+        # What Mount.matches puts in the child scope when the prefix matches (the API's mount
+        # has no path parameters of its own), without its regular expression.
         root_path = scope.get("root_path", "")
         scope["path_params"] = dict(scope.get("path_params", {}))
         scope["app_root_path"] = scope.get("app_root_path", root_path)
         scope["root_path"] = root_path + self.mount_path
         scope["endpoint"] = self.api
         if may_have_body(scope):
-            await self.body_limited(scope, receive, send)
+            await self.logged_limited(scope, receive, send)
         else:
-            await self.api(scope, receive, send)
+            await self.logged(scope, receive, send)
 
 
 class _Service(Starlette):
