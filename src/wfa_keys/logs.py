@@ -105,16 +105,20 @@ def _json_line(
 
 
 def _iso_time(created: float) -> str:
-    """``created`` (a Unix time) as ISO 8601 in UTC, truncated to the millisecond, as
-    ``datetime.isoformat(timespec="milliseconds")`` writes it; the part up to the second is
-    made once a second."""
+    """``created`` (a Unix time, not before 1970) as ISO 8601 in UTC to the millisecond, as
+    ``datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")`` writes it;
+    the part up to the second is made once a second."""
     global _iso_second
     seconds = int(created)
+    # Rounded to the microsecond first, as datetime.fromtimestamp rounds (half to even).
+    microseconds = round((created - seconds) * 1_000_000)
+    if microseconds == 1_000_000:
+        seconds, microseconds = seconds + 1, 0
     cached_second, prefix = _iso_second
     if seconds != cached_second:
         prefix = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
         _iso_second = (seconds, prefix)
-    return f"{prefix}.{int((created - seconds) * 1000):03d}+00:00"
+    return f"{prefix}.{microseconds // 1000:03d}+00:00"
 
 
 # The second last formatted and its text: lines come in order, many a second.

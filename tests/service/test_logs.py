@@ -121,8 +121,17 @@ def test_a_record_becomes_one_json_object_with_the_request_fields() -> None:
 
 @pytest.mark.parametrize(
     "created",
-    # Within a second, across seconds (the reused part changes), and a leap year's end.
-    [1_790_000_000.0, 1_790_000_000.5, 1_790_000_000.999, 1_790_000_001.25, 1_798_761_599.75],
+    # Within a second, across seconds (the reused part changes), a year's last second, just
+    # below a millisecond and a second (rounded to the microsecond first, as datetime does).
+    [
+        1_790_000_000.0,
+        1_790_000_000.5,
+        1_790_000_000.999,
+        1_790_000_001.25,
+        1_798_761_599.75,
+        1_790_000_002.0019999,
+        1_790_000_002.9999997,
+    ],
 )
 def test_the_time_is_iso_8601_in_utc_to_the_millisecond(created: float) -> None:
     line = JsonFormatter().format(record("at a time", created=created))
