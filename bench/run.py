@@ -8,8 +8,9 @@ with the same two headers (warm token, warm credentials). It prints the median t
 each and the ratios (the median of the per-round ratios): protected over bare for the same
 requests, which is the cost of the middleware, and protected over the header-less bare route.
 Beside each throughput ratio it prints the ratio of the servers' CPU time per request (all
-their threads, from /proc, over the requests wrk completed): the same comparison, steadier
-when other tenants of a shared machine take CPU time in bursts.
+their threads, from /proc, over the requests wrk completed): the same comparison by another
+measure, which leaves out the time a server waited for its CPU (not the time a CPU shared
+with other tenants ran slower).
 With taskset and two CPUs, the servers run on CPU 0 and wrk on CPU 1.
 
     .venv/bin/python bench/run.py            # 3 rounds x 5 s per case, about 90 s in all
