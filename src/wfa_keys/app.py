@@ -133,8 +133,8 @@ class ApiLane:
     :class:`~wfa_keys.proxy.RootPathMiddleware` applies it), the client address check
     (:func:`~wfa_keys.proxy.check_client_address`), the request log with ``add_headers``
     (:class:`~wfa_keys.logs.RequestLogMiddleware`), the body limit for requests that can have
-    a body (:func:`may_have_body`), and the child scope that :class:`Mount` gives a mounted
-    app. Everything else, websockets and lifespan included, goes to ``app``.
+    a body (:func:`may_have_body`), and the child scope from :meth:`Mount.matches`.
+    Everything else, websockets and lifespan included, goes to ``app``.
     """
 
     def __init__(
@@ -147,9 +147,8 @@ class ApiLane:
         max_body_size: int,
     ) -> None:
         self.app = app
+        self.mount = mount
         self.prefix = mount.path + "/"
-        self.mount_path = mount.path
-        self.api = mount.app
         self.root_path = root_path
         # The request log outermost, so that the body limit's 413 is logged with the headers.
         self.logged = RequestLogMiddleware(mount.app, add_headers=add_headers)
@@ -165,13 +164,10 @@ class ApiLane:
         if self.root_path and not scope.get("root_path"):
             scope = with_root_path(scope, self.root_path)
         check_client_address(scope)
-        # What Mount.matches puts in the child scope when the prefix matches (the API's mount
-        # has no path parameters of its own), without its regular expression.
-        root_path = scope.get("root_path", "")
-        scope["path_params"] = dict(scope.get("path_params", {}))
-        scope["app_root_path"] = scope.get("app_root_path", root_path)
-        scope["root_path"] = root_path + self.mount_path
-        scope["endpoint"] = self.api
+        # The prefix matched, so the mount does: the same child scope (root_path, path
+        # params) as through the router.
+        _match, child_scope = self.mount.matches(scope)
+        scope.update(child_scope)
         if may_have_body(scope):
             await self.logged_limited(scope, receive, send)
         else:

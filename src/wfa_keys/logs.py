@@ -432,7 +432,10 @@ class RequestLogMiddleware:
             _request_id.reset(token)
             # Only what the request knows: the message and fields are made where the line is
             # written, off the request's path.
-            level = logging.ERROR if exception else (_WARNING if status >= 500 else _INFO)
+            if exception is not None:
+                level = logging.ERROR
+            else:
+                level = logging.WARNING if status >= 500 else logging.INFO
             line = _RequestLine(
                 time.time(),
                 level,
@@ -444,9 +447,6 @@ class RequestLogMiddleware:
                 exception,
             )
             _log_request(line)
-
-
-_INFO, _WARNING = logging.INFO, logging.WARNING
 
 
 def _log_request(line: _RequestLine) -> None:
