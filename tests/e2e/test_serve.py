@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import json
+import os
 import re
 import socket
 import subprocess
+import sys
+import termios
 import time
 from pathlib import Path
 from typing import Any
@@ -264,3 +269,54 @@ async def test_api_calls_through_serve_keep_the_body_limit_the_request_id_and_th
         (token_path, 413),
         ("/api/v1/whoami", 401),
     ]
+
+
+async def test_a_stderr_nobody_reads_never_holds_up_the_requests(
+    db: TortoiseContext, tmp_path: Path, e2e_database_url: str, servers: list[Server]
+) -> None:
+    # README: a request only queues its line, so a slow stderr never holds up a request.
+    # serve's stderr is a 4 KiB pipe that nobody reads for now: the writing thread waits in
+    # its write after a few requests (at DEBUG each one logs two lines, about 450 bytes).
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    try:
+        server = start_server(tmp_path, e2e_database_url, stderr_fd=write_end)
+        servers.append(server)
+        async with client(server) as c:
+            started = time.monotonic()
+            answers = [await c.get("/api/v1/whoami") for _ in range(200)]
+            elapsed = time.monotonic() - started
+        assert [a.status_code for a in answers] == [401] * 200
+        # Bounded, not a speed figure: a request waiting for the pipe would never return.
+        assert elapsed < 60
+        # What reached the pipe is at most its 4 KiB: the rest of the 200 lines is queued.
+        pending = fcntl.ioctl(read_end, termios.FIONREAD, b"\0\0\0\0")
+        assert int.from_bytes(pending, sys.byteorder) <= 4096
+
+        # Once stderr is read again, every queued line arrives, the last request's included.
+        os.set_blocking(read_end, False)
+        wanted = {a.headers["X-Request-ID"] for a in answers}
+        written = b""
+        deadline = time.monotonic() + 30
+        while wanted - _request_ids(written) and time.monotonic() < deadline:
+            try:
+                written += os.read(read_end, 65536)
+            except BlockingIOError:
+                await asyncio.sleep(0.05)
+        assert not wanted - _request_ids(written)
+    finally:
+        # Reading nothing more, the writes fail (and are dropped): serve stops at once.
+        os.close(read_end)
+        for server in servers:
+            server.stop()
+        os.close(write_end)
+
+
+def _request_ids(written: bytes) -> set[str]:
+    """The request IDs of the request log lines in ``written`` (whole lines only)."""
+    ids = set()
+    for line in written.decode("utf-8", "replace").split("\n")[:-1]:
+        entry = json.loads(line)
+        if entry["logger"] == "wfa_keys.request":
+            ids.add(entry["request_id"])
+    return ids

@@ -71,12 +71,19 @@ def server_env(**variables: str) -> dict[str, str]:
 
 
 def start_server(
-    workdir: Path, database_url: str, *args: str, env: dict[str, str] | None = None
+    workdir: Path,
+    database_url: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    stderr_fd: int | None = None,
 ) -> Server:
-    """Start ``wfa-keys serve`` and wait until ``/healthz`` answers 200."""
+    """Start ``wfa-keys serve`` and wait until ``/healthz`` answers 200.
+
+    ``stderr_fd``, when given, is the server's stderr instead of a file (a pipe, say).
+    """
     run = len(list(workdir.glob("stdout-*"))) + 1
     stdout_path, stderr_path = workdir / f"stdout-{run}", workdir / f"stderr-{run}"
-    with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
+    with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr_file:
         process = subprocess.Popen(
             [
                 str(WFA_KEYS),
@@ -90,7 +97,7 @@ def start_server(
                 *args,
             ],
             stdout=stdout,
-            stderr=stderr,
+            stderr=stderr_file if stderr_fd is None else stderr_fd,
             stdin=subprocess.DEVNULL,
             env=server_env(WFA_LOG_LEVEL="DEBUG") | (env or {}),
             cwd=workdir,
