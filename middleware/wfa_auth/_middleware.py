@@ -228,9 +228,10 @@ class ApiKeyAuthMiddleware:
             scope["auth"] = user.auth
             scope[SCOPE_KEY] = user.key
         await self.app(scope, receive, send)
-        if self.usage.write_is_due():
-            # No timer task runs (no lifespan reached us): write after the response instead.
-            await self.usage.write_due()
+        usage = self.usage
+        # No timer task runs (no lifespan reached us): write after the response instead.
+        if not usage.running and usage.write_is_due():
+            await usage.write_due()
 
     async def _token_endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":

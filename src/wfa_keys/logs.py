@@ -108,17 +108,22 @@ def _iso_time(created: float) -> str:
     """``created`` (a Unix time, not before 1970) as ISO 8601 in UTC to the millisecond, as
     ``datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")`` writes it;
     the part up to the second is made once a second."""
-    global _iso_second
     seconds = int(created)
     # Rounded to the microsecond first, as datetime.fromtimestamp rounds (half to even).
     microseconds = round((created - seconds) * 1_000_000)
     if microseconds == 1_000_000:
         seconds, microseconds = seconds + 1, 0
+    return f"{_iso_prefix(seconds)}.{microseconds // 1000:03d}+00:00"
+
+
+def _iso_prefix(seconds: int) -> str:
+    """Unix time ``seconds`` as ISO 8601 in UTC up to the second, made once a second."""
+    global _iso_second
     cached_second, prefix = _iso_second
     if seconds != cached_second:
         prefix = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
         _iso_second = (seconds, prefix)
-    return f"{prefix}.{microseconds // 1000:03d}+00:00"
+    return prefix
 
 
 # The second last formatted and its text: lines come in order, many a second.
@@ -160,11 +165,11 @@ class _RequestLine(NamedTuple):
     """A request's log line as :class:`RequestLogMiddleware` hands it over, unformatted: the
     message and fields are made by the thread that writes it (see :func:`_request_entry`)."""
 
-    created: float
+    created_ns: int  # Unix time in nanoseconds
     level: int
     request_id: str
     method: str | None
-    route: str
+    path: str  # the request's path as received: the route is made of it (see _route)
     status: int
     duration: float  # seconds
     exception: str | None
@@ -172,17 +177,103 @@ class _RequestLine(NamedTuple):
 
 def _request_entry(line: _RequestLine) -> tuple[str, dict[str, Any]]:
     """The message and fields of a request's log line."""
+    route = _route(line.path)
     if line.exception is not None:
         message = f"request failed: {line.exception}"
     else:
-        message = f"{line.method} {line.route} {line.status}"
+        message = f"{line.method} {route} {line.status}"
     fields = {
         "method": line.method,
-        "route": line.route,
+        "route": route,
         "status": line.status,
         "duration_ms": round(line.duration * 1000, 2),
     }
     return message, fields
+
+
+_LEVEL_NAMES = {logging.INFO: "INFO", logging.WARNING: "WARNING"}
+
+
+def _plain_request_json(line: _RequestLine) -> str | None:
+    """The request's JSON line, built as one string from parts kept per message, when no
+    value needs escaping or masking (almost every request); None otherwise, and for a failed
+    request: :func:`_json_line` writes those.
+
+    The two write the same JSON values; this one writes ``duration_ms`` with its two decimals
+    (``1.50`` where orjson writes ``1.5``). The thread writing the lines shares the server's
+    CPU: this costs about a third of building the entry as a dict for orjson.
+    """
+    status, request_id = line.status, line.request_id
+    if line.exception is not None or type(status) is not int:
+        return None
+    # Made by RequestLogMiddleware: hex, or an incoming ID it checked. Checked again here, for
+    # the line is written with it as it is.
+    if not (request_id.isascii() and request_id.isalnum()) and not _INCOMING_ID.fullmatch(
+        request_id
+    ):
+        return None
+    # Keyed by the path as received: the route (cut and masked) is made once per message.
+    key = f"{line.method} {line.path} {status}"
+    parts = _plain_parts.get(key)
+    if parts is None or parts[0] != line.level:
+        parts = _message_parts(line, key)
+        if parts is None:
+            return None
+    duration_ms = line.duration * 1000
+    if not 0 <= duration_ms < 1e15:  # no exponent in the text (and no NaN)
+        return None
+    _level, head, tail = parts
+    return (
+        f'{{"time":"{_iso_time_ns(line.created_ns)}{head}{line.request_id}{tail}{duration_ms:.2f}}}'
+    )
+
+
+def _message_parts(line: _RequestLine, key: str) -> tuple[int, str, str] | None:
+    """What a request line holds around its time, request ID and duration, kept under
+    ``key``; None when a value would need escaping or masking (or the level has no name
+    here, or the path is longer than a route: such keys are not kept)."""
+    levelname = _LEVEL_NAMES.get(line.level)
+    method, path = line.method, line.path
+    if levelname is None or type(method) is not str or len(path) > _MAX_ROUTE:
+        return None
+    route = _route(path)
+    message = f"{method} {route} {line.status}"
+    # The message holds the method and the route, checked at once. The slow path masks a
+    # secret's shape.
+    if not _JSON_PLAIN.fullmatch(message) or redact(message) is not message:
+        return None
+    parts = (
+        line.level,
+        f'","level":"{levelname}","logger":"{logger.name}","message":"{message}","request_id":"',
+        f'","method":"{method}","route":"{route}","status":{line.status},"duration_ms":',
+    )
+    if len(_plain_parts) >= _MAX_PLAIN_PARTS:
+        _plain_parts.clear()
+    _plain_parts[key] = parts
+    return parts
+
+
+# What a JSON string may hold as it is: printable ASCII but the quote and the backslash.
+_JSON_PLAIN = re.compile(r"[ !#-\[\]-~]*")
+# "method path status" -> its line's parts (level, head, tail), kept by the thread writing.
+_plain_parts: dict[str, tuple[int, str, str]] = {}
+_MAX_PLAIN_PARTS = 4096
+
+
+def _iso_time_ns(created_ns: int) -> str:
+    """``created_ns`` (Unix nanoseconds) as ISO 8601 in UTC, truncated to the millisecond;
+    made once a millisecond (lines come in order, many a millisecond)."""
+    global _iso_millisecond
+    milliseconds = created_ns // 1_000_000
+    cached, text = _iso_millisecond
+    if milliseconds != cached:
+        seconds, millisecond = divmod(milliseconds, 1000)
+        text = f"{_iso_prefix(seconds)}.{millisecond:03d}+00:00"
+        _iso_millisecond = (milliseconds, text)
+    return text
+
+
+_iso_millisecond: tuple[int, str] = (-1, "")
 
 
 #: How long the writing thread waits for more lines before writing what it has.
@@ -294,7 +385,9 @@ class JsonLinesHandler(logging.Handler):
                 item.set()
                 continue
             try:
-                lines.append(self._format(item))
+                # Almost every item is a request line that needs no escaping.
+                line = _plain_request_json(item) if type(item) is _RequestLine else None
+                lines.append(self._format(item) if line is None else line)
             except Exception:  # logging's own way: report it, drop the record, go on
                 if isinstance(item, logging.LogRecord):
                     self.handleError(item)
@@ -305,10 +398,10 @@ class JsonLinesHandler(logging.Handler):
         self._write(lines)
 
     def _format(self, item: logging.LogRecord | _RequestLine) -> str:
-        if isinstance(item, _RequestLine):
+        if isinstance(item, _RequestLine):  # one that _plain_request_json left to this
             message, fields = _request_entry(item)
             return _json_line(
-                item.created,
+                item.created_ns / 1e9,
                 logging.getLevelName(item.level),
                 logger.name,
                 message,
@@ -362,9 +455,10 @@ def configure_logging(level: str = "INFO") -> None:
     logging.config.dictConfig(logging_config(level))
 
 
-def _route(scope: Scope) -> str:
-    # The path without its query string (which may carry anything a client sent), masked.
-    return redact(str(scope.get("path", ""))[:_MAX_ROUTE])
+def _route(path: str) -> str:
+    """A request's path as its log line gives it, cut and masked (the query string, which
+    may carry anything a client sent, is never part of it)."""
+    return redact(str(path)[:_MAX_ROUTE])
 
 
 #: Adds headers, in place, to a response's raw header list (see ``RequestLogMiddleware``).
@@ -401,7 +495,7 @@ class RequestLogMiddleware:
         request_id = _incoming_request_id(scope) or f"{random.getrandbits(128):032x}"
         scope.setdefault("state", {})["request_id"] = request_id
         token = _request_id.set(request_id)
-        route = _route(scope)
+        path = scope.get("path", "")
         status = 500
         add_headers = self.add_headers
         started = time.perf_counter()
@@ -414,7 +508,8 @@ class RequestLogMiddleware:
                 headers.append((_ID_NAME, request_id.encode()))
                 if add_headers is not None:
                     add_headers(scope, headers)
-                message = {**message, "headers": headers}
+                # In place, as Starlette's own middlewares change a message's headers.
+                message["headers"] = headers
             await send(message)
 
         exception: str | None = None
@@ -437,11 +532,11 @@ class RequestLogMiddleware:
             else:
                 level = logging.WARNING if status >= 500 else logging.INFO
             line = _RequestLine(
-                time.time(),
+                time.time_ns(),
                 level,
                 request_id,
                 scope.get("method"),
-                route,
+                path,
                 status,
                 time.perf_counter() - started,
                 exception,
@@ -463,7 +558,7 @@ def _log_request(line: _RequestLine) -> None:
         extra["exception_type"] = line.exception
     # findCaller would name this function: the line's fields say where it comes from.
     record = logger.makeRecord(logger.name, line.level, "", 0, message, (), None, extra=extra)
-    record.created = line.created
+    record.created = line.created_ns / 1e9
     logger.handle(record)
 
 

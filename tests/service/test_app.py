@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 import pytest
+from starlette.responses import PlainTextResponse
+from starlette.types import Message, Receive, Scope, Send
 from tortoise.context import TortoiseContext
 
 from support.gql import LOGIN, PASSWORD, Api, only_error_code
@@ -247,3 +249,43 @@ async def test_the_api_answers_below_a_mount_point_and_below_wfa_root_path(
         assert response.json()["error"] == "missing_credentials"
         assert response.headers["X-Request-ID"]
         assert elsewhere.status_code != 401
+
+
+@pytest.mark.parametrize(
+    ("outer", "path"),
+    [
+        ({}, "/api/v1/whoami"),
+        ({"root_path": "/keys"}, "/keys/api/v1/whoami"),
+        ({"root_path": "/keys", "app_root_path": "/"}, "/keys/api/"),
+        ({"path_params": {"tenant": "acme"}}, "/api/v1/workflows"),
+    ],
+)
+async def test_the_api_lane_gives_the_api_the_scope_its_mount_would(
+    outer: dict[str, Any], path: str
+) -> None:
+    from starlette.routing import Mount
+
+    from wfa_keys.app import ApiLane
+
+    seen: list[Scope] = []
+
+    async def api(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(dict(scope))
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    mount = Mount("/api", app=api)
+    lane = ApiLane(api, mount=mount, max_body_size=1024)
+    scope: Scope = {"type": "http", "method": "GET", "path": path, "headers": [], **outer}
+    _match, child = mount.matches(dict(scope))
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Message) -> None:
+        pass
+
+    await lane(dict(scope), receive, send)
+
+    (given,) = seen
+    assert child  # the mount matches this path
+    assert {name: given[name] for name in child} == child
