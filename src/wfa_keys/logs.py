@@ -203,8 +203,8 @@ def _plain_request_json(line: _RequestLine) -> str | None:
     (``1.50`` where orjson writes ``1.5``). The thread writing the lines shares the server's
     CPU: this costs about a third of building the entry as a dict for orjson.
     """
-    status, request_id = line.status, line.request_id
-    if line.exception is not None or type(status) is not int:
+    created_ns, level, request_id, method, path, status, duration, exception = line
+    if exception is not None or type(status) is not int:
         return None
     # Made by RequestLogMiddleware: hex, or an incoming ID it checked. Checked again here, for
     # the line is written with it as it is.
@@ -213,19 +213,17 @@ def _plain_request_json(line: _RequestLine) -> str | None:
     ):
         return None
     # Keyed by the path as received: the route (cut and masked) is made once per message.
-    key = f"{line.method} {line.path} {status}"
+    key = f"{method} {path} {status}"
     parts = _plain_parts.get(key)
-    if parts is None or parts[0] != line.level:
+    if parts is None or parts[0] != level:
         parts = _message_parts(line, key)
         if parts is None:
             return None
-    duration_ms = line.duration * 1000
+    duration_ms = duration * 1000
     if not 0 <= duration_ms < 1e15:  # no exponent in the text (and no NaN)
         return None
     _level, head, tail = parts
-    return (
-        f'{{"time":"{_iso_time_ns(line.created_ns)}{head}{line.request_id}{tail}{duration_ms:.2f}}}'
-    )
+    return f'{{"time":"{_iso_time_ns(created_ns)}{head}{request_id}{tail}{duration_ms:.2f}}}'
 
 
 def _message_parts(line: _RequestLine, key: str) -> tuple[int, str, str] | None:
