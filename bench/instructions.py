@@ -28,7 +28,6 @@ import importlib
 import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -149,18 +148,6 @@ def drive(case: str, count: int) -> None:
         asyncio.run(drive_bench_app(case, count))
 
 
-def ensure_valgrind() -> str:
-    found = shutil.which("valgrind")
-    if found:
-        return found
-    print("valgrind is missing: installing the Debian package", file=sys.stderr)
-    subprocess.run(["apt-get", "install", "-y", "valgrind"], check=True, timeout=600)
-    found = shutil.which("valgrind")
-    if not found:
-        raise SystemExit("valgrind could not be installed")
-    return found
-
-
 def instructions(valgrind: str, case: str, count: int, tmp: Path) -> int:
     out = tmp / f"callgrind.{case}.{count}"
     env = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -180,7 +167,7 @@ def main() -> None:
     if args.drive:
         drive(args.drive[0], int(args.drive[1]))
         return
-    valgrind = ensure_valgrind()
+    valgrind: str = importlib.import_module("run").ensure_tool("valgrind")
     per_call: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="wfa-callgrind-") as tmp:
         for case in CASES:

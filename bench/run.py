@@ -74,15 +74,17 @@ def free_port() -> int:
         return port
 
 
-def ensure_wrk() -> str:
-    found = shutil.which("wrk")
+def ensure_tool(name: str) -> str:
+    """The path of the command ``name``, installed from Debian's package of that name when
+    missing (wrk here, valgrind for ``bench/instructions.py``)."""
+    found = shutil.which(name)
     if found:
         return found
-    print("wrk is missing: installing the Debian package", file=sys.stderr)
-    subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, timeout=600)
-    found = shutil.which("wrk")
+    print(f"{name} is missing: installing the Debian package", file=sys.stderr)
+    subprocess.run(["apt-get", "install", "-y", name], check=True, timeout=600)
+    found = shutil.which(name)
     if not found:
-        raise SystemExit("wrk could not be installed")
+        raise SystemExit(f"{name} could not be installed")
     return found
 
 
@@ -332,7 +334,7 @@ def main() -> None:
         "--stack", action="store_true", help="the whole wfa-keys serve app, not the middleware"
     )
     args = parser.parse_args()
-    binary = ensure_wrk()
+    binary = ensure_tool("wrk")
     if args.stack:
         stack(binary, args)
         return
