@@ -204,7 +204,7 @@ def _plain_request_json(line: _RequestLine) -> str | None:
     CPU: this costs about a third of building the entry as a dict for orjson.
     """
     created_ns, level, request_id, method, path, status, duration, exception = line
-    if exception is not None or type(status) is not int:
+    if exception is not None or type(status) is not int or type(path) is not str:
         return None
     # Made by RequestLogMiddleware: hex, or an incoming ID it checked. Checked again here, for
     # the line is written with it as it is.
@@ -213,7 +213,7 @@ def _plain_request_json(line: _RequestLine) -> str | None:
     ):
         return None
     # Keyed by the path as received: the route (cut and masked) is made once per message.
-    key = f"{method} {path} {status}"
+    key = (method, path, status)
     parts = _plain_parts.get(key)
     if parts is None or parts[0] != level:
         parts = _message_parts(line, key)
@@ -226,7 +226,9 @@ def _plain_request_json(line: _RequestLine) -> str | None:
     return f'{{"time":"{_iso_time_ns(created_ns)}{head}{request_id}{tail}{duration_ms:.2f}}}'
 
 
-def _message_parts(line: _RequestLine, key: str) -> tuple[int, str, str] | None:
+def _message_parts(
+    line: _RequestLine, key: tuple[str | None, str, int]
+) -> tuple[int, str, str] | None:
     """What a request line holds around its time, request ID and duration, kept under
     ``key``; None when a value would need escaping or masking (or the level has no name
     here, or the path is longer than a route: such keys are not kept)."""
@@ -253,8 +255,8 @@ def _message_parts(line: _RequestLine, key: str) -> tuple[int, str, str] | None:
 
 # What a JSON string may hold as it is: printable ASCII but the quote and the backslash.
 _JSON_PLAIN = re.compile(r"[ !#-\[\]-~]*")
-# "method path status" -> its line's parts (level, head, tail), kept by the thread writing.
-_plain_parts: dict[str, tuple[int, str, str]] = {}
+# (method, path, status) -> its line's parts (level, head, tail), kept by the thread writing.
+_plain_parts: dict[tuple[str | None, str, int], tuple[int, str, str]] = {}
 _MAX_PLAIN_PARTS = 4096
 
 
