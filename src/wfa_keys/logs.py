@@ -195,13 +195,14 @@ _LEVEL_NAMES = {logging.INFO: "INFO", logging.WARNING: "WARNING"}
 
 
 def _plain_request_json(line: _RequestLine) -> str | None:
-    """The request's JSON line, built as one string from parts kept per message, when no
-    value needs escaping or masking (almost every request); None otherwise, and for a failed
-    request: :func:`_json_line` writes those.
+    """The request's JSON line, built as one string from parts kept per method, path and
+    status, when no value needs escaping or masking (almost every request); None otherwise,
+    and for a failed request: :func:`_json_line` writes those.
 
     The two write the same JSON values; this one writes ``duration_ms`` with its two decimals
-    (``1.50`` where orjson writes ``1.5``). The thread writing the lines shares the server's
-    CPU: this costs about a third of building the entry as a dict for orjson.
+    (``1.50`` where orjson writes ``1.5``), and the time truncated from nanoseconds. The
+    thread writing the lines shares the server's CPU: this costs about two fifths of
+    building the entry as a dict for orjson (10,200 instructions against 26,400).
     """
     created_ns, level, request_id, method, path, status, duration, exception = line
     if exception is not None or type(status) is not int or type(path) is not str:
@@ -212,7 +213,7 @@ def _plain_request_json(line: _RequestLine) -> str | None:
         request_id
     ):
         return None
-    # Keyed by the path as received: the route (cut and masked) is made once per message.
+    # Keyed by the path as received: the route (cut and masked) is made once per key.
     key = (method, path, status)
     parts = _plain_parts.get(key)
     if parts is None or parts[0] != level:
