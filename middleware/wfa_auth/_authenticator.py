@@ -194,15 +194,7 @@ class Authenticator:
                 # Verified from one address says nothing of another: checked on every request.
                 if allow_list is not None and not allow_list.allows(client):
                     raise AuthenticationRefused(errors.IP_NOT_ALLOWED)
-                # UsageRecorder.note, inlined for a key whose use is already pending (the
-                # usual case: the key was used within its interval).
-                key_id = user.key.key_id
-                ip = client[0] if client else None
-                pending = self.usage.pending
-                if key_id in pending:
-                    pending[key_id] = (now, ip)
-                else:
-                    self.usage.note(key_id, now, ip)
+                self.usage.note(user.key.key_id, now, client[0] if client else None)
                 if self.observer is not None:
                     self.observer.on_authenticated(warm=True)
                 return user

@@ -63,11 +63,6 @@ class HeaderCredentialExtractor:
         return KeyCredentials(_text(key_id), _text(key_secret))
 
     def _authorization(self, raw: bytes) -> Credentials | None:
-        if raw[:7] == b"Bearer " and self.bearer and len(raw) <= _MAX_HEADER_LENGTH:
-            # The usual form, read without the general path's stripping and case folding.
-            token = raw[7:].decode("latin-1")
-            if _TOKEN68.match(token):
-                return BearerCredentials(token)
         value = _text(raw)
         scheme, _, param = value.strip().partition(" ")
         param = param.strip()

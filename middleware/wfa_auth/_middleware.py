@@ -228,10 +228,9 @@ class ApiKeyAuthMiddleware:
             scope["auth"] = user.auth
             scope[SCOPE_KEY] = user.key
         await self.app(scope, receive, send)
-        usage = self.usage
-        # No timer task runs (no lifespan reached us): write after the response instead.
-        if not usage.running and usage.write_is_due():
-            await usage.write_due()
+        if self.usage.write_is_due():
+            # No timer task runs (no lifespan reached us): write after the response instead.
+            await self.usage.write_due()
 
     async def _token_endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":

@@ -48,9 +48,8 @@ class UsageRecorder:
         self._clock = clock
         self._now = now
         self._sleep = sleep
-        #: Key ID -> clock reading and client address of its latest use not yet written (a
-        #: key already in it only needs its entry replaced: :meth:`note` is then just that).
-        self.pending: dict[str, tuple[float, str | None]] = {}
+        #: Key ID -> clock reading and client address of its latest use not yet written.
+        self._pending: dict[str, tuple[float, str | None]] = {}
         #: Key ID -> clock reading of its last write (when the write started).
         self._written: dict[str, float] = {}
         #: (due, Key ID), earliest first; an entry whose key is no longer pending is skipped.
@@ -63,7 +62,7 @@ class UsageRecorder:
     def note(self, key_id: str, now: float, ip: str | None = None) -> None:
         """Count one use of ``key_id`` at clock reading ``now`` from address ``ip`` (cheap: the
         hot path)."""
-        pending = self.pending
+        pending = self._pending
         if key_id in pending:
             pending[key_id] = (now, ip)
             return
@@ -123,7 +122,7 @@ class UsageRecorder:
 
     async def _write(self, until: float) -> None:
         now = self._clock()
-        queue, pending = self._queue, self.pending
+        queue, pending = self._queue, self._pending
         uses: dict[str, tuple[float, str | None]] = {}
         while queue and queue[0][0] <= until:
             _, key_id = heapq.heappop(queue)

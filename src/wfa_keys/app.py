@@ -158,10 +158,7 @@ class ApiLane:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not (
-            # route_path's answer is the path itself when there is no root path (the usual case).
-            route_path(scope) if scope.get("root_path") else scope["path"]
-        ).startswith(self.prefix):
+        if scope["type"] != "http" or not route_path(scope).startswith(self.prefix):
             await self.app(scope, receive, send)
             return
         if self.root_path and not scope.get("root_path"):

@@ -62,9 +62,7 @@ def check_client_address(scope: Scope) -> None:
     write one that is in its canonical form."""
     client = scope.get("client")
     if client is not None:
-        # parse_ip, inlined: this runs on every request.
-        host = client[0]
-        host = _parse_ip(host) if isinstance(host, str) and len(host) <= 64 else None
+        host = parse_ip(client[0])
         if host is None:
             scope["client"] = None
         elif host != client[0]:
