@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from starlette.applications import Starlette
 from starlette.authentication import requires
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, Router
 
 from wfa_auth import (
     SCOPE_KEY,
@@ -64,7 +64,7 @@ async def whoami(request: Request) -> ApiJSONResponse:
             "owner_email": key.owner_email,
             "organization": key.organization_name,
             "organization_id": key.organization_id,
-            "scopes": [s for s in request.auth.scopes if s != "authenticated"],
+            "scopes": list(key.scopes),
         }
     )
 
@@ -136,13 +136,21 @@ def create_api(
     ``throttle_store`` is the store shared by every process (``WFA_THROTTLE_STORE``);
     ``observer`` counts the outcomes for ``/metrics``. ``clock`` (wall time, for key and
     grace-period expiry) and ``timer`` (monotonic seconds, for caches) are for tests.
+
+    The routes are a Starlette ``Router`` under Starlette's ``ExceptionMiddleware`` (which
+    answers ``HTTPException``, the 403 of ``@requires`` among them), as the app mounting
+    them would give them, rather than an app of their own, which would add its own error
+    layer on every call: an unhandled error goes up to the app mounting them. In the service
+    the request log answers it (:class:`~wfa_keys.logs.RequestLogMiddleware`).
     """
-    app = Starlette(
-        routes=[
-            Route("/v1/whoami", whoami, methods=["GET"]),
-            Route("/v1/workflows", list_workflows, methods=["GET"]),
-            Route("/v1/workflows", create_workflow, methods=["POST"]),
-        ]
+    app = ExceptionMiddleware(
+        Router(
+            routes=[
+                Route("/v1/whoami", whoami, methods=["GET"]),
+                Route("/v1/workflows", list_workflows, methods=["GET"]),
+                Route("/v1/workflows", create_workflow, methods=["POST"]),
+            ]
+        )
     )
     return ApiKeyAuthMiddleware(
         app,

@@ -127,14 +127,16 @@ class ApiLane:
 
     The key-authenticated API is the hot path: a warm call should cost little more than its
     route. Through the whole app it would also cross Starlette's error and exception layers
-    and router (twice: the API is an app of its own, with its own), and the browser-only
-    middlewares. On this lane it gets what the whole app would give it, each step done here
-    rather than by a middleware layer of its own: ``root_path`` (``WFA_ROOT_PATH``, as
-    :class:`~wfa_keys.proxy.RootPathMiddleware` applies it), the client address check
-    (:func:`~wfa_keys.proxy.check_client_address`), the request log with ``add_headers``
-    (:class:`~wfa_keys.logs.RequestLogMiddleware`), the body limit for requests that can have
-    a body (:func:`may_have_body`), and the child scope :meth:`Mount.matches` would give.
-    Everything else, websockets and lifespan included, goes to ``app``.
+    and router, and the browser-only middlewares. On this lane it gets what the whole app
+    would give it, each step done here rather than by a middleware layer of its own:
+    ``root_path`` (``WFA_ROOT_PATH``, as :class:`~wfa_keys.proxy.RootPathMiddleware` applies
+    it), the client address check (:func:`~wfa_keys.proxy.check_client_address`), the
+    request log with ``add_headers`` (:class:`~wfa_keys.logs.RequestLogMiddleware`, which
+    also answers an unhandled error with Starlette's plain 500, as the app's error layer
+    would), the body limit for requests that can have a body (:func:`may_have_body`), and the
+    child scope :meth:`Mount.matches` would give. The API's routes bring Starlette's
+    exception layer and router of their own (:func:`~wfa_keys.api.create_api`). Everything
+    else, websockets and lifespan included, goes to ``app``.
     """
 
     def __init__(

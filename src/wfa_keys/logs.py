@@ -25,12 +25,13 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TextIO
 
 import orjson
 from starlette.exceptions import HTTPException
+from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
@@ -479,6 +480,10 @@ class RequestLogMiddleware:
     ``add_headers(scope, headers)``, when given, adds the headers every response carries (the
     security headers) in the same pass over the response start, which saves the service a
     middleware layer on every call.
+
+    An app that fails before it answers gets Starlette's own answer to that (a plain-text
+    500, as its ``ServerErrorMiddleware`` sends when not debugging) from here, with the ID and
+    the headers, and the error goes on up to the server, which logs it.
     """
 
     def __init__(self, app: ASGIApp, *, add_headers: AddHeaders | None = None) -> None:
@@ -492,26 +497,36 @@ class RequestLogMiddleware:
 
         # 128 random bits in hex, like uuid4().hex, without a system call per request (which
         # cost more than the rest of the request log): the ID correlates log lines, it is no
-        # secret and guards nothing.
-        request_id = _incoming_request_id(scope) or f"{random.getrandbits(128):032x}"
+        # secret and guards nothing. (to_bytes().hex() writes what f"{bits:032x}" would.)
+        request_id = _incoming_request_id(scope)
+        if request_id is None:
+            request_id = random.getrandbits(128).to_bytes(16, "big").hex()
         scope.setdefault("state", {})["request_id"] = request_id
         token = _request_id.set(request_id)
         path = scope.get("path", "")
-        status = 500
+        status = 0  # until the response starts
         add_headers = self.add_headers
         started = time.perf_counter()
 
-        async def send_with_id(message: Message) -> None:
+        # A function returning send's awaitable, not a coroutine of its own: one frame less on
+        # each message (ASGI's send is any callable returning an awaitable).
+        def send_with_id(message: Message) -> Awaitable[None]:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != _ID_NAME]
+                headers = list(message.get("headers", ()))
+                # A loop rather than a comprehension (which costs a frame): an app's own
+                # X-Request-ID is rare, and then the list is filtered.
+                for name, _value in headers:
+                    if name.lower() == _ID_NAME:
+                        headers = [(k, v) for k, v in headers if k.lower() != _ID_NAME]
+                        break
                 headers.append((_ID_NAME, request_id.encode()))
                 if add_headers is not None:
                     add_headers(scope, headers)
                 # In place, as Starlette's own middlewares change a message's headers.
                 message["headers"] = headers
-            await send(message)
+            return send(message)
 
         exception: str | None = None
         try:
@@ -522,6 +537,12 @@ class RequestLogMiddleware:
             raise
         except Exception as exc:
             exception = type(exc).__name__
+            if status == 0:
+                # Nothing was sent: the answer Starlette's ServerErrorMiddleware gives, sent here
+                # with the request's ID and headers (an app mounted on the service's API lane
+                # has no error layer of its own), before the server logs the error.
+                with contextlib.suppress(Exception):
+                    await _SERVER_ERROR(scope, receive, send_with_id)
             status = 500
             raise
         finally:
@@ -531,6 +552,8 @@ class RequestLogMiddleware:
             if exception is not None:
                 level = logging.ERROR
             else:
+                # No response at all: the server answers 500.
+                status = status or 500
                 level = logging.WARNING if status >= 500 else logging.INFO
             line = _RequestLine(
                 time.time_ns(),
@@ -543,6 +566,9 @@ class RequestLogMiddleware:
                 exception,
             )
             _log_request(line)
+
+
+_SERVER_ERROR = PlainTextResponse("Internal Server Error", status_code=500)
 
 
 def _log_request(line: _RequestLine) -> None:

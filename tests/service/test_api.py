@@ -144,6 +144,30 @@ async def service(db: TortoiseContext) -> AsyncIterator[Any]:
         await client.aclose()
 
 
+async def test_a_failing_api_route_answers_a_plain_500_with_the_request_id_and_headers(
+    db: TortoiseContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The API has no error layer of its own on the service's lane: the request log answers.
+    del db
+    key, secret = await make_key()
+
+    def failing(**_filters: Any) -> Any:
+        raise RuntimeError("SELECT secret_hash FROM api_key -- hunter2")
+
+    monkeypatch.setattr(Workflow, "filter", failing)
+    app = create_app(Settings(database_url="unused", token_ttl=900, console=False))
+    transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.get("/api/v1/workflows", auth=(key.key_id, secret))
+        whoami = await client.get("/api/v1/whoami", auth=(key.key_id, secret))
+
+    assert (response.status_code, response.text) == (500, "Internal Server Error")
+    assert response.headers["X-Request-ID"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert whoami.status_code == 200
+
+
 async def test_a_read_only_key_lists_workflows_but_cannot_create_one(service: Any) -> None:
     key, secret = await make_key(scopes=["workflows:read"])
     await Workflow.create(organization_id=key.organization_id, name="Sync", created_by_key_id="x")

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import random
+import re
 import sys
 import threading
 import time
@@ -21,12 +22,14 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
 from tortoise.context import TortoiseContext
 
 from support.gql import CREATE_KEY, PASSWORD, Api
 from support.settings import cheap_settings
 from wfa_auth import generate_key_secret
 from wfa_keys.app import create_app
+from wfa_keys.browser import add_security_headers
 from wfa_keys.logs import (
     QUIET_LOGGERS,
     JsonFormatter,
@@ -363,6 +366,47 @@ async def test_a_failing_request_is_logged_with_the_exception_type_only() -> Non
             response = await c.get("/things/a?fail=1")
 
     assert response.status_code == 500
+    summary = lines(buffer)[-1]
+    assert (summary["status"], summary["message"]) == (500, "request failed: RuntimeError")
+    assert "hunter2" not in buffer.getvalue()
+
+
+@pytest.mark.parametrize("started", [False, True], ids=["before-answering", "mid-answer"])
+async def test_an_app_failing_without_an_error_layer_gets_starlettes_500_from_the_log(
+    started: bool,
+) -> None:
+    # An app with no ServerErrorMiddleware of its own (the API on the service's lane): the
+    # request log answers Starlette's plain 500, with the ID and the headers, unless the
+    # app had started its answer; the error goes on up to the server either way.
+    async def failing(scope: Scope, receive: Receive, send: Send) -> None:
+        if started:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise RuntimeError("database password is hunter2")
+
+    app = RequestLogMiddleware(failing, add_headers=add_security_headers)
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope: Scope = {"type": "http", "method": "GET", "path": "/things/a", "headers": []}
+    with json_logs("INFO") as buffer, pytest.raises(RuntimeError):
+        await app(scope, receive, send)
+
+    start = sent[0]
+    headers = dict(start["headers"])
+    assert headers[b"x-request-id"].decode() == scope["state"]["request_id"]
+    assert re.fullmatch("[0-9a-f]{32}", scope["state"]["request_id"])
+    assert headers[b"x-content-type-options"] == b"nosniff"
+    if started:
+        assert [m["type"] for m in sent] == ["http.response.start"]
+        assert start["status"] == 200
+    else:
+        assert (start["status"], sent[1]["body"]) == (500, b"Internal Server Error")
+        assert len(sent) == 2
     summary = lines(buffer)[-1]
     assert (summary["status"], summary["message"]) == (500, "request failed: RuntimeError")
     assert "hunter2" not in buffer.getvalue()
