@@ -43,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, NamedTuple
@@ -107,7 +107,8 @@ class Run(NamedTuple):
 
 
 @contextmanager
-def server(mode: str, env: dict[str, str]) -> Iterator[Server]:
+def server(mode: str, env: dict[str, str], wrapper: Sequence[str] = ()) -> Iterator[Server]:
+    """The bench app in ``mode`` under uvicorn (run by ``wrapper``, valgrind say, if given)."""
     port = free_port()
     command = [
         sys.executable,
@@ -125,16 +126,21 @@ def server(mode: str, env: dict[str, str]) -> Iterator[Server]:
         "warning",
         "--no-access-log",
     ]
-    with running(mode, port, command, {**os.environ, **env, "WFA_BENCH_MODE": mode}) as started:
+    env = {**os.environ, **env, "WFA_BENCH_MODE": mode}
+    with running(mode, port, [*wrapper, *command], env) as started:
         yield started
 
 
 @contextmanager
-def serve(database_url: str, log_path: Path) -> Iterator[Server]:
-    """``wfa-keys serve`` as users run it, logging its JSON lines (INFO) to ``log_path``."""
+def serve(database_url: str, log_path: Path, wrapper: Sequence[str] = ()) -> Iterator[Server]:
+    """``wfa-keys serve`` as users run it, logging its JSON lines (INFO) to ``log_path``;
+    with a ``wrapper`` (valgrind), ``python -m wfa_keys serve``, the same command."""
     port = free_port()
-    wfa_keys = Path(sys.executable).with_name("wfa-keys")
-    command = [str(wfa_keys), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if wrapper:  # the wrapper runs the interpreter itself, not the script's shebang
+        command = [*wrapper, sys.executable, "-m", "wfa_keys"]
+    else:
+        command = [str(Path(sys.executable).with_name("wfa-keys"))]
+    command += ["serve", "--host", "127.0.0.1", "--port", str(port)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("WFA_")}
     env |= {"WFA_DATABASE_URL": database_url, "WFA_LOG_LEVEL": "INFO"}
     with log_path.open("wb") as log, running("serve", port, command, env, stderr=log) as served:
@@ -150,8 +156,10 @@ def running(
         [*pin(SERVER_CPU), *command], env=env, stdout=subprocess.DEVNULL, stderr=stderr
     )
     url = f"http://127.0.0.1:{port}"
+    # Under valgrind, starting takes some fifty times as long.
+    timeout = STARTUP_TIMEOUT if Path(command[0]).name != "valgrind" else 20 * STARTUP_TIMEOUT
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5):
