@@ -260,17 +260,17 @@ def main_http(valgrind: str, calls: int) -> None:
             headers = {"Authorization": "Bearer " + "t" * 43}
             per_call["bare"] = http_count(bare, folder / "http.bare", "/ping", headers, calls)
         print(f"{'bare':>8}: {per_call['bare']:9,.0f} instructions a call", flush=True)
-        with run.server("auth", env, wrapper("bearer")) as protected:
+        with run.server("auth", env, wrapper("middleware")) as protected:
             token = run.get_token(protected.url, key_id, secret)
             headers = {"Authorization": f"Bearer {token}"}
             per_call["bearer"] = http_count(
-                protected, folder / "http.bearer", "/ping", headers, calls
+                protected, folder / "http.middleware", "/ping", headers, calls
             )
             print(f"{'bearer':>8}: {per_call['bearer']:9,.0f} instructions a call", flush=True)
             basic = base64.b64encode(f"{key_id}:{secret}".encode()).decode()
             headers = {"Authorization": f"Basic {basic}"}
             per_call["basic"] = http_count(
-                protected, folder / "http.bearer", "/ping", headers, calls
+                protected, folder / "http.middleware", "/ping", headers, calls
             )
         print(f"{'basic':>8}: {per_call['basic']:9,.0f} instructions a call", flush=True)
         with run.serve(database_url, folder / "serve.log", wrapper("service")) as service:

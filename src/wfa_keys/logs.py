@@ -515,8 +515,8 @@ class RequestLogMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", ()))
-                # A loop rather than a comprehension (which costs a frame): an app's own
-                # X-Request-ID is rare, and then the list is filtered.
+                # A loop that finds no X-Request-ID (an app's own is rare; then the list is
+                # filtered) costs less than a comprehension, a frame of its own in 3.11.
                 for name, _value in headers:
                     if name.lower() == _ID_NAME:
                         headers = [(k, v) for k, v in headers if k.lower() != _ID_NAME]
