@@ -51,6 +51,9 @@ _WARM_ENTRIES = 10_000
 #: seconds) the check holds without looking again, and the secret hash it matched (the
 #: previous one during a grace period).
 Checked = tuple[KeyRecord, int, float, str]
+#: A warm memo entry: who verified credentials belong to, the key's version when they were
+#: checked, until when the check holds, and the key's allow-list (None: any address).
+Warm = tuple[ApiKeyUser, int, float, AllowList | None]
 
 
 def client_host(client: Any) -> str:
@@ -124,18 +127,24 @@ class Authenticator:
             throttling.store if throttling.store is not None else MemoryThrottleStore(),
             timer,
         )
-        self._warm: dict[bytes, tuple[ApiKeyUser, int, float, AllowList | None]] = {}
+        self._warm: dict[bytes, Warm] = {}
         self._limiter = anyio.CapacityLimiter(caching.max_concurrent_verifications)
         self._unavailable = errors.SERVICE_UNAVAILABLE.with_headers(
             Retry_After=str(throttling.retry_after_unavailable)
         )
         self._hmac_key = secrets.token_bytes(32)
-        memo_mac = hashlib.blake2s(key=secrets.token_bytes(32), digest_size=16)
+        memo_key = secrets.token_bytes(32)
+
+        def memo_mac(prefix: bytes) -> hashlib.blake2s:
+            mac = hashlib.blake2s(key=memo_key, digest_size=16)
+            mac.update(prefix)
+            return mac
+
         # The keyed state with each kind's prefix already in it, so that a request only adds
-        # its own bytes: "t" for a token, "k" for a Key ID and secret.
-        self._token_mac, self._key_mac = memo_mac.copy(), memo_mac
-        self._token_mac.update(b"t")
-        self._key_mac.update(b"k")
+        # its own bytes: "t" for a token, "k" for a Key ID and secret, "h" for a whole
+        # Authorization header as received (see header_memo).
+        self._token_mac, self._key_mac = memo_mac(b"t"), memo_mac(b"k")
+        self._header_mac = memo_mac(b"h")
         # Versions come from one counter, so that a change to one key and a change to every
         # key (all_keys_changed) both make the key's version larger than any cached one.
         self._counter = 0
@@ -164,11 +173,47 @@ class Authenticator:
             raise ValueError("seconds must be positive")
         self.record_ttl = seconds
 
-    async def authenticate(self, credentials: Credentials, client: Any) -> ApiKeyUser:
+    def header_memo(self, raw: bytes) -> bytes:
+        """The warm memo's key for the credentials of an Authorization header ``raw``, as
+        received: a warm request is found without parsing its header (see :meth:`warm`)."""
+        mac = self._header_mac.copy()
+        mac.update(raw)
+        return mac.digest()
+
+    def warm(self, memo: bytes, client: Any) -> ApiKeyUser | None:
+        """Who the credentials under ``memo`` belong to, if they were verified in this process
+        and nothing changed since; None when they must be checked (:meth:`authenticate`).
+        Raises AuthenticationRefused when the key's allow-list refuses ``client``."""
+        warm = self._warm.get(memo)
+        if warm is None:
+            return None
+        user, version, valid_until, allow_list = warm
+        now = self.timer()
+        # self._version(key_id), inlined: this is the hot path of every warm request.
+        current = self._versions.get(user.key.key_id, 0)
+        if current < self._floor:
+            current = self._floor
+        if valid_until > now and current == version:
+            # Verified from one address says nothing of another: checked on every request.
+            if allow_list is not None and not allow_list.allows(client):
+                raise AuthenticationRefused(errors.IP_NOT_ALLOWED)
+            self.usage.note(user.key.key_id, now, client[0] if client else None)
+            if self.observer is not None:
+                self.observer.on_authenticated(warm=True)
+            return user
+        self._warm.pop(memo, None)
+        return None
+
+    async def authenticate(
+        self, credentials: Credentials, client: Any, header_memo: bytes | None = None
+    ) -> ApiKeyUser:
         """Who the credentials belong to, or raise AuthenticationRefused.
 
         ``client`` is the scope's ``client`` (host, port): its host is the address noted as
         the key's last use, and is checked against the key's allow-list, if it has one.
+        ``header_memo``, when given, is :meth:`header_memo` of the header ``credentials``
+        were read from (:meth:`warm` found nothing under it): verified credentials are found
+        under it too from then on.
         """
         # Keyed BLAKE2s is a MAC (like HMAC, at a third of its cost on this hot path).
         # Copying the keyed state skips hashing the key block again on every request.
@@ -182,23 +227,11 @@ class Authenticator:
             data = f"{credentials.key_id}:{credentials.key_secret}"
         mac.update(data.encode("utf-8", "surrogatepass"))
         memo = mac.digest()
-        warm = self._warm.get(memo)
-        if warm is not None:
-            user, version, valid_until, allow_list = warm
-            now = self.timer()
-            # self._version(key_id), inlined: this is the hot path of every warm request.
-            current = self._versions.get(user.key.key_id, 0)
-            if current < self._floor:
-                current = self._floor
-            if valid_until > now and current == version:
-                # Verified from one address says nothing of another: checked on every request.
-                if allow_list is not None and not allow_list.allows(client):
-                    raise AuthenticationRefused(errors.IP_NOT_ALLOWED)
-                self.usage.note(user.key.key_id, now, client[0] if client else None)
-                if self.observer is not None:
-                    self.observer.on_authenticated(warm=True)
-                return user
-            del self._warm[memo]
+        user = self.warm(memo, client)
+        if user is not None:
+            if header_memo is not None:
+                self._remember(header_memo, self._warm[memo])
+            return user
         client_ip = client_host(client)
         if isinstance(credentials, BearerCredentials):
             checked = await self._check_token(credentials.token, client_ip)
@@ -210,14 +243,19 @@ class Authenticator:
         allow_list = self._allow_lists.get(record.allowed_cidrs)
         if allow_list is not None and not allow_list.allows(client):
             raise AuthenticationRefused(errors.IP_NOT_ALLOWED)
-        if len(self._warm) >= _WARM_ENTRIES:
-            del self._warm[next(iter(self._warm))]
         user = ApiKeyUser(record, self.scopes, matched_hash=matched_hash)
-        self._warm[memo] = (user, version, valid_until, allow_list)
+        self._remember(memo, (user, version, valid_until, allow_list))
+        if header_memo is not None:
+            self._remember(header_memo, (user, version, valid_until, allow_list))
         self.usage.note(record.key_id, self.timer(), client[0] if client else None)
         if self.observer is not None:
             self.observer.on_authenticated(warm=False)
         return user
+
+    def _remember(self, memo: bytes, warm: Warm) -> None:
+        if len(self._warm) >= _WARM_ENTRIES:
+            del self._warm[next(iter(self._warm))]
+        self._warm[memo] = warm
 
     async def _check_key(self, key_id: str, key_secret: str, client_ip: str) -> Checked:
         # A made-up or mistyped secret fails its checksum: refused before any store call or

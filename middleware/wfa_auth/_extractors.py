@@ -15,6 +15,7 @@ from wfa_auth.base import BearerCredentials, Credentials, KeyCredentials, Malfor
 
 KEY_ID_HEADER = b"x-api-key-id"
 KEY_SECRET_HEADER = b"x-api-key-secret"
+_KEY_HEADERS = (KEY_ID_HEADER, KEY_SECRET_HEADER)
 _TOKEN68 = re.compile(r"\A[A-Za-z0-9\-._~+/]+=*\Z")
 _MAX_HEADER_LENGTH = 1024
 
@@ -82,6 +83,24 @@ class HeaderCredentialExtractor:
                 raise MalformedCredentials("Basic credentials need key_id:key_secret")
             return KeyCredentials(key_id, key_secret)
         raise MalformedCredentials("unsupported Authorization scheme")
+
+
+def sole_authorization(scope: Scope) -> bytes | None:
+    """The ``Authorization`` header of ``scope`` as received, when it is given once and no
+    key header is: the one header :class:`HeaderCredentialExtractor` would read credentials
+    from, and not too long for it. None otherwise (then only the extractor can tell what the
+    headers mean)."""
+    authorization: bytes | None = None
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            if authorization is not None:
+                return None
+            authorization = value
+        elif name in _KEY_HEADERS:
+            return None
+    if authorization is not None and len(authorization) > _MAX_HEADER_LENGTH:
+        return None
+    return authorization
 
 
 def _text(raw: bytes) -> str:

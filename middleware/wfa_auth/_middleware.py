@@ -17,9 +17,10 @@ from wfa_auth._authenticator import Authenticator, client_host, utcnow
 from wfa_auth._cache import TTLCache
 from wfa_auth._config import Caching, Throttling, Tokens
 from wfa_auth._errors import AuthenticationRefused, Refusal
-from wfa_auth._extractors import HeaderCredentialExtractor
+from wfa_auth._extractors import HeaderCredentialExtractor, sole_authorization
 from wfa_auth._hashing import Argon2Verifier
 from wfa_auth._memory import MemoryTokenStore
+from wfa_auth._principal import ApiKeyUser
 from wfa_auth._responses import JSONErrorResponder, send_json
 from wfa_auth._usage import UsageRecorder
 from wfa_auth.base import (
@@ -112,6 +113,9 @@ class ApiKeyAuthMiddleware:
         self.app = app
         self.verifier: SecretVerifier = verifier or Argon2Verifier()
         self.extractor: CredentialExtractor = extractor or HeaderCredentialExtractor()
+        # Only the default extractor is known to read credentials from the Authorization
+        # header alone, whenever it is the sole credential header (see sole_authorization).
+        self._header_memo = type(self.extractor) is HeaderCredentialExtractor
         self.error_responder: ErrorResponder = error_responder or JSONErrorResponder()
         self.tokens = tokens
         self.token_path = tokens.path
@@ -204,19 +208,29 @@ class ApiKeyAuthMiddleware:
             return
         # Inlined rather than a method of its own: this is the hot path of every request.
         try:
-            try:
-                credentials = self.extractor.extract(scope)
-            except MalformedCredentials as exc:
-                # Our own messages, written without any of the presented values.
-                raise AuthenticationRefused(
-                    errors.INVALID_REQUEST.with_message(str(exc).capitalize() + ".")
-                ) from None
-            if credentials is not None:
-                user = await self.authenticator.authenticate(credentials, scope.get("client"))
-            elif self.allow_anonymous:
-                user = None
-            else:
-                raise AuthenticationRefused(errors.MISSING_CREDENTIALS)
+            user: ApiKeyUser | None = None
+            memo: bytes | None = None
+            if self._header_memo:
+                # Credentials verified before are found by their header as received, unparsed:
+                # the same bytes the extractor would read them from.
+                raw = sole_authorization(scope)
+                if raw is not None:
+                    memo = self.authenticator.header_memo(raw)
+                    user = self.authenticator.warm(memo, scope.get("client"))
+            if user is None:
+                try:
+                    credentials = self.extractor.extract(scope)
+                except MalformedCredentials as exc:
+                    # Our own messages, written without any of the presented values.
+                    raise AuthenticationRefused(
+                        errors.INVALID_REQUEST.with_message(str(exc).capitalize() + ".")
+                    ) from None
+                if credentials is not None:
+                    user = await self.authenticator.authenticate(
+                        credentials, scope.get("client"), memo
+                    )
+                elif not self.allow_anonymous:
+                    raise AuthenticationRefused(errors.MISSING_CREDENTIALS)
         except AuthenticationRefused as refused:
             await self._refuse(scope, receive, send, refused.refusal)
             return

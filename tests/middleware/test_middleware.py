@@ -21,6 +21,8 @@ from wfa_auth import (
     ApiKeyAuthMiddleware,
     Argon2Verifier,
     Caching,
+    Credentials,
+    HeaderCredentialExtractor,
     MemoryKeyRecord,
     MemoryKeyStore,
     Throttling,
@@ -376,6 +378,80 @@ async def test_warm_basic_requests_cost_no_hashing_and_no_lookup(
         assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
     assert verifier.verify_calls == 1
     assert store.lookups == 1
+
+
+class CountingExtractor(HeaderCredentialExtractor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def extract(self, scope: Any) -> Credentials | None:
+        self.calls += 1
+        return super().extract(scope)
+
+
+async def test_a_warm_authorization_header_is_found_without_parsing_it(
+    key: Key, store: CountingStore, verifier: CountingVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record, secret = key
+    app = ApiKeyAuthMiddleware(inner_app(), store=store, verifier=verifier)
+    token = await get_token(app, record.key_id, secret)
+    parsed = 0
+    extract = HeaderCredentialExtractor.extract
+
+    def counting(self: HeaderCredentialExtractor, scope: Any) -> Credentials | None:
+        nonlocal parsed
+        parsed += 1
+        return extract(self, scope)
+
+    monkeypatch.setattr(HeaderCredentialExtractor, "extract", counting)
+    for headers in (bearer(token), basic(record.key_id, secret)):
+        for _ in range(3):
+            assert (await whoami(app, headers)).status_code == 200
+    # The first call of each header was parsed; the next two were found by the header alone.
+    assert parsed == 2
+    assert verifier.verify_calls == 1
+    # The same credentials in the key headers, or beside another header, are parsed again.
+    key_headers = {"X-API-Key-ID": record.key_id, "X-API-Key-Secret": secret}
+    assert (await whoami(app, key_headers)).status_code == 200
+    assert parsed == 3
+
+
+@pytest.mark.parametrize("extra", ["authorization", "x-api-key-id", "x-api-key-secret"])
+async def test_a_warm_authorization_header_beside_another_credential_header_is_malformed(
+    make_middleware: Make, key: Key, extra: str
+) -> None:
+    record, secret = key
+    app = make_middleware()
+    (value,) = basic(record.key_id, secret).values()
+    assert (await whoami(app, {"Authorization": value})).status_code == 200
+    async with client_for(app) as client:
+        response = await client.get("/whoami", headers=[("Authorization", value), (extra, value)])
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_request"
+
+
+async def test_a_custom_extractor_reads_every_request(make_middleware: Make, key: Key) -> None:
+    record, secret = key
+    extractor = CountingExtractor()
+    app = make_middleware(extractor=extractor)
+    for _ in range(3):
+        assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
+    assert extractor.calls == 3
+
+
+async def test_a_warm_authorization_header_is_refused_from_the_next_call_after_a_change(
+    make_middleware: Make, key: Key, store: CountingStore
+) -> None:
+    record, secret = key
+    app = make_middleware()
+    token = await get_token(app, record.key_id, secret)
+    for headers in (bearer(token), basic(record.key_id, secret)):
+        assert (await whoami(app, headers)).status_code == 200
+    store.update(record.key_id, enabled=False)
+    await app.key_changed(record.key_id)
+    for headers in (bearer(token), basic(record.key_id, secret)):
+        assert (await whoami(app, headers)).json()["error"] == "key_disabled"
 
 
 async def test_argon2_runs_off_the_event_loop_thread(
