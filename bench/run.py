@@ -18,12 +18,16 @@ With taskset and two CPUs, the servers run on CPU 0 and wrk on CPU 1.
 With ``--stack`` it measures the whole service instead: a warm Bearer call to
 ``/api/v1/whoami`` through a real ``wfa-keys serve`` process (the real ``create_app`` run by
 uvicorn as ``serve`` runs it, on a SQLite file, request log on at INFO into a file), a 404
-through the same process, the middleware-only app, and the bare app sending the very bytes
-``whoami`` answered (its JSON, its security headers and request ID), each against the bare
-route with the same requests, interleaved in the same rounds; then the whole service against
-that same-bytes route, which leaves out what the server spends writing the answer:
+through the same process, the middleware-only app, the bare app sending the very bytes
+``whoami`` answered (its JSON, its security headers and request ID), and the bare route on
+the transport ``serve`` gives uvicorn (``--http wfa_keys.transport:CoalescingHttpProtocol``:
+one write per response where uvicorn makes two), each against the bare route with the same
+requests, interleaved in the same rounds. Then the whole service against that same-bytes
+route, which leaves out what the server spends writing the answer, and against the bare
+route on serve's transport, which leaves out what that transport saves (the service's own
+work, alone):
 
-    .venv/bin/python bench/run.py --stack    # 3 rounds x 5 s per case, about 100 s in all
+    .venv/bin/python bench/run.py --stack    # 3 rounds x 5 s per case, about 2 minutes
 
 Installs wrk with apt-get when it is missing (the Debian package).
 """
@@ -58,6 +62,8 @@ STARTUP_TIMEOUT = 20.0
 # load generator does not steal the server's time (both servers share one CPU: they never
 # run load at the same time).
 SERVER_CPU, LOAD_CPU = 0, 1
+# The transport wfa-keys serve runs uvicorn's HTTP protocol on (one write per response).
+ONE_WRITE = "wfa_keys.transport:CoalescingHttpProtocol"
 
 
 def pin(cpu: int) -> list[str]:
@@ -107,8 +113,11 @@ class Run(NamedTuple):
 
 
 @contextmanager
-def server(mode: str, env: dict[str, str], wrapper: Sequence[str] = ()) -> Iterator[Server]:
-    """The bench app in ``mode`` under uvicorn (run by ``wrapper``, valgrind say, if given)."""
+def server(
+    mode: str, env: dict[str, str], wrapper: Sequence[str] = (), http: str = "auto"
+) -> Iterator[Server]:
+    """The bench app in ``mode`` under uvicorn (run by ``wrapper``, valgrind say, if given),
+    with ``http`` as uvicorn's ``--http`` option."""
     port = free_port()
     command = [
         sys.executable,
@@ -125,6 +134,8 @@ def server(mode: str, env: dict[str, str], wrapper: Sequence[str] = ()) -> Itera
         "--log-level",
         "warning",
         "--no-access-log",
+        "--http",
+        http,
     ]
     env = {**os.environ, **env, "WFA_BENCH_MODE": mode}
     with running(mode, port, [*wrapper, *command], env) as started:
@@ -310,7 +321,11 @@ def stack(binary: str, args: argparse.Namespace) -> None:
             skipped = {"content-length", "date", "server"}
             headers = [[n, v] for n, v in answer.headers.items() if n not in skipped]
             env["WFA_BENCH_SAME_BYTES"] = json.dumps({"body": answer.text, "headers": headers})
-            with server("none", env) as bare, server("auth", env) as protected:
+            with (
+                server("none", env) as bare,
+                server("auth", env) as protected,
+                server("none", env, http=ONE_WRITE) as bare_one_write,
+            ):
                 middleware_token = get_token(protected.url, key_id, secret)
                 middleware_bearer = {"Authorization": f"Bearer {middleware_token}"}
                 cases: dict[str, Case] = {
@@ -319,15 +334,18 @@ def stack(binary: str, args: argparse.Namespace) -> None:
                     "stack 404": (service, "/nowhere", bearer),
                     "middleware": (protected, "/ping", middleware_bearer),
                     "same bytes": (bare, "/same-bytes", bearer),
+                    "one write": (bare_one_write, "/ping", bearer),
                 }
                 results = run_rounds(binary, cases, args, expect_errors=frozenset({"stack 404"}))
         logged = sum(1 for _ in log_path.open(encoding="utf-8"))
     for name, baseline, label in (
-        ("stack", "bare+bearer", "warm Bearer, wfa-keys serve / bare route         "),
-        ("stack 404", "bare+bearer", "404, wfa-keys serve / bare route                 "),
-        ("middleware", "bare+bearer", "warm Bearer, middleware only / bare route        "),
-        ("same bytes", "bare+bearer", "bare route sending whoami's bytes / bare route   "),
-        ("stack", "same bytes", "warm Bearer, wfa-keys serve / bare, same bytes    "),
+        ("stack", "bare+bearer", "warm Bearer, wfa-keys serve / bare route          "),
+        ("stack 404", "bare+bearer", "404, wfa-keys serve / bare route                  "),
+        ("middleware", "bare+bearer", "warm Bearer, middleware only / bare route         "),
+        ("same bytes", "bare+bearer", "bare route sending whoami's bytes / bare route    "),
+        ("stack", "same bytes", "warm Bearer, wfa-keys serve / bare, same bytes     "),
+        ("one write", "bare+bearer", "bare route on serve's transport / bare route      "),
+        ("stack", "one write", "warm Bearer, wfa-keys serve / bare, same transport"),
     ):
         print_ratio(results, name, baseline, label)
     print(f"wfa-keys serve wrote {logged} log lines (the request log was on)")
@@ -363,10 +381,10 @@ def main() -> None:
         }
         results = run_rounds(binary, cases, args)
     for name, baseline, label in (
-        ("bearer", "bare+bearer", "warm Bearer / no middleware (same requests)"),
-        ("basic", "bare+basic", "warm Basic  / no middleware (same requests)"),
-        ("bearer", "none", "warm Bearer / no middleware, no header"),
-        ("basic", "none", "warm Basic  / no middleware, no header"),
+        ("bearer", "bare+bearer", "warm Bearer / no middleware (same requests)       "),
+        ("basic", "bare+basic", "warm Basic  / no middleware (same requests)       "),
+        ("bearer", "none", "warm Bearer / no middleware, no header            "),
+        ("basic", "none", "warm Basic  / no middleware, no header            "),
     ):
         print_ratio(results, name, baseline, label)
 

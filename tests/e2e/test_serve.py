@@ -320,3 +320,31 @@ def _request_ids(written: bytes) -> set[str]:
         if entry["logger"] == "wfa_keys.request":
             ids.add(entry["request_id"])
     return ids
+
+
+def _write_calls(pid: int) -> int:
+    """The write system calls process ``pid`` made so far (every thread; Linux's proc io)."""
+    fields = dict(
+        line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines() if line
+    )
+    return int(fields["syscw"])
+
+
+def test_serve_writes_each_answer_in_one_system_call(
+    tmp_path: Path, e2e_database_url: str, servers: list[Server]
+) -> None:
+    # README: "one write per response": uvicorn would write a response's start and its body
+    # in two system calls; serve's transport joins them (wfa_keys.transport).
+    server = start_server(tmp_path, e2e_database_url, env={"WFA_LOG_LEVEL": "WARNING"})
+    servers.append(server)
+    calls = 200
+    with httpx2.Client(base_url=server.base_url, trust_env=False, timeout=30) as c:
+        assert c.get("/healthz").status_code == 200  # the connection is open and warm
+        before = _write_calls(server.process.pid)
+        # Answers that wait for no database: its thread wakes the event loop with a write.
+        paths = ["/api/v1/whoami", "/nowhere"] * (calls // 2)
+        answers = [c.get(path) for path in paths]
+        written = _write_calls(server.process.pid) - before
+    assert [a.status_code for a in answers] == [401, 404] * (calls // 2)
+    # A few writes of the server's own (a change feed's poll, say) may fall in the while.
+    assert calls <= written < calls * 1.25

@@ -14,10 +14,17 @@ START_TIMEOUT = 10.0
 
 
 @contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """Yield the base URL of ``app`` served over real HTTP; stop the server on exit."""
+def serving(app: Any, **options: Any) -> Iterator[str]:
+    """Yield the base URL of ``app`` served over real HTTP; stop the server on exit.
+    ``options`` go to ``uvicorn.Config`` (``http=...``, say)."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, lifespan="off", log_level="warning", proxy_headers=False
+        app,
+        host="127.0.0.1",
+        port=0,
+        lifespan="off",
+        log_level="warning",
+        proxy_headers=False,
+        **options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test-server", daemon=True)

@@ -1,0 +1,192 @@
+"""One write per response: WriteCoalescingTransport alone, and uvicorn serving over it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import httpx2
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from support.threaded_server import serving
+from wfa_keys.transport import CoalescingHttpProtocol, WriteCoalescingTransport
+
+
+class RecordingTransport:
+    """What a transport was asked to do, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.closing = False
+        self.buffered = 0
+
+    def write(self, data: bytes) -> None:
+        self.calls.append(("write", bytes(data)))
+
+    def writelines(self, chunks: Any) -> None:
+        self.calls.append(("writelines", [bytes(chunk) for chunk in chunks]))
+
+    def close(self) -> None:
+        self.calls.append(("close", None))
+        self.closing = True
+
+    def write_eof(self) -> None:
+        self.calls.append(("write_eof", None))
+
+    def abort(self) -> None:
+        self.calls.append(("abort", None))
+        self.closing = True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 8000) if name == "sockname" else default
+
+
+def wrapped() -> tuple[WriteCoalescingTransport, RecordingTransport]:
+    inner = RecordingTransport()
+    return WriteCoalescingTransport(inner, asyncio.get_running_loop()), inner  # type: ignore[arg-type]
+
+
+async def next_turn() -> None:
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+
+async def test_a_start_and_a_body_written_in_one_turn_leave_in_one_call() -> None:
+    transport, inner = wrapped()
+    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    assert inner.calls == []
+    transport.write(b"body")
+    assert inner.calls == [("writelines", [b"HTTP/1.1 200 OK\r\n\r\n", b"body"])]
+    await next_turn()
+    assert len(inner.calls) == 1
+
+
+async def test_a_write_alone_leaves_at_the_end_of_the_turn() -> None:
+    transport, inner = wrapped()
+    transport.write(b"headers")
+    assert transport.get_write_buffer_size() == len(b"headers")
+    await next_turn()
+    assert inner.calls == [("write", b"headers")]
+    assert transport.get_write_buffer_size() == 0
+
+
+async def test_a_buffer_the_caller_reuses_is_copied() -> None:
+    transport, inner = wrapped()
+    buffer = bytearray(b"first")
+    transport.write(buffer)
+    buffer[:] = b"later"
+    await next_turn()
+    assert inner.calls == [("write", b"first")]
+
+
+async def test_what_is_held_goes_first_before_writelines_close_and_eof() -> None:
+    for finish, expected in (
+        (lambda t: t.writelines([b"b", b"c"]), ("writelines", [b"b", b"c"])),
+        (lambda t: t.write_eof(), ("write_eof", None)),
+        (lambda t: t.close(), ("close", None)),
+    ):
+        transport, inner = wrapped()
+        transport.write(b"a")
+        finish(transport)
+        assert inner.calls == [("write", b"a"), expected]
+        await next_turn()
+        assert len(inner.calls) == 2
+
+
+async def test_abort_and_a_lost_connection_drop_what_is_held() -> None:
+    transport, inner = wrapped()
+    transport.write(b"a")
+    transport.abort()
+    await next_turn()
+    assert inner.calls == [("abort", None)]
+
+    transport, inner = wrapped()
+    transport.write(b"a")
+    inner.closing = True  # the peer went away meanwhile
+    await next_turn()
+    assert inner.calls == []
+
+
+async def test_everything_else_is_the_transports_own() -> None:
+    transport, _inner = wrapped()
+    assert transport.get_extra_info("sockname") == ("127.0.0.1", 8000)
+    assert transport.is_closing() is False
+
+
+# -- uvicorn over it -------------------------------------------------------------------------
+
+
+async def plain(request: Request) -> Response:
+    return PlainTextResponse("x" * int(request.query_params.get("size", "10")))
+
+
+async def streamed(request: Request) -> Response:
+    async def parts() -> Any:
+        for number in range(20):
+            yield f"part {number};".encode()
+            await asyncio.sleep(0.001 if number % 2 else 0)
+
+    return StreamingResponse(parts())
+
+
+async def echo(request: Request) -> Response:
+    return Response(await request.body())
+
+
+APP = Starlette(
+    routes=[
+        Route("/plain", plain),
+        Route("/streamed", streamed),
+        Route("/echo", echo, methods=["POST"]),
+    ]
+)
+
+
+def test_uvicorn_over_the_coalescing_transport_answers_whole_and_in_order() -> None:
+    with serving(APP, http=CoalescingHttpProtocol) as url, httpx2.Client(base_url=url) as client:
+        for _ in range(3):  # one keep-alive connection, answer after answer
+            assert client.get("/plain").text == "x" * 10
+        # Larger than the transport's write buffer limit: flow control still works.
+        assert client.get("/plain", params={"size": 8_000_000}).text == "x" * 8_000_000
+        assert client.get("/streamed").text == "".join(f"part {n};" for n in range(20))
+        body = bytes(range(256)) * 4096
+        assert client.post("/echo", content=body).content == body
+        answer = client.get("/plain", headers={"Connection": "close"})
+        assert answer.text == "x" * 10
+
+
+def test_pipelined_requests_get_their_answers_in_order() -> None:
+    with serving(APP, http=CoalescingHttpProtocol) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            request = "GET /plain?size={} HTTP/1.1\r\nHost: t\r\n\r\n"
+            sock.sendall("".join(request.format(size) for size in (3, 5, 7)).encode())
+            received = b""
+            while received.count(b"HTTP/1.1 200 OK") < 3 or not received.endswith(b"x" * 7):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+    bodies = [part.split(b"\r\n\r\n", 1)[1] for part in received.split(b"HTTP/1.1 ")[1:]]
+    assert bodies == [b"xxx", b"xxxxx", b"xxxxxxx"]
+
+
+@pytest.mark.parametrize("path", ["/plain", "/streamed"])
+def test_a_client_gone_before_the_answer_leaves_the_server_serving(path: str) -> None:
+    with serving(APP, http=CoalescingHttpProtocol) as url:
+        host, port = url.removeprefix("http://").split(":")
+        for _ in range(5):
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        assert httpx2.get(url + "/plain").text == "x" * 10
