@@ -431,6 +431,27 @@ async def test_a_warm_authorization_header_beside_another_credential_header_is_m
     assert response.json()["error"] == "invalid_request"
 
 
+async def test_the_warm_memo_holds_digests_never_a_secret_token_or_header(
+    make_middleware: Make, key: Key
+) -> None:
+    # SECURITY.md: a warm request is found under a keyed digest of its credentials or of its
+    # Authorization header, never under the secret or the header.
+    record, secret = key
+    app = make_middleware()
+    token = await get_token(app, record.key_id, secret)
+    headers = [bearer(token), basic(record.key_id, secret)]
+    headers.append({"X-API-Key-ID": record.key_id, "X-API-Key-Secret": secret})
+    for each in headers:
+        assert (await whoami(app, each)).status_code == 200
+    memo = app.authenticator._warm
+    # Basic and the key headers and the token exchange share one entry; each header one more.
+    assert len(memo) == 4
+    plain = [secret, token, *(v for each in headers for v in each.values())]
+    for digest in memo:
+        assert len(digest) == 16
+        assert not any(value.encode() in digest or digest in value.encode() for value in plain)
+
+
 async def test_a_custom_extractor_reads_every_request(make_middleware: Make, key: Key) -> None:
     record, secret = key
     extractor = CountingExtractor()
