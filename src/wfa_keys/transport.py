@@ -15,9 +15,10 @@ write; a streamed one loses nothing but that turn. At most one write is held, so
 transport's own buffer and flow control see everything else as before. ``close`` and
 ``write_eof`` send what is held first; ``abort`` drops it, as it drops the transport's buffer.
 
-``wfa-keys serve`` gives uvicorn :class:`CoalescingHttpProtocol` as its ``http`` option. The
-app run by plain ``uvicorn wfa_keys.app:create_app --factory`` works the same, with two
-writes a response.
+``wfa-keys serve`` gives uvicorn :class:`CoalescingHttpProtocol` as its ``http`` option;
+plain ``uvicorn`` takes it as ``--http wfa_keys.transport:CoalescingHttpProtocol`` (without
+it, the app works the same, with two writes a response). A websocket upgraded from such a
+connection writes through the same transport.
 """
 
 from __future__ import annotations

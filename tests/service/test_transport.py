@@ -8,10 +8,12 @@ from typing import Any
 
 import httpx2
 import pytest
+import websockets
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from support.threaded_server import serving
 from wfa_keys.transport import CoalescingHttpProtocol, WriteCoalescingTransport
@@ -92,13 +94,16 @@ async def test_a_buffer_the_caller_reuses_is_copied() -> None:
 
 async def test_what_is_held_goes_first_before_writelines_close_and_eof() -> None:
     for finish, expected in (
-        (lambda t: t.writelines([b"b", b"c"]), ("writelines", [b"b", b"c"])),
-        (lambda t: t.write_eof(), ("write_eof", None)),
-        (lambda t: t.close(), ("close", None)),
+        ("writelines", ("writelines", [b"b", b"c"])),
+        ("write_eof", ("write_eof", None)),
+        ("close", ("close", None)),
     ):
         transport, inner = wrapped()
         transport.write(b"a")
-        finish(transport)
+        if finish == "writelines":
+            transport.writelines([b"b", b"c"])
+        else:
+            getattr(transport, finish)()
         assert inner.calls == [("write", b"a"), expected]
         await next_turn()
         assert len(inner.calls) == 2
@@ -144,11 +149,19 @@ async def echo(request: Request) -> Response:
     return Response(await request.body())
 
 
+async def websocket_echo(websocket: WebSocket) -> None:
+    await websocket.accept()
+    for _ in range(3):
+        await websocket.send_text("echo " + await websocket.receive_text())
+    await websocket.close()
+
+
 APP = Starlette(
     routes=[
         Route("/plain", plain),
         Route("/streamed", streamed),
         Route("/echo", echo, methods=["POST"]),
+        WebSocketRoute("/ws", websocket_echo),
     ]
 )
 
@@ -180,6 +193,19 @@ def test_pipelined_requests_get_their_answers_in_order() -> None:
                 received += chunk
     bodies = [part.split(b"\r\n\r\n", 1)[1] for part in received.split(b"HTTP/1.1 ")[1:]]
     assert bodies == [b"xxx", b"xxxxx", b"xxxxxxx"]
+
+
+def test_a_websocket_upgraded_from_such_a_connection_talks_both_ways() -> None:
+    async def talk(url: str) -> list[str]:
+        async with websockets.connect(url.replace("http://", "ws://") + "/ws") as socket_:
+            answers = []
+            for word in ("a", "b", "c"):
+                await socket_.send(word)
+                answers.append(str(await asyncio.wait_for(socket_.recv(), 10)))
+            return answers
+
+    with serving(APP, http=CoalescingHttpProtocol) as url:
+        assert asyncio.run(talk(url)) == ["echo a", "echo b", "echo c"]
 
 
 @pytest.mark.parametrize("path", ["/plain", "/streamed"])
