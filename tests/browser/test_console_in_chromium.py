@@ -293,6 +293,8 @@ def test_keyboard_only_create_with_focus_trapped_in_the_dialog_and_returned_afte
 
     page.keyboard.press("Enter")
     expect(name).to_be_focused()
+    # The scopes come from the API, asked when the page opened: there as the window opens.
+    expect(dialog.get_by_role("checkbox", name="workflows:read")).to_be_visible()
     page.keyboard.type("Keyboard key")
     page.keyboard.press("Tab")
     switch = dialog.get_by_role("switch", name="Expiration Time")

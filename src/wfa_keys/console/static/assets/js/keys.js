@@ -3,6 +3,7 @@
 // function here).
 
 import { ApiError, describeError, gql } from "./api.js";
+import { knownScopes } from "./access-fields.js";
 import { pagedTable } from "./paged-table.js";
 import { $, ICONS, dateCell, h, icon, momentCell, say } from "./dom.js";
 import { confirmAction } from "./confirm-dialog.js";
@@ -332,6 +333,9 @@ export function showKeysPage(me) {
     say(notice, "Only admins manage API keys. Ask an admin of your organization for a key.");
   } else {
     say(notice, "");
+    // Asked now, so that the Create window shows its scopes as it opens (and a keyboard
+    // user tabbing through it at once meets them); the window asks again if this fails.
+    knownScopes().catch(() => {});
     reload();
   }
 }
