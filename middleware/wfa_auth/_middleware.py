@@ -115,7 +115,7 @@ class ApiKeyAuthMiddleware:
         self.extractor: CredentialExtractor = extractor or HeaderCredentialExtractor()
         # Only the default extractor is known to read credentials from the Authorization
         # header alone, whenever it is the sole credential header (see sole_authorization).
-        self._header_memo = type(self.extractor) is HeaderCredentialExtractor
+        self._by_header = type(self.extractor) is HeaderCredentialExtractor
         self.error_responder: ErrorResponder = error_responder or JSONErrorResponder()
         self.tokens = tokens
         self.token_path = tokens.path
@@ -210,7 +210,7 @@ class ApiKeyAuthMiddleware:
         try:
             user: ApiKeyUser | None = None
             memo: bytes | None = None
-            if self._header_memo:
+            if self._by_header:
                 # Credentials verified before are found by their header as received, unparsed:
                 # the same bytes the extractor would read them from.
                 raw = sole_authorization(scope)
