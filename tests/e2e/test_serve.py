@@ -323,11 +323,13 @@ def _request_ids(written: bytes) -> set[str]:
 
 
 def _write_calls(pid: int) -> int:
-    """The write system calls process ``pid`` made so far (every thread; Linux's proc io)."""
+    """The write system calls process ``pid`` and its child processes (``--workers``) made so
+    far, every thread (Linux's proc io)."""
     fields = dict(
         line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines() if line
     )
-    return int(fields["syscw"])
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(fields["syscw"]) + sum(_write_calls(int(child)) for child in children)
 
 
 def _writes_for_answers(base_url: str, pid: int, calls: int = 200) -> int:
@@ -344,12 +346,15 @@ def _writes_for_answers(base_url: str, pid: int, calls: int = 200) -> int:
     return written
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_serve_writes_each_answer_in_one_system_call(
-    tmp_path: Path, e2e_database_url: str, servers: list[Server]
+    tmp_path: Path, e2e_database_url: str, servers: list[Server], workers: str
 ) -> None:
     # README: serve writes each answer in one system call; uvicorn alone writes a response's
-    # start and its body in two (wfa_keys.transport joins them).
-    server = start_server(tmp_path, e2e_database_url, env={"WFA_LOG_LEVEL": "WARNING"})
+    # start and its body in two (wfa_keys.transport joins them). Worker processes too.
+    server = start_server(
+        tmp_path, e2e_database_url, "--workers", workers, env={"WFA_LOG_LEVEL": "WARNING"}
+    )
     servers.append(server)
     written = _writes_for_answers(server.base_url, server.process.pid)
     # A few writes of the server's own (a change feed's poll, say) may fall in the while.
