@@ -11,7 +11,7 @@ import contextlib
 import functools
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse
+from starlette.responses import RedirectResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -36,8 +36,10 @@ from wfa_keys.browser import (
 from wfa_keys.changes import ChangeListener, prune_changes
 from wfa_keys.console import create_console_app
 from wfa_keys.db import close_global, open_global, ping
+from wfa_keys.deadline import Deadline
 from wfa_keys.graphql import create_graphql_app
 from wfa_keys.graphql.schema import ExtensionFactory
+from wfa_keys.health import Health, livez
 from wfa_keys.inactivity import run_periodically
 from wfa_keys.logs import AddHeaders, RequestLogMiddleware, configure_logging
 from wfa_keys.proxy import (
@@ -47,30 +49,32 @@ from wfa_keys.proxy import (
     with_root_path,
 )
 from wfa_keys.settings import Settings
-from wfa_keys.throttling import DatabaseThrottleStore, close_throttle_store, throttle_store_for
+from wfa_keys.throttling import (
+    DatabaseThrottleStore,
+    RedisThrottleStore,
+    close_throttle_store,
+    throttle_store_for,
+)
 
-__all__ = ["API_PATH", "GRAPHQL_PATH", "HEALTH_TIMEOUT_SECONDS", "create_app", "healthz"]
+__all__ = ["API_PATH", "GRAPHQL_PATH", "create_app"]
 
 GRAPHQL_PATH = "/graphql"
 #: The key-authenticated API: no cookie, no page, so none of the browser-only middlewares.
 API_PATH = "/api"
-#: A database that takes longer than this to answer ``SELECT 1`` counts as unavailable.
-HEALTH_TIMEOUT_SECONDS = 5.0
 #: How often each process deletes old change rows and expired throttle slots.
 HOUSEKEEPING_INTERVAL = 3600.0
 
 logger = logging.getLogger("wfa_keys.health")
 
 
-async def healthz(_request: Request) -> JSONResponse:
-    """200 ``{"status": "ok"}`` when the database answers, 503 when it does not."""
-    try:
-        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
-            await ping()
-    except Exception as exc:  # whatever the failure, the answer is "unavailable"
-        logger.warning("database unavailable (%s)", type(exc).__name__)
-        return JSONResponse({"status": "unavailable"}, status_code=503)
-    return JSONResponse({"status": "ok"})
+def _throttle_store_ping(store: ThrottleStore) -> Callable[[], Awaitable[Any]] | None:
+    """What ``/healthz`` runs to check ``store``: Redis's PING, the database's ping for the
+    database store, nothing for the memory store."""
+    if isinstance(store, RedisThrottleStore):
+        return store.ping
+    if isinstance(store, DatabaseThrottleStore):
+        return ping
+    return None
 
 
 async def _api_without_slash(request: Request) -> RedirectResponse:
@@ -146,6 +150,7 @@ class ApiLane:
         mount: Mount,
         root_path: str = "",
         add_headers: AddHeaders | None = None,
+        deadline: Deadline | None = None,
         max_body_size: int,
     ) -> None:
         self.app = app
@@ -153,10 +158,11 @@ class ApiLane:
         self.prefix = mount.path + "/"
         self.root_path = root_path
         # The request log outermost, so that the body limit's 413 is logged with the headers.
-        self.logged = RequestLogMiddleware(mount.app, add_headers=add_headers)
+        self.logged = RequestLogMiddleware(mount.app, add_headers=add_headers, deadline=deadline)
         self.logged_limited = RequestLogMiddleware(
             RequestBodyLimitMiddleware(mount.app, max_body_size=max_body_size),
             add_headers=add_headers,
+            deadline=deadline,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -229,10 +235,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
         healthy_ttl=settings.record_cache_ttl,
         observer=observer.on_key_change if observer is not None else None,
     )
+    health = Health(listener, throttle_store_ping=_throttle_store_ping(throttle_store))
+    deadline = Deadline(settings.request_timeout, graphql_path=GRAPHQL_PATH)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        await open_global(settings.database_url, pool_size=settings.database_pool_size)
+        await open_global(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            statement_timeout=settings.database_timeout,
+        )
         housekeeping: asyncio.Task[None] | None = None
         try:
             admin = await bootstrap_admin(settings)
@@ -286,13 +298,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
             mount=api_mount,
             root_path=settings.root_path,
             add_headers=add_security_headers,
+            deadline=deadline,
             max_body_size=settings.max_body_bytes,
         ),
         routes=[
             # Every method reaches the view, so that a PUT is refused in GraphQL's error
             # shape (405) like the view's other refusals, not in Starlette's plain text.
             Route(GRAPHQL_PATH, graphql_app),
-            Route("/healthz", healthz, methods=["GET"]),
+            Route("/healthz", health.endpoint, methods=["GET"]),
+            Route("/livez", livez, methods=["GET"]),
             *routes,
             # Reached through the router only by websockets: HTTP requests below ``/api/``
             # take the lane.
@@ -309,7 +323,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Middleware(ClientAddressMiddleware),
             # Every answer, refusals included, is logged with its request ID and carries the
             # security headers, added in the same pass.
-            Middleware(RequestLogMiddleware, add_headers=add_security_headers),
+            Middleware(RequestLogMiddleware, add_headers=add_security_headers, deadline=deadline),
             # Skipping the API still: its websockets come this way.
             Middleware(BrowserOnly, skip=[API_PATH], middleware=browser),
             # Starlette's own body limit, placed here rather than through ``max_body_size=``

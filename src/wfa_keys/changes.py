@@ -14,6 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+import secrets
+import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -28,6 +31,7 @@ __all__ = [
     "CHANNEL",
     "ChangeListener",
     "ChangeTarget",
+    "FeedLost",
     "prune_changes",
     "publish_key_change",
 ]
@@ -78,6 +82,14 @@ class ChangeTarget(Protocol):
 ChangeObserver = Callable[[str], None]
 
 
+class FeedLost(Exception):
+    """The change feed's connection stopped proving that it is alive."""
+
+
+#: Put in the notification queue for a heartbeat heard back, and for a connection lost.
+_BEAT, _LOST = object(), object()
+
+
 class ChangeListener:
     """Applies every committed key change, from any process, to this process's middleware.
 
@@ -85,10 +97,19 @@ class ChangeListener:
     Tortoise connection runs ``UNLISTEN *`` each time it goes back to the pool). On SQLite
     it polls ``key_change`` every ``poll_interval`` seconds.
 
+    A connection that dies silently raises nothing (a half-open link, a blackholed route),
+    so the feed proves itself: every ``heartbeat_interval`` seconds the listener sends a
+    ``NOTIFY`` on a channel of its own through its connection, and it must hear each one
+    back through the same connection. When ``heartbeat_timeout`` seconds pass without one
+    (or without a successful poll on SQLite), the feed counts as lost. TCP keepalive is on
+    as well, so that the kernel also gives up on a dead link.
+
     It fails safe: while the feed is down (before the first connection, after losing it,
     while the database is unreachable) every cached record is dropped once and records are
     trusted ``degraded_ttl`` seconds only; once the feed is back, the rows missed meanwhile
-    are applied and records are trusted ``healthy_ttl`` seconds again.
+    are applied and records are trusted ``healthy_ttl`` seconds again. So a change made on
+    another process is applied here within ``heartbeat_timeout + degraded_ttl`` seconds
+    whatever happens to the feed's connection.
     """
 
     def __init__(
@@ -99,7 +120,10 @@ class ChangeListener:
         healthy_ttl: float = 60.0,
         degraded_ttl: float = 1.0,
         poll_interval: float = 0.25,
-        max_backoff: float = 5.0,
+        heartbeat_interval: float = 0.25,
+        heartbeat_timeout: float = 0.75,
+        connect_timeout: float = 3.0,
+        max_backoff: float = 2.0,
         observer: ChangeObserver | None = None,
     ) -> None:
         self.target = target
@@ -107,6 +131,9 @@ class ChangeListener:
         self.healthy_ttl = healthy_ttl
         self.degraded_ttl = min(degraded_ttl, 1.0)
         self.poll_interval = poll_interval
+        self.heartbeat_interval = min(heartbeat_interval, 0.5)
+        self.heartbeat_timeout = heartbeat_timeout
+        self.connect_timeout = connect_timeout
         self.max_backoff = max_backoff
         self.observer = observer
         #: The highest ``key_change.id`` applied so far.
@@ -119,7 +146,8 @@ class ChangeListener:
         """Start following changes; records are trusted briefly until the feed is up."""
         self._degrade()
         try:
-            self.last_seen = await _latest_change_id()
+            async with asyncio.timeout(self.connect_timeout):
+                self.last_seen = await _latest_change_id()
         except Exception as exc:  # the loop keeps trying; authentication stays fail-safe
             logger.warning("could not read the change sequence (%s)", type(exc).__name__)
         run = self._listen if is_postgres_url(self.database_url) else self._poll
@@ -138,57 +166,85 @@ class ChangeListener:
     async def _listen(self) -> None:
         backoff = 0.1
         while True:
+            lost: Exception = FeedLost("the connection closed")
             try:
                 await self._follow_notifications()
-                backoff = 0.1
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                logger.warning("the change feed is down (%s)", type(exc).__name__)
-            self._degrade()
-            await asyncio.sleep(backoff)
+                lost = exc
+            if self.healthy:
+                backoff = 0.1  # it was up: try again at once, then back off
+            self._lost(lost)
+            # Jittered, so that the processes of a fleet do not all reconnect at once.
+            await asyncio.sleep(backoff * (0.5 + random.random()))  # noqa: S311
             backoff = min(backoff * 2, self.max_backoff)
 
     async def _follow_notifications(self) -> None:
-        """Apply notifications until the dedicated connection is lost."""
+        """Apply notifications until the dedicated connection is lost or stops answering."""
         import asyncpg  # type: ignore[import-untyped]  # optional, PostgreSQL only
 
-        lost = asyncio.Event()
-        payloads: asyncio.Queue[str] = asyncio.Queue()
-        connection = await asyncpg.connect(**listener_connect_args(self.database_url), timeout=5)
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        # A channel of this connection's own: other processes never hear its heartbeats.
+        beat_channel = f"{CHANNEL}_beat_{secrets.token_hex(8)}"
+        async with asyncio.timeout(self.connect_timeout):
+            connection = await asyncpg.connect(**listener_connect_args(self.database_url))
+        beats: asyncio.Task[None] | None = None
         try:
-            connection.add_termination_listener(lambda _c: lost.set())
-            await connection.add_listener(
-                CHANNEL, lambda _c, _pid, _channel, payload: payloads.put_nowait(payload)
-            )
-            # LISTEN is active: whatever is committed from now on is delivered, so the rows
-            # committed while the feed was down can be read without a gap.
-            await self._catch_up()
+            _keep_alive(connection)
+            connection.add_termination_listener(lambda _c: queue.put_nowait(_LOST))
+            async with asyncio.timeout(self.connect_timeout):
+                await connection.add_listener(
+                    CHANNEL, lambda _c, _pid, _channel, payload: queue.put_nowait(payload)
+                )
+                await connection.add_listener(
+                    beat_channel, lambda _c, _pid, _channel, _payload: queue.put_nowait(_BEAT)
+                )
+                # LISTEN is active: whatever is committed from now on is delivered, so the
+                # rows committed while the feed was down can be read without a gap.
+                await self._catch_up()
             self._restore()
-            while not lost.is_set():
+            beats = asyncio.create_task(self._beat(connection, beat_channel))
+            loop = asyncio.get_running_loop()
+            heard = loop.time()
+            while True:
+                left = heard + self.heartbeat_timeout - loop.time()
+                if left <= 0:
+                    raise FeedLost("no heartbeat")
                 try:
-                    payload = await asyncio.wait_for(payloads.get(), timeout=1.0)
+                    item = await asyncio.wait_for(queue.get(), timeout=left)
                 except TimeoutError:
-                    if connection.is_closed():
-                        return
                     continue
-                await self._apply_payload(payload)
+                if item is _BEAT:
+                    heard = loop.time()
+                elif item is _LOST:
+                    return
+                else:
+                    await self._apply_payload(str(item))
         finally:
-            if not connection.is_closed():
-                with contextlib.suppress(Exception):
-                    await connection.close(timeout=1)
+            if beats is not None:
+                beats.cancel()
+            # Never a polite close: on a dead link it would wait for an answer.
+            connection.terminate()
+
+    async def _beat(self, connection: Any, channel: str) -> None:
+        """NOTIFY ``channel`` through ``connection`` every ``heartbeat_interval`` seconds."""
+        while True:
+            # Not awaited for an answer beyond the feed's own deadline: a statement stuck on
+            # a dead link is what the missing heartbeat reports.
+            await connection.execute(f"NOTIFY {channel}", timeout=self.heartbeat_timeout * 4)
+            await asyncio.sleep(self.heartbeat_interval)
 
     async def _poll(self) -> None:
         while True:
             try:
-                await self._catch_up("poll")
+                async with asyncio.timeout(self.heartbeat_timeout):
+                    await self._catch_up("poll")
                 self._restore()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if self.healthy:
-                    logger.warning("cannot poll the change feed (%s)", type(exc).__name__)
-                self._degrade()
+                self._lost(exc)
             await asyncio.sleep(self.poll_interval)
 
     # -- applying changes ----------------------------------------------------------------
@@ -225,6 +281,17 @@ class ChangeListener:
         if self.observer is not None:
             self.observer(how)
 
+    def _lost(self, exc: BaseException) -> None:
+        """The feed is down: say so once (not once per reconnection attempt), then degrade."""
+        if self.healthy:
+            reason = str(exc) if isinstance(exc, FeedLost) else type(exc).__name__
+            logger.warning(
+                "the change feed is down (%s): trusting cached records %s s at most",
+                reason,
+                self.degraded_ttl,
+            )
+        self._degrade()
+
     def _degrade(self) -> None:
         if self.healthy or self._task is None:
             # Whatever was cached may have changed unseen: check every key again, and
@@ -241,6 +308,22 @@ class ChangeListener:
             self.target.set_record_cache_ttl(self.healthy_ttl)
             self.healthy = True
             logger.info("following key changes")
+
+
+def _keep_alive(connection: Any) -> None:
+    """Turn TCP keepalive on for ``connection``'s socket, so that the kernel gives up on a
+    dead link within seconds (asyncpg has no option for it; its transport has the socket)."""
+    transport = getattr(connection, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return
+    options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 1), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, name):
+            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    with contextlib.suppress(OSError):
+        for level, option, value in options:
+            sock.setsockopt(level, option, value)
 
 
 async def _latest_change_id() -> int:

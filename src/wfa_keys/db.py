@@ -57,10 +57,33 @@ def listener_connect_args(database_url: str) -> dict[str, Any]:
     }
 
 
-def tortoise_config(database_url: str, *, pool_size: int | None = None) -> dict[str, Any]:
-    """The Tortoise ORM configuration for ``database_url`` (``pool_size``: PostgreSQL's)."""
+def _connection(database_url: str, timeout: float | None) -> str | dict[str, Any]:
+    """The ``connections`` entry for ``database_url``: the URL itself, or with ``timeout`` on
+    asyncpg, Tortoise's parsing of it with every step bounded (:mod:`wfa_keys.pgclient`)."""
+    if timeout is None or not database_url.startswith(_ASYNCPG_SCHEMES):
+        return database_url
+    credentials = expand_db_url(database_url)["credentials"]
     return {
-        "connections": {"default": with_pool_size(database_url, pool_size)},
+        "engine": "wfa_keys.pgclient",
+        "credentials": credentials
+        | {"timeout": timeout, "command_timeout": timeout, "acquire_timeout": timeout},
+    }
+
+
+_ASYNCPG_SCHEMES = ("postgres://", "postgresql://", "asyncpg://")
+
+
+def tortoise_config(
+    database_url: str, *, pool_size: int | None = None, timeout: float | None = None
+) -> dict[str, Any]:
+    """The Tortoise ORM configuration for ``database_url`` (``pool_size``: PostgreSQL's).
+
+    With ``timeout`` (seconds), connecting, taking a pooled connection and each statement
+    time out on PostgreSQL through asyncpg (``WFA_DATABASE_TIMEOUT``); SQLite has no network
+    to wait for.
+    """
+    return {
+        "connections": {"default": _connection(with_pool_size(database_url, pool_size), timeout)},
         "apps": {
             APP_LABEL: {
                 "models": ["wfa_keys.models"],
@@ -112,12 +135,26 @@ async def database(database_url: str, *, migrate: bool = True) -> AsyncIterator[
 
 
 async def open_global(
-    database_url: str, *, migrate: bool = True, pool_size: int | None = None
+    database_url: str,
+    *,
+    migrate: bool = True,
+    pool_size: int | None = None,
+    statement_timeout: float | None = None,
 ) -> None:
-    """Open the database for the whole process (server lifespan)."""
+    """Open the database for the whole process (server lifespan).
+
+    ``statement_timeout`` bounds every step of every statement on PostgreSQL (see
+    :func:`tortoise_config`). Migrations run first, in a context of their own without it: a
+    migration may take longer than any request should.
+    """
     check_sqlite_file(database_url)
+    if migrate and statement_timeout is not None:
+        async with database(database_url):
+            pass
+        migrate = False
     await Tortoise.init(
-        config=tortoise_config(database_url, pool_size=pool_size), _enable_global_fallback=True
+        config=tortoise_config(database_url, pool_size=pool_size, timeout=statement_timeout),
+        _enable_global_fallback=True,
     )
     if migrate:
         await apply_migrations()

@@ -12,6 +12,7 @@ request log's own line, when that handler is the only one to see it, is queued w
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import contextvars
@@ -33,6 +34,8 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from wfa_keys.deadline import Deadline
 
 __all__ = [
     "REQUEST_ID_HEADER",
@@ -484,11 +487,23 @@ class RequestLogMiddleware:
     An app that fails before it answers gets Starlette's own answer to that (a plain-text
     500, as its ``ServerErrorMiddleware`` sends when not debugging) from here, with the ID and
     the headers, and the error goes on up to the server, which logs it.
+
+    With a ``deadline``, an app that has not started its answer within ``deadline.seconds``
+    gets the deadline's 503 from here (:mod:`wfa_keys.deadline`), with the ID and headers;
+    what the app sends after that is dropped, and an error it raises after that is logged as
+    this request's line only (its client has had its answer).
     """
 
-    def __init__(self, app: ASGIApp, *, add_headers: AddHeaders | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        add_headers: AddHeaders | None = None,
+        deadline: Deadline | None = None,
+    ) -> None:
         self.app = app
         self.add_headers = add_headers
+        self.deadline = deadline
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -505,6 +520,7 @@ class RequestLogMiddleware:
         token = _request_id.set(request_id)
         path = scope.get("path", "")
         status = 0  # until the response starts
+        late = False  # answered by the deadline: the app's own messages are dropped
         add_headers = self.add_headers
         started = time.perf_counter()
 
@@ -512,6 +528,8 @@ class RequestLogMiddleware:
         # each message (ASGI's send is any callable returning an awaitable).
         def send_with_id(message: Message) -> Awaitable[None]:
             nonlocal status
+            if late:
+                return _dropped()
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", ()))
@@ -528,15 +546,44 @@ class RequestLogMiddleware:
                 message["headers"] = headers
             return send(message)
 
+        timer: asyncio.TimerHandle | None = None
+        late_answer: asyncio.Task[None] | None = None
+        deadline = self.deadline
+        if deadline is not None:
+
+            def send_late(message: Message) -> Awaitable[None]:
+                # send_with_id drops what comes once ``late`` is set, which is the app's;
+                # the deadline's own answer passes (the check is made before it returns).
+                nonlocal late
+                late = False
+                try:
+                    return send_with_id(message)
+                finally:
+                    late = True
+
+            def answer_late() -> None:
+                nonlocal late, late_answer
+                if status == 0:
+                    late = True
+                    answer = deadline.response(scope)
+                    late_answer = asyncio.create_task(answer(scope, receive, send_late))
+
+            timer = asyncio.get_running_loop().call_later(deadline.seconds, answer_late)
+
         exception: str | None = None
         try:
             await self.app(scope, receive, send_with_id)
         except HTTPException as exc:
             # Raised through the stack on purpose (the body limit's 413): not a failure.
             status = exc.status_code
+            if late:
+                return
             raise
         except Exception as exc:
             exception = type(exc).__name__
+            if late:
+                # The client has had its 503: the failure is this request's line, no more.
+                return
             if status == 0:
                 # Nothing was sent: the answer Starlette's ServerErrorMiddleware gives, sent here
                 # with the request's ID and headers (an app mounted on the service's API lane
@@ -546,6 +593,10 @@ class RequestLogMiddleware:
             status = 500
             raise
         finally:
+            if timer is not None:
+                timer.cancel()
+            if late_answer is not None:
+                await late_answer
             _request_id.reset(token)
             # Only what the request knows: the message and fields are made where the line is
             # written, off the request's path.
@@ -569,6 +620,10 @@ class RequestLogMiddleware:
 
 
 _SERVER_ERROR = PlainTextResponse("Internal Server Error", status_code=500)
+
+
+async def _dropped() -> None:
+    """What sending gives an app whose request the deadline answered: nothing is sent."""
 
 
 def _log_request(line: _RequestLine) -> None:

@@ -139,6 +139,16 @@ class Settings:
     database_pool_size: int = field(
         default=5, metadata={"env": "WFA_DATABASE_POOL_SIZE", "range": (1, 1000)}
     )
+    #: Seconds a database step may take before it counts as unreachable (PostgreSQL):
+    #: connecting, taking a pooled connection, each statement.
+    database_timeout: int = field(
+        default=3, metadata={"env": "WFA_DATABASE_TIMEOUT", "range": (1, 60)}
+    )
+    #: Seconds a request may take to start its answer; then it is answered 503 with
+    #: ``Retry-After`` (a database that stopped answering must not hold a client forever).
+    request_timeout: int = field(
+        default=5, metadata={"env": "WFA_REQUEST_TIMEOUT", "range": (1, 300)}
+    )
     #: Serve Prometheus metrics at ``/metrics``.
     metrics: bool = field(default=False, metadata={"env": "WFA_METRICS"})
 

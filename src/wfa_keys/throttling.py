@@ -161,6 +161,10 @@ class RedisThrottleStore:
         """Remove every member of ``bucket``."""
         await self.client.delete(self.prefix + bucket)
 
+    async def ping(self) -> None:
+        """Raise when Redis does not answer (for ``/healthz``)."""
+        await self.client.ping()
+
     async def aclose(self) -> None:
         """Close the connections to Redis."""
         await self.client.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import socket
@@ -53,14 +54,30 @@ def unreachable_url_like(database_url: str, tmp_path: Path) -> str:
     return f"postgres://postgres@127.0.0.1:{port}/nothing"
 
 
-async def test_healthz_answers_ok_when_the_database_answers(client: httpx2.AsyncClient) -> None:
-    response = await client.get("/healthz")
+async def test_healthz_reports_each_dependency_once_the_process_follows_changes(
+    db: TortoiseContext, database_url: str
+) -> None:
+    del db
+    app = create_app(cheap_settings(database_url=database_url))
+    transport = httpx2.ASGITransport(app=app)
+    async with (
+        httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client,
+        app.router.lifespan_context(app),
+    ):
+        for _ in range(100):
+            response = await client.get("/healthz")
+            if response.status_code == 200:
+                break
+            await asyncio.sleep(0.05)
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    assert response.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "change_feed": "ok", "throttle_store": "ok"},
+    }
 
 
-async def test_healthz_answers_503_when_the_database_does_not(
+async def test_healthz_answers_503_naming_what_is_down_and_livez_answers_200(
     database_url: str, tmp_path: Path, settings: Settings
 ) -> None:
     async with (
@@ -68,9 +85,22 @@ async def test_healthz_answers_503_when_the_database_does_not(
         client_of(settings) as client,
     ):
         response = await client.get("/healthz")
+        alive = await client.get("/livez")
 
     assert response.status_code == 503
-    assert response.json() == {"status": "unavailable"}
+    assert response.headers["Retry-After"] == "5"
+    # No lifespan ran: the change feed was never followed. The database throttle store is
+    # the database.
+    assert response.json() == {
+        "status": "unavailable",
+        "checks": {
+            "database": "unavailable",
+            "change_feed": "unavailable",
+            "throttle_store": "unavailable",
+        },
+    }
+    assert alive.status_code == 200
+    assert alive.json() == {"status": "alive"}
 
 
 async def test_graphql_is_served_at_slash_graphql_without_redirect(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from tortoise.context import TortoiseContext
 from tortoise.transactions import in_transaction
 
-from support.tcp_proxy import TcpProxy
+from support.tcp_proxy import FAULTS, LISTENERS, TcpProxy
 from wfa_keys.changes import ChangeListener, prune_changes, publish_key_change
 from wfa_keys.models import KeyChange
 
@@ -125,6 +126,65 @@ async def test_a_lost_feed_shortens_the_ttl_and_the_missed_changes_are_caught_up
     finally:
         await change_listener.stop()
         proxy.close()
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_a_feed_that_stops_answering_is_lost_within_a_second_and_found_again(
+    db: TortoiseContext, database_url: str, target: Target, fault: str
+) -> None:
+    if not database_url.startswith("postgres"):
+        pytest.skip("the LISTEN connection exists on PostgreSQL only")
+    parts = urlsplit(database_url)
+    proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+    proxied = parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()
+    change_listener = ChangeListener(target, proxied, healthy_ttl=60, max_backoff=0.2)
+    await change_listener.start()
+    try:
+        await eventually(lambda: change_listener.healthy, "the feed is up")
+        flushed = target.all_changed
+        # The link goes silent (or is reset): nothing is closed cleanly, nothing is raised.
+        proxy.fault(fault, only=LISTENERS)
+        lost_at = time.monotonic()
+        await eventually(lambda: not change_listener.healthy, "the loss is noticed")
+        noticed = time.monotonic() - lost_at
+
+        async with in_transaction():
+            await publish_key_change("while-silent")
+        proxy.heal()
+        await eventually(lambda: change_listener.healthy, "the feed is back")
+        await eventually(lambda: "while-silent" in target.changed, "the missed change")
+    finally:
+        await change_listener.stop()
+        proxy.close()
+    # Heartbeats every 0.25 s, each heard back within 0.75 s: lost within a second (with
+    # room for a loaded machine), everything cached dropped, records trusted 1 s at most.
+    assert noticed < 1.5
+    assert target.all_changed > flushed
+    assert 1 in target.ttl[1:]
+    assert target.ttl[-1] == 60
+
+
+async def test_a_poll_that_hangs_counts_as_a_lost_feed(
+    db: TortoiseContext, database_url: str, target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    change_listener = ChangeListener(
+        target, "sqlite://unused", poll_interval=0.05, heartbeat_timeout=0.3
+    )
+    await change_listener.start()
+    try:
+        await eventually(lambda: change_listener.healthy, "the feed is up")
+        hang = asyncio.Event()
+
+        async def stuck(how: str = "catch_up") -> None:
+            await hang.wait()
+
+        monkeypatch.setattr(change_listener, "_catch_up", stuck)
+        await eventually(lambda: not change_listener.healthy, "the hang is noticed")
+        assert target.ttl[-1] <= 1
+        monkeypatch.undo()
+        await eventually(lambda: change_listener.healthy, "the feed is back")
+    finally:
+        await change_listener.stop()
 
 
 async def test_pruning_keeps_recent_rows_and_the_newest(db: TortoiseContext) -> None:

@@ -67,12 +67,12 @@ async def test_wfa_console_off_serves_no_console(db: TortoiseContext) -> None:
     async with client(settings) as c:
         page = await c.get("/")
         asset = await c.get("/assets/js/main.js")
-        health = await c.get("/healthz")
+        alive = await c.get("/livez")
 
     assert settings.console is False
     assert page.status_code == 404
     assert asset.status_code == 404
-    assert health.status_code == 200
+    assert alive.status_code == 200
 
 
 class _Markup(HTMLParser):
