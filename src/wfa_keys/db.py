@@ -13,6 +13,7 @@ from tortoise import Tortoise
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.connection import get_connection
 from tortoise.context import TortoiseContext
+from tortoise.exceptions import DBConnectionError
 from tortoise.migrations.executor import MigrationExecutor
 
 from wfa_keys.settings import DEFAULT_DATABASE_URL
@@ -163,6 +164,26 @@ async def open_global(
 async def close_global() -> None:
     """Close the process-wide connections opened by :func:`open_global`."""
     await Tortoise.close_connections()
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says the database could not be reached in time, rather than that a
+    statement was wrong: the request is answered 503 (try again), not 500.
+
+    A dead PostgreSQL surfaces as a bare ``OSError``, a silent one as ``TimeoutError``
+    (``WFA_DATABASE_TIMEOUT``), a lost connection as asyncpg's ``InterfaceError`` or
+    ``PostgresConnectionError``, an unreachable pool as Tortoise's ``DBConnectionError``.
+    """
+    if isinstance(exc, OSError | TimeoutError | DBConnectionError):
+        return True
+    try:
+        import asyncpg  # type: ignore[import-untyped]  # optional, PostgreSQL only
+    except ImportError:  # pragma: no cover - installed with the service
+        return False
+    return isinstance(
+        exc,
+        asyncpg.InterfaceError | asyncpg.PostgresConnectionError | asyncpg.QueryCanceledError,
+    )
 
 
 async def ping() -> None:

@@ -17,10 +17,18 @@ from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 
+from wfa_keys.db import is_unavailable
 from wfa_keys.graphql.context import Context, request_id_of
-from wfa_keys.graphql.errors import INTERNAL_ERROR_CODE, INTERNAL_ERROR_MESSAGE, ServiceError
+from wfa_keys.graphql.errors import (
+    INTERNAL_ERROR_CODE,
+    INTERNAL_ERROR_MESSAGE,
+    ServiceError,
+    ServiceUnavailable,
+)
 
 PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+#: ``Retry-After`` of a GraphQL request answered 503 (a shared component did not answer).
+RETRY_AFTER_UNAVAILABLE = "5"
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 
 _REQUEST_ID_ATTRIBUTE = "_wfa_request_id"
@@ -58,6 +66,20 @@ def present(
 ) -> GraphQLError:
     """The error as the client sees it; without "Did you mean ...?" if ``hide_suggestions``."""
     if is_unexpected(error):
+        unavailable = error.original_error is not None and is_unavailable(error.original_error)
+        if unavailable:
+            # The database did not answer in time: nothing about the request was wrong. The
+            # coded error as the original, so that presenting it again keeps it as it is.
+            coded = ServiceUnavailable(request_id)
+            return GraphQLError(
+                coded.message,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                original_error=coded,
+                extensions=coded.extensions,
+            )
         return GraphQLError(
             INTERNAL_ERROR_MESSAGE,
             nodes=error.nodes,
@@ -97,6 +119,14 @@ class ErrorPolicy(SchemaExtension):
         result.errors = [
             present(error, request_id, hide_suggestions=hide) for error in result.errors
         ]
+        response = context.response if isinstance(context, Context) else None
+        if response is not None and any(
+            (error.extensions or {}).get("code") == ServiceUnavailable.code
+            for error in result.errors
+        ):
+            # A shared component did not answer: the whole request is to be retried.
+            response.status_code = 503
+            response.headers["Retry-After"] = RETRY_AFTER_UNAVAILABLE
 
 
 class CachedParsing(ParserCache):

@@ -17,7 +17,8 @@ from strawberry.types import ExecutionResult
 
 from wfa_auth import ThrottleStore
 from wfa_keys.graphql.context import Context, KeyChanged, Services
-from wfa_keys.graphql.extensions import present
+from wfa_keys.graphql.errors import ServiceUnavailable
+from wfa_keys.graphql.extensions import RETRY_AFTER_UNAVAILABLE, present
 from wfa_keys.graphql.graphiql import graphiql_html
 from wfa_keys.graphql.schema import ExtensionFactory, build_schema
 from wfa_keys.proxy import parse_ip
@@ -103,7 +104,7 @@ class GraphQLApp(GraphQL[Context, None]):
             session = await load_session(session_id, self.services.settings)
         except Exception:
             logger.exception("could not load the session (request %s)", context.request_id)
-            raise HTTPException(503, "Service unavailable") from None
+            raise HTTPException(503, ServiceUnavailable.default_message) from None
         if session is None and context.response is not None:
             clear_session_cookie(context.response, secure=context.secure)
         return session
@@ -126,6 +127,7 @@ _REFUSAL_CODES = {
     405: "METHOD_NOT_ALLOWED",
     413: "REQUEST_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
+    503: "SERVICE_UNAVAILABLE",
 }
 
 
@@ -138,6 +140,8 @@ def refusal(status: int, message: str, request_id: str) -> JSONResponse:
     headers = {"Cache-Control": "no-store"}
     if status == 405:
         headers["Allow"] = "GET, POST"
+    if status == 503:
+        headers["Retry-After"] = RETRY_AFTER_UNAVAILABLE
     return JSONResponse({"errors": [error]}, status_code=status, headers=headers)
 
 
