@@ -188,7 +188,11 @@ class ChangeListener:
         # A channel of this connection's own: other processes never hear its heartbeats.
         beat_channel = f"{CHANNEL}_beat_{secrets.token_hex(8)}"
         async with asyncio.timeout(self.connect_timeout):
-            connection = await asyncpg.connect(**listener_connect_args(self.database_url))
+            # command_timeout also bounds the cancel request asyncpg sends for a statement
+            # stuck on a dead link (it would otherwise wait up to a minute to connect).
+            connection = await asyncpg.connect(
+                **listener_connect_args(self.database_url), command_timeout=self.connect_timeout
+            )
         beats: asyncio.Task[None] | None = None
         try:
             _keep_alive(connection)
