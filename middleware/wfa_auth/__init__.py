@@ -42,7 +42,11 @@ from wfa_auth.base import (
     Usage,
 )
 
+# The one place of the distribution's version (pyproject.toml reads it: [tool.hatch.version]).
+__version__ = "0.3.0"
+
 __all__ = [
+    "__version__",
     "SCOPE_KEY",
     "ApiKeyAuthMiddleware",
     "ApiKeyUser",

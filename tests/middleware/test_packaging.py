@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+import wfa_auth
+
 ROOT = Path(__file__).resolve().parents[2]
 PIP = [sys.executable, "-m", "pip", "--quiet"]
 # What the service needs and the middleware must not: installing wfa-auth brings none of them.
@@ -60,7 +62,7 @@ def test_the_wfa_auth_wheel_requires_only_starlette_anyio_and_argon2(
     middleware_wheel: Path,
 ) -> None:
     info = metadata(middleware_wheel)
-    assert (info["Name"], info["Version"]) == ("wfa-auth", "0.2.0")
+    assert (info["Name"], info["Version"]) == ("wfa-auth", wfa_auth.__version__)
     requires = info.get_all("Requires-Dist") or []
     assert sorted(r for r in requires if "extra ==" not in r) == [
         "anyio>=4",

@@ -12,6 +12,7 @@ def test_public_api_is_pinned() -> None:
     assert sorted(wfa_auth.__all__) == sorted(
         [
             "SCOPE_KEY",
+            "__version__",
             "ApiKeyAuthMiddleware",
             "ApiKeyUser",
             "Argon2Verifier",
