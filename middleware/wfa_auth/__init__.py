@@ -46,7 +46,6 @@ from wfa_auth.base import (
 __version__ = "0.3.0"
 
 __all__ = [
-    "__version__",
     "SCOPE_KEY",
     "ApiKeyAuthMiddleware",
     "ApiKeyUser",
@@ -76,6 +75,7 @@ __all__ = [
     "TokenStore",
     "Tokens",
     "Usage",
+    "__version__",
     "generate_key_id",
     "generate_key_secret",
     "insufficient_scope",

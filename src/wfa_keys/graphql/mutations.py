@@ -139,7 +139,10 @@ async def resolve_set_organization_settings(
     context = info.context
     actor = context.actor
     if input.key_inactivity_days is strawberry.UNSET:
-        return Organization.from_model(actor.user.organization)
+        user = context.user
+        if user is None:  # pragma: no cover - admin_only refused the call already
+            raise RuntimeError("resolver reached without a signed-in user")
+        return Organization.from_model(user.organization)
     with domain_errors(_SETTINGS_FIELDS, request_id=context.request_id):
         organization = await context.services.keys.set_key_inactivity_days(
             actor, input.key_inactivity_days
