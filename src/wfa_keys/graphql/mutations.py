@@ -72,7 +72,9 @@ async def resolve_login(info: ContextInfo, email: str, password: str) -> User:
 async def resolve_logout(info: ContextInfo) -> bool:
     context = info.context
     if context.response is not None:
-        clear_session_cookie(context.response, secure=context.secure)
+        clear_session_cookie(
+            context.response, secure=context.secure, root_path=context.settings.root_path
+        )
     ended = await context.services.sign_in.sign_out(context.session, client_ip=context.client_ip)
     context.session = None
     return ended
