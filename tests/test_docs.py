@@ -196,3 +196,20 @@ def test_the_readme_stays_short_and_its_commands_are_the_ones_ci_runs() -> None:
     assert test_command in readme.splitlines()
     assert "pip install -e ./middleware -e '.[test]'" in ci
     assert 'mkdocs" build --strict' in ci
+
+
+def test_every_graphql_operation_has_a_curl_example() -> None:
+    schema = build_schema((ROOT / "schema.graphql").read_text(encoding="utf-8"))
+    page = (ROOT / "docs" / "graphql.md").read_text(encoding="utf-8")
+    examples = " ".join(re.findall(r"```sh\n(.*?)```", page, re.DOTALL))
+
+    assert schema.query_type is not None
+    assert schema.mutation_type is not None
+    missing = [
+        name
+        for root in (schema.query_type, schema.mutation_type)
+        for name in root.fields
+        if not re.search(rf"\b{name}\b", examples)
+    ]
+
+    assert missing == []

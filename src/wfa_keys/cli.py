@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="API keys for Workflow Automation: the key-management service.",
-        epilog="Settings are read from WFA_* environment variables (see the README); "
+        epilog="Settings are read from WFA_* environment variables (see the Configuration page of "
+        "the documentation, docs/configuration.md); "
         "flags override them.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
