@@ -125,9 +125,15 @@ def graphql_reference(sdl: str | None = None) -> str:
             if field.deprecation_reason:
                 out += [f"*Deprecated:* {field.deprecation_reason}", ""]
             if field.args:
-                out += ["| argument | type | meaning |", "| --- | --- | --- |"]
+                described = any(arg.description for arg in field.args.values())
+                out += (
+                    ["| argument | type | meaning |", "| --- | --- | --- |"]
+                    if described
+                    else ["| argument | type |", "| --- | --- |"]
+                )
                 for arg_name, arg in field.args.items():
-                    out.append(f"| `{arg_name}` | `{arg.type}` | {_cell(arg.description or '')} |")
+                    meaning = f" {_cell(arg.description or '')} |" if described else ""
+                    out.append(f"| `{arg_name}` | `{arg.type}` |{meaning}")
                 out.append("")
     named = sorted(
         (t for n, t in schema.type_map.items() if not n.startswith("__")),

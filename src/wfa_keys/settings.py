@@ -74,7 +74,7 @@ class Settings:
     database_url: str = field(default=DEFAULT_DATABASE_URL, metadata={"env": "WFA_DATABASE_URL"})
     #: development mode: GraphiQL, introspection and field suggestions for everyone
     dev: bool = field(default=False, metadata={"env": "WFA_DEV"})
-    #: serve GraphiQL at `GET /graphql`
+    #: serve GraphiQL at `GET /graphql` (unset: as `WFA_DEV`)
     graphiql: bool | None = field(default=None, metadata={"env": "WFA_GRAPHIQL"})
     #: serve the admin console (the API Keys page) at `/`
     console: bool = field(default=True, metadata={"env": "WFA_CONSOLE"})
