@@ -50,6 +50,10 @@ def pytest_runtest_makereport(
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Note what the checkout holds, so that the end of the session sees what tests left."""
     session.stash[_FILES_BEFORE] = _checkout_files(session)
+    if os.environ.get("CI"):
+        from support import redis_server
+
+        session.stash[_REDIS_KEYS_BEFORE] = redis_server.all_keys()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -70,6 +74,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 _FILES_BEFORE = pytest.StashKey[set[str]]()
+_REDIS_KEYS_BEFORE = pytest.StashKey[set[str]]()
 
 
 def _checkout_files(session: pytest.Session) -> set[str]:
@@ -91,9 +96,12 @@ def _leftovers(session: pytest.Session) -> list[str]:
     left = [f"file {name}" for name in sorted(_checkout_files(session) - before)]
     if redis_server.used:
         left += [f"Redis key {key}" for key in redis_server.leftover_keys()]
-        # CI's Redis is the suite's alone: there its database must be empty afterwards.
-        if os.environ.get("CI") and redis_server.database_size():
-            left.append(f"{redis_server.database_size()} key(s) in {redis_server.REDIS_URL}")
+    # CI's Redis is the suite's alone: there no key may appear that was not there
+    # before the session, whoever's code wrote it.
+    if _REDIS_KEYS_BEFORE in session.stash:
+        before_keys = session.stash[_REDIS_KEYS_BEFORE]
+        new_keys = sorted(redis_server.all_keys() - before_keys)
+        left += [f"Redis key {key} (in {redis_server.REDIS_URL})" for key in new_keys]
     admin_url, _ = scratch_database("outage")
     names = [scratch_database(purpose)[1] for purpose in SCRATCH_PURPOSES]
     left += [f"PostgreSQL database {name}" for name in _existing_databases(admin_url, names)]

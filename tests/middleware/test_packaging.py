@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import email
+import importlib.metadata
 import subprocess
 import sys
 import textwrap
@@ -158,8 +159,12 @@ def test_the_wfa_keys_wheel_leaves_wfa_auth_to_its_own_distribution(tmp_path: Pa
         names = archive.namelist()
     assert "wfa_keys/py.typed" in names
     assert not [name for name in names if name.startswith("wfa_auth")]
-    requires = metadata(wheel).get_all("Requires-Dist") or []
-    assert f"wfa-auth @ {(ROOT / 'middleware').as_uri()}" in requires
+    info = metadata(wheel)
+    requires = info.get_all("Requires-Dist") or []
+    # A version range, never a file: URL, so the wheel can be uploaded to a package index.
+    assert "wfa-auth<0.4,>=0.3" in requires
+    assert not [r for r in requires if "@" in r or "file:" in r]
+    assert info["Version"] == importlib.metadata.version("wfa-keys")
 
 
 @pytest.mark.parametrize(
