@@ -1,10 +1,10 @@
 """Write a PNG of each state of the admin console into a folder.
 
-    python docs/console_screenshots.py [OUTPUT_DIR]   # default: console-screenshots/
+    python docs/console_screenshots.py [OUTPUT_DIR]   # default: docs/images/console/
 
 Starts ``wfa-keys serve`` on a temporary SQLite file, signs in as the bootstrap admin in
 Debian's Chromium (``/usr/bin/chromium``, never downloaded) and captures each state at
-1280 px and 390 px wide. docs/console.png, shown in the README, is ``keys-1280.png``.
+1280 px and 390 px wide: the documentation site (docs/console.md) and the README show them.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def _states(page: Page, snap: Callable[[str], None], base: str, *, phone: bool) 
 
 
 def main() -> None:
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "console-screenshots")
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "images" / "console")
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         process, base = _serve(Path(tmp))

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from tortoise.context import TortoiseContext
 
+from support.postgres import SCRATCH_PURPOSES
 from wfa_keys.db import database
 from wfa_keys.models import (
     AccessToken,
@@ -44,6 +45,89 @@ def pytest_runtest_makereport(
         report.outcome = "failed"
         report.longrepr = f"{reason}: CI's PostgreSQL run skips nothing"
     return report
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Note what the checkout holds, so that the end of the session sees what tests left."""
+    session.stash[_FILES_BEFORE] = _checkout_files(session)
+    if os.environ.get("CI"):
+        from support import redis_server
+
+        session.stash[_REDIS_KEYS_BEFORE] = redis_server.all_keys()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite leaves nothing behind: no file in the checkout, no scratch PostgreSQL
+    database, no key in the test Redis. Anything left fails the run."""
+    if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        return  # interrupted or broken: what is left says nothing
+    if session.config.option.collectonly:
+        return
+    left = _leftovers(session)
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_sep("=", "the suite left these behind", red=True)
+            for line in left:
+                reporter.write_line(line)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_FILES_BEFORE = pytest.StashKey[set[str]]()
+_REDIS_KEYS_BEFORE = pytest.StashKey[set[str]]()
+
+
+def _checkout_files(session: pytest.Session) -> set[str]:
+    root = session.config.rootpath
+    ignored = {".git", ".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis"}
+    return {
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if not ignored.intersection(path.relative_to(root).parts)
+        and "__pycache__" not in path.parts
+    }
+
+
+def _leftovers(session: pytest.Session) -> list[str]:
+    from support import redis_server
+    from support.postgres import scratch_database
+
+    before: set[str] = session.stash.get(_FILES_BEFORE, set())
+    left = [f"file {name}" for name in sorted(_checkout_files(session) - before)]
+    if redis_server.used:
+        left += [f"Redis key {key}" for key in redis_server.leftover_keys()]
+    # CI's Redis is the suite's alone: there no key may appear that was not there
+    # before the session, whoever's code wrote it.
+    if _REDIS_KEYS_BEFORE in session.stash:
+        before_keys = session.stash[_REDIS_KEYS_BEFORE]
+        new_keys = sorted(redis_server.all_keys() - before_keys)
+        left += [f"Redis key {key} (in {redis_server.REDIS_URL})" for key in new_keys]
+    admin_url, _ = scratch_database("outage")
+    names = [scratch_database(purpose)[1] for purpose in SCRATCH_PURPOSES]
+    left += [f"PostgreSQL database {name}" for name in _existing_databases(admin_url, names)]
+    return left
+
+
+def _existing_databases(admin_url: str, names: list[str]) -> list[str]:
+    """Which of ``names`` exist on the server (none when no PostgreSQL answers)."""
+    import asyncio
+
+    import asyncpg  # type: ignore[import-untyped]
+
+    async def query() -> list[str]:
+        try:
+            connection = await asyncpg.connect(admin_url, timeout=5)
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return []
+        try:
+            rows = await connection.fetch(
+                "SELECT datname FROM pg_database WHERE datname = ANY($1::text[])", names
+            )
+        finally:
+            await connection.close()
+        return sorted(row["datname"] for row in rows)
+
+    return asyncio.run(query())
 
 
 def _every_test_must_run() -> bool:

@@ -42,6 +42,9 @@ from wfa_auth.base import (
     Usage,
 )
 
+# The one place of the distribution's version (pyproject.toml reads it: [tool.hatch.version]).
+__version__ = "0.3.0"
+
 __all__ = [
     "SCOPE_KEY",
     "ApiKeyAuthMiddleware",
@@ -72,6 +75,7 @@ __all__ = [
     "TokenStore",
     "Tokens",
     "Usage",
+    "__version__",
     "generate_key_id",
     "generate_key_secret",
     "insufficient_scope",

@@ -6,7 +6,6 @@ submodule such as ``wfa_keys.crypto`` does not load the web stack).
 
 from __future__ import annotations
 
-from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 from wfa_keys.settings import Settings, SettingsError
@@ -16,7 +15,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Settings", "SettingsError", "__version__", "create_app"]
 
-__version__ = version("wfa-keys")
+# The one place of the distribution's version (pyproject.toml reads it: [tool.hatch.version]).
+__version__ = "0.2.0"
 
 
 def __getattr__(name: str) -> Any:

@@ -14,7 +14,10 @@ from tortoise.transactions import in_transaction
 
 from wfa_keys.models import AuditAction, AuditEvent, User
 
-__all__ = ["record_event", "record_throttled_sign_in", "throttled_subject"]
+__all__ = ["COMMAND_LINE_ACTOR", "record_event", "record_throttled_sign_in", "throttled_subject"]
+
+#: The audit log's ``actor_email`` of a change made with the ``wfa-keys`` command line.
+COMMAND_LINE_ACTOR = "wfa-keys command line"
 
 # Refused sign-ins of one address in one window searched for the pair's event; beyond
 # this many distinct emails the oldest pairs start new events (still one per request at most).
@@ -29,13 +32,17 @@ async def record_event(
     client_ip: str | None,
     key_id: str | None = None,
     detail: dict[str, Any] | None = None,
+    actor_name: str | None = None,
 ) -> AuditEvent:
-    """Store one audit event on the current connection (the caller's transaction)."""
+    """Store one audit event on the current connection (the caller's transaction).
+
+    ``actor_name`` names an actor that is not a user (the command line) in ``actor_email``.
+    """
     return await AuditEvent.create(
         action=action,
         organization_id=organization_id,
         actor_id=actor.id if actor is not None else None,
-        actor_email=actor.email if actor is not None else None,
+        actor_email=actor.email if actor is not None else actor_name,
         key_id=key_id,
         client_ip=client_ip[:64] if client_ip else None,
         detail=detail,

@@ -24,11 +24,12 @@ from urllib.parse import urlsplit, urlunsplit
 from tortoise.exceptions import BaseORMException
 
 from wfa_keys import __version__
+from wfa_keys.audit import COMMAND_LINE_ACTOR
 from wfa_keys.bootstrap import announce_admin, bootstrap_admin
 from wfa_keys.db import database
 from wfa_keys.logs import configure_logging, logging_config
 from wfa_keys.models import Role
-from wfa_keys.settings import Settings, SettingsError
+from wfa_keys.settings import DEFAULT_DATABASE_URL, Settings, SettingsError
 from wfa_keys.users import (
     UserError,
     create_user,
@@ -64,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="API keys for Workflow Automation: the key-management service.",
-        epilog="Settings are read from WFA_* environment variables (see the README); "
+        epilog="Settings are read from WFA_* environment variables (see the Configuration page of "
+        "the documentation, docs/configuration.md); "
         "flags override them.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -72,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def database_flag(command: argparse.ArgumentParser) -> None:
         command.add_argument(
-            "--database-url", metavar="URL", help="the database (default: $WFA_DATABASE_URL)"
+            "--database-url", metavar="URL", help=_database_help().replace("%", "%%")
         )
 
     serve = commands.add_parser("serve", help="apply migrations, then serve HTTP")
@@ -106,11 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
         "create-user",
         help="create a user (password from stdin when piped, else prompted)",
     )
-    user.add_argument("--email", required=True)
+    user.add_argument("--email", required=True, help="the new user's email (their sign-in name)")
     user.add_argument(
-        "--organization", required=True, help="created, with the subscription, if missing"
+        "--organization",
+        required=True,
+        help="the user's organization by name; created, with the subscription, if missing",
     )
-    user.add_argument("--role", required=True, choices=[r.value for r in Role])
+    user.add_argument(
+        "--role", required=True, choices=[r.value for r in Role], help="what the user may do"
+    )
     database_flag(user)
     user.set_defaults(handler=_create_user)
 
@@ -123,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("activate-user", True, "activate a user again (revoked tokens stay revoked)"),
     ):
         command = commands.add_parser(name, help=text)
-        command.add_argument("--email", required=True)
+        command.add_argument("--email", required=True, help="the user's email")
         database_flag(command)
         command.set_defaults(handler=_set_user_active, active=active)
 
@@ -131,21 +137,28 @@ def build_parser() -> argparse.ArgumentParser:
         "set-password",
         help="set a user's password (from stdin when piped, else prompted); sessions end",
     )
-    password.add_argument("--email", required=True)
+    password.add_argument("--email", required=True, help="the user's email")
     database_flag(password)
     password.set_defaults(handler=_set_password)
 
     role = commands.add_parser("set-role", help="make a user an admin or a member")
-    role.add_argument("--email", required=True)
-    role.add_argument("--role", required=True, choices=[r.value for r in Role])
+    role.add_argument("--email", required=True, help="the user's email")
+    role.add_argument(
+        "--role", required=True, choices=[r.value for r in Role], help="the user's new role"
+    )
     database_flag(role)
     role.set_defaults(handler=_set_role)
 
     subscription = commands.add_parser(
         "set-subscription", help="turn an organization's Workflow Automation on or off"
     )
-    subscription.add_argument("--organization", required=True)
-    subscription.add_argument("--workflow-automation", required=True, choices=["on", "off"])
+    subscription.add_argument("--organization", required=True, help="the organization's name")
+    subscription.add_argument(
+        "--workflow-automation",
+        required=True,
+        choices=["on", "off"],
+        help="on: its keys work; off: they are refused",
+    )
     database_flag(subscription)
     subscription.set_defaults(handler=_set_subscription)
 
@@ -155,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     database_flag(inactive)
     inactive.set_defaults(handler=_disable_inactive_keys)
+
+    # The key commands (list-keys, disable-key, enable-key, delete-key).
+    from wfa_keys.key_commands import add_key_commands
+
+    add_key_commands(commands, database_flag)
 
     schema = commands.add_parser("export-schema", help="write the GraphQL schema (SDL)")
     schema.add_argument("--output", metavar="FILE", help="the file to write (default: stdout)")
@@ -199,6 +217,14 @@ def _bounded_int(raw: str, low: int, high: int) -> int:
     return value
 
 
+def _database_help() -> str:
+    """The ``--database-url`` help, naming the database used when the flag is left out."""
+    current = os.environ.get("WFA_DATABASE_URL")
+    if current:
+        return f"the database (default: $WFA_DATABASE_URL, now {describe_url(current)})"
+    return f"the database (default: $WFA_DATABASE_URL, else {DEFAULT_DATABASE_URL})"
+
+
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     return Settings.from_env(database_url=getattr(args, "database_url", None), **overrides)
 
@@ -238,8 +264,23 @@ def _with_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
 
 
 def _database_failure(url: str, exc: BaseException) -> str:
+    missing = _missing_sqlite_folder(url)
+    if missing is not None:
+        return f"cannot use the database {describe_url(url)}: the folder {missing} does not exist"
     # The type names the failure; the text could quote SQL or the server's configuration.
     return f"cannot use the database {describe_url(url)} ({type(exc).__name__})"
+
+
+def _missing_sqlite_folder(url: str) -> str | None:
+    """The folder of a ``sqlite://`` file when it does not exist (SQLite says only "unable
+    to open database file")."""
+    if not url.startswith("sqlite://"):
+        return None
+    path = url.removeprefix("sqlite://").split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    folder = Path(path).parent
+    return None if folder.is_dir() else str(folder)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -363,6 +404,7 @@ def _create_user(args: argparse.Namespace) -> int:
             password=password,
             organization=args.organization,
             role=Role(args.role),
+            actor_name=COMMAND_LINE_ACTOR,
         ),
     )
     print(f"Created {user.role.value} {user.email} in organization {args.organization.strip()!r}.")
@@ -389,7 +431,10 @@ def _list_users(args: argparse.Namespace) -> int:
 
 def _set_user_active(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    change = _with_database(settings, lambda: set_user_active(args.email, active=args.active))
+    change = _with_database(
+        settings,
+        lambda: set_user_active(args.email, active=args.active, actor_name=COMMAND_LINE_ACTOR),
+    )
     email = change.user.email
     if not change.changed:
         print(f"{email} is {'active' if args.active else 'inactive'} already.")
@@ -406,7 +451,10 @@ def _set_user_active(args: argparse.Namespace) -> int:
 def _set_password(args: argparse.Namespace) -> int:
     settings = _settings(args)
     password = _read_password()
-    change = _with_database(settings, lambda: set_password(settings, args.email, password))
+    change = _with_database(
+        settings,
+        lambda: set_password(settings, args.email, password, actor_name=COMMAND_LINE_ACTOR),
+    )
     print(f"New password set for {change.user.email}; {change.sessions_ended} session(s) ended.")
     return 0
 
@@ -414,7 +462,9 @@ def _set_password(args: argparse.Namespace) -> int:
 def _set_role(args: argparse.Namespace) -> int:
     settings = _settings(args)
     new_role = Role(args.role)
-    change = _with_database(settings, lambda: set_role(args.email, role=new_role))
+    change = _with_database(
+        settings, lambda: set_role(args.email, role=new_role, actor_name=COMMAND_LINE_ACTOR)
+    )
     verb = "is" if not change.changed else "is now"
     print(f"{change.user.email} {verb} {new_role.value}.")
     return 0
@@ -424,7 +474,10 @@ def _set_subscription(args: argparse.Namespace) -> int:
     settings = _settings(args)
     on = args.workflow_automation == "on"
     org = _with_database(
-        settings, lambda: set_subscription(args.organization, workflow_automation=on)
+        settings,
+        lambda: set_subscription(
+            args.organization, workflow_automation=on, actor_name=COMMAND_LINE_ACTOR
+        ),
     )
     print(f"Workflow Automation is {args.workflow_automation} for {org.name!r}.")
     return 0

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
+from uuid import UUID
 
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
@@ -31,7 +32,7 @@ from tortoise.transactions import in_transaction
 
 from wfa_auth import Argon2Verifier
 from wfa_keys import validation
-from wfa_keys.audit import record_event
+from wfa_keys.audit import COMMAND_LINE_ACTOR, record_event
 from wfa_keys.changes import publish_key_change
 from wfa_keys.crypto import generate_key_id, new_key_secret
 from wfa_keys.errors import NotFound
@@ -39,7 +40,15 @@ from wfa_keys.hashing import run_argon2
 from wfa_keys.models import ApiKey, AuditAction, Organization, User
 from wfa_keys.store import TortoiseTokenStore
 
-__all__ = ["Actor", "KeyChanged", "KeyManager", "KeyStatus", "NewSecret"]
+__all__ = [
+    "COMMAND_LINE_ACTOR",
+    "Actor",
+    "KeyChanged",
+    "KeyManager",
+    "KeyStatus",
+    "NewSecret",
+    "key_status",
+]
 
 logger = logging.getLogger("wfa_keys.keys")
 
@@ -49,11 +58,35 @@ KeyChanged = Callable[[str], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who acts, for the organization scope and the audit log: a user and their address."""
+    """Who acts, for the organization scope and the audit log: a user and their address.
 
-    user: User
+    The command line acts without a user, on one organization (:meth:`command_line`); it
+    cannot create keys, which need an owner.
+    """
+
+    user: User | None
     client_ip: str | None = None
     request_id: str | None = None
+    on_organization_id: UUID | str | None = None
+
+    @classmethod
+    def command_line(cls, organization_id: UUID | str) -> Actor:
+        """The ``wfa-keys`` command line acting on an organization's keys."""
+        return cls(None, on_organization_id=organization_id)
+
+    @property
+    def organization_id(self) -> UUID | str:
+        """The organization the actor acts on: the user's, or the command line's."""
+        if self.user is not None:
+            return self.user.organization_id
+        if self.on_organization_id is None:
+            raise ValueError("an actor needs a user or an organization")
+        return self.on_organization_id
+
+    @property
+    def audit_name(self) -> str | None:
+        """Who acted, as the audit log records it when there is no user."""
+        return None if self.user is not None else COMMAND_LINE_ACTOR
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +108,23 @@ class KeyStatus(StrEnum):
     EXPIRED = "expired"
 
 
+def key_status(key: ApiKey, now: datetime | None = None) -> KeyStatus:
+    """The key's status now: an expired key is EXPIRED even when disabled."""
+    now = now or datetime.now(UTC)
+    if key.expires_at is not None and key.expires_at <= now:
+        return KeyStatus.EXPIRED
+    return KeyStatus.ACTIVE if key.enabled else KeyStatus.DISABLED
+
+
 async def _record_change(
     actor: Actor, action: AuditAction, key_id: str, detail: dict[str, Any] | None = None
 ) -> None:
     """The audit event and the announcement of a change, in the change's transaction."""
     await record_event(
         action,
-        organization_id=actor.user.organization_id,
+        organization_id=actor.organization_id,
         actor=actor.user,
+        actor_name=actor.audit_name,
         client_ip=actor.client_ip,
         key_id=key_id,
         detail=detail,
@@ -132,7 +174,7 @@ class KeyManager:
         """The organization's key with this Key ID (owner and organization loaded), or None."""
         key_id = validation.key_id(key_id)
         return (
-            await ApiKey.filter(organization_id=actor.user.organization_id, key_id=key_id)
+            await ApiKey.filter(organization_id=actor.organization_id, key_id=key_id)
             .select_related("owner__organization")
             .first()
         )
@@ -171,7 +213,7 @@ class KeyManager:
         text = validation.search_text(search)
         days = validation.expiring_within_days(expiring_within_days)
         now = now or datetime.now(UTC)
-        query = ApiKey.filter(organization_id=actor.user.organization_id)
+        query = ApiKey.filter(organization_id=actor.organization_id)
         if text is not None:
             query = query.filter(Q(name__icontains=text) | Q(key_id__icontains=text))
         not_expired = Q(expires_at__isnull=True) | Q(expires_at__gt=now)
@@ -205,6 +247,8 @@ class KeyManager:
         networks = validation.allowed_cidrs(allowed_cidrs)
         secret = await run_argon2(new_key_secret, self.hasher)
         user = actor.user
+        if user is None:
+            raise ValueError("a key is created by a user, its owner")
         now = datetime.now(UTC)
         async with in_transaction():
             key = await ApiKey.create(
@@ -373,7 +417,7 @@ class KeyManager:
         days = validation.key_inactivity_days(days)
         async with in_transaction():
             organization = (
-                await Organization.filter(id=actor.user.organization_id).select_for_update().first()
+                await Organization.filter(id=actor.organization_id).select_for_update().first()
             )
             if organization is None:  # pragma: no cover - a signed-in user has one
                 raise NotFound()
@@ -386,7 +430,7 @@ class KeyManager:
     async def _locked_key(actor: Actor, key_id: str) -> ApiKey:
         """The actor's organization's key, locked until the transaction ends; else NotFound."""
         key = (
-            await ApiKey.filter(organization_id=actor.user.organization_id, key_id=key_id)
+            await ApiKey.filter(organization_id=actor.organization_id, key_id=key_id)
             .select_for_update()
             .first()
         )

@@ -31,6 +31,13 @@ class AuditAction(StrEnum):
     KEY_UPDATED = "key_updated"
     PREVIOUS_SECRET_REVOKED = "previous_secret_revoked"  # noqa: S105 -- an action name
     KEY_AUTO_DISABLED = "key_auto_disabled"
+    # The user commands of the command line (actor: COMMAND_LINE_ACTOR).
+    USER_CREATED = "user_created"
+    USER_ACTIVATED = "user_activated"
+    USER_DEACTIVATED = "user_deactivated"
+    PASSWORD_SET = "password_set"  # noqa: S105 -- an action name
+    ROLE_CHANGED = "role_changed"
+    SUBSCRIPTION_CHANGED = "subscription_changed"
 
 
 class Organization(Model):

@@ -29,6 +29,7 @@ __all__ = [
     "LoginAttempt",
     "LoginThrottle",
     "clear_session_cookie",
+    "cookie_path",
     "end_session",
     "end_user_sessions",
     "load_session",
@@ -103,21 +104,30 @@ async def end_user_sessions(user_id: object) -> int:
 def set_session_cookie(
     response: Response, session_id: str, settings: Settings, *, secure: bool
 ) -> None:
-    """Send the session cookie: HttpOnly, SameSite=Lax, Path=/, Secure over https."""
+    """Send the session cookie: HttpOnly, SameSite=Lax, Secure over https, and its Path the
+    service's root path (``/`` unless ``WFA_ROOT_PATH`` is set), so that other applications
+    behind the same proxy host never receive it."""
     response.set_cookie(
         COOKIE_NAME,
         session_id,
         max_age=settings.session_absolute_timeout,
-        path="/",
+        path=cookie_path(settings.root_path),
         secure=secure,
         httponly=True,
         samesite="lax",
     )
 
 
-def clear_session_cookie(response: Response, *, secure: bool) -> None:
-    """Tell the browser to forget the session cookie."""
-    response.delete_cookie(COOKIE_NAME, path="/", secure=secure, httponly=True, samesite="lax")
+def clear_session_cookie(response: Response, *, secure: bool, root_path: str = "") -> None:
+    """Tell the browser to forget the session cookie (set under ``root_path``)."""
+    response.delete_cookie(
+        COOKIE_NAME, path=cookie_path(root_path), secure=secure, httponly=True, samesite="lax"
+    )
+
+
+def cookie_path(root_path: str) -> str:
+    """The session cookie's Path: the root path the service is served under, else ``/``."""
+    return root_path or "/"
 
 
 def _digest(*parts: str | None) -> str:

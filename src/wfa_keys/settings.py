@@ -70,86 +70,111 @@ class Settings:
     ``dev`` is on, and argon2 runs with at least OWASP's minimum parameters.
     """
 
+    #: the database: `sqlite://PATH` or `postgres://USER:PASSWORD@HOST:PORT/NAME`
     database_url: str = field(default=DEFAULT_DATABASE_URL, metadata={"env": "WFA_DATABASE_URL"})
+    #: development mode: GraphiQL, introspection and field suggestions for everyone
     dev: bool = field(default=False, metadata={"env": "WFA_DEV"})
+    #: serve GraphiQL at `GET /graphql` (unset: as `WFA_DEV`)
     graphiql: bool | None = field(default=None, metadata={"env": "WFA_GRAPHIQL"})
-    # The admin console (the API Keys page) at ``/``.
+    #: serve the admin console (the API Keys page) at `/`
     console: bool = field(default=True, metadata={"env": "WFA_CONSOLE"})
-    # Where GraphiQL's scripts and styles come from: the CDN (pinned with SRI), or your copy.
+    #: absolute base URL of GraphiQL's scripts and styles (same files and SRI hashes as on
+    #: unpkg.com)
     graphiql_assets_url: str = field(
         default="https://unpkg.com", metadata={"env": "WFA_GRAPHIQL_ASSETS_URL"}
     )
+    #: comma-separated origins of frontend apps allowed to call `/graphql` with the cookie (never
+    #: `*`)
     cors_origins: tuple[str, ...] = field(default=(), metadata={"env": "WFA_CORS_ORIGINS"})
     # argon2id cost for secrets and passwords; OWASP's minimum is m=19 MiB, t=2, p=1.
+    #: argon2id iterations (2 to 20) for Key Secrets and passwords
     argon2_time_cost: int = field(
         default=2, metadata={"env": "WFA_ARGON2_TIME_COST", "range": (2, 20)}
     )
+    #: argon2id memory in KiB (19 MiB, OWASP's minimum, or more)
     argon2_memory_cost_kib: int = field(
         default=19456, metadata={"env": "WFA_ARGON2_MEMORY_COST_KIB", "range": (19456, 4194304)}
     )
+    #: argon2id lanes (1 to 16)
     argon2_parallelism: int = field(
         default=1, metadata={"env": "WFA_ARGON2_PARALLELISM", "range": (1, 16)}
     )
+    #: seconds without a request after which a session ends
     session_idle_timeout: int = field(
         default=30 * 60, metadata={"env": "WFA_SESSION_IDLE_TIMEOUT", "range": (60, 7 * 86400)}
     )
+    #: seconds after sign-in after which a session ends in any case
     session_absolute_timeout: int = field(
         default=12 * 3600,
         metadata={"env": "WFA_SESSION_ABSOLUTE_TIMEOUT", "range": (60, 30 * 86400)},
     )
+    #: lifetime in seconds of access tokens from the token endpoint
     token_ttl: int = field(default=3600, metadata={"env": "WFA_TOKEN_TTL", "range": (60, 86400)})
+    #: deepest GraphQL query accepted
     max_query_depth: int = field(
         default=10, metadata={"env": "WFA_MAX_QUERY_DEPTH", "range": (1, 100)}
     )
+    #: most aliases in one GraphQL query
     max_aliases: int = field(default=15, metadata={"env": "WFA_MAX_ALIASES", "range": (1, 1000)})
+    #: most tokens in one GraphQL query
     max_tokens: int = field(default=2000, metadata={"env": "WFA_MAX_TOKENS", "range": (10, 100000)})
+    #: largest request body; larger ones get 413
     max_body_bytes: int = field(
         default=64 * 1024, metadata={"env": "WFA_MAX_BODY_BYTES", "range": (1024, 10 * 1024**2)}
     )
+    #: failed sign-ins per email and client IP within the window
     login_max_failures_per_email_ip: int = field(
         default=5, metadata={"env": "WFA_LOGIN_MAX_FAILURES_PER_EMAIL_IP", "range": (1, 10000)}
     )
+    #: failed sign-ins per client IP within the window
     login_max_failures_per_ip: int = field(
         default=50, metadata={"env": "WFA_LOGIN_MAX_FAILURES_PER_IP", "range": (1, 100000)}
     )
+    #: the sign-in throttling window, in seconds
     login_window: int = field(
         default=15 * 60, metadata={"env": "WFA_LOGIN_WINDOW", "range": (1, 86400)}
     )
+    #: `DEBUG`, `INFO`, `WARNING` or `ERROR`
     log_level: str = field(default="INFO", metadata={"env": "WFA_LOG_LEVEL"})
     # Seconds between two checks for keys past their organization's inactivity limit.
+    #: seconds (1 to 86400) between two inactivity checks in each `serve` process (see "Inactive
+    #: keys")
     inactivity_check_interval: int = field(
         default=3600, metadata={"env": "WFA_INACTIVITY_CHECK_INTERVAL", "range": (1, 86400)}
     )
     # Deployment: which proxies to believe, where the service is mounted, what is shared.
-    #: Addresses (or CIDR networks) of the reverse proxies whose X-Forwarded-For and
-    #: X-Forwarded-Proto headers are believed; empty: nobody's.
+    #: comma-separated addresses or networks (`10.0.0.0/8`) of the reverse proxies whose
+    #: `X-Forwarded-For` / `X-Forwarded-Proto` are believed; empty: nobody's (`--forwarded-allow-
+    #: ips`)
     forwarded_allow_ips: tuple[str, ...] = field(
         default=(), metadata={"env": "WFA_FORWARDED_ALLOW_IPS"}
     )
-    #: The path prefix under which a reverse proxy exposes the service (e.g. ``/keys``).
+    #: path prefix the proxy serves the service under, e.g. `/keys` (`--root-path`)
     root_path: str = field(default="", metadata={"env": "WFA_ROOT_PATH"})
-    #: Where throttle counters live: ``memory`` (one process), ``database`` (every process
-    #: on the database) or a ``redis://`` URL.
+    #: where the sign-in and API-key throttle counters live: `database` (shared by every process on
+    #: the database), `redis://HOST:PORT/DB` (needs `pip install 'wfa-keys[redis]'`), or `memory`
+    #: (each process alone)
     throttle_store: str = field(default="database", metadata={"env": "WFA_THROTTLE_STORE"})
-    #: Seconds a key record is trusted while the change feed is up (changes arrive at once).
+    #: seconds a key record is trusted while the change feed is up (1 to 3600); 1 s at most while
+    #: it is down
     record_cache_ttl: int = field(
         default=60, metadata={"env": "WFA_RECORD_CACHE_TTL", "range": (1, 3600)}
     )
-    #: Largest number of database connections of one process's pool (PostgreSQL).
+    #: most PostgreSQL connections in one process's pool (1 to 1000)
     database_pool_size: int = field(
         default=5, metadata={"env": "WFA_DATABASE_POOL_SIZE", "range": (1, 1000)}
     )
-    #: Seconds a database step may take before it counts as unreachable (PostgreSQL):
-    #: connecting, taking a pooled connection, each statement.
+    #: seconds a database step may take on PostgreSQL before it counts as unreachable:
+    #: connecting, taking a pooled connection, each statement
     database_timeout: int = field(
         default=3, metadata={"env": "WFA_DATABASE_TIMEOUT", "range": (1, 60)}
     )
-    #: Seconds a request may take to start its answer; then it is answered 503 with
-    #: ``Retry-After`` (a database that stopped answering must not hold a client forever).
+    #: seconds a request may take to start its answer; after that it is answered 503 with
+    #: `Retry-After` (a database that stopped answering never holds a client)
     request_timeout: int = field(
         default=5, metadata={"env": "WFA_REQUEST_TIMEOUT", "range": (1, 300)}
     )
-    #: Serve Prometheus metrics at ``/metrics``.
+    #: serve Prometheus metrics at `GET /metrics`
     metrics: bool = field(default=False, metadata={"env": "WFA_METRICS"})
 
     @property

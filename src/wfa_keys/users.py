@@ -15,16 +15,18 @@ cached keys when it commits:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from uuid import UUID
 
 from tortoise.transactions import in_transaction
 
 from wfa_keys import validation
+from wfa_keys.audit import record_event
 from wfa_keys.changes import publish_key_change
 from wfa_keys.crypto import hasher_for
 from wfa_keys.errors import InvalidInput
 from wfa_keys.hashing import run_argon2
 from wfa_keys.limits import MAX_EMAIL_LENGTH, MAX_ORGANIZATION_NAME_LENGTH, MIN_PASSWORD_LENGTH
-from wfa_keys.models import Organization, Role, User
+from wfa_keys.models import AuditAction, Organization, Role, User
 from wfa_keys.sessions import end_user_sessions
 from wfa_keys.settings import Settings
 from wfa_keys.store import TortoiseTokenStore
@@ -54,6 +56,26 @@ class UserChange:
     user: User
     changed: bool
     sessions_ended: int = 0
+
+
+async def _record(
+    actor_name: str | None, action: AuditAction, organization_id: UUID | str, **detail: str
+) -> None:
+    """The audit event of a user change made by ``actor_name``, in the change's transaction.
+
+    The user concerned is named in the event's detail. No actor (the first admin's creation
+    by ``serve``, a test's fixtures): no event.
+    """
+    if actor_name is None:
+        return
+    await record_event(
+        action,
+        organization_id=organization_id,
+        actor=None,
+        actor_name=actor_name,
+        client_ip=None,
+        detail=detail,
+    )
 
 
 def normalize_email(email: str) -> str:
@@ -88,6 +110,7 @@ async def create_user(
     password: str,
     organization: str,
     role: Role,
+    actor_name: str | None = None,
 ) -> User:
     """Create a user, and the organization (with the subscription) when it does not exist."""
     email = _valid_email(email)
@@ -104,9 +127,11 @@ async def create_user(
         org = await Organization.get_or_none(name=org_name)
         if org is None:
             org = await Organization.create(name=org_name, has_workflow_automation=True)
-        return await User.create(
+        user = await User.create(
             email=email, password_hash=password_hash, role=role, organization=org
         )
+        await _record(actor_name, AuditAction.USER_CREATED, org.id, email=email, role=role.value)
+        return user
 
 
 async def list_users() -> list[User]:
@@ -126,7 +151,7 @@ async def _locked_user(email: str) -> User:
     return user
 
 
-async def set_user_active(email: str, *, active: bool) -> UserChange:
+async def set_user_active(email: str, *, active: bool, actor_name: str | None = None) -> UserChange:
     """Activate or deactivate a user.
 
     Deactivation ends the user's sessions and deletes the access tokens of their keys in
@@ -142,11 +167,13 @@ async def set_user_active(email: str, *, active: bool) -> UserChange:
         if not active:
             ended = await end_user_sessions(user.id)
             await TortoiseTokenStore().delete_tokens_for_owner(user.id)
+        action = AuditAction.USER_ACTIVATED if active else AuditAction.USER_DEACTIVATED
+        await _record(actor_name, action, user.organization_id, email=user.email)
         await publish_key_change(None)
     return UserChange(user, changed=True, sessions_ended=ended)
 
 
-async def set_role(email: str, *, role: Role) -> UserChange:
+async def set_role(email: str, *, role: Role, actor_name: str | None = None) -> UserChange:
     """Make a user an admin or a member; a former admin's keys and their tokens stop working."""
     async with in_transaction():
         user = await _locked_user(email)
@@ -157,11 +184,20 @@ async def set_role(email: str, *, role: Role) -> UserChange:
         await user.save(update_fields=["role"])
         if was_admin:
             await TortoiseTokenStore().delete_tokens_for_owner(user.id)
+        await _record(
+            actor_name,
+            AuditAction.ROLE_CHANGED,
+            user.organization_id,
+            email=user.email,
+            role=role.value,
+        )
         await publish_key_change(None)
     return UserChange(user, changed=True)
 
 
-async def set_password(settings: Settings, email: str, password: str) -> UserChange:
+async def set_password(
+    settings: Settings, email: str, password: str, *, actor_name: str | None = None
+) -> UserChange:
     """Give a user a new password and end every session they have (signed in elsewhere)."""
     _valid_password(password)
     password_hash = await run_argon2(hasher_for(settings).hash, password)
@@ -170,12 +206,15 @@ async def set_password(settings: Settings, email: str, password: str) -> UserCha
         user.password_hash = password_hash
         await user.save(update_fields=["password_hash"])
         ended = await end_user_sessions(user.id)
+        await _record(actor_name, AuditAction.PASSWORD_SET, user.organization_id, email=user.email)
         # Keys do not depend on the password, but the contract announces every user change.
         await publish_key_change(None)
     return UserChange(user, changed=True, sessions_ended=ended)
 
 
-async def set_subscription(organization: str, *, workflow_automation: bool) -> Organization:
+async def set_subscription(
+    organization: str, *, workflow_automation: bool, actor_name: str | None = None
+) -> Organization:
     """Turn an organization's Workflow Automation subscription on or off."""
     async with in_transaction():
         org = await Organization.filter(name=organization.strip()).select_for_update().first()
@@ -184,5 +223,11 @@ async def set_subscription(organization: str, *, workflow_automation: bool) -> O
         if org.has_workflow_automation != workflow_automation:
             org.has_workflow_automation = workflow_automation
             await org.save(update_fields=["has_workflow_automation"])
+            await _record(
+                actor_name,
+                AuditAction.SUBSCRIPTION_CHANGED,
+                org.id,
+                workflowAutomation="on" if workflow_automation else "off",
+            )
             await publish_key_change(None)
     return org

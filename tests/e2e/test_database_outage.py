@@ -21,6 +21,7 @@ import asyncpg  # type: ignore[import-untyped]
 import httpx2
 import pytest
 
+from support.postgres import scratch_database
 from support.serving import Server, start_server
 from support.tcp_proxy import TcpProxy
 
@@ -28,13 +29,13 @@ pytestmark = pytest.mark.e2e
 
 EMAIL = "owner@acme.example"
 PASSWORD = "a long bootstrap password"
-OUTAGE_DATABASE = f"wfa_outage_{os.getpid()}"
+# <name>_outage beside the suite's database (see support.postgres).
+_ADMIN_URL, OUTAGE_DATABASE = scratch_database("outage")
 RECOVERY_ATTEMPTS = 100  # x 0.2 s
 
 
 def _postgres() -> tuple[str, int, str]:
-    url = os.environ.get("WFA_TEST_DATABASE_URL", "")
-    parts = urlsplit(url if url.startswith("postgres") else "postgres://postgres@127.0.0.1:5432/")
+    parts = urlsplit(_ADMIN_URL)
     return parts.hostname or "127.0.0.1", parts.port or 5432, parts.username or "postgres"
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from support.postgres import PostgresDatabase, scratch_database
+from support.postgres import PostgresDatabase, own_database
 from support.serving import Server, start_server
 from support.tcp_proxy import FAULTS, LISTENERS, TcpProxy
 
@@ -47,7 +47,7 @@ STEP = 0.02
 
 @pytest.fixture
 async def database() -> AsyncIterator[PostgresDatabase]:
-    async with scratch_database("faults") as created:
+    async with own_database("faults") as created:
         yield created
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import subprocess
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 from tortoise.context import TortoiseContext
 from tortoise.transactions import in_transaction
 
-from support.serving import Server, start_server
+from support.serving import WFA_KEYS, Server, server_env, start_server
 from wfa_keys.changes import publish_key_change
 from wfa_keys.db import database
 from wfa_keys.models import ApiKey, AuditAction, AuditEvent
@@ -344,3 +345,34 @@ async def test_serve_disables_a_key_unused_past_the_inactivity_limit_by_itself(
         event = await AuditEvent.get(action=AuditAction.KEY_AUTO_DISABLED)
     assert event.detail == {"inactivityDays": 30}
     assert event.key_id == stale_id
+
+
+async def test_a_key_disabled_with_the_command_line_is_refused_by_a_running_server(
+    db: TortoiseContext, tmp_path: Path, e2e_database_url: str, servers: list[Server]
+) -> None:
+    server = start_server(tmp_path, e2e_database_url, env=ENV)
+    servers.append(server)
+    async with Admin(server) as admin:
+        key_id, secret = await admin.create()
+        token = (await admin.token(key_id, secret)).json()["access_token"]
+    whoami = "/api/v1/whoami"
+    assert (await api_call(server, "GET", whoami, basic(key_id, secret))).status_code == 200
+    assert (await api_call(server, "GET", whoami, bearer(token))).status_code == 200
+
+    disabled = await asyncio.to_thread(
+        subprocess.run,
+        [str(WFA_KEYS), "disable-key", key_id],
+        env=server_env(WFA_DATABASE_URL=e2e_database_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert disabled.returncode == 0, disabled.stderr
+    await eventually(
+        status_is(server, 401, "GET", whoami, basic(key_id, secret)), "the key is refused"
+    )
+    refused = await api_call(server, "GET", whoami, basic(key_id, secret))
+    assert refused.json()["error"] == "key_disabled"
+    assert (await api_call(server, "GET", whoami, bearer(token))).status_code == 401

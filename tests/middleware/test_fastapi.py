@@ -2,6 +2,8 @@
 
 # No ``from __future__ import annotations``: FastAPI would then read ``Annotated[...,
 # Security(auth)]`` in the module's globals, where ``auth`` is the fixture, not the local.
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import httpx
@@ -391,3 +393,39 @@ def test_middleware_options_without_a_store_are_a_type_error() -> None:
 def test_the_token_router_needs_the_dependencys_own_middleware() -> None:
     with pytest.raises(RuntimeError, match="token_router"):
         _ = ApiKeySecurity().token_router
+
+
+def test_an_apps_own_lifespan_around_auth_lifespan_flushes_usage_before_its_resources_close(
+    auth: ApiKeySecurity, store: CountingStore, key: Key, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The pattern of docs/wfa-auth.md: the app's own resources (a database) wrap auth.lifespan,
+    # so pending last-used times are written while the database is still open.
+    events: list[str] = []
+    record_usage = store.record_usage
+
+    async def recording(last_used: Any) -> None:
+        events.append("usage written")
+        await record_usage(last_used)
+
+    monkeypatch.setattr(store, "record_usage", recording)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        events.append("database opened")
+        async with auth.lifespan(app):
+            yield
+        events.append("database closed")
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/whoami")
+    async def whoami(key: Annotated[KeyRecord, Security(auth)]) -> str:
+        return key.key_id
+
+    record, secret = key
+    with TestClient(app) as client:
+        for _ in range(3):  # the first use is written at once, the others are deferred
+            assert client.get("/whoami", headers=basic(record.key_id, secret)).status_code == 200
+        assert events == ["database opened", "usage written"]
+    assert events == ["database opened", "usage written", "usage written", "database closed"]
+    assert record.key_id in store.last_used

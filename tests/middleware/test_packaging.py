@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import email
+import importlib.metadata
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,8 @@ from email.message import Message
 from pathlib import Path
 
 import pytest
+
+import wfa_auth
 
 ROOT = Path(__file__).resolve().parents[2]
 PIP = [sys.executable, "-m", "pip", "--quiet"]
@@ -60,7 +63,7 @@ def test_the_wfa_auth_wheel_requires_only_starlette_anyio_and_argon2(
     middleware_wheel: Path,
 ) -> None:
     info = metadata(middleware_wheel)
-    assert (info["Name"], info["Version"]) == ("wfa-auth", "0.2.0")
+    assert (info["Name"], info["Version"]) == ("wfa-auth", wfa_auth.__version__)
     requires = info.get_all("Requires-Dist") or []
     assert sorted(r for r in requires if "extra ==" not in r) == [
         "anyio>=4",
@@ -156,8 +159,12 @@ def test_the_wfa_keys_wheel_leaves_wfa_auth_to_its_own_distribution(tmp_path: Pa
         names = archive.namelist()
     assert "wfa_keys/py.typed" in names
     assert not [name for name in names if name.startswith("wfa_auth")]
-    requires = metadata(wheel).get_all("Requires-Dist") or []
-    assert f"wfa-auth @ {(ROOT / 'middleware').as_uri()}" in requires
+    info = metadata(wheel)
+    requires = info.get_all("Requires-Dist") or []
+    # A version range, never a file: URL, so the wheel can be uploaded to a package index.
+    assert "wfa-auth<0.4,>=0.3" in requires
+    assert not [r for r in requires if "@" in r or "file:" in r]
+    assert info["Version"] == importlib.metadata.version("wfa-keys")
 
 
 @pytest.mark.parametrize(

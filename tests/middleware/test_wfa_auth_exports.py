@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 from pathlib import Path
 
 import wfa_auth
@@ -12,6 +13,7 @@ def test_public_api_is_pinned() -> None:
     assert sorted(wfa_auth.__all__) == sorted(
         [
             "SCOPE_KEY",
+            "__version__",
             "ApiKeyAuthMiddleware",
             "ApiKeyUser",
             "Argon2Verifier",
@@ -51,6 +53,11 @@ def test_public_api_is_pinned() -> None:
             "token_digest",
         ]
     )
+
+
+def test_the_version_is_the_installed_distributions() -> None:
+    # The distribution's version is read from wfa_auth/__init__.py ([tool.hatch.version]).
+    assert wfa_auth.__version__ == importlib.metadata.version("wfa-auth")
 
 
 def test_every_exported_name_exists_and_belongs_to_wfa_auth() -> None:

@@ -6,12 +6,15 @@ the exit-status and no-traceback promises are also checked on the installed entr
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import io
+import json
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,12 +23,23 @@ from tortoise.context import TortoiseContext
 
 from support.gql import Api, only_error_code
 from wfa_auth import generate_key_id, token_digest
-from wfa_keys.cli import describe_url, main
+from wfa_keys.audit import COMMAND_LINE_ACTOR
+from wfa_keys.cli import build_parser, describe_url, main
 from wfa_keys.crypto import hasher_for
 from wfa_keys.db import database
 from wfa_keys.graphql import export_schema_sdl
 from wfa_keys.limits import MIN_PASSWORD_LENGTH
-from wfa_keys.models import AccessToken, ApiKey, KeyChange, Organization, Role, Session, User
+from wfa_keys.models import (
+    AccessToken,
+    ApiKey,
+    AuditAction,
+    AuditEvent,
+    KeyChange,
+    Organization,
+    Role,
+    Session,
+    User,
+)
 from wfa_keys.settings import Settings
 from wfa_keys.store import TortoiseKeyRecord
 
@@ -528,3 +542,205 @@ async def test_disable_inactive_keys_disables_the_stale_keys_and_lists_them(
     assert status == 0
     assert capsys.readouterr().out.splitlines() == ["Disabled 1 inactive key(s).", key.key_id]
     assert not (await ApiKey.get(id=key.id)).enabled
+
+
+# ------------------------------------------------------------- the key commands
+
+
+async def _key_of(api: Api, name: str) -> str:
+    created = await api.create_key(name)
+    key_id: str = created["apiKey"]["id"]
+    return key_id
+
+
+async def test_list_keys_prints_every_organizations_keys_newest_first(
+    admin: Api, other_admin: Api, clean_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = await _key_of(admin, "CI deploy")
+    second = await _key_of(admin, "nightly export")
+    other = await _key_of(other_admin, "Globex key")
+
+    assert await run("list-keys") == 0
+
+    lines = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [(line[0], line[1], line[2], line[3], line[4]) for line in lines] == [
+        (second, "nightly export", "active", "Acme", ADMIN_EMAIL),
+        (first, "CI deploy", "active", "Acme", ADMIN_EMAIL),
+        (other, "Globex key", "active", "Globex", "admin@globex.example"),
+    ]
+
+
+async def test_list_keys_filters_by_organization_status_and_search_and_prints_json(
+    admin: Api, other_admin: Api, clean_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deploy = await _key_of(admin, "CI deploy")
+    export = await _key_of(admin, "nightly export")
+    await _key_of(other_admin, "deploy at Globex")
+    assert await run("disable-key", export) == 0
+    capsys.readouterr()
+
+    assert await run("list-keys", "--organization", "Acme", "--search", "DEPLOY", "--json") == 0
+    (only,) = json.loads(capsys.readouterr().out)
+    assert (only["key_id"], only["status"], only["organization"]) == (deploy, "active", "Acme")
+    assert "secret" not in json.dumps(only).lower()
+
+    assert await run("list-keys", "--status", "disabled", "--json") == 0
+    assert [row["key_id"] for row in json.loads(capsys.readouterr().out)] == [export]
+
+    assert await run("list-keys", "--organization", "Nowhere") == 1
+    assert capsys.readouterr().err == "wfa-keys: no organization named 'Nowhere'\n"
+
+
+async def test_disable_key_is_audited_as_the_command_line_and_announced(
+    admin: Api, clean_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key_id = await _key_of(admin, "CI deploy")
+    await KeyChange.all().delete()
+
+    assert await run("disable-key", key_id) == 0
+    assert await run("disable-key", key_id) == 0  # already disabled: nothing more recorded
+
+    assert capsys.readouterr().out.splitlines() == [f"{key_id} (CI deploy) is disabled."] * 2
+    assert not (await ApiKey.get(key_id=key_id)).enabled
+    events = await AuditEvent.filter(key_id=key_id, action=AuditAction.KEY_DISABLED)
+    assert [(e.actor_email, e.actor_id) for e in events] == [(COMMAND_LINE_ACTOR, None)]
+    assert [change.key_id for change in await KeyChange.all()] == [key_id]
+
+    assert await run("enable-key", key_id) == 0
+    assert (await ApiKey.get(key_id=key_id)).enabled
+    assert await AuditEvent.filter(
+        key_id=key_id, action=AuditAction.KEY_ENABLED, actor_email=COMMAND_LINE_ACTOR
+    ).exists()
+
+
+async def test_delete_key_asks_and_keeps_the_key_unless_told_yes(
+    admin: Api, clean_env: str, stdin: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key_id = await _key_of(admin, "CI deploy")
+    stdin.write("n\n")
+    stdin.seek(0)
+
+    assert await run("delete-key", key_id) == 1
+
+    captured = capsys.readouterr()
+    assert captured.out == f"Delete {key_id} (CI deploy) of 'Acme' for good? [y/N] "
+    assert captured.err == "wfa-keys: not deleted (answer y to delete, or pass --yes)\n"
+    assert await ApiKey.filter(key_id=key_id).exists()
+
+    assert await run("delete-key", key_id, "--yes") == 0
+    assert not await ApiKey.filter(key_id=key_id).exists()
+    assert await AuditEvent.filter(
+        key_id=key_id, action=AuditAction.KEY_DELETED, actor_email=COMMAND_LINE_ACTOR
+    ).exists()
+
+
+async def test_delete_key_answered_yes_deletes_it(
+    admin: Api, clean_env: str, stdin: io.StringIO
+) -> None:
+    key_id = await _key_of(admin, "CI deploy")
+    stdin.write("y\n")
+    stdin.seek(0)
+
+    assert await run("delete-key", key_id) == 0
+    assert not await ApiKey.filter(key_id=key_id).exists()
+
+
+@pytest.mark.parametrize("command", [["disable-key"], ["enable-key"], ["delete-key", "--yes"]])
+async def test_key_commands_refuse_an_unknown_key_with_one_line(
+    command: list[str], db: TortoiseContext, clean_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await run(*command, "wfak_nosuchkeynosuchkey0") == 1
+    assert capsys.readouterr().err == (
+        "wfa-keys: no key with the Key ID 'wfak_nosuchkeynosuchkey0'\n"
+    )
+
+
+async def test_user_commands_are_audited_as_the_command_line(
+    db: TortoiseContext, clean_env: str, stdin: io.StringIO
+) -> None:
+    stdin.write(f"{PASSWORD}\n{PASSWORD}\n")
+    stdin.seek(0)
+
+    assert (
+        await run(
+            "create-user", "--email", "ada@acme.test", "--organization", "Acme", "--role", "admin"
+        )
+        == 0
+    )
+    assert await run("set-role", "--email", "ada@acme.test", "--role", "member") == 0
+    assert await run("deactivate-user", "--email", "ada@acme.test") == 0
+    assert await run("activate-user", "--email", "ada@acme.test") == 0
+    assert await run("set-password", "--email", "ada@acme.test") == 0
+    assert (
+        await run("set-subscription", "--organization", "Acme", "--workflow-automation", "off") == 0
+    )
+
+    org = await Organization.get(name="Acme")
+    events = await AuditEvent.filter(organization_id=org.id).order_by("id")
+    assert [(e.action, e.actor_email) for e in events] == [
+        (action, COMMAND_LINE_ACTOR)
+        for action in (
+            AuditAction.USER_CREATED,
+            AuditAction.ROLE_CHANGED,
+            AuditAction.USER_DEACTIVATED,
+            AuditAction.USER_ACTIVATED,
+            AuditAction.PASSWORD_SET,
+            AuditAction.SUBSCRIPTION_CHANGED,
+        )
+    ]
+    assert events[0].detail == {"email": "ada@acme.test", "role": "admin"}
+    assert PASSWORD not in json.dumps([e.detail for e in events])
+
+
+def _options(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.Action]]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                for sub_name, sub_action in _options(sub):
+                    yield f"{name} {sub_name}", sub_action
+        else:
+            yield "/".join(action.option_strings) or action.dest, action
+
+
+def test_every_option_of_every_command_has_help_text() -> None:
+    missing = [name for name, action in _options(build_parser()) if not action.help]
+
+    assert missing == []
+
+
+def _command_help(command: str) -> str:
+    for action in build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parser: argparse.ArgumentParser = action.choices[command]
+            return parser.format_help()
+    raise AssertionError("no sub-commands")
+
+
+def test_the_help_shows_the_database_used_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WFA_DATABASE_URL", raising=False)
+    text = _command_help("list-keys")
+    assert "sqlite://wfa-keys.sqlite3" in " ".join(text.split())
+
+    monkeypatch.setenv("WFA_DATABASE_URL", "postgres://app:s3cret@db:5432/keys")
+    text = _command_help("migrate")
+    assert "postgres://app:***@db:5432/keys" in " ".join(text.split())
+    assert "s3cret" not in text
+
+
+def test_a_sqlite_file_in_a_missing_folder_is_named_as_the_cause(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WFA_")}
+    missing = tmp_path / "no" / "such"
+    result = subprocess.run(
+        [str(WFA_KEYS), "list-keys", "--database-url", f"sqlite://{missing / 'keys.sqlite3'}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"wfa-keys: cannot use the database sqlite://{missing / 'keys.sqlite3'}: "
+        f"the folder {missing} does not exist\n"
+    )

@@ -13,6 +13,7 @@ from tortoise.connection import get_connection
 from tortoise.context import TortoiseContext
 from tortoise.migrations.executor import MigrationExecutor, MigrationTarget
 
+from support.postgres import scratch_database
 from wfa_keys.db import (
     check_sqlite_file,
     close_global,
@@ -76,9 +77,9 @@ async def empty_database_url(database_url: str, tmp_path: Path) -> AsyncIterator
         return
     import asyncpg  # type: ignore[import-untyped]
 
+    admin_url, name = scratch_database("upgrade")
     parts = urlsplit(database_url)
-    name = f"{parts.path.lstrip('/')}_upgrade"
-    admin = await asyncpg.connect(parts._replace(path="/postgres").geturl())
+    admin = await asyncpg.connect(admin_url)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.execute(f'CREATE DATABASE "{name}"')

@@ -8,10 +8,12 @@ from wfa_keys import errors, hashing, keys, signin, validation
 def test_the_service_layer_exports_exactly_its_public_names() -> None:
     assert sorted(keys.__all__) == [
         "Actor",
+        "COMMAND_LINE_ACTOR",
         "KeyChanged",
         "KeyManager",
         "KeyStatus",
         "NewSecret",
+        "key_status",
     ]
     assert sorted(signin.__all__) == ["SignIn", "SignedIn"]
     assert sorted(errors.__all__) == [

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from support.gql import LOGIN, PASSWORD, Api, only_error_code
+from support.settings import cheap_settings
 from wfa_keys.crypto import sha256_hex
 from wfa_keys.models import AuditAction, AuditEvent, Role, Session, User
 from wfa_keys.sessions import COOKIE_NAME, REFRESH_INTERVAL, load_session
@@ -46,6 +47,24 @@ async def test_login_sets_an_httponly_lax_cookie_for_the_whole_site(
     assert "path=/" in header
     assert "secure" not in header
     assert response.json()["data"]["login"]["email"] == EMAIL
+
+
+@pytest.mark.parametrize(
+    "settings", [cheap_settings(database_url="unused-by-these-tests", root_path="/keys")]
+)
+async def test_under_a_root_path_the_cookie_is_set_and_cleared_for_that_path_only(
+    make_client: MakeClient, make_user: UserFactory
+) -> None:
+    await make_user(EMAIL)
+    api = make_client()
+
+    login = await api.post(LOGIN, email=EMAIL, password=PASSWORD)
+    logout = await api.post(LOGOUT)
+
+    for response in (login, logout):
+        header = set_cookie_header(response.headers.get_list("set-cookie")).lower()
+        assert "; path=/keys" in header, header
+    assert "max-age=0" in set_cookie_header(logout.headers.get_list("set-cookie")).lower()
 
 
 async def test_cookie_is_secure_over_https(make_client: MakeClient, make_user: UserFactory) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from tortoise.context import TortoiseContext
 
-from support.redis_server import redis_or_skip, redis_prefix
+from support.redis_server import REDIS_URL, redis_or_skip, redis_prefix
 from wfa_auth import MemoryThrottleStore, ThrottleStore
 from wfa_keys.models import ThrottleSlot
 from wfa_keys.throttling import DatabaseThrottleStore, RedisThrottleStore, throttle_store_for
@@ -170,6 +170,6 @@ async def test_pruning_deletes_only_expired_slots(db: TortoiseContext) -> None:
 async def test_the_setting_picks_the_store() -> None:
     assert isinstance(throttle_store_for("memory"), MemoryThrottleStore)
     assert isinstance(throttle_store_for("database"), DatabaseThrottleStore)
-    redis_store = throttle_store_for("redis://127.0.0.1:6379/5")
+    redis_store = throttle_store_for(REDIS_URL)
     assert isinstance(redis_store, RedisThrottleStore)
     await redis_store.aclose()

@@ -1,10 +1,10 @@
-"""A PostgreSQL database of a test's own, on the server the suite runs against.
+"""The PostgreSQL databases the suite may create and drop, all named from one setting.
 
-Tests that put a fault proxy between a server and PostgreSQL need a database that no other
-test empties meanwhile. Its name is the suite's database (``WFA_TEST_DATABASE_URL``, else
-``postgres``) with a suffix of the test's own and this process's ID. PostgreSQL runs on every
-machine of the project: in CI (``CI`` set) or on a PostgreSQL run, a missing server fails the
-test; elsewhere it skips, so that the README's test command passes on a machine without one.
+``WFA_TEST_DATABASE_URL`` names the suite's database (``postgres://.../wfa_test``); the tests
+that need a database of their own (an empty one to migrate, one to cut away under a server)
+create ``<name>_<purpose>`` beside it and drop it afterwards. On a SQLite run (the variable
+unset) those few tests use the local PostgreSQL with the name ``wfa_test``. Two suites at
+once on one server need two names: set the variable.
 """
 
 from __future__ import annotations
@@ -18,12 +18,37 @@ from urllib.parse import urlsplit
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-__all__ = ["PostgresDatabase", "scratch_database"]
+__all__ = [
+    "DEFAULT_POSTGRES_URL",
+    "SCRATCH_PURPOSES",
+    "PostgresDatabase",
+    "own_database",
+    "postgres_url",
+    "scratch_database",
+]
+
+DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/wfa_test"
+#: Every ``<name>_<purpose>`` a test creates; the end-of-session check looks for each.
+SCRATCH_PURPOSES = ("outage", "upgrade", "faults")
+
+
+def postgres_url() -> str:
+    """``WFA_TEST_DATABASE_URL`` when it names PostgreSQL, else the local default."""
+    url = os.environ.get("WFA_TEST_DATABASE_URL", "")
+    return url if url.startswith("postgres") else DEFAULT_POSTGRES_URL
+
+
+def scratch_database(purpose: str) -> tuple[str, str]:
+    """(URL of the server's ``postgres`` database, name of the scratch database)."""
+    assert purpose in SCRATCH_PURPOSES, purpose
+    parts = urlsplit(postgres_url())
+    name = f"{parts.path.lstrip('/') or 'wfa_test'}_{purpose}"
+    return parts._replace(path="/postgres").geturl(), name
 
 
 @dataclass(frozen=True)
 class PostgresDatabase:
-    """Where a scratch database lives."""
+    """A scratch database: where it lives, for servers started against it."""
 
     host: str
     port: int
@@ -35,20 +60,19 @@ class PostgresDatabase:
         return f"postgres://{self.user}@{self.host}:{port or self.port}/{self.name}"
 
 
-def _server() -> tuple[str, int, str, str]:
-    url = os.environ.get("WFA_TEST_DATABASE_URL", "")
-    parts = urlsplit(url if url.startswith("postgres") else "postgres://postgres@127.0.0.1:5432/")
-    base = parts.path.lstrip("/") or "postgres"
-    return parts.hostname or "127.0.0.1", parts.port or 5432, parts.username or "postgres", base
-
-
 @asynccontextmanager
-async def scratch_database(suffix: str) -> AsyncIterator[PostgresDatabase]:
-    """A new, empty database for the block; dropped afterwards."""
-    host, port, user, base = _server()
-    name = f"{base}_{suffix}_{os.getpid()}"
+async def own_database(purpose: str) -> AsyncIterator[PostgresDatabase]:
+    """The scratch database of ``purpose``, new and empty for the block, dropped after it.
+
+    PostgreSQL runs on every machine of the project: in CI (``CI`` set) or on a PostgreSQL
+    run a missing server fails the test; elsewhere it skips, so that the README's test
+    command passes on a machine without one.
+    """
+    admin_url, name = scratch_database(purpose)
+    parts = urlsplit(admin_url)
+    host, port, user = parts.hostname or "127.0.0.1", parts.port or 5432, parts.username
     try:
-        admin = await asyncpg.connect(host=host, port=port, user=user, database="postgres")
+        admin = await asyncpg.connect(admin_url)
     except (OSError, asyncpg.PostgresError) as exc:
         if os.environ.get("CI") or os.environ.get("WFA_TEST_DATABASE_URL"):
             pytest.fail(f"this test needs PostgreSQL at {host}:{port}: {type(exc).__name__}")
@@ -57,7 +81,7 @@ async def scratch_database(suffix: str) -> AsyncIterator[PostgresDatabase]:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.execute(f'CREATE DATABASE "{name}"')
         try:
-            yield PostgresDatabase(host, port, user, name)
+            yield PostgresDatabase(host, port, user or "postgres", name)
         finally:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

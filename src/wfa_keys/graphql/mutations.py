@@ -72,7 +72,9 @@ async def resolve_login(info: ContextInfo, email: str, password: str) -> User:
 async def resolve_logout(info: ContextInfo) -> bool:
     context = info.context
     if context.response is not None:
-        clear_session_cookie(context.response, secure=context.secure)
+        clear_session_cookie(
+            context.response, secure=context.secure, root_path=context.settings.root_path
+        )
     ended = await context.services.sign_in.sign_out(context.session, client_ip=context.client_ip)
     context.session = None
     return ended
@@ -139,7 +141,10 @@ async def resolve_set_organization_settings(
     context = info.context
     actor = context.actor
     if input.key_inactivity_days is strawberry.UNSET:
-        return Organization.from_model(actor.user.organization)
+        user = context.user
+        if user is None:  # pragma: no cover - admin_only refused the call already
+            raise RuntimeError("resolver reached without a signed-in user")
+        return Organization.from_model(user.organization)
     with domain_errors(_SETTINGS_FIELDS, request_id=context.request_id):
         organization = await context.services.keys.set_key_inactivity_days(
             actor, input.key_inactivity_days

@@ -341,7 +341,10 @@ class AuditEvent:
     action: AuditAction
     key_id: strawberry.ID | None = strawberry.field(description="The key concerned, if any.")
     actor_email: str | None = strawberry.field(
-        description="Who acted (for sign-ins: the account tried); null when unknown."
+        description=(
+            "Who acted (for sign-ins: the account tried; 'wfa-keys command line' for a "
+            "change made with the command line); null when unknown."
+        )
     )
     client_ip: str | None
     created_at: datetime

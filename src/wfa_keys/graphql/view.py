@@ -106,7 +106,9 @@ class GraphQLApp(GraphQL[Context, None]):
             logger.exception("could not load the session (request %s)", context.request_id)
             raise HTTPException(503, ServiceUnavailable.default_message) from None
         if session is None and context.response is not None:
-            clear_session_cookie(context.response, secure=context.secure)
+            clear_session_cookie(
+                context.response, secure=context.secure, root_path=context.settings.root_path
+            )
         return session
 
     async def process_result(

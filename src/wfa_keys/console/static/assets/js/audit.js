@@ -25,6 +25,12 @@ const ACTIONS = {
   LOGIN_FAILED: "Sign-in failed",
   LOGIN_THROTTLED: "Sign-in refused (too many attempts)",
   LOGOUT: "Signed out",
+  USER_CREATED: "User created",
+  USER_ACTIVATED: "User activated",
+  USER_DEACTIVATED: "User deactivated",
+  PASSWORD_SET: "Password set",
+  ROLE_CHANGED: "Role changed",
+  SUBSCRIPTION_CHANGED: "Subscription changed",
 };
 
 
