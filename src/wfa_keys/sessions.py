@@ -141,10 +141,14 @@ def _digest(*parts: str | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class LoginAttempt:
-    """The reservations of one sign-in attempt, to release when it succeeds."""
+    """The reservations of one sign-in attempt, to release when it succeeds.
+
+    ``pair_bucket`` is the (email, address) bucket, or the (email, device) bucket of a known
+    device, which takes no place on the address (``ip_bucket`` None).
+    """
 
     pair_bucket: str
-    ip_bucket: str
+    ip_bucket: str | None
     email_member: str
 
 
@@ -161,6 +165,11 @@ class LoginThrottle:
     could reset the count of all. Reservations age out after ``login_window`` seconds, so
     nobody is locked out for good, and attempts from other addresses never lock out a
     user's own. Buckets and members are SHA-256 digests: a 60 KB email costs 64 bytes.
+
+    A known device (a valid device cookie of the account tried, :mod:`wfa_keys.devices`) is
+    counted in a bucket of its own per (email, device), with the pair's limit, instead of
+    the address's buckets: others' failures from a shared address never lock its admin out,
+    and whoever holds the cookie gets no more guesses than from a fresh address.
     """
 
     def __init__(self, settings: Settings, store: ThrottleStore) -> None:
@@ -174,13 +183,24 @@ class LoginThrottle:
         """The digest naming an (email, address) pair."""
         return _digest("login-pair", email, client_ip)
 
-    async def reserve(self, email: str, client_ip: str | None) -> LoginAttempt:
+    async def reserve(
+        self, email: str, client_ip: str | None, *, device_id: str | None = None
+    ) -> LoginAttempt:
         """Count an attempt before its password is checked; RateLimited when over a limit.
 
-        Errors of the store propagate: the caller refuses the sign-in (fails closed).
+        ``device_id`` names the browser's known device for this email, if it has one. Errors
+        of the store propagate: the caller refuses the sign-in (fails closed).
         """
-        pair_bucket = self.pair_digest(email, client_ip)
         attempt_member = secrets.token_hex(16)
+        if device_id is not None:
+            device_bucket = _digest("login-device", email, device_id)
+            wait = await self.store.reserve(
+                device_bucket, attempt_member, limit=self.per_email_ip, window=self.window
+            )
+            if wait is not None:
+                raise RateLimited(max(1, math.ceil(wait)))
+            return LoginAttempt(device_bucket, None, "")
+        pair_bucket = self.pair_digest(email, client_ip)
         wait = await self.store.reserve(
             pair_bucket, attempt_member, limit=self.per_email_ip, window=self.window
         )
@@ -194,10 +214,11 @@ class LoginThrottle:
         if wait is not None:
             # No password is checked: this attempt must not count against the pair.
             await self.store.release(pair_bucket, attempt_member)
-            raise RateLimited(max(1, math.ceil(wait)))
+            raise RateLimited(max(1, math.ceil(wait)), per_address=True)
         return LoginAttempt(pair_bucket, ip_bucket, email_member)
 
     async def succeeded(self, attempt: LoginAttempt) -> None:
-        """Forget the pair's attempts and this email's place in the address's bucket."""
+        """Forget the pair's (or device's) attempts and this email's place on the address."""
         await self.store.clear(attempt.pair_bucket)
-        await self.store.release(attempt.ip_bucket, attempt.email_member)
+        if attempt.ip_bucket is not None:
+            await self.store.release(attempt.ip_bucket, attempt.email_member)

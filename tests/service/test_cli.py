@@ -25,7 +25,17 @@ from wfa_keys.crypto import hasher_for
 from wfa_keys.db import database
 from wfa_keys.graphql import export_schema_sdl
 from wfa_keys.limits import MIN_PASSWORD_LENGTH
-from wfa_keys.models import AccessToken, ApiKey, KeyChange, Organization, Role, Session, User
+from wfa_keys.models import (
+    AccessToken,
+    ApiKey,
+    AuditAction,
+    AuditEvent,
+    KeyChange,
+    Organization,
+    Role,
+    Session,
+    User,
+)
 from wfa_keys.settings import Settings
 from wfa_keys.store import TortoiseKeyRecord
 
@@ -528,3 +538,22 @@ async def test_disable_inactive_keys_disables_the_stale_keys_and_lists_them(
     assert status == 0
     assert capsys.readouterr().out.splitlines() == ["Disabled 1 inactive key(s).", key.key_id]
     assert not (await ApiKey.get(id=key.id)).enabled
+
+
+async def test_prune_audit_events_deletes_the_events_past_the_retention(
+    db: TortoiseContext,
+    clean_env: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WFA_AUDIT_RETENTION_DAYS", "30")
+    old = await AuditEvent.create(action=AuditAction.LOGIN_FAILED, client_ip="192.0.2.1")
+    recent = await AuditEvent.create(action=AuditAction.LOGIN_FAILED, client_ip="192.0.2.2")
+    await AuditEvent.filter(id=old.id).update(created_at=datetime.now(UTC) - timedelta(days=31))
+    await AuditEvent.filter(id=recent.id).update(created_at=datetime.now(UTC) - timedelta(days=29))
+
+    status = await run("prune-audit-events")
+
+    assert status == 0
+    assert capsys.readouterr().out == "Deleted 1 audit event(s) older than 30 day(s).\n"
+    assert await AuditEvent.all().values_list("id", flat=True) == [recent.id]
