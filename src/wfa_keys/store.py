@@ -121,11 +121,13 @@ class TortoiseTokenStore:
         """Store a new token; drop the key's expired ones and the oldest beyond the cap
         (``max_per_key``, which the middleware passes, or this store's own)."""
         async with in_transaction():
-            # Serializes the savers of one key: the count below cannot go stale.
-            await ApiKey.filter(key_id=record.key_id).select_for_update().first()
+            # A write first: on SQLite it takes the write lock before anything is read, so
+            # that two processes never deadlock upgrading a read lock (one would fail busy).
             await AccessToken.filter(
                 key_id=record.key_id, expires_at__lte=datetime.now(UTC)
             ).delete()
+            # Serializes the savers of one key: the count below cannot go stale.
+            await ApiKey.filter(key_id=record.key_id).select_for_update().first()
             await AccessToken.create(
                 token_hash=token_hash,
                 key_id=record.key_id,
