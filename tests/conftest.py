@@ -22,6 +22,7 @@ from wfa_keys.models import (
     AuditEvent,
     KeyChange,
     Organization,
+    ServerSecret,
     Session,
     ThrottleSlot,
     User,
@@ -158,6 +159,7 @@ async def db(database_url: str) -> AsyncIterator[TortoiseContext]:
             Organization,
             KeyChange,
             ThrottleSlot,
+            ServerSecret,
         ):
             await model.all().delete()
         yield ctx

@@ -9,6 +9,14 @@ Two buckets guard a check of a Key ID and Key Secret from one client IP:
   keys fail from one address in the window (spraying); a success releases its member, and
   retries with one key never take more than one place, so they lock out no other key.
 
+A key that succeeded from an IP is *known good* there for the window (a marker in the store,
+so every process knows it): when the IP's bucket is full of others' failing keys, a known-good
+key's checks are still made, limited by its own (Key ID, IP) bucket only. Behind one shared
+address (a NAT, an office) others' failures never lock out a key that works from it, and an
+attacker at that address gains nothing: guessing a known-good key's secret stays limited per
+(Key ID, IP). Whether a key is known good is asked of the store only when the IP is full,
+and only for a Key ID that exists.
+
 Only checks that need the slow hash are counted: a secret already verified in this process
 is checked again without the store. While a check runs, its key holds its place on the IP
 for a short time only (a failure renews it for the whole window), so that checks that
@@ -69,6 +77,14 @@ class Attempt:
     attempt: str
     ip_bucket: str
     key_member: str
+    #: The marker of the key's success from the IP (see :meth:`AttemptThrottle.is_known_good`).
+    good_bucket: str = ""
+    #: False for a known-good key let through while the IP's bucket was full (no place).
+    on_ip: bool = True
+
+
+#: The one member of a known-good marker bucket.
+_GOOD = "ok"
 
 
 class AttemptThrottle:
@@ -92,14 +108,48 @@ class AttemptThrottle:
         self._running: dict[str, int] = {}
 
     def check_known_full(self, key_id: str | None, client_ip: str) -> None:
-        """Raise Throttled when the buckets of ``key_id`` (if any) and ``client_ip`` are known
-        to be full; costs no store call (and no digest while nothing is known full)."""
+        """Raise Throttled when the bucket of ``key_id`` from ``client_ip`` is known to be
+        full, or (without a Key ID) the bucket of ``client_ip``; costs no store call (and no
+        digest while nothing is known full).
+
+        With a Key ID, a full IP bucket is not enough to refuse: the key may be known good
+        there (:meth:`reserve_key_attempt` asks).
+        """
         if not self._full:
             return
-        buckets = [self.ip_bucket(client_ip)]
-        if key_id is not None:
-            buckets.append(self.key_bucket(key_id, client_ip))
-        self._check_full(buckets)
+        if key_id is None:
+            self._check_full([self.ip_bucket(client_ip)])
+        else:
+            self._check_full([self.key_bucket(key_id, client_ip)])
+
+    def _known_full(self, bucket: str) -> int | None:
+        """The whole seconds ``bucket`` is known (in this process) to stay full, or None."""
+        until = self._full.get(bucket)
+        if until is None:
+            return None
+        now = self.timer()
+        if until > now:
+            return max(1, math.ceil(until - now))
+        del self._full[bucket]
+        return None
+
+    def good_bucket(self, key_id: str, client_ip: str) -> str:
+        """The marker bucket of ``key_id``'s success from ``client_ip``."""
+        return "wfa:ok:" + _digest(b"wfa-auth-ok", key_id, client_ip)
+
+    async def is_known_good(self, good_bucket: str) -> bool:
+        """True when the key succeeded from the IP within the window (any process).
+
+        A reserve with a limit of 0 adds nothing and only renews a member already present:
+        a membership test every :class:`~wfa_auth.base.ThrottleStore` can answer atomically.
+        A store that cannot is treated as knowing nothing (the IP's limit applies).
+        """
+        try:
+            wait = await self.store.reserve(good_bucket, _GOOD, limit=0, window=self.window)
+        except Exception as exc:
+            logger.warning("could not look up a known-good key: %s", type(exc).__name__)
+            return False
+        return wait is None
 
     def _check_full(self, buckets: list[str]) -> None:
         now = self.timer()
@@ -118,16 +168,33 @@ class AttemptThrottle:
         """The bucket of failing credentials from ``client_ip``."""
         return "wfa:ip:" + _digest(b"wfa-auth-ip", client_ip)
 
-    async def reserve_key_attempt(self, key_id: str, client_ip: str) -> Attempt:
-        """Reserve one check of ``key_id`` from ``client_ip``, or raise Throttled/Unavailable."""
+    async def reserve_key_attempt(
+        self, key_id: str, client_ip: str, *, key_exists: bool = True
+    ) -> Attempt:
+        """Reserve one check of ``key_id`` from ``client_ip``, or raise Throttled/Unavailable.
+
+        ``key_exists`` False (no such Key ID) spares the known-good lookup: such a key never
+        succeeded anywhere.
+        """
         attempt = Attempt(
             key_bucket=self.key_bucket(key_id, client_ip),
             attempt=secrets.token_hex(8),
             ip_bucket=self.ip_bucket(client_ip),
             key_member=_digest(b"wfa-auth-key", key_id),
+            good_bucket=self.good_bucket(key_id, client_ip),
         )
         if self._full:
-            self._check_full([attempt.key_bucket, attempt.ip_bucket])
+            self._check_full([attempt.key_bucket])
+            wait = self._known_full(attempt.ip_bucket)
+            if wait is not None:
+                if not (key_exists and await self.is_known_good(attempt.good_bucket)):
+                    raise Throttled(wait)
+                # Known good: limited by its own bucket only, not by others' failures.
+                await self._reserve(
+                    attempt.key_bucket, attempt.attempt, self.key_limit, self.window, client_ip
+                )
+                attempt.on_ip = False
+                return attempt
         await self._reserve(
             attempt.key_bucket, attempt.attempt, self.key_limit, self.window, client_ip
         )
@@ -142,6 +209,9 @@ class AttemptThrottle:
                 remember=not self._running.get(attempt.ip_bucket),
             )
         except Throttled:
+            if key_exists and await self.is_known_good(attempt.good_bucket):
+                attempt.on_ip = False
+                return attempt
             # No check is made: the attempt must not count against the key.
             await self._call(self.store.release(attempt.key_bucket, attempt.attempt))
             raise
@@ -153,6 +223,8 @@ class AttemptThrottle:
         self._settled(attempt)
 
     def _settled(self, attempt: Attempt) -> None:
+        if not attempt.on_ip:
+            return
         left = self._running.pop(attempt.ip_bucket, 1) - 1
         if left:
             self._running[attempt.ip_bucket] = left
@@ -169,13 +241,18 @@ class AttemptThrottle:
             logger.warning("could not count a failing key: %s", type(exc).__name__)
 
     async def succeeded(self, attempt: Attempt) -> None:
-        """The secret matched: forget the key's failures and release its place on the IP."""
+        """The secret matched: forget the key's failures, release its place on the IP and
+        mark it known good there for the window."""
         self._settled(attempt)
         self._full.pop(attempt.key_bucket, None)
-        self._full.pop(attempt.ip_bucket, None)
+        if attempt.on_ip:
+            # Its place frees one: the bucket may no longer be full.
+            self._full.pop(attempt.ip_bucket, None)
         try:
             await self.store.clear(attempt.key_bucket)
             await self.store.release(attempt.ip_bucket, attempt.key_member)
+            if attempt.good_bucket:
+                await self.store.reserve(attempt.good_bucket, _GOOD, limit=1, window=self.window)
         except Exception as exc:
             # The request was checked under the limits; stale counts only throttle more.
             logger.warning("could not clear a throttle bucket: %s", type(exc).__name__)

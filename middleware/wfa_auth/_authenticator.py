@@ -286,7 +286,7 @@ class Authenticator:
                 if matched is None:
                     # Reserved before any verification, the previous secret's included.
                     if attempt is None:
-                        attempt = await self._reserve_attempt(key_id, client_ip)
+                        attempt = await self._reserve_attempt(key_id, client_ip, bool(hashes))
                     matched = await self._verify(record, hashes, key_secret)
                 if self._version(key_id) == version:
                     break
@@ -332,9 +332,9 @@ class Authenticator:
             return None
         return record.previous_secret_expires_at
 
-    async def _reserve_attempt(self, key_id: str, client_ip: str) -> Attempt:
+    async def _reserve_attempt(self, key_id: str, client_ip: str, key_exists: bool) -> Attempt:
         try:
-            return await self.throttle.reserve_key_attempt(key_id, client_ip)
+            return await self.throttle.reserve_key_attempt(key_id, client_ip, key_exists=key_exists)
         except Throttled as throttled:
             raise self._too_many(throttled) from None
         except ThrottleUnavailable:
@@ -347,14 +347,14 @@ class Authenticator:
 
     async def _check_token(self, token: str, client_ip: str) -> Checked:
         throttle = self.throttle
-        try:
-            throttle.check_known_full(None, client_ip)
-        except Throttled as throttled:
-            raise self._too_many(throttled) from None
         digest = token_digest(token)
+        # Looked up before the IP's throttle: a token that exists was issued to someone who
+        # had the key's secret (and is unguessable), so others' failures from the same
+        # address never refuse it. An unknown one costs no more than below the limit.
         issued = await self._token(digest)
         if issued is None:
             try:
+                throttle.check_known_full(None, client_ip)
                 await throttle.token_failed(digest, client_ip)
             except Throttled as throttled:
                 raise self._too_many(throttled) from None

@@ -63,6 +63,23 @@ class AllowLists:
         return parsed
 
 
+def canonical_ip(host: object) -> str | None:
+    """``host`` as a canonical IP address, its IPv6 zone ID dropped; None when not an IP.
+
+    What a proxy forwarded as the client address may be free text (``::1%<svg ...>``): only
+    an address in this form is ever stored (``last_used_ip``).
+    """
+    if not isinstance(host, str) or len(host) > 64:
+        return None
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        address = ipaddress.IPv6Address(address.packed)
+    return str(address)
+
+
 def _parse(allowed_cidrs: tuple[str, ...]) -> tuple[Network, ...]:
     networks: list[Network] = []
     for value in allowed_cidrs:

@@ -35,7 +35,8 @@ class MemoryThrottleStore:
         if member in members or len(members) < limit:
             members[member] = now + window
             return None
-        return max(0.0, min(members.values()) - now)
+        # Empty and still full: a limit of 0 (a membership test) frees nothing.
+        return max(0.0, min(members.values(), default=now + window) - now)
 
     async def release(self, bucket: str, member: str) -> None:
         """Remove ``member`` from ``bucket``."""

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 
+from wfa_auth._networks import canonical_ip
 from wfa_auth.base import KeyStore, Usage
 
 logger = logging.getLogger("wfa_auth")
@@ -138,7 +139,8 @@ class UsageRecorder:
             return
         wall = self._now()
         batch = {
-            key_id: Usage(at=wall - timedelta(seconds=now - used), ip=ip)
+            # Canonical here, once per write rather than on every request.
+            key_id: Usage(at=wall - timedelta(seconds=now - used), ip=canonical_ip(ip))
             for key_id, (used, ip) in uses.items()
         }
         try:

@@ -254,6 +254,9 @@ class ThrottleStore(Protocol):
         """Add ``member`` (or renew it, if present) unless ``bucket`` is full.
 
         Returns None when the member is in the bucket, else the seconds until a slot frees.
+        With ``limit`` 0 nothing is added: a member already present is renewed (None), any
+        other gets a number, even from an empty bucket (a membership test, which the
+        middleware uses for keys known good from an address).
         """
         ...
 

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wfa_auth import ThrottleStore, route_path
 from wfa_keys.api import create_api
+from wfa_keys.audit import prune_audit_events
 from wfa_keys.bootstrap import announce_admin, bootstrap_admin
 from wfa_keys.browser import (
     BrowserOnly,
@@ -83,8 +84,9 @@ async def _api_without_slash(request: Request) -> RedirectResponse:
     return RedirectResponse(request.url.replace(path=request.url.path + "/"))
 
 
-async def _housekeeping(store: ThrottleStore) -> None:
-    """Delete change rows older than a day and expired throttle slots, about hourly."""
+async def _housekeeping(store: ThrottleStore, audit_retention_days: int = 365) -> None:
+    """Delete change rows older than a day, expired throttle slots and audit events past
+    their retention (``WFA_AUDIT_RETENTION_DAYS``), about hourly."""
     # Jittered, so that the processes of a fleet started together do not all prune at once.
     await asyncio.sleep(HOUSEKEEPING_INTERVAL * random.random())  # noqa: S311
     while True:
@@ -92,6 +94,7 @@ async def _housekeeping(store: ThrottleStore) -> None:
             await prune_changes()
             if isinstance(store, DatabaseThrottleStore):
                 await store.prune()
+            await prune_audit_events(audit_retention_days)
         except Exception as exc:  # next time, then; nothing depends on it soon
             logger.warning("housekeeping failed (%s)", type(exc).__name__)
         await asyncio.sleep(HOUSEKEEPING_INTERVAL)
@@ -251,7 +254,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if admin is not None:
                 announce_admin(admin)
             await listener.start()
-            housekeeping = asyncio.create_task(_housekeeping(throttle_store))
+            housekeeping = asyncio.create_task(
+                _housekeeping(throttle_store, settings.audit_retention_days)
+            )
             # Mounted apps get no lifespan events of their own: run the middleware's timer
             # (each key's last use written when its minute ends), and write the pending
             # last-used times before the connections close.

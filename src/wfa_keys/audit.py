@@ -14,7 +14,13 @@ from tortoise.transactions import in_transaction
 
 from wfa_keys.models import AuditAction, AuditEvent, User
 
-__all__ = ["COMMAND_LINE_ACTOR", "record_event", "record_throttled_sign_in", "throttled_subject"]
+__all__ = [
+    "COMMAND_LINE_ACTOR",
+    "prune_audit_events",
+    "record_event",
+    "record_throttled_sign_in",
+    "throttled_subject",
+]
 
 #: The audit log's ``actor_email`` of a change made with the ``wfa-keys`` command line.
 COMMAND_LINE_ACTOR = "wfa-keys command line"
@@ -60,18 +66,42 @@ def throttled_subject(email: str, client_ip: str | None) -> str:
     return hashlib.sha256(text).hexdigest()[:8]
 
 
-async def record_throttled_sign_in(
-    *, email: str, user: User | None, client_ip: str | None, window: float
-) -> AuditEvent:
-    """Record a refused (throttled) sign-in: one ``LOGIN_THROTTLED`` event per (email,
-    address) per window, ``detail["count"]`` counting the refusals.
+def address_subject(client_ip: str | None, organization_id: object) -> str:
+    """The tag of the refusals of one address (and one organization) once the address's own
+    limit has tripped, whatever the emails."""
+    text = f"address\0{client_ip or ''}\0{organization_id or ''}".encode()
+    return "a" + hashlib.sha256(text).hexdigest()[:8]
 
-    Find-or-create runs under a lock of the pair held until commit, so that it holds across
-    server processes: ``pg_advisory_xact_lock`` on PostgreSQL; SQLite runs one write
-    transaction at a time. A refusal within ``window`` seconds of the pair's last event
+
+async def record_throttled_sign_in(
+    *,
+    email: str,
+    user: User | None,
+    client_ip: str | None,
+    window: float,
+    per_address: bool = False,
+) -> AuditEvent:
+    """Record a refused (throttled) sign-in, aggregated so that a flood adds few rows.
+
+    Refused by the limit of one (email, address) pair: one ``LOGIN_THROTTLED`` event per pair
+    per window. Refused by the address's own limit (``per_address``, many emails from one
+    address): one event per address and organization per window, whatever the emails, with
+    no actor (the emails are not recorded), the organization of the account tried if it
+    exists. So 1,000 refused sign-ins with distinct unknown emails from one address add one
+    row. ``detail["count"]`` counts the refusals, updated in place.
+
+    Find-or-create runs under a lock of the subject held until commit, so that it holds
+    across server processes: ``pg_advisory_xact_lock`` on PostgreSQL; SQLite runs one write
+    transaction at a time. A refusal within ``window`` seconds of the subject's last event
     increments its count; a later one starts a new event.
     """
-    subject = throttled_subject(email, client_ip)
+    organization_id = user.organization_id if user is not None else None
+    if per_address:
+        subject = address_subject(client_ip, organization_id)
+        actor = None
+    else:
+        subject = throttled_subject(email, client_ip)
+        actor = user
     ip = client_ip[:64] if client_ip else None
     async with in_transaction() as connection:
         if connection.capabilities.dialect == "postgres":
@@ -88,11 +118,22 @@ async def record_throttled_sign_in(
                 return event
         return await record_event(
             AuditAction.LOGIN_THROTTLED,
-            organization_id=user.organization_id if user is not None else None,
-            actor=user,
+            organization_id=organization_id,
+            actor=actor,
             client_ip=client_ip,
             detail={"count": 1, "subject": subject},
         )
+
+
+async def prune_audit_events(retention_days: int, *, now: datetime | None = None) -> int:
+    """Delete the audit events older than ``retention_days``; returns how many went.
+
+    ``now`` defaults to this process's clock; pruning a few seconds early or late is harmless
+    at the scale of days.
+    """
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
+    deleted: int = await AuditEvent.filter(created_at__lt=cutoff).delete()
+    return deleted
 
 
 def _lock_id(subject: str) -> int:

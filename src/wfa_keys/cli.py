@@ -173,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     from wfa_keys.key_commands import add_key_commands
 
     add_key_commands(commands, database_flag)
+    prune = commands.add_parser(
+        "prune-audit-events",
+        help="delete audit events older than WFA_AUDIT_RETENTION_DAYS (serve does it hourly)",
+    )
+    database_flag(prune)
+    prune.set_defaults(handler=_prune_audit_events)
 
     schema = commands.add_parser("export-schema", help="write the GraphQL schema (SDL)")
     schema.add_argument("--output", metavar="FILE", help="the file to write (default: stdout)")
@@ -491,6 +497,15 @@ def _disable_inactive_keys(args: argparse.Namespace) -> int:
     print(f"Disabled {len(key_ids)} inactive key(s).")
     for key_id in key_ids:
         print(key_id)
+    return 0
+
+
+def _prune_audit_events(args: argparse.Namespace) -> int:
+    from wfa_keys.audit import prune_audit_events
+
+    settings = _settings(args)
+    deleted = _with_database(settings, lambda: prune_audit_events(settings.audit_retention_days))
+    print(f"Deleted {deleted} audit event(s) older than {settings.audit_retention_days} day(s).")
     return 0
 
 

@@ -52,13 +52,18 @@ class SignInFailed(DomainError):
 
 
 class RateLimited(DomainError):
-    """Too many sign-in attempts; ``retry_after`` is the whole seconds until one may retry."""
+    """Too many sign-in attempts; ``retry_after`` is the whole seconds until one may retry.
+
+    ``per_address`` when the client address's limit refused it (whatever the email), rather
+    than the limit of one email: such refusals are audited per address, not per email.
+    """
 
     default_message = "Too many failed sign-in attempts. Try again later."
 
-    def __init__(self, retry_after: int) -> None:
+    def __init__(self, retry_after: int, *, per_address: bool = False) -> None:
         super().__init__()
         self.retry_after = retry_after
+        self.per_address = per_address
 
 
 class Unavailable(DomainError):

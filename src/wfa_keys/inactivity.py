@@ -1,10 +1,15 @@
 """Disabling keys that nobody used for a while, as an organization chooses.
 
-An organization's ``key_inactivity_days`` (null: never) disables each enabled key neither used
-nor created for that many days. ``wfa-keys serve`` runs the check periodically in every
-process; ``wfa-keys disable-inactive-keys`` runs it once, for a cron job. Running it in several
-processes at once is safe: each key is disabled by one conditional update, and only the
-process whose update changed the row writes the audit event and the change notification.
+An organization's ``key_inactivity_days`` (null: never) disables each enabled key neither used,
+created, enabled nor regenerated for that many days (an admin's enable or regeneration is
+activity: a key re-enabled a moment ago is not disabled again by the next run). Time is the
+database's clock, the one every process shares, never this process's: a checker whose clock
+runs days fast must not disable a key used a second ago.
+
+``wfa-keys serve`` runs the check periodically in every process; ``wfa-keys
+disable-inactive-keys`` runs it once, for a cron job. Running it in several processes at once
+is safe: each key is disabled by one conditional update, and only the process whose update
+changed the row writes the audit event and the change notification.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import anyio
+from tortoise.connection import get_connection
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
@@ -22,7 +28,7 @@ from wfa_keys.changes import publish_key_change
 from wfa_keys.models import ApiKey, AuditAction, Organization
 from wfa_keys.store import TortoiseTokenStore
 
-__all__ = ["DEFAULT_CHECK_INTERVAL", "disable_inactive_keys", "run_periodically"]
+__all__ = ["DEFAULT_CHECK_INTERVAL", "database_now", "disable_inactive_keys", "run_periodically"]
 
 logger = logging.getLogger("wfa_keys.inactivity")
 
@@ -31,16 +37,34 @@ DEFAULT_CHECK_INTERVAL = 3600.0
 
 
 def _inactive_since(cutoff: datetime) -> Q:
-    return Q(last_used_at__lt=cutoff) | Q(last_used_at__isnull=True, created_at__lt=cutoff)
+    used = Q(last_used_at__lt=cutoff) | Q(last_used_at__isnull=True, created_at__lt=cutoff)
+    enabled = Q(enabled_at__isnull=True) | Q(enabled_at__lt=cutoff)
+    regenerated = Q(secret_regenerated_at__isnull=True) | Q(secret_regenerated_at__lt=cutoff)
+    return used & enabled & regenerated
+
+
+async def database_now() -> datetime:
+    """The database server's current time (UTC), the clock every process shares."""
+    connection = get_connection("default")
+    if connection.capabilities.dialect == "postgres":
+        _count, rows = await connection.execute_query("SELECT now() AS now")
+        now: datetime = rows[0]["now"]
+        return now.astimezone(UTC)
+    # SQLite's clock, with milliseconds (CURRENT_TIMESTAMP has whole seconds only).
+    _count, rows = await connection.execute_query(
+        "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now') AS now"
+    )
+    return datetime.fromisoformat(str(rows[0]["now"])).replace(tzinfo=UTC)
 
 
 async def disable_inactive_keys(now: datetime | None = None) -> list[str]:
     """Disable every key past its organization's inactivity limit; the Key IDs disabled.
 
-    Each key is disabled in its own transaction with its tokens deleted, a
-    ``KEY_AUTO_DISABLED`` audit event and a change notification for every server process.
+    ``now`` defaults to the database's clock (:func:`database_now`). Each key is disabled in
+    its own transaction with its tokens deleted, a ``KEY_AUTO_DISABLED`` audit event and a
+    change notification for every server process.
     """
-    now = now or datetime.now(UTC)
+    now = now or await database_now()
     disabled: list[str] = []
     organizations = await Organization.filter(key_inactivity_days__isnull=False).values_list(
         "id", "key_inactivity_days"

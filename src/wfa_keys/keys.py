@@ -285,7 +285,11 @@ class KeyManager:
                 changed = True
                 key.enabled = enabled
                 fields = ["enabled"]
-                if not enabled:
+                if enabled:
+                    # Activity for the inactivity check: not disabled again by its next run.
+                    key.enabled_at = datetime.now(UTC)
+                    fields.append("enabled_at")
+                else:
                     fields += _end_grace_period(key)
                 await key.save(update_fields=fields)
                 if not enabled:

@@ -91,6 +91,8 @@ class ApiKey(Model):
     #: The client address of the last use, written with ``last_used_at``.
     last_used_ip = fields.CharField(max_length=45, null=True)
     secret_regenerated_at = fields.DatetimeField(null=True)
+    #: When an admin last enabled the key: activity, for the inactivity check (null: never).
+    enabled_at = fields.DatetimeField(null=True)
     #: The hash of the secret before the last regeneration, valid until the time below.
     previous_secret_hash = fields.CharField(max_length=255, null=True)
     previous_secret_expires_at = fields.DatetimeField(null=True)
@@ -218,3 +220,18 @@ class Workflow(Model):
     class Meta:
         table = "workflow"
         indexes = (("organization_id", "created_at"),)
+
+
+class ServerSecret(Model):
+    """A random secret every server process shares, by name (the device-cookie HMAC key).
+
+    In the database, so that a cookie signed by one process is accepted by every other, and
+    created once by whichever process needs it first (insert if absent, then read).
+    """
+
+    name = fields.CharField(max_length=64, primary_key=True)
+    value = fields.CharField(max_length=128)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "server_secret"

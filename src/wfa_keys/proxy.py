@@ -27,7 +27,12 @@ __all__ = [
 
 
 def parse_ip(host: object) -> str | None:
-    """``host`` as a canonical IP address (``::1``, ``10.0.0.1``), or None when it is not one."""
+    """``host`` as a canonical IP address (``::1``, ``10.0.0.1``), or None when it is not one.
+
+    An IPv6 zone ID (``fe80::1%eth0``) is dropped: it names an interface of the host that
+    wrote it, means nothing here, and is free text (``::1%<svg onload=...>``) that must reach
+    neither the throttles nor the audit log.
+    """
     if not isinstance(host, str) or len(host) > 64:
         return None
     return _parse_ip(host)
@@ -38,9 +43,12 @@ def parse_ip(host: object) -> str | None:
 @functools.lru_cache(maxsize=4096)
 def _parse_ip(host: str) -> str | None:
     try:
-        return str(ipaddress.ip_address(host.strip("[]")))
+        address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        address = ipaddress.IPv6Address(address.packed)
+    return str(address)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:

@@ -33,12 +33,14 @@ __all__ = [
     "end_session",
     "end_user_sessions",
     "load_session",
+    "refresh_interval",
     "set_session_cookie",
     "start_session",
 ]
 
 COOKIE_NAME = "wfa_session"
-#: ``last_seen_at`` is written at most this often (seconds), not on every request.
+#: ``last_seen_at`` is written at most this often (seconds), not on every request; never
+#: less often than a quarter of the idle timeout (:func:`refresh_interval`).
 REFRESH_INTERVAL = 60
 # new_session_id() makes 43 characters; anything much longer is not one of ours.
 _MAX_COOKIE_LENGTH = 128
@@ -70,6 +72,16 @@ async def start_session(user: User, settings: Settings) -> str:
     return session_id
 
 
+def refresh_interval(settings: Settings) -> float:
+    """Seconds after which a request moves ``last_seen_at`` forward.
+
+    At most a quarter of the idle timeout, so that a session used more often than its idle
+    timeout is refreshed well before half of it has passed: with a 60 s idle timeout, a
+    session used every 20 s lives on (with a fixed 60 s interval it ended at 60 s).
+    """
+    return min(REFRESH_INTERVAL, settings.session_idle_timeout / 4)
+
+
 async def load_session(session_id: str, settings: Settings) -> ActiveSession | None:
     """The session with this ID if it is still valid; an expired one is deleted."""
     if not session_id or len(session_id) > _MAX_COOKIE_LENGTH:
@@ -86,7 +98,7 @@ async def load_session(session_id: str, settings: Settings) -> ActiveSession | N
     if now >= idle_deadline or now >= absolute_deadline or not row.user.is_active:
         await Session.filter(id_hash=id_hash).delete()
         return None
-    if now - row.last_seen_at >= timedelta(seconds=REFRESH_INTERVAL):
+    if now - row.last_seen_at >= timedelta(seconds=refresh_interval(settings)):
         await Session.filter(id_hash=id_hash).update(last_seen_at=now)
     return ActiveSession(id_hash=id_hash, user=row.user)
 
@@ -139,10 +151,14 @@ def _digest(*parts: str | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class LoginAttempt:
-    """The reservations of one sign-in attempt, to release when it succeeds."""
+    """The reservations of one sign-in attempt, to release when it succeeds.
+
+    ``pair_bucket`` is the (email, address) bucket, or the (email, device) bucket of a known
+    device, which takes no place on the address (``ip_bucket`` None).
+    """
 
     pair_bucket: str
-    ip_bucket: str
+    ip_bucket: str | None
     email_member: str
 
 
@@ -159,6 +175,11 @@ class LoginThrottle:
     could reset the count of all. Reservations age out after ``login_window`` seconds, so
     nobody is locked out for good, and attempts from other addresses never lock out a
     user's own. Buckets and members are SHA-256 digests: a 60 KB email costs 64 bytes.
+
+    A known device (a valid device cookie of the account tried, :mod:`wfa_keys.devices`) is
+    counted in a bucket of its own per (email, device), with the pair's limit, instead of
+    the address's buckets: others' failures from a shared address never lock its admin out,
+    and whoever holds the cookie gets no more guesses than from a fresh address.
     """
 
     def __init__(self, settings: Settings, store: ThrottleStore) -> None:
@@ -172,13 +193,24 @@ class LoginThrottle:
         """The digest naming an (email, address) pair."""
         return _digest("login-pair", email, client_ip)
 
-    async def reserve(self, email: str, client_ip: str | None) -> LoginAttempt:
+    async def reserve(
+        self, email: str, client_ip: str | None, *, device_id: str | None = None
+    ) -> LoginAttempt:
         """Count an attempt before its password is checked; RateLimited when over a limit.
 
-        Errors of the store propagate: the caller refuses the sign-in (fails closed).
+        ``device_id`` names the browser's known device for this email, if it has one. Errors
+        of the store propagate: the caller refuses the sign-in (fails closed).
         """
-        pair_bucket = self.pair_digest(email, client_ip)
         attempt_member = secrets.token_hex(16)
+        if device_id is not None:
+            device_bucket = _digest("login-device", email, device_id)
+            wait = await self.store.reserve(
+                device_bucket, attempt_member, limit=self.per_email_ip, window=self.window
+            )
+            if wait is not None:
+                raise RateLimited(max(1, math.ceil(wait)))
+            return LoginAttempt(device_bucket, None, "")
+        pair_bucket = self.pair_digest(email, client_ip)
         wait = await self.store.reserve(
             pair_bucket, attempt_member, limit=self.per_email_ip, window=self.window
         )
@@ -192,10 +224,11 @@ class LoginThrottle:
         if wait is not None:
             # No password is checked: this attempt must not count against the pair.
             await self.store.release(pair_bucket, attempt_member)
-            raise RateLimited(max(1, math.ceil(wait)))
+            raise RateLimited(max(1, math.ceil(wait)), per_address=True)
         return LoginAttempt(pair_bucket, ip_bucket, email_member)
 
     async def succeeded(self, attempt: LoginAttempt) -> None:
-        """Forget the pair's attempts and this email's place in the address's bucket."""
+        """Forget the pair's (or device's) attempts and this email's place on the address."""
         await self.store.clear(attempt.pair_bucket)
-        await self.store.release(attempt.ip_bucket, attempt.email_member)
+        if attempt.ip_bucket is not None:
+            await self.store.release(attempt.ip_bucket, attempt.email_member)

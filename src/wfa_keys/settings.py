@@ -176,6 +176,16 @@ class Settings:
     )
     #: serve Prometheus metrics at `GET /metrics`
     metrics: bool = field(default=False, metadata={"env": "WFA_METRICS"})
+    # Issue 18 (floods and lock-outs): audit retention and known devices.
+    #: Audit events older than this many days are deleted (hourly, by ``serve``).
+    audit_retention_days: int = field(
+        default=365, metadata={"env": "WFA_AUDIT_RETENTION_DAYS", "range": (1, 36500)}
+    )
+    #: Days a browser stays a known device of an admin after a sign-in (0: no device cookie).
+    #: A known device is throttled on its own, not by others' failures from its address.
+    device_cookie_days: int = field(
+        default=90, metadata={"env": "WFA_DEVICE_COOKIE_DAYS", "range": (0, 400)}
+    )
 
     @property
     def graphiql_enabled(self) -> bool:

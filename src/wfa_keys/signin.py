@@ -19,6 +19,7 @@ from tortoise.transactions import in_transaction
 from wfa_auth import Argon2Verifier, ThrottleStore
 from wfa_keys import validation
 from wfa_keys.audit import record_event, record_throttled_sign_in
+from wfa_keys.devices import DeviceCookies, KnownDevice
 from wfa_keys.errors import RateLimited, SignInFailed, Unavailable
 from wfa_keys.hashing import run_argon2
 from wfa_keys.models import AuditAction, User
@@ -37,16 +38,18 @@ _UNENCODABLE = "\ufffd"
 
 @dataclass(frozen=True, slots=True)
 class SignedIn:
-    """A successful sign-in: the user (organization loaded) and the new session ID.
+    """A successful sign-in: the user (organization loaded), the new session ID and the
+    browser's device cookie (None when device cookies are off).
 
     The session ID exists in plain text only here: the caller puts it in a cookie.
     """
 
     user: User
     session_id: str
+    device_cookie: str | None = None
 
     def __repr__(self) -> str:
-        return f"SignedIn(user={self.user.email!r}, session_id='***')"
+        return f"SignedIn(user={self.user.email!r}, session_id='***', device_cookie='***')"
 
 
 def _encodable(password: str) -> bool:
@@ -64,6 +67,7 @@ class SignIn:
         self.settings = settings
         self.hasher = hasher
         self.throttle = LoginThrottle(settings, store)
+        self.devices = DeviceCookies(settings)
 
     async def sign_in(
         self,
@@ -73,8 +77,14 @@ class SignIn:
         client_ip: str | None,
         current_session: ActiveSession | None = None,
         request_id: str | None = None,
+        device_cookie: str | None = None,
     ) -> SignedIn:
-        """Check the credentials and start a new session (ending ``current_session``)."""
+        """Check the credentials and start a new session (ending ``current_session``).
+
+        ``device_cookie`` is the browser's device cookie, if any: valid and naming the user
+        of ``email``, it makes the attempt count against that device rather than the
+        address (:class:`~wfa_keys.sessions.LoginThrottle`).
+        """
         address = normalize_email(email)
         lookup = validation.login_email(address)
         user = (
@@ -82,7 +92,10 @@ class SignIn:
             if lookup is None
             else await User.filter(email=lookup).select_related("organization").first()
         )
-        attempt = await self._reserve(address, user, client_ip, request_id)
+        known = await self.devices.read(device_cookie) if device_cookie else None
+        if known is not None and (user is None or str(user.id) != known.user_id):
+            known = None  # another account's device: this email is tried as from anywhere
+        attempt = await self._reserve(address, user, client_ip, request_id, known)
         stored_hash = user.password_hash if user is not None else self.hasher.dummy_hash
         if _encodable(password):
             matches = await run_argon2(self.hasher.verify, stored_hash, password)
@@ -120,17 +133,40 @@ class SignIn:
                 actor=user,
                 client_ip=client_ip,
             )
-        return SignedIn(user, session_id)
+        device = await self._device_cookie(user, known, request_id)
+        return SignedIn(user, session_id, device)
+
+    async def _device_cookie(
+        self, user: User, known: KnownDevice | None, request_id: str | None
+    ) -> str | None:
+        if not self.devices.enabled:
+            return None
+        try:
+            return await self.devices.issue(user, known)
+        except Exception:
+            # Signed in all the same; the browser is simply not a known device yet.
+            logger.exception("could not issue a device cookie (request %s)", request_id)
+            return None
 
     async def _reserve(
-        self, address: str, user: User | None, client_ip: str | None, request_id: str | None
+        self,
+        address: str,
+        user: User | None,
+        client_ip: str | None,
+        request_id: str | None,
+        known: KnownDevice | None,
     ) -> LoginAttempt:
+        device_id = known.device_id if known is not None else None
         try:
-            return await self.throttle.reserve(address, client_ip)
-        except RateLimited:
+            return await self.throttle.reserve(address, client_ip, device_id=device_id)
+        except RateLimited as limited:
             # Refused without checking the password: the limit also caps argon2 work.
             await record_throttled_sign_in(
-                email=address, user=user, client_ip=client_ip, window=self.throttle.window
+                email=address,
+                user=user,
+                client_ip=client_ip,
+                window=self.throttle.window,
+                per_address=limited.per_address,
             )
             raise
         except Exception:

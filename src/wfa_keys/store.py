@@ -10,6 +10,7 @@ from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from wfa_auth import TokenRecord, Usage, secret_fingerprint
+from wfa_keys.changes import publish_key_change
 from wfa_keys.limits import MAX_TOKENS_PER_KEY
 from wfa_keys.models import AccessToken, ApiKey, Role
 
@@ -104,9 +105,11 @@ class TortoiseTokenStore:
 
     A key has at most :data:`~wfa_keys.limits.MAX_TOKENS_PER_KEY` live tokens: saving one
     more deletes the oldest (the earliest to expire, since every token lives as long) in the
-    same transaction. The key's row is locked first (``SELECT ... FOR UPDATE`` on
-    PostgreSQL; SQLite runs one write transaction at a time), so concurrent exchanges for
-    one key never leave more than the cap, whatever the number of server processes.
+    same transaction, and announces a change of the key on the change feed in it too, so that
+    no process keeps accepting an evicted token from its cache. The key's row is locked
+    first (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite runs one write transaction at a
+    time), so concurrent exchanges for one key never leave more than the cap, whatever the
+    number of server processes.
     """
 
     def __init__(self, *, max_tokens_per_key: int = MAX_TOKENS_PER_KEY) -> None:
@@ -118,11 +121,13 @@ class TortoiseTokenStore:
         """Store a new token; drop the key's expired ones and the oldest beyond the cap
         (``max_per_key``, which the middleware passes, or this store's own)."""
         async with in_transaction():
-            # Serializes the savers of one key: the count below cannot go stale.
-            await ApiKey.filter(key_id=record.key_id).select_for_update().first()
+            # A write first: on SQLite it takes the write lock before anything is read, so
+            # that two processes never deadlock upgrading a read lock (one would fail busy).
             await AccessToken.filter(
                 key_id=record.key_id, expires_at__lte=datetime.now(UTC)
             ).delete()
+            # Serializes the savers of one key: the count below cannot go stale.
+            await ApiKey.filter(key_id=record.key_id).select_for_update().first()
             await AccessToken.create(
                 token_hash=token_hash,
                 key_id=record.key_id,
@@ -138,6 +143,9 @@ class TortoiseTokenStore:
             )
             if beyond_cap:
                 await AccessToken.filter(token_hash__in=list(beyond_cap)).delete()
+                # Every process may hold an evicted token in its cache: the key's change
+                # makes each one read its tokens again (refused within the feed's delay).
+                await publish_key_change(record.key_id)
 
     async def get_token(self, token_hash: str) -> TokenRecord | None:
         """The token with this hash, or None."""

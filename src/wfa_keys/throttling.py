@@ -111,6 +111,9 @@ if redis.call('ZSCORE', KEYS[1], ARGV[4]) or redis.call('ZCARD', KEYS[1]) < tonu
   return -1
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #oldest == 0 then
+  return window
+end
 return math.max(0, tonumber(oldest[2]) - now)
 """
 

@@ -345,3 +345,78 @@ async def test_a_failing_key_holds_its_place_on_the_ip_for_the_whole_window(
     assert (refused.status_code, refused.headers["retry-after"]) == (429, "200")
     timer.advance(200)
     assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
+
+
+async def spray(app: Any, count: int, ip: str = "10.0.0.1") -> list[int]:
+    """Others at ``ip`` trying ``count`` made-up Key IDs."""
+    return [(await whoami(app, wrong(generate_key_id()), ip=ip)).status_code for _ in range(count)]
+
+
+async def test_a_key_that_succeeded_from_an_ip_is_not_refused_there_for_others_failures(
+    make_middleware: Make, key: Key
+) -> None:
+    record, secret = key
+    shared = MemoryThrottleStore()
+    throttling = Throttling(store=shared, max_failures_per_key_and_ip=3, max_failing_keys_per_ip=3)
+    # Two processes sharing the throttle store: the key worked on one, the flood hits the other.
+    first, second = make_middleware(throttling=throttling), make_middleware(throttling=throttling)
+    assert (await whoami(first, basic(record.key_id, secret))).status_code == 200
+
+    assert await spray(second, 6) == [401, 401, 401, 429, 429, 429]
+
+    # Cold on the second process, behind the same address: still let through.
+    assert (await whoami(second, basic(record.key_id, secret))).status_code == 200
+    # Another key that never worked from there is refused, as before.
+    assert (await whoami(second, wrong(generate_key_id()))).status_code == 429
+
+
+async def test_a_known_good_key_is_still_limited_per_key_and_ip(
+    make_middleware: Make, key: Key, verifier: CountingVerifier
+) -> None:
+    record, secret = key
+    app = make_middleware(
+        throttling=Throttling(max_failures_per_key_and_ip=3, max_failing_keys_per_ip=3)
+    )
+    assert (await whoami(app, basic(record.key_id, secret))).status_code == 200
+    await spray(app, 5)
+    checks = verifier.verify_calls
+
+    statuses = [(await whoami(app, wrong(record.key_id))).status_code for _ in range(5)]
+
+    # Guessing its secret from the address gets no more tries than any key's.
+    assert statuses == [401, 401, 401, 429, 429]
+    assert verifier.verify_calls - checks == 3
+
+
+async def test_known_good_markers_expire_with_the_window(make_middleware: Make, key: Key) -> None:
+    record, secret = key
+    clock = MonotonicClock()
+    throttling = Throttling(
+        store=MemoryThrottleStore(clock=clock), max_failing_keys_per_ip=3, window=60
+    )
+    worked = make_middleware(throttling=throttling, timer=clock)
+    assert (await whoami(worked, basic(record.key_id, secret))).status_code == 200
+    clock.advance(61)
+    flooded = make_middleware(throttling=throttling, timer=clock)
+
+    await spray(flooded, 5)
+
+    assert (await whoami(flooded, basic(record.key_id, secret))).status_code == 429
+
+
+async def test_a_valid_token_is_not_refused_for_others_failures_from_its_ip(
+    make_middleware: Make, key: Key
+) -> None:
+    record, secret = key
+    app = make_middleware(throttling=Throttling(max_failing_keys_per_ip=2))
+    async with client_for(app, "10.0.0.7") as client:
+        exchange = await client.post(
+            "/v1/auth/api-key/token", json={"key_id": record.key_id, "key_secret": secret}
+        )
+    token = exchange.json()["access_token"]
+    statuses = [
+        (await whoami(app, bearer(f"nope{i}"), ip="10.0.0.7")).status_code for i in range(4)
+    ]
+    assert statuses == [401, 401, 429, 429]
+
+    assert (await whoami(app, bearer(token), ip="10.0.0.7")).status_code == 200

@@ -186,3 +186,22 @@ async def test_the_address_written_is_the_one_of_the_latest_use(clock: Monotonic
     await usage.flush()
     assert store.writes == [{"a": at(0), "b": at(0)}, {"a": at(20)}]
     assert store.addresses == [{"a": "10.0.0.1", "b": None}, {"a": "2001:db8::1"}]
+
+
+@pytest.mark.parametrize(
+    ("host", "written"),
+    [
+        ("::1%<svg onload=alert(1)>", "::1"),
+        ("fe80::1%eth0", "fe80::1"),
+        ("2001:DB8::0001", "2001:db8::1"),
+        ("<img src=x onerror=alert(1)>", None),
+    ],
+)
+async def test_only_a_canonical_ip_is_written_as_the_last_used_address(
+    clock: MonotonicClock, host: str, written: str | None
+) -> None:
+    store = RecordingStore()
+    usage = recorder(store, clock)
+    usage.note("a", clock(), host)
+    await usage.write_due()
+    assert store.addresses == [{"a": written}]

@@ -744,3 +744,22 @@ def test_a_sqlite_file_in_a_missing_folder_is_named_as_the_cause(tmp_path: Path)
         f"wfa-keys: cannot use the database sqlite://{missing / 'keys.sqlite3'}: "
         f"the folder {missing} does not exist\n"
     )
+
+
+async def test_prune_audit_events_deletes_the_events_past_the_retention(
+    db: TortoiseContext,
+    clean_env: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WFA_AUDIT_RETENTION_DAYS", "30")
+    old = await AuditEvent.create(action=AuditAction.LOGIN_FAILED, client_ip="192.0.2.1")
+    recent = await AuditEvent.create(action=AuditAction.LOGIN_FAILED, client_ip="192.0.2.2")
+    await AuditEvent.filter(id=old.id).update(created_at=datetime.now(UTC) - timedelta(days=31))
+    await AuditEvent.filter(id=recent.id).update(created_at=datetime.now(UTC) - timedelta(days=29))
+
+    status = await run("prune-audit-events")
+
+    assert status == 0
+    assert capsys.readouterr().out == "Deleted 1 audit event(s) older than 30 day(s).\n"
+    assert await AuditEvent.all().values_list("id", flat=True) == [recent.id]

@@ -9,7 +9,7 @@ from typing import Any
 from tortoise.context import TortoiseContext
 
 from wfa_auth import generate_key_id
-from wfa_keys.inactivity import disable_inactive_keys
+from wfa_keys.inactivity import database_now, disable_inactive_keys
 from wfa_keys.models import (
     AccessToken,
     ApiKey,
@@ -115,3 +115,55 @@ async def test_concurrent_checks_disable_each_key_once(db: TortoiseContext) -> N
     disabled = [key_id for result in results for key_id in result]
     assert sorted(disabled) == sorted(keys)
     assert await AuditEvent.filter(action=AuditAction.KEY_AUTO_DISABLED).count() == 3
+
+
+async def test_a_key_enabled_again_counts_as_active(db: TortoiseContext) -> None:
+    org, owner = await _org("Acme", 30)
+    key_id = await _key(org, owner, created_days_ago=400, used_days_ago=100)
+    await ApiKey.filter(key_id=key_id).update(enabled_at=NOW - timedelta(days=1))
+
+    assert await disable_inactive_keys(NOW) == []
+    assert (await ApiKey.get(key_id=key_id)).enabled
+    # Once the enable itself is older than the limit, the key is inactive again.
+    assert await disable_inactive_keys(NOW + timedelta(days=30)) == [key_id]
+
+
+async def test_a_key_regenerated_recently_counts_as_active(db: TortoiseContext) -> None:
+    org, owner = await _org("Acme", 30)
+    key_id = await _key(org, owner, created_days_ago=400)
+    await ApiKey.filter(key_id=key_id).update(secret_regenerated_at=NOW - timedelta(minutes=1))
+
+    assert await disable_inactive_keys(NOW) == []
+    assert (await ApiKey.get(key_id=key_id)).enabled
+
+
+async def test_the_check_uses_the_database_clock_not_the_process_clock(
+    db: TortoiseContext, monkeypatch: Any
+) -> None:
+    org, owner = await _org("Acme", 1)
+    key_id = await _key(org, owner, created_days_ago=400)
+    used = await database_now() - timedelta(seconds=1)
+    await ApiKey.filter(key_id=key_id).update(last_used_at=used)
+
+    class FastClock(datetime):
+        """This process's clock, two days ahead of the database's."""
+
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]  # a plain one
+            return datetime.now(tz) + timedelta(days=2)
+
+        @classmethod
+        def fromisoformat(cls, text: str) -> datetime:  # type: ignore[override]  # likewise
+            return datetime.fromisoformat(text)
+
+    monkeypatch.setattr("wfa_keys.inactivity.datetime", FastClock)
+
+    assert await disable_inactive_keys() == []
+    assert (await ApiKey.get(key_id=key_id)).enabled
+
+
+async def test_database_now_is_the_current_utc_time(db: TortoiseContext) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    now = await database_now()
+    assert now.tzinfo is not None
+    assert before <= now <= datetime.now(UTC) + timedelta(seconds=5)

@@ -20,6 +20,10 @@ from wfa_keys.settings import Settings, SettingsError
         ("::1", "::1"),
         ("[::1]", "::1"),
         ("2001:DB8::0001", "2001:db8::1"),
+        # A zone ID names an interface of whoever wrote it, and is free text: dropped.
+        ("::1%<svg onload=alert(1)>", "::1"),
+        ("fe80::1%eth0", "fe80::1"),
+        ("[fe80::1%25eth0]", "fe80::1"),
         ("<img src=x onerror=alert(1)>", None),
         ("10.0.0.1, 10.0.0.2", None),
         ("", None),

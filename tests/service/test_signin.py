@@ -307,3 +307,28 @@ async def test_a_lone_surrogate_in_an_argument_is_bad_user_input(
     assert only_error_code(body) == "BAD_USER_INPUT"
     assert body["errors"][0]["extensions"]["field"] == field
     assert await AuditEvent.all().count() == events_before
+
+
+async def test_refused_sign_ins_with_distinct_emails_from_one_address_add_one_row_per_window(
+    make_client: MakeClient, make_user: UserFactory, clock: MonotonicClock
+) -> None:
+    await make_user(EMAIL)
+    attacker = make_client(client_ip="198.51.100.9")
+
+    codes = [await attempt(attacker, email=f"u{n}@spray.example", password="g") for n in range(200)]
+    # The account of a real user among them: still the address's row, no actor.
+    codes.append(await attempt(attacker, password="guess"))
+
+    assert codes.count("UNAUTHENTICATED") == 50
+    assert codes.count("RATE_LIMITED") == 151
+    # 50 refused sign-ins, then one row per address and organization, counted in place.
+    assert await AuditEvent.filter(action=AuditAction.LOGIN_FAILED).count() == 50
+    throttled = await AuditEvent.filter(action=AuditAction.LOGIN_THROTTLED).order_by("id")
+    assert [
+        (e.actor_email, e.organization_id is None, (e.detail or {})["count"]) for e in throttled
+    ] == [
+        (None, True, 150),
+        (None, False, 1),
+    ]
+    assert await AuditEvent.all().count() <= 60
+    assert all("spray" not in json.dumps(e.detail) for e in throttled)

@@ -173,3 +173,27 @@ async def test_the_setting_picks_the_store() -> None:
     redis_store = throttle_store_for(REDIS_URL)
     assert isinstance(redis_store, RedisThrottleStore)
     await redis_store.aclose()
+
+
+async def test_a_limit_of_zero_only_renews_a_member_already_present(
+    make_store: StoreFactory,
+) -> None:
+    clock = Clock()
+    store = make_store(clock)
+
+    assert await store.reserve(BUCKET, "absent", limit=0, window=WINDOW) is not None
+    assert await store.reserve(BUCKET, "ok", limit=1, window=WINDOW) is None
+    assert await store.reserve(BUCKET, "ok", limit=0, window=WINDOW) is None
+    assert await store.reserve(BUCKET, "other", limit=0, window=WINDOW) is not None
+    clock.advance(WINDOW + 1)
+    assert await store.reserve(BUCKET, "ok", limit=0, window=WINDOW) is not None
+
+
+async def test_the_memory_store_answers_a_limit_of_zero_alike() -> None:
+    clock = Clock()
+    store = MemoryThrottleStore(clock=clock.seconds)
+
+    assert await store.reserve(BUCKET, "absent", limit=0, window=WINDOW) is not None
+    assert await store.reserve(BUCKET, "ok", limit=1, window=WINDOW) is None
+    assert await store.reserve(BUCKET, "ok", limit=0, window=WINDOW) is None
+    assert await store.reserve(BUCKET, "other", limit=0, window=WINDOW) is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import strawberry
 
 from wfa_keys.crypto import sha256_hex
+from wfa_keys.devices import DEVICE_COOKIE_NAME, set_device_cookie
 from wfa_keys.graphql.errors import domain_errors
 from wfa_keys.graphql.permissions import admin_only
 from wfa_keys.graphql.queries import ContextInfo
@@ -60,11 +61,20 @@ async def resolve_login(info: ContextInfo, email: str, password: str) -> User:
             client_ip=context.client_ip,
             current_session=context.session,
             request_id=context.request_id,
+            device_cookie=(
+                context.request.cookies.get(DEVICE_COOKIE_NAME)
+                if context.request is not None
+                else None
+            ),
         )
     if context.response is not None:
         set_session_cookie(
             context.response, signed_in.session_id, context.settings, secure=context.secure
         )
+        if signed_in.device_cookie is not None:
+            set_device_cookie(
+                context.response, signed_in.device_cookie, context.settings, secure=context.secure
+            )
     context.session = ActiveSession(id_hash=sha256_hex(signed_in.session_id), user=signed_in.user)
     return User.from_model(signed_in.user)
 

@@ -352,7 +352,9 @@ class AuditEvent:
         default=None,
         description=(
             "How many times it happened: LOGIN_THROTTLED is recorded once per email and "
-            "address per throttle window, counting the refused attempts; null for other actions."
+            "address per throttle window, counting the refused attempts, and once the "
+            "address's own limit has tripped, once per address (no actor email) whatever the "
+            "emails tried; null for other actions."
         ),
     )
 

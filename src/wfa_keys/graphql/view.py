@@ -129,6 +129,7 @@ _REFUSAL_CODES = {
     405: "METHOD_NOT_ALLOWED",
     413: "REQUEST_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
+    # The session store (the database) did not answer: fail closed, and say so.
     503: "SERVICE_UNAVAILABLE",
 }
 
