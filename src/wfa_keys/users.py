@@ -142,7 +142,11 @@ async def set_user_active(email: str, *, active: bool) -> UserChange:
         if not active:
             ended = await end_user_sessions(user.id)
             await TortoiseTokenStore().delete_tokens_for_owner(user.id)
-        await publish_key_change(None)
+        await publish_key_change(
+            None,
+            organization_id=user.organization_id,
+            kind="owner_activated" if active else "owner_deactivated",
+        )
     return UserChange(user, changed=True, sessions_ended=ended)
 
 
@@ -157,7 +161,7 @@ async def set_role(email: str, *, role: Role) -> UserChange:
         await user.save(update_fields=["role"])
         if was_admin:
             await TortoiseTokenStore().delete_tokens_for_owner(user.id)
-        await publish_key_change(None)
+        await publish_key_change(None, organization_id=user.organization_id, kind="owner_role")
     return UserChange(user, changed=True)
 
 
@@ -171,7 +175,7 @@ async def set_password(settings: Settings, email: str, password: str) -> UserCha
         await user.save(update_fields=["password_hash"])
         ended = await end_user_sessions(user.id)
         # Keys do not depend on the password, but the contract announces every user change.
-        await publish_key_change(None)
+        await publish_key_change(None, organization_id=user.organization_id, kind="owner_password")
     return UserChange(user, changed=True, sessions_ended=ended)
 
 
@@ -184,5 +188,9 @@ async def set_subscription(organization: str, *, workflow_automation: bool) -> O
         if org.has_workflow_automation != workflow_automation:
             org.has_workflow_automation = workflow_automation
             await org.save(update_fields=["has_workflow_automation"])
-            await publish_key_change(None)
+            await publish_key_change(
+                None,
+                organization_id=org.id,
+                kind="subscription_on" if workflow_automation else "subscription_off",
+            )
     return org

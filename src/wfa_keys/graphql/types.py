@@ -278,8 +278,8 @@ class CreateApiKeyInput:
     scopes: list[str] | None = strawberry.field(
         default=None,
         description=(
-            "Names from apiScopes; absent or null: every known scope. An unknown scope is "
-            "BAD_USER_INPUT with extensions.field scopes."
+            "Names from apiScopes; absent or null: every scope but keys:verify. An unknown "
+            "scope is BAD_USER_INPUT with extensions.field scopes."
         ),
     )
     allowed_cidrs: list[str] | None = strawberry.field(
