@@ -50,7 +50,7 @@ __all__ = ["HEARTBEAT_SECONDS", "POLL_SECONDS", "ChangeFeed", "ChangeStream"]
 logger = logging.getLogger("wfa_keys.stream")
 
 POLL_SECONDS = 0.2
-HEARTBEAT_SECONDS = 5.0
+HEARTBEAT_SECONDS = 3.0
 #: A client further behind than this many changes is told to reset rather than replayed.
 MAX_REPLAY = 1000
 #: Queued events per stream; a client that reads slower than that is told to reset.

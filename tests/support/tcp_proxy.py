@@ -72,6 +72,15 @@ class TcpProxy:
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
+    def cut(self) -> None:
+        """Cut the open connections and keep accepting new ones (a dropped link)."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for sock in connections:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
     def come_back(self) -> None:
         """Accept connections again, on the same port."""
         self._listen(self.port)
