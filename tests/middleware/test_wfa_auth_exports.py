@@ -16,6 +16,7 @@ def test_public_api_is_pinned() -> None:
             "ApiKeyUser",
             "Argon2Verifier",
             "AuthObserver",
+            "Authority",
             "BearerCredentials",
             "Cache",
             "Caching",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,14 +13,11 @@ from starlette.routing import Mount
 from tortoise.context import TortoiseContext
 
 from support.keys import basic
-from support.settings import cheap_settings
+from support.service_keys import SETTINGS, make_key
 from wfa_auth import generate_key_id, generate_key_secret
 from wfa_keys.api import create_api
-from wfa_keys.crypto import hasher_for
-from wfa_keys.models import ApiKey, Organization, Role, User
-from wfa_keys.scopes import default_scope_names
+from wfa_keys.models import Organization
 
-SETTINGS = cheap_settings(database_url="unused", token_ttl=900)
 VERIFY = "/api/v1/keys/verify"
 TOKEN = "/api/v1/auth/api-key/token"
 
@@ -34,34 +31,6 @@ async def http(db: TortoiseContext) -> AsyncIterator[Any]:
         client.api = api  # type: ignore[attr-defined]
         yield client
     await api.flush_usage()
-
-
-async def make_key(
-    org_name: str = "Acme",
-    *,
-    scopes: Sequence[str] | None = None,
-    allowed_cidrs: Sequence[str] = (),
-    enabled: bool = True,
-    expires_at: datetime | None = None,
-) -> tuple[ApiKey, str]:
-    org, _ = await Organization.get_or_create(name=org_name, has_workflow_automation=True)
-    owner, _ = await User.get_or_create(
-        email=f"ada@{org_name.lower()}.test",
-        defaults={"password_hash": "unused", "role": Role.ADMIN, "organization": org},
-    )
-    secret = generate_key_secret()
-    key = await ApiKey.create(
-        key_id=generate_key_id(),
-        name=f"{org_name} key",
-        secret_hash=hasher_for(SETTINGS).hash(secret),
-        owner=owner,
-        organization=org,
-        scopes=default_scope_names() if scopes is None else list(scopes),
-        allowed_cidrs=list(allowed_cidrs),
-        enabled=enabled,
-        expires_at=expires_at,
-    )
-    return key, secret
 
 
 @pytest.fixture
