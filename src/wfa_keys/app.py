@@ -220,9 +220,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
     # The change stream's poller, shared by every stream of this process (issue 19).
     feed = ChangeFeed()
     api = create_api(settings, throttle_store=throttle_store, observer=observer, feed=feed)
+
+    async def key_changed(key_id: str) -> None:
+        await api.key_changed(key_id)
+        feed.wake()  # the change streams of this process hear of it without waiting a poll
+
     graphql_app = create_graphql_app(
         settings,
-        on_key_changed=api.key_changed,
+        on_key_changed=key_changed,
         throttle_store=throttle_store,
         extensions=extensions,
     )

@@ -109,6 +109,7 @@ class ChangeFeed:
         self._task: asyncio.Task[None] | None = None
         self._started = False
         self._ending = False
+        self._wake = asyncio.Event()
 
     @contextlib.contextmanager
     def subscription(self, organization_id: str) -> Iterator[_Subscriber]:
@@ -123,6 +124,10 @@ class ChangeFeed:
             yield subscriber
         finally:
             self._subscribers.discard(subscriber)
+
+    def wake(self) -> None:
+        """Poll now: a change was just committed by this process (others are polled for)."""
+        self._wake.set()
 
     async def start(self) -> None:
         """Begin at the newest change (a stream replays older ones itself)."""
@@ -176,7 +181,9 @@ class ChangeFeed:
             except Exception as exc:
                 # The streams stay open (heartbeats go on); the next poll catches up.
                 logger.warning("cannot read key changes (%s)", type(exc).__name__)
-            await asyncio.sleep(self.poll_seconds)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
         # Idle: the next stream starts from the newest change, not from a backlog.
         self._started = False
         self._seen.clear()
