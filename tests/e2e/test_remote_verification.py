@@ -102,6 +102,11 @@ async def _remote(
     return app
 
 
+def _verify_calls(server: Server) -> int:
+    """How many verification calls the service has logged."""
+    return server.stderr.count('"route":"/api/v1/keys/verify"')
+
+
 async def _other_organization_key(database_url: str) -> tuple[str, str]:
     """A key of another organization (with every scope), written as the service writes one."""
     secret = generate_key_secret()
@@ -233,6 +238,16 @@ async def test_changes_in_the_service_are_refused_by_the_remote_app_within_a_sec
         for _ in range(2):  # the second one is warm
             assert (await call(app, "/workflows", basic(*key))).status_code == 200
     assert (await call(app, "/whoami", {"Authorization": f"Bearer {token}"})).status_code == 200
+
+    # With the stream up, warm keys are trusted past the 1 s a dead stream allows: no more
+    # verification calls reach the service (so the refusals below come from the stream).
+    # (The service writes its log lines off the request's path: counted once they are out.)
+    await asyncio.sleep(1.5)
+    verified = _verify_calls(server)
+    for key in (disabled, regenerated, deleted, narrowed):
+        assert (await call(app, "/workflows", basic(*key))).status_code == 200
+    await asyncio.sleep(0.5)
+    assert _verify_calls(server) == verified
 
     await console.graphql(ENABLE, id=disabled[0], on=False)
     await eventually(
