@@ -9,6 +9,8 @@ Events (``data`` is JSON):
   ``Last-Event-ID`` follow (else the client must have dropped what it cached, see ``reset``);
 - ``key_changed`` ``{"key_id", "kind"}``: that key was disabled, enabled, regenerated,
   updated, deleted, its grace period ended, or it was disabled as inactive;
+- ``key_changed`` with kind ``expired`` or ``grace_ended`` when a key's expiry or the end
+  of its grace period passes (looked for every second);
 - ``keys_changed`` ``{"key_id": null, "kind"}``: every key of the organization (an owner
   deactivated or demoted, the subscription turned off or on);
 - ``reset`` ``{"reason"}``: the stream cannot say what changed (the client's position is
@@ -34,15 +36,17 @@ import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
+from tortoise.expressions import Q
 
 from wfa_auth import SCOPE_KEY, KeyRecord
 from wfa_auth._responses import send_json
 from wfa_auth._scopes import insufficient_scope
-from wfa_keys.models import KeyChange
+from wfa_keys.models import ApiKey, KeyChange
 from wfa_keys.scopes import VERIFY_SCOPE
 
 __all__ = ["HEARTBEAT_SECONDS", "POLL_SECONDS", "ChangeFeed", "ChangeStream"]
@@ -55,6 +59,8 @@ HEARTBEAT_SECONDS = 3.0
 MAX_REPLAY = 1000
 #: Queued events per stream; a client that reads slower than that is told to reset.
 MAX_QUEUED = 1000
+#: How often the feed looks for keys that expired or whose grace period ended.
+DEADLINE_SECONDS = 1.0
 #: A change ID not yet seen while later ones are (a PostgreSQL transaction that took its ID
 #: earlier and commits later) is waited for this long before taken as rolled back.
 GAP_SECONDS = 10.0
@@ -110,6 +116,8 @@ class ChangeFeed:
         self._started = False
         self._ending = False
         self._wake = asyncio.Event()
+        #: Keys that expired (or whose grace period ended) up to this time were announced.
+        self._deadlines_checked: datetime | None = None
 
     @contextlib.contextmanager
     def subscription(self, organization_id: str) -> Iterator[_Subscriber]:
@@ -176,6 +184,7 @@ class ChangeFeed:
             try:
                 await self.start()
                 await self._poll()
+                await self._announce_deadlines()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -188,6 +197,7 @@ class ChangeFeed:
         self._started = False
         self._seen.clear()
         self._gap_since = None
+        self._deadlines_checked = None
 
     async def _poll(self) -> None:
         rows = (
@@ -203,6 +213,29 @@ class ChangeFeed:
             self._seen.add(number)
             self._dispatch(organization_id, _event_of(key_id, kind))
         self._advance(time.monotonic())
+
+    async def _announce_deadlines(self) -> None:
+        """Keys that expired, or whose grace period ended, since the last look (once a
+        second): no row announces those, since nothing was written when their time came.
+
+        A client that missed one while disconnected loses nothing: the verify endpoint's
+        ``cache_ttl`` never runs past either time.
+        """
+        now = datetime.now(UTC)
+        since = self._deadlines_checked
+        if since is not None and (now - since).total_seconds() < DEADLINE_SECONDS:
+            return
+        self._deadlines_checked = now
+        if since is None:
+            return
+        rows = await ApiKey.filter(
+            Q(expires_at__gt=since, expires_at__lte=now)
+            | Q(previous_secret_expires_at__gt=since, previous_secret_expires_at__lte=now)
+        ).values_list("key_id", "organization_id", "expires_at")
+        for key_id, organization_id, expires_at in rows:
+            expired = expires_at is not None and since < expires_at <= now
+            kind = "expired" if expired else "grace_ended"
+            self._dispatch(str(organization_id), _event_of(key_id, kind))
 
     def _dispatch(self, organization_id: str | None, event: Event) -> None:
         for subscriber in self._subscribers:

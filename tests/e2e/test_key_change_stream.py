@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from support.service_console import EMAIL, ENABLE, ENV, LOGIN, PASSWORD, Console
 from support.serving import Server, start_server
 from wfa_keys.changes import publish_key_change
 from wfa_keys.db import database
-from wfa_keys.models import KeyChange
+from wfa_keys.models import ApiKey, KeyChange
 
 pytestmark = pytest.mark.e2e
 
@@ -174,3 +175,19 @@ async def test_streams_end_when_the_server_stops_and_leave_no_error(console: Con
         assert await stopping == -15
     assert "Application shutdown complete" in server.stderr
     assert '"level":"ERROR"' not in server.stderr
+
+
+async def test_a_key_reaching_its_expiry_is_announced(
+    console: Console, e2e_database_url: str
+) -> None:
+    verifier = basic(*await console.create(scopes=["keys:verify"]))
+    key_id, _ = await console.create()
+    async with stream(console, verifier) as events:
+        await events.next()
+        # Nothing is written when the time comes: the feed looks for it.
+        async with database(e2e_database_url, migrate=False):
+            await ApiKey.filter(key_id=key_id).update(
+                expires_at=datetime.now(UTC) + timedelta(seconds=1.5)
+            )
+        name, data, _ = await events.next()
+        assert (name, data) == ("key_changed", {"key_id": key_id, "kind": "expired"})
