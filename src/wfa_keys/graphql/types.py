@@ -323,6 +323,10 @@ class ApiScope:
 
     name: str
     description: str
+    granted_by_default: bool = strawberry.field(
+        default=True,
+        description="Granted to a key created without a list of scopes (keys:verify is not).",
+    )
 
 
 strawberry.enum(AuditAction, name="AuditAction", description="What an audit event records.")
