@@ -114,6 +114,7 @@ class ChangeFeed:
         self._subscribers: set[_Subscriber] = set()
         self._task: asyncio.Task[None] | None = None
         self._started = False
+        self._from_empty = False
         self._ending = False
         self._wake = asyncio.Event()
         #: Keys that expired (or whose grace period ended) up to this time were announced.
@@ -141,6 +142,9 @@ class ChangeFeed:
         """Begin at the newest change (a stream replays older ones itself)."""
         if not self._started:
             self.position = await latest_change_id()
+            # An empty table says nothing of the next ID (a PostgreSQL sequence goes on
+            # counting after deletes): the first change seen sets the position.
+            self._from_empty = self.position == 0
             self._started = True
 
     def end_streams(self) -> None:
@@ -247,6 +251,9 @@ class ChangeFeed:
 
     def _advance(self, now: float) -> None:
         """Move :attr:`position` over the contiguous IDs seen, and over a gap held too long."""
+        if self._from_empty and self._seen:
+            self.position = min(self._seen) - 1
+            self._from_empty = False
         while self._seen:
             if self.position + 1 in self._seen:
                 self._seen.discard(self.position + 1)

@@ -109,6 +109,11 @@ async def test_each_change_is_one_event_and_the_stream_resumes_from_its_last_id(
         assert await events.next() == ("ready", {"resumed": True}, last_id)
         name, data, _ = await events.next()
         assert (name, data) == ("key_changed", {"key_id": key_id, "kind": "enabled"})
+    # The client hanging up is no error: each stream is logged once, as a 200.
+    server: Server = console.server  # type: ignore[attr-defined]
+    await asyncio.sleep(0.5)  # the log lines are written off the request's path
+    assert server.stderr.count('"route":"/api/v1/keys/changes","status":200') == 2
+    assert '"level":"ERROR"' not in server.stderr
 
 
 async def test_a_position_the_service_cannot_resume_from_is_a_reset(console: Console) -> None:
