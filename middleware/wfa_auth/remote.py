@@ -343,7 +343,8 @@ class RemoteAuthority:
         while True:
             try:
                 await self._read_stream()
-            except (httpx.HTTPError, ValueError, _Unreachable) as exc:
+            # Whatever broke it, the stream is retried: never the app's lifespan brought down.
+            except Exception as exc:
                 if self.stream_healthy:
                     logger.warning("the change stream is down (%s)", type(exc).__name__)
             if self.stream_healthy:
