@@ -26,6 +26,7 @@ from wfa_auth._throttle import MemoryThrottleStore
 from wfa_auth._tokens import secret_fingerprint, token_digest
 from wfa_auth.base import (
     AuthObserver,
+    Authority,
     BearerCredentials,
     Cache,
     CredentialExtractor,
@@ -51,6 +52,7 @@ __all__ = [
     "ApiKeyUser",
     "Argon2Verifier",
     "AuthObserver",
+    "Authority",
     "BearerCredentials",
     "Cache",
     "Caching",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from datetime import datetime
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
@@ -25,6 +25,7 @@ from wfa_auth._responses import JSONErrorResponder, send_json
 from wfa_auth._usage import UsageRecorder
 from wfa_auth.base import (
     AuthObserver,
+    Authority,
     Cache,
     CredentialExtractor,
     ErrorResponder,
@@ -33,6 +34,7 @@ from wfa_auth.base import (
     MalformedCredentials,
     SecretVerifier,
     TokenStore,
+    Usage,
 )
 
 logger = logging.getLogger("wfa_auth")
@@ -41,6 +43,20 @@ logger = logging.getLogger("wfa_auth")
 SCOPE_KEY = "wfa_auth.key"
 # Frozen, so one default instance serves every middleware.
 _TOKENS, _CACHING, _THROTTLING = Tokens(), Caching(), Throttling()
+
+
+class _NoKeyStore:
+    """The store of a middleware whose :class:`~wfa_auth.base.Authority` checks keys (and
+    records their use) elsewhere."""
+
+    async def get_key(self, key_id: str) -> None:
+        return None
+
+    async def replace_secret_hash(self, key_id: str, old_hash: str, new_hash: str) -> None:
+        return None
+
+    async def record_usage(self, last_used: Mapping[str, Usage]) -> None:
+        return None
 
 
 def route_path(scope: Scope) -> str:
@@ -87,13 +103,19 @@ class ApiKeyAuthMiddleware:
     the cached record expires. ``organization_id`` restricts the middleware to the keys of one
     organization (any other key is simply invalid). ``clock`` (wall time) and ``timer``
     (monotonic seconds) are for tests.
+
+    Instead of a ``store``, an ``authority`` (:class:`wfa_auth.remote.RemoteAuthority`) may
+    check the credentials: keys issued by a ``wfa-keys`` service, verified through it and
+    cached here. The answers, ``request.user``, ``request.auth`` and ``requires_scope`` are
+    the same; the token endpoint is the service's (this app serves none).
     """
 
     def __init__(
         self,
         app: ASGIApp,
         *,
-        store: KeyStore,
+        store: KeyStore | None = None,
+        authority: Authority | None = None,
         token_store: TokenStore | None = None,
         verifier: SecretVerifier | None = None,
         extractor: CredentialExtractor | None = None,
@@ -110,7 +132,17 @@ class ApiKeyAuthMiddleware:
         clock: Callable[[], datetime] = utcnow,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
+        if (store is None) == (authority is None):
+            raise TypeError("give the middleware a store or an authority (one of them)")
         self.app = app
+        #: Checks credentials in place of ``store`` (a remote service), when given.
+        self.authority = authority
+        if authority is not None:
+            authority.bind(scopes=scopes, observer=observer)
+            # The service issues the tokens: this app has no token endpoint of its own.
+            tokens = Tokens(path=None, ttl=tokens.ttl, max_per_key=tokens.max_per_key)
+            store = _NoKeyStore()
+        assert store is not None
         self.verifier: SecretVerifier = verifier or Argon2Verifier()
         self.extractor: CredentialExtractor = extractor or HeaderCredentialExtractor()
         # Only the default extractor is known to read credentials from the Authorization
@@ -148,11 +180,15 @@ class ApiKeyAuthMiddleware:
         token of the key is looked up in the token store again (so a token deleted by
         another process is refused once that process's change notification arrives)."""
         await self.authenticator.key_changed(key_id)
+        if self.authority is not None:
+            await self.authority.key_changed(key_id)
 
     def all_keys_changed(self) -> None:
         """Forget everything cached about every key and token (a user's deactivation or role
         change, a subscription change, or a lost change feed): each is checked again."""
         self.authenticator.all_keys_changed()
+        if self.authority is not None:
+            self.authority.all_keys_changed()
 
     def set_record_cache_ttl(self, seconds: float) -> None:
         """How long records read from now on are trusted without another lookup.
@@ -174,8 +210,18 @@ class ApiKeyAuthMiddleware:
         ``Mount`` passes no lifespan to the mounted app: then enter it from the app's own
         lifespan (``async with api.running(): yield``), before the database closes. Without
         it, due writes are made after a later response, and pending ones are lost at exit.
+        With an ``authority``, its own work (the change stream) runs too.
         """
-        return self.usage.run()
+        if self.authority is None:
+            return self.usage.run()
+        return self._running_with(self.authority)
+
+    @asynccontextmanager
+    async def _running_with(self, authority: Authority) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(self.usage.run())
+            await stack.enter_async_context(authority.running())
+            yield
 
     def _is_public(self, scope: Scope) -> bool:
         path = route_path(scope)
@@ -205,6 +251,9 @@ class ApiKeyAuthMiddleware:
             scope["user"] = UnauthenticatedUser()
             scope["auth"] = AuthCredentials()
             await self.app(scope, receive, send)
+            return
+        if self.authority is not None:
+            await self._call_with(self.authority, scope, receive, send)
             return
         # Inlined rather than a method of its own: this is the hot path of every request.
         try:
@@ -245,6 +294,41 @@ class ApiKeyAuthMiddleware:
         if self.usage.write_is_due():
             # No timer task runs (no lifespan reached us): write after the response instead.
             await self.usage.write_due()
+
+    async def _call_with(
+        self, authority: Authority, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """:meth:`__call__` with the credentials checked by ``authority``."""
+        try:
+            user: ApiKeyUser | None = None
+            memo: bytes | None = None
+            if self._by_header:
+                raw = sole_authorization(scope)
+                if raw is not None:
+                    memo = authority.header_memo(raw)
+                    user = authority.warm(memo, scope.get("client"))
+            if user is None:
+                try:
+                    credentials = self.extractor.extract(scope)
+                except MalformedCredentials as exc:
+                    raise AuthenticationRefused(
+                        errors.INVALID_REQUEST.with_message(str(exc).capitalize() + ".")
+                    ) from None
+                if credentials is not None:
+                    user = await authority.authenticate(credentials, scope.get("client"), memo)
+                elif not self.allow_anonymous:
+                    raise AuthenticationRefused(errors.MISSING_CREDENTIALS)
+        except AuthenticationRefused as refused:
+            await self._refuse(scope, receive, send, refused.refusal)
+            return
+        if user is None:
+            scope["user"] = UnauthenticatedUser()
+            scope["auth"] = AuthCredentials()
+        else:
+            scope["user"] = user
+            scope["auth"] = user.auth
+            scope[SCOPE_KEY] = user.key
+        await self.app(scope, receive, send)
 
     async def _token_endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":

@@ -7,11 +7,15 @@ middleware into another database, cache or hashing scheme.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from starlette.types import Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from wfa_auth._principal import ApiKeyUser
 
 
 @runtime_checkable
@@ -300,4 +304,44 @@ class ErrorResponder(Protocol):
         headers: Mapping[str, str],
     ) -> None:
         """Send a complete HTTP response (or close a websocket) for the refusal."""
+        ...
+
+
+class Authority(Protocol):
+    """Decides who credentials belong to in place of the middleware's own checks: a remote
+    service (:class:`wfa_auth.remote.RemoteAuthority`) that verifies keys it issued.
+
+    The middleware still extracts credentials, answers refusals and sets ``request.user``,
+    ``request.auth`` and the key; the authority checks, caches and forgets.
+    """
+
+    def bind(self, *, scopes: Sequence[str], observer: AuthObserver | None) -> None:
+        """Told once by the middleware: the scopes it grants every key, and its observer."""
+        ...
+
+    def header_memo(self, raw: bytes) -> bytes:
+        """A keyed digest of an ``Authorization`` header as received (never the header)."""
+        ...
+
+    def warm(self, memo: bytes, client: Any) -> ApiKeyUser | None:
+        """Who the credentials under ``memo`` belong to without any I/O, or None; raises
+        AuthenticationRefused when the key's allow-list refuses ``client``."""
+        ...
+
+    async def authenticate(
+        self, credentials: Credentials, client: Any, header_memo: bytes | None = None
+    ) -> ApiKeyUser:
+        """Who the credentials belong to, or raise AuthenticationRefused."""
+        ...
+
+    async def key_changed(self, key_id: str) -> None:
+        """Forget what is cached for ``key_id``."""
+        ...
+
+    def all_keys_changed(self) -> None:
+        """Forget everything cached."""
+        ...
+
+    def running(self) -> AbstractAsyncContextManager[None]:
+        """The authority's background work (a change stream) while entered."""
         ...

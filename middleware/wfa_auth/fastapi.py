@@ -35,6 +35,7 @@ from wfa_auth import (
     SCOPE_KEY,
     ApiKeyAuthMiddleware,
     ApiKeyUser,
+    Authority,
     KeyRecord,
     KeyStore,
     insufficient_scope,
@@ -156,22 +157,28 @@ class ApiKeySecurity:
     It declares the four ways to authenticate as OpenAPI security schemes (HTTP Basic, the
     ``X-API-Key-ID``/``X-API-Key-Secret`` headers, HTTP Bearer), so ``/docs`` offers them.
 
-    With ``store``, it authenticates by itself through an :class:`~wfa_auth.ApiKeyAuthMiddleware`
-    built with ``store`` and ``options`` (any option of the middleware); without, it expects
-    that middleware mounted in front of the app. Either way, after a success
-    ``request.user`` and ``request.auth`` are set as the middleware sets them. Refusals are
+    With ``store`` (or ``authority``: keys checked by a ``wfa-keys`` service through
+    :class:`wfa_auth.remote.RemoteAuthority`), it authenticates by itself through an
+    :class:`~wfa_auth.ApiKeyAuthMiddleware` built with it and ``options`` (any option of the
+    middleware); without, it expects that middleware mounted in front of the app. Either way,
+    after a success ``request.user`` and ``request.auth`` are set as the middleware sets
+    them. Refusals are
     FastAPI's ``HTTPException`` with the middleware's status, headers and
     ``{"error": ..., "message": ...}`` as ``detail``; on a websocket, a close with 1008.
     """
 
-    def __init__(self, *, store: KeyStore | None = None, **options: Any) -> None:
-        if store is None and options:
+    def __init__(
+        self, *, store: KeyStore | None = None, authority: Authority | None = None, **options: Any
+    ) -> None:
+        if store is None and authority is None and options:
             raise TypeError("middleware options need a store: ApiKeySecurity(store=..., ...)")
         #: The middleware that checks credentials for this dependency (None when one is
         #: mounted in front of the app instead): call its ``key_changed`` after changing a key.
-        self.middleware: ApiKeyAuthMiddleware | None = (
-            None if store is None else ApiKeyAuthMiddleware(_reached, store=store, **options)
-        )
+        self.middleware: ApiKeyAuthMiddleware | None = None
+        if store is not None or authority is not None:
+            self.middleware = ApiKeyAuthMiddleware(
+                _reached, store=store, authority=authority, **options
+            )
 
     def __repr__(self) -> str:
         mode = "mounted middleware" if self.middleware is None else "own middleware"
@@ -224,10 +231,16 @@ class ApiKeySecurity:
 
     @asynccontextmanager
     async def lifespan(self, app: object) -> AsyncIterator[None]:
-        """``FastAPI(lifespan=auth.lifespan)``: writes pending last-used times at shutdown.
+        """``FastAPI(lifespan=auth.lifespan)``: writes pending last-used times at shutdown;
+        with an ``authority`` (:class:`wfa_auth.remote.RemoteAuthority`), follows its change
+        stream while the app runs.
 
         A mounted middleware does this by itself; this is for the dependency-only use.
         """
+        if self.middleware is not None and self.middleware.authority is not None:
+            async with self.middleware.running():
+                yield
+            return
         yield
         if self.middleware is not None:
             await self.middleware.flush_usage()

@@ -33,8 +33,11 @@ from wfa_auth import (
 from wfa_keys.crypto import hasher_for
 from wfa_keys.limits import MAX_NAME_LENGTH, MAX_TOKENS_PER_KEY
 from wfa_keys.models import Workflow
+from wfa_keys.openapi import OPENAPI_PATH, openapi_endpoint
 from wfa_keys.settings import Settings
 from wfa_keys.store import TortoiseKeyStore, TortoiseTokenStore
+from wfa_keys.stream import ChangeFeed, ChangeStream
+from wfa_keys.verification import KeyVerification
 
 #: The newest workflows listed by ``GET /v1/workflows``.
 MAX_WORKFLOWS_LISTED = 100
@@ -128,6 +131,7 @@ def create_api(
     observer: AuthObserver | None = None,
     clock: Callable[[], datetime] = _utcnow,
     timer: Callable[[], float] = time.monotonic,
+    feed: ChangeFeed | None = None,
 ) -> ApiKeyAuthMiddleware:
     """The sample API wrapped in the middleware, with the Tortoise stores.
 
@@ -142,17 +146,29 @@ def create_api(
     them would give them, rather than an app of their own, which would add its own error
     layer on every call: an unhandled error goes up to the app mounting them. In the service
     the request log answers it (:class:`~wfa_keys.logs.RequestLogMiddleware`).
+
+    For other services: ``POST /v1/keys/verify`` (:mod:`wfa_keys.verification`, the
+    middleware's own checks), ``GET /v1/keys/changes`` (:mod:`wfa_keys.stream`, read by
+    ``feed``, one per process) and the public ``GET /openapi.json``.
     """
+    verification = KeyVerification()
     app = ExceptionMiddleware(
         Router(
             routes=[
                 Route("/v1/whoami", whoami, methods=["GET"]),
                 Route("/v1/workflows", list_workflows, methods=["GET"]),
                 Route("/v1/workflows", create_workflow, methods=["POST"]),
+                Route("/v1/keys/verify", verification.verify, methods=["POST"]),
+                Route(
+                    "/v1/keys/changes",
+                    ChangeStream(feed if feed is not None else ChangeFeed()),
+                    methods=["GET"],
+                ),
+                Route(OPENAPI_PATH, openapi_endpoint, methods=["GET"]),
             ]
         )
     )
-    return ApiKeyAuthMiddleware(
+    middleware = ApiKeyAuthMiddleware(
         app,
         store=TortoiseKeyStore(),
         token_store=TortoiseTokenStore(),
@@ -160,6 +176,9 @@ def create_api(
         tokens=Tokens(ttl=settings.token_ttl, max_per_key=MAX_TOKENS_PER_KEY),
         throttling=Throttling(store=throttle_store),
         observer=observer,
+        public_paths=[OPENAPI_PATH],
         clock=clock,
         timer=timer,
     )
+    verification.authenticator = middleware.authenticator
+    return middleware

@@ -50,6 +50,7 @@ from wfa_keys.proxy import (
     with_root_path,
 )
 from wfa_keys.settings import Settings
+from wfa_keys.stream import ChangeFeed
 from wfa_keys.throttling import (
     DatabaseThrottleStore,
     RedisThrottleStore,
@@ -225,10 +226,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
         extensions.append(GraphQLOperationMetrics)
         routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     # The shared throttle store serves the middleware's throttles and the sign-in throttle.
-    api = create_api(settings, throttle_store=throttle_store, observer=observer)
+    # The change stream's poller, shared by every stream of this process (issue 19).
+    feed = ChangeFeed()
+    api = create_api(settings, throttle_store=throttle_store, observer=observer, feed=feed)
+
+    async def key_changed(key_id: str) -> None:
+        await api.key_changed(key_id)
+        feed.wake()  # the change streams of this process hear of it without waiting a poll
+
     graphql_app = create_graphql_app(
         settings,
-        on_key_changed=api.key_changed,
+        on_key_changed=key_changed,
         throttle_store=throttle_store,
         extensions=extensions,
     )
@@ -260,7 +268,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # Mounted apps get no lifespan events of their own: run the middleware's timer
             # (each key's last use written when its minute ends), and write the pending
             # last-used times before the connections close.
-            async with api.running():
+            # Open change streams end when the server is told to stop (else it waits for them).
+            async with api.running(), feed.ending_on_exit_signals():
                 # Keys past their organization's inactivity limit, disabled by every process
                 # (a conditional update: one of them wins), this one's cache told at once.
                 checker = asyncio.create_task(

@@ -52,9 +52,21 @@ def _is_postgres() -> bool:
     return get_connection("default").capabilities.dialect == "postgres"
 
 
-async def publish_key_change(key_id: str | None) -> None:
-    """Announce, in the caller's transaction, that ``key_id`` changed (None: every key)."""
-    change = await KeyChange.create(key_id=key_id)
+async def publish_key_change(
+    key_id: str | None, *, organization_id: object | None = None, kind: str | None = None
+) -> None:
+    """Announce, in the caller's transaction, that ``key_id`` changed (None: every key).
+
+    ``organization_id`` (the key's, or the one whose keys all changed) and ``kind`` (what
+    happened: ``disabled``, ``regenerated``, ...) are for the change stream of
+    ``GET /api/v1/keys/changes``; a change without an organization reaches every
+    organization's stream as "every key changed".
+    """
+    change = await KeyChange.create(
+        key_id=key_id,
+        organization_id=None if organization_id is None else str(organization_id),
+        kind=kind,
+    )
     if _is_postgres():
         payload = f"{change.id}:{key_id or ALL_KEYS}"
         await get_connection("default").execute_query(

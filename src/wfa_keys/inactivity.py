@@ -95,7 +95,9 @@ async def disable_inactive_keys(now: datetime | None = None) -> list[str]:
                     key_id=key_id,
                     detail={"inactivityDays": days},
                 )
-                await publish_key_change(key_id)
+                await publish_key_change(
+                    key_id, organization_id=organization_id, kind="auto_disabled"
+                )
             disabled.append(key_id)
     return disabled
 

@@ -129,7 +129,20 @@ async def _record_change(
         key_id=key_id,
         detail=detail,
     )
-    await publish_key_change(key_id)
+    await publish_key_change(
+        key_id, organization_id=actor.organization_id, kind=_CHANGE_KINDS.get(action)
+    )
+
+
+#: What the change stream calls each change (``GET /api/v1/keys/changes``).
+_CHANGE_KINDS = {
+    AuditAction.KEY_ENABLED: "enabled",
+    AuditAction.KEY_DISABLED: "disabled",
+    AuditAction.KEY_REGENERATED: "regenerated",
+    AuditAction.PREVIOUS_SECRET_REVOKED: "grace_ended",
+    AuditAction.KEY_UPDATED: "updated",
+    AuditAction.KEY_DELETED: "deleted",
+}
 
 
 def _has_valid_previous_secret(key: ApiKey, now: datetime) -> bool:
@@ -238,7 +251,7 @@ class KeyManager:
     ) -> NewSecret:
         """Create an enabled key owned by ``actor``; its secret is in the result only.
 
-        ``scopes`` None grants every known scope (the seed's keys could call everything);
+        ``scopes`` None grants every default scope (all but ``keys:verify``);
         ``allowed_cidrs`` None or empty allows calls from anywhere.
         """
         name = validation.key_name(name)

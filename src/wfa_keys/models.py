@@ -181,6 +181,11 @@ class KeyChange(Model):
     id = fields.BigIntField(primary_key=True)
     key_id = fields.CharField(max_length=64, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # -- for the change stream (GET /api/v1/keys/changes), added by 0009 ----------------
+    #: The organization of the changed key or keys (null: every one).
+    organization_id = fields.CharField(max_length=36, null=True)
+    #: What changed (disabled, regenerated, deleted, ...), for the stream.
+    kind = fields.CharField(max_length=32, null=True)
 
     class Meta:
         table = "key_change"

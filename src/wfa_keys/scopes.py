@@ -15,9 +15,11 @@ from wfa_keys.limits import MAX_ALLOWED_CIDRS
 
 __all__ = [
     "KNOWN_SCOPES",
+    "VERIFY_SCOPE",
     "Scope",
     "ScopeError",
     "all_scope_names",
+    "default_scope_names",
     "normalize_cidrs",
     "normalize_scopes",
 ]
@@ -29,11 +31,24 @@ class Scope:
 
     name: str
     description: str
+    #: Granted to a key created without a list of scopes.
+    default: bool = True
 
+
+#: Verifying other keys of the organization and following their changes
+#: (``POST /api/v1/keys/verify``, ``GET /api/v1/keys/changes``): what a service that checks
+#: keys on this one's behalf needs. Never a default: a verifying service is a deliberate choice.
+VERIFY_SCOPE = "keys:verify"
 
 KNOWN_SCOPES: tuple[Scope, ...] = (
     Scope("workflows:read", "List the organization's workflows."),
     Scope("workflows:write", "Create workflows."),
+    Scope(
+        VERIFY_SCOPE,
+        "Verify the organization's keys and follow their changes (for services that check "
+        "keys remotely); never granted by default.",
+        default=False,
+    ),
 )
 
 
@@ -42,17 +57,22 @@ class ScopeError(ValueError):
 
 
 def all_scope_names() -> list[str]:
-    """Every known scope, in the order they are documented: what a key gets by default."""
+    """Every known scope, in the order they are documented."""
     return [scope.name for scope in KNOWN_SCOPES]
 
 
+def default_scope_names() -> list[str]:
+    """The scopes a key gets when created without a list: every known one but ``keys:verify``."""
+    return [scope.name for scope in KNOWN_SCOPES if scope.default]
+
+
 def normalize_scopes(names: Iterable[str] | None) -> list[str]:
-    """The scopes to store: every known scope for None, else the known names given, deduplicated.
+    """The scopes to store: the default ones for None, else the known names given, deduplicated.
 
     Raises ScopeError naming the first unknown scope.
     """
     if names is None:
-        return all_scope_names()
+        return default_scope_names()
     known = all_scope_names()
     chosen: set[str] = set()
     for name in names:

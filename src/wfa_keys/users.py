@@ -169,7 +169,11 @@ async def set_user_active(email: str, *, active: bool, actor_name: str | None = 
             await TortoiseTokenStore().delete_tokens_for_owner(user.id)
         action = AuditAction.USER_ACTIVATED if active else AuditAction.USER_DEACTIVATED
         await _record(actor_name, action, user.organization_id, email=user.email)
-        await publish_key_change(None)
+        await publish_key_change(
+            None,
+            organization_id=user.organization_id,
+            kind="owner_activated" if active else "owner_deactivated",
+        )
     return UserChange(user, changed=True, sessions_ended=ended)
 
 
@@ -191,7 +195,7 @@ async def set_role(email: str, *, role: Role, actor_name: str | None = None) -> 
             email=user.email,
             role=role.value,
         )
-        await publish_key_change(None)
+        await publish_key_change(None, organization_id=user.organization_id, kind="owner_role")
     return UserChange(user, changed=True)
 
 
@@ -208,7 +212,7 @@ async def set_password(
         ended = await end_user_sessions(user.id)
         await _record(actor_name, AuditAction.PASSWORD_SET, user.organization_id, email=user.email)
         # Keys do not depend on the password, but the contract announces every user change.
-        await publish_key_change(None)
+        await publish_key_change(None, organization_id=user.organization_id, kind="owner_password")
     return UserChange(user, changed=True, sessions_ended=ended)
 
 
@@ -229,5 +233,9 @@ async def set_subscription(
                 org.id,
                 workflowAutomation="on" if workflow_automation else "off",
             )
-            await publish_key_change(None)
+            await publish_key_change(
+                None,
+                organization_id=org.id,
+                kind="subscription_on" if workflow_automation else "subscription_off",
+            )
     return org

@@ -69,7 +69,7 @@ def lifetime_days(value: int | None, field: str = "lifetime_days") -> int | None
 
 
 def scopes(values: Iterable[str] | None, field: str = "scopes") -> list[str]:
-    """The scopes to store: every known scope for None, else known names only."""
+    """The scopes to store: the default ones (all but keys:verify) for None, else known names."""
     try:
         return normalize_scopes(values)
     except ScopeError as exc:

@@ -315,6 +315,11 @@ def test_keyboard_only_create_with_focus_trapped_in_the_dialog_and_returned_afte
     page.keyboard.press("Space")
     expect(write).not_to_be_checked()
     page.keyboard.press("Tab")
+    # keys:verify, for verifying services, is never ticked by default.
+    verify = dialog.get_by_role("checkbox", name="keys:verify")
+    expect(verify).to_be_focused()
+    expect(verify).not_to_be_checked()
+    page.keyboard.press("Tab")
     expect(dialog.get_by_role("textbox", name="Allowed networks")).to_be_focused()
     page.keyboard.press("Tab")
     expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()

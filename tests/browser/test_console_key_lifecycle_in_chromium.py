@@ -45,9 +45,10 @@ def test_a_key_with_only_workflows_read_and_an_allow_list_lists_workflows_but_ca
     page.get_by_role("button", name="Add More").click()
     dialog = page.get_by_role("dialog", name="Create API Key")
     scopes = dialog.get_by_role("group", name="Scopes")
-    # Every scope is ticked by default, as the API's default for a key is every scope.
+    # The default scopes are ticked, as the API grants them: never keys:verify.
     expect(scopes.get_by_role("checkbox", name="workflows:read")).to_be_checked()
     expect(scopes.get_by_role("checkbox", name="workflows:write")).to_be_checked()
+    expect(scopes.get_by_role("checkbox", name="keys:verify")).not_to_be_checked()
     expect(scopes.get_by_role("checkbox", name="workflows:read")).to_have_accessible_description(
         "List the organization's workflows."
     )

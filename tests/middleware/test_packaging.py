@@ -73,8 +73,9 @@ def test_the_wfa_auth_wheel_requires_only_starlette_anyio_and_argon2(
     assert sorted(r for r in requires if "extra ==" in r) == [
         "fastapi>=0.165; extra == 'fastapi'",
         "httpx>=0.27; extra == 'client'",
+        "httpx>=0.27; extra == 'remote'",
     ]
-    assert sorted(info.get_all("Provides-Extra") or []) == ["client", "fastapi"]
+    assert sorted(info.get_all("Provides-Extra") or []) == ["client", "fastapi", "remote"]
 
 
 def test_the_installed_wheel_protects_an_app_without_any_service_package(

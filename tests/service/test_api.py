@@ -21,7 +21,7 @@ from wfa_keys.api import ApiJSONResponse, create_api
 from wfa_keys.app import create_app
 from wfa_keys.crypto import hasher_for
 from wfa_keys.models import AccessToken, ApiKey, Organization, Role, User, Workflow
-from wfa_keys.scopes import all_scope_names
+from wfa_keys.scopes import default_scope_names
 from wfa_keys.settings import Settings
 
 SETTINGS = cheap_settings(database_url="unused", token_ttl=900)
@@ -41,7 +41,7 @@ async def http(db: TortoiseContext) -> AsyncIterator[Any]:
 async def make_key(
     *, scopes: Sequence[str] | None = None, allowed_cidrs: Sequence[str] = ()
 ) -> tuple[ApiKey, str]:
-    """A key of ada@acme.test written as the service writes it (every scope by default)."""
+    """A key of ada@acme.test written as the service writes it (the default scopes)."""
     org, _ = await Organization.get_or_create(name="Acme", has_workflow_automation=True)
     owner, _ = await User.get_or_create(
         email="ada@acme.test",
@@ -54,7 +54,7 @@ async def make_key(
         secret_hash=hasher_for(SETTINGS).hash(secret),
         owner=owner,
         organization=org,
-        scopes=all_scope_names() if scopes is None else list(scopes),
+        scopes=default_scope_names() if scopes is None else list(scopes),
         allowed_cidrs=list(allowed_cidrs),
     )
     return key, secret

@@ -8,8 +8,13 @@ from wfa_keys.limits import MAX_ALLOWED_CIDRS
 from wfa_keys.scopes import ScopeError, all_scope_names, normalize_cidrs, normalize_scopes
 
 
-def test_omitted_scopes_mean_every_known_scope() -> None:
-    assert normalize_scopes(None) == all_scope_names() == ["workflows:read", "workflows:write"]
+def test_omitted_scopes_mean_every_known_scope_but_keys_verify() -> None:
+    assert normalize_scopes(None) == ["workflows:read", "workflows:write"]
+    assert all_scope_names() == ["workflows:read", "workflows:write", "keys:verify"]
+
+
+def test_keys_verify_is_granted_only_when_asked_for() -> None:
+    assert normalize_scopes(["keys:verify"]) == ["keys:verify"]
 
 
 def test_scopes_are_deduplicated_and_kept_in_documented_order() -> None:

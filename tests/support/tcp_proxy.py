@@ -158,6 +158,16 @@ class TcpProxy:
                     sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
 
+    def cut(self) -> None:
+        """Cut the open connections and keep accepting new ones (a dropped link)."""
+        with self._lock:
+            links, self._links = self._links, []
+        for link in links:
+            for sock in link.sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
     def come_back(self) -> None:
         """Accept connections again, on the same port."""
         self._listen(self.port)

@@ -80,7 +80,10 @@ async def resolve_api_key(info: ContextInfo, id: strawberry.ID) -> ApiKey | None
 
 
 def resolve_api_scopes() -> list[ApiScope]:
-    return [ApiScope(name=scope.name, description=scope.description) for scope in KNOWN_SCOPES]
+    return [
+        ApiScope(name=s.name, description=s.description, granted_by_default=s.default)
+        for s in KNOWN_SCOPES
+    ]
 
 
 async def resolve_audit_events(

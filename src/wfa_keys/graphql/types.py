@@ -278,8 +278,8 @@ class CreateApiKeyInput:
     scopes: list[str] | None = strawberry.field(
         default=None,
         description=(
-            "Names from apiScopes; absent or null: every known scope. An unknown scope is "
-            "BAD_USER_INPUT with extensions.field scopes."
+            "Names from apiScopes; absent or null: every scope but keys:verify. An unknown "
+            "scope is BAD_USER_INPUT with extensions.field scopes."
         ),
     )
     allowed_cidrs: list[str] | None = strawberry.field(
@@ -323,6 +323,10 @@ class ApiScope:
 
     name: str
     description: str
+    granted_by_default: bool = strawberry.field(
+        default=True,
+        description="Granted to a key created without a list of scopes (keys:verify is not).",
+    )
 
 
 strawberry.enum(AuditAction, name="AuditAction", description="What an audit event records.")

@@ -49,7 +49,9 @@ query List($status: ApiKeyStatus, $within: Int, $search: String, $first: Int, $a
   }
 }
 """
-ALL_SCOPES = ["workflows:read", "workflows:write"]
+ALL_SCOPES = ["workflows:read", "workflows:write", "keys:verify"]
+#: What a key gets without a list: never keys:verify (a verifying service is deliberate).
+DEFAULT_SCOPES = ["workflows:read", "workflows:write"]
 
 
 async def create(api: Api, **input: Any) -> dict[str, Any]:
@@ -98,24 +100,25 @@ async def token_hashes(key_id: str) -> list[str]:
 
 
 async def test_api_scopes_lists_every_known_scope_with_its_description(admin: Api) -> None:
-    body = await admin("{ apiScopes { name description } }")
+    body = await admin("{ apiScopes { name description grantedByDefault } }")
 
     scopes = body["data"]["apiScopes"]
     assert [scope["name"] for scope in scopes] == ALL_SCOPES
     assert all(scope["description"] for scope in scopes)
+    assert [s["name"] for s in scopes if s["grantedByDefault"]] == DEFAULT_SCOPES
 
 
-async def test_a_key_created_without_scopes_gets_every_scope_and_no_allow_list(
+async def test_a_key_created_without_scopes_gets_the_default_scopes_and_no_allow_list(
     admin: Api,
 ) -> None:
     key = (await create(admin))["apiKey"]
 
-    assert key["scopes"] == ALL_SCOPES
+    assert key["scopes"] == DEFAULT_SCOPES
     assert key["allowedCidrs"] == []
     assert key["previousSecretExpiresAt"] is None
     assert key["lastUsedIp"] is None
     row = await ApiKey.get(key_id=key["id"])
-    assert (row.scopes, row.allowed_cidrs) == (ALL_SCOPES, [])
+    assert (row.scopes, row.allowed_cidrs) == (DEFAULT_SCOPES, [])
 
 
 async def test_a_key_is_created_with_the_scopes_and_networks_given_in_canonical_form(

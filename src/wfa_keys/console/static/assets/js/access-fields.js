@@ -5,7 +5,7 @@
 import { gql } from "./api.js";
 import { h, say } from "./dom.js";
 
-const SCOPES = "query ApiScopes { apiScopes { name description } }";
+const SCOPES = "query ApiScopes { apiScopes { name description grantedByDefault } }";
 
 let known = null;
 
@@ -62,7 +62,8 @@ export function accessFields(prefix) {
   return {
     networks,
 
-    /** Draw one checkbox per known scope; `checked` names the ones to tick (all if null). */
+    /** Draw one checkbox per known scope; `checked` names the ones to tick (null: the ones
+     * the API grants by default, so never keys:verify unless asked for). */
     async render(checked = null) {
       const scopes = await knownScopes();
       list.replaceChildren(
@@ -75,7 +76,7 @@ export function accessFields(prefix) {
               type: "checkbox",
               id,
               value: scope.name,
-              checked: checked === null || checked.includes(scope.name),
+              checked: checked === null ? scope.grantedByDefault : checked.includes(scope.name),
               "aria-describedby": `${id}-description`,
             }),
             h("label", { for: id }, h("code", {}, scope.name)),

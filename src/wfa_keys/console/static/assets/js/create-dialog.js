@@ -114,7 +114,7 @@ export async function openCreateDialog(opener) {
   submit.disabled = true;
   openModal(dialog, { opener, focus: name });
   try {
-    await access.render(); // every scope ticked: the default of the API, too
+    await access.render(); // the default scopes ticked, as the API grants them
     submit.disabled = false;
   } catch (error) {
     if (dialog.open) say($("create-error"), describeError(error));

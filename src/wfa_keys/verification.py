@@ -1,0 +1,232 @@
+"""``POST /api/v1/keys/verify``: other services check this organization's keys through us.
+
+A service that cannot read our database (an app in another language, another ASGI app with
+``wfa_auth.RemoteAuthority``) sends the credentials its caller presented, and the address it
+saw, with a key of its own that has the ``keys:verify`` scope. The check is the middleware's
+own (:meth:`wfa_auth._authenticator.Authenticator.check`): the same record cache, argon2
+limiter, dummy verification for unknown Key IDs, throttle store and limits, and the same
+last-use recording, so a key used only through remote apps keeps a true ``lastUsedAt`` and
+``lastUsedIp`` (and is not disabled as inactive).
+
+Every well-formed request is answered 200 ``{"valid", "code", "key", "cache_ttl"}``:
+
+- ``code`` is one of :data:`CODES`; unknown Key ID, wrong secret, unknown token and another
+  organization's key are all ``INVALID_CREDENTIALS``, with comparable timing;
+- ``key`` is present only when the secret or token matched;
+- ``cache_ttl`` is how long a ``VALID`` answer may be reused without asking again (0 for
+  any other), bounded by the key's expiry, the token's and the end of a grace period;
+- ``reason`` is the middleware's own error code (``key_owner_inactive``, ``token_expired``,
+  ...), so a remote middleware answers exactly as a local one would; ``retry_after`` comes
+  with ``THROTTLED``.
+
+Failures are throttled by the reported ``client_ip`` within the calling key: one remote app
+cannot lock out another's clients, and a remote app's client is throttled as if it called
+us directly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from wfa_auth import SCOPE_KEY, ApiKeyUser, BearerCredentials, KeyCredentials, KeyRecord
+from wfa_auth._authenticator import Authenticator
+from wfa_auth._errors import AuthenticationRefused
+from wfa_auth._scopes import insufficient_scope
+from wfa_keys.proxy import parse_ip
+from wfa_keys.scopes import VERIFY_SCOPE
+
+__all__ = ["CODES", "MAX_CACHE_TTL", "MAX_VERIFY_BODY", "KeyVerification"]
+
+#: The answers' codes, for programs.
+CODES = (
+    "VALID",
+    "INVALID_CREDENTIALS",
+    "DISABLED",
+    "EXPIRED",
+    "IP_NOT_ALLOWED",
+    "INSUFFICIENT_SCOPE",
+    "THROTTLED",
+)
+#: A ``VALID`` answer is reused by the caller for at most this many seconds (the change
+#: stream drops it earlier when the key changes).
+MAX_CACHE_TTL = 60
+MAX_VERIFY_BODY = 8192
+_MAX_SCOPES = 50
+_MAX_TEXT = 512
+
+# The middleware's refusal codes, as the verify endpoint's codes.
+_CODES_BY_ERROR = {
+    "invalid_credentials": "INVALID_CREDENTIALS",
+    "invalid_token": "INVALID_CREDENTIALS",
+    "invalid_request": "INVALID_CREDENTIALS",
+    "key_disabled": "DISABLED",
+    "key_owner_inactive": "DISABLED",
+    "subscription_required": "DISABLED",
+    "key_expired": "EXPIRED",
+    "token_expired": "EXPIRED",
+    "ip_not_allowed": "IP_NOT_ALLOWED",
+    "too_many_attempts": "THROTTLED",
+}
+# The middleware's finer code, for a remote middleware to answer as a local one would; never
+# for INVALID_CREDENTIALS, one answer whatever was wrong.
+_REASONS = frozenset(e for e, code in _CODES_BY_ERROR.items() if code != "INVALID_CREDENTIALS")
+
+
+class _Malformed(ValueError):
+    """The body is not a verification request; the message says what is expected."""
+
+
+def _bad_request(message: str) -> Response:
+    body = json.dumps({"error": "invalid_request", "message": message}).encode()
+    return Response(body, status_code=400, media_type="application/json")
+
+
+def _answer(
+    code: str,
+    *,
+    key: KeyRecord | None = None,
+    cache_ttl: int = 0,
+    reason: str | None = None,
+    retry_after: str | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "valid": code == "VALID",
+        "code": code,
+        "key": None if key is None else _key_json(key),
+        "cache_ttl": cache_ttl,
+    }
+    if reason is not None:
+        body["reason"] = reason
+    headers = {"Cache-Control": "no-store"}
+    if retry_after is not None:
+        body["retry_after"] = int(retry_after)
+        headers["Retry-After"] = retry_after
+    return Response(
+        json.dumps(body, separators=(",", ":")).encode(),
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def _key_json(key: KeyRecord) -> dict[str, Any]:
+    """What a verifying service may know of a key: never its hash."""
+    return {
+        "key_id": key.key_id,
+        "name": key.name,
+        "organization_id": key.organization_id,
+        "organization_name": key.organization_name,
+        "owner_id": key.owner_id,
+        "owner_email": key.owner_email,
+        "scopes": list(key.scopes),
+        "allowed_cidrs": list(key.allowed_cidrs),
+        "expires_at": None if key.expires_at is None else key.expires_at.isoformat(),
+    }
+
+
+def _text(payload: dict[str, Any], name: str) -> str | None:
+    value = payload.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > _MAX_TEXT:
+        raise _Malformed(f"{name} must be a string.")
+    return value
+
+
+def _parse(body: bytes) -> tuple[KeyCredentials | BearerCredentials, Sequence[str], str | None]:
+    """The credentials, the required scopes and the client address of a request body."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        payload = None
+    if not isinstance(payload, dict):
+        raise _Malformed(
+            'The body must be JSON: {"key_id": "...", "key_secret": "..."} or {"token": "..."}.'
+        )
+    key_id, key_secret, token = (_text(payload, n) for n in ("key_id", "key_secret", "token"))
+    credentials: KeyCredentials | BearerCredentials
+    if token is not None and key_id is None and key_secret is None:
+        credentials = BearerCredentials(token)
+    elif token is None and key_id is not None and key_secret is not None:
+        credentials = KeyCredentials(key_id, key_secret)
+    else:
+        raise _Malformed("Send either key_id and key_secret, or token.")
+    required = payload.get("required_scopes", [])
+    if (
+        not isinstance(required, list)
+        or len(required) > _MAX_SCOPES
+        or not all(isinstance(s, str) and len(s) <= _MAX_TEXT for s in required)
+    ):
+        raise _Malformed("required_scopes must be a list of scope names.")
+    client_ip = _text(payload, "client_ip")
+    if client_ip is not None:
+        parsed = parse_ip(client_ip)
+        if parsed is None:
+            raise _Malformed("client_ip must be an IPv4 or IPv6 address.")
+        client_ip = parsed
+    return credentials, required, client_ip
+
+
+class KeyVerification:
+    """The verify endpoint; :attr:`authenticator` is the service middleware's own, set once
+    the middleware is built (:func:`wfa_keys.api.create_api`)."""
+
+    def __init__(self) -> None:
+        self.authenticator: Authenticator | None = None
+
+    async def verify(self, request: Request) -> Response:
+        """Check the credentials in the body for the caller's organization."""
+        if VERIFY_SCOPE not in request.auth.scopes:
+            return insufficient_scope(VERIFY_SCOPE)
+        caller: KeyRecord = request.scope[SCOPE_KEY]
+        body = await request.body()
+        if len(body) > MAX_VERIFY_BODY:
+            return _bad_request("The body is too large.")
+        try:
+            credentials, required, client_ip = _parse(body)
+        except _Malformed as exc:
+            return _bad_request(str(exc))
+        authenticator = self.authenticator
+        assert authenticator is not None, "create_api sets it"
+        client = None if client_ip is None else (client_ip, 0)
+        try:
+            user, seconds = await authenticator.check(
+                credentials,
+                client,
+                organization_id=caller.organization_id,
+                # Counted within the calling key: another caller's reports never mix in.
+                throttle_as=f"{caller.key_id}|{client_ip or '-'}",
+            )
+        except AuthenticationRefused as refused:
+            error = refused.refusal.error
+            code = _CODES_BY_ERROR.get(error)
+            if code is None:
+                # The store or the throttle store failed: fail closed, as the middleware does.
+                return Response(
+                    json.dumps({"error": error, "message": refused.refusal.message}).encode(),
+                    status_code=refused.refusal.status,
+                    media_type="application/json",
+                    headers=dict(refused.refusal.headers),
+                )
+            return _answer(
+                code,
+                reason=error if error in _REASONS else None,
+                retry_after=refused.refusal.headers.get("Retry-After")
+                if code == "THROTTLED"
+                else None,
+            )
+        return self._valid(user, seconds, required)
+
+    @staticmethod
+    def _valid(user: ApiKeyUser, seconds: float, required: Sequence[str]) -> Response:
+        key = user.key
+        for scope in required:
+            if scope not in key.scopes:
+                return _answer("INSUFFICIENT_SCOPE", key=key)
+        cache_ttl = max(0, min(MAX_CACHE_TTL, math.floor(seconds)))
+        return _answer("VALID", key=key, cache_ttl=cache_ttl)
