@@ -138,13 +138,17 @@ class WebhookWorker:
 
     async def _deliver(self, message: Message, token: str) -> None:
         endpoint = message.endpoint
-        outcome = await self.sender.send(
-            endpoint.url,
-            endpoint.signing_secret,
-            message.message_id,
-            message.body.encode(),
-            timestamp=int(self.clock().timestamp()),
-        )
+        try:
+            outcome = await self.sender.send(
+                endpoint.url,
+                endpoint.signing_secret,
+                message.message_id,
+                message.body.encode(),
+                timestamp=int(self.clock().timestamp()),
+            )
+        except Exception as exc:  # a bug must not hold the lease: record a failed attempt
+            logger.warning("webhook delivery failed unexpectedly (%s)", type(exc).__name__)
+            outcome = Outcome(False, None, 0, "Internal error while sending.")
         await self._record(message, token, outcome)
 
     async def _record(self, message: Message, token: str, outcome: Outcome) -> None:
