@@ -130,8 +130,8 @@ async def test_update_enable_rotate_and_delete_are_audited(admin: Api) -> None:
     assert (await WebhookEndpoint.get(id=endpoint_id)).signing_secret == new_secret
     deleted = await admin(DELETE, id=endpoint_id)
     assert deleted["data"]["deleteWebhookEndpoint"] == endpoint_id
-    actions = await AuditEvent.all().order_by("id").values_list("action", flat=True)
-    assert [a for a in actions if a.startswith("webhook")] == [
+    actions: list[Any] = await AuditEvent.all().order_by("id").values_list("action", flat=True)
+    assert [a for a in actions if str(a).startswith("webhook")] == [
         AuditAction.WEBHOOK_CREATED,
         AuditAction.WEBHOOK_UPDATED,
         AuditAction.WEBHOOK_DISABLED,
@@ -148,14 +148,15 @@ async def test_update_enable_rotate_and_delete_are_audited(admin: Api) -> None:
 async def test_another_organizations_endpoint_is_not_found(admin: Api, other_admin: Api) -> None:
     endpoint_id = (await create(admin))["endpoint"]["id"]
     assert (await other_admin(LIST))["data"]["webhookEndpoints"] == []
-    for query, variables in [
+    cases: list[tuple[str, dict[str, Any]]] = [
         (UPDATE, {"input": {"description": "mine"}}),
         (ENABLE, {"enabled": False}),
         (ROTATE, {}),
         (DELETE, {}),
         (TEST, {}),
         (DELIVERIES, {}),
-    ]:
+    ]
+    for query, variables in cases:
         body = await other_admin(query, id=endpoint_id, **variables)
         assert only_error_code(body) == "NOT_FOUND", body
         assert "webhook endpoint" in body["errors"][0]["message"]
