@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
 
 from wfa_keys.models import ApiKey, KeyNetwork, KeyReminder
@@ -58,7 +59,7 @@ async def send_expiry_reminders(now: datetime | None = None) -> int:
     sent = 0
     for kind, before in _BEFORE_EXPIRY:
         due = await ApiKey.filter(expires_at__gt=now, expires_at__lte=now + before).exclude(
-            key_id__in=KeyReminder.filter(kind=kind).values("key_id")
+            key_id__in=Subquery(KeyReminder.filter(kind=kind).values("key_id"))
         )
         for key in due:
             # A key made with less than a day left gets only the 1-day reminder.
@@ -71,7 +72,7 @@ async def send_expiry_reminders(now: datetime | None = None) -> int:
             sent += await _remind_once(key, kind, "key.expiring", now)
     expired = await ApiKey.filter(
         expires_at__lte=now, expires_at__gt=now - _EXPIRED_LOOKBACK
-    ).exclude(key_id__in=KeyReminder.filter(kind="expired").values("key_id"))
+    ).exclude(key_id__in=Subquery(KeyReminder.filter(kind="expired").values("key_id")))
     for key in expired:
         sent += await _remind_once(key, "expired", "key.expired", now)
     return sent
