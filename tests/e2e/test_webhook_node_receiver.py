@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from tortoise.context import TortoiseContext
 
-from e2e.test_webhooks import Admin, env
+from e2e.test_webhook_delivery import Admin, env
 from support.serving import Server, start_server
 
 pytestmark = pytest.mark.e2e
