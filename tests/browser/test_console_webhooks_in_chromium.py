@@ -21,6 +21,8 @@ from support.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.browser
 
+OVERFLOW = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+
 
 @pytest.fixture(scope="module")
 def console_server(
@@ -83,6 +85,9 @@ def test_an_endpoint_is_added_its_secret_copied_and_a_test_event_delivered(
     expect(deliveries.get_by_role("row").filter(has_text="webhook.test")).to_contain_text(
         "delivered"
     )
+    # On a phone the endpoints and deliveries fit the screen too.
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate(OVERFLOW) <= 0
 
 
 def test_a_private_address_is_explained_at_the_url_field(page: Page, admin: Account) -> None:
