@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from standardwebhooks import Webhook
@@ -16,6 +16,7 @@ from wfa_keys.models import AuditAction, AuditEvent, WebhookDelivery, WebhookEnd
 from wfa_keys.models import WebhookMessage as Message
 from wfa_keys.webhooks.endpoints import WebhookManager
 from wfa_keys.webhooks.guard import AddressGuard
+from wfa_keys.webhooks.running import prune_history
 from wfa_keys.webhooks.sender import Sender
 from wfa_keys.webhooks.worker import RetryPolicy, WebhookWorker
 
@@ -202,3 +203,20 @@ async def test_two_workers_never_deliver_one_message_twice(
     got = receiver.received()
     assert len(got) == 10
     assert len({r["headers"]["webhook-id"] for r in got}) == 10
+
+
+async def test_finished_history_older_than_thirty_days_is_pruned_and_pending_stays(
+    actor: Actor,
+    key_manager: KeyManager,
+    webhooks: WebhookManager,
+    worker: WebhookWorker,
+    receiver: Receiver,
+) -> None:
+    await webhooks.create_endpoint(actor, url=receiver.url)
+    await key_manager.create_key(actor, name="delivered")
+    await drain(worker)
+    await key_manager.create_key(actor, name="pending")
+    now = datetime.now(UTC)
+    assert await prune_history(now + timedelta(days=29)) == 0
+    assert await prune_history(now + timedelta(days=31)) == 2  # one message, one attempt
+    assert await Message.filter(status="pending").count() == 1
