@@ -28,6 +28,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 MAX_URL_LENGTH = 2000
+#: Seconds a DNS answer may take; a slow resolver cannot hold a request or the worker.
+RESOLVE_TIMEOUT = 5.0
 #: Cloud metadata services that are not caught by the classes above on every platform.
 _METADATA = {
     ipaddress.ip_address("169.254.169.254"),
@@ -112,9 +114,10 @@ class AddressGuard:
 
     async def _resolve(self, host: str, port: int) -> list[IPAddress]:
         try:
-            found = await self.resolver(host, port)
+            async with asyncio.timeout(RESOLVE_TIMEOUT):
+                found = await self.resolver(host, port)
             addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in found]
-        except (OSError, ValueError):
+        except (OSError, ValueError, TimeoutError, UnicodeError):
             addresses = []
         if not addresses:
             raise RefusedUrl(f"The host {host} cannot be resolved.")
