@@ -58,6 +58,9 @@ class Sender:
         self._client = httpx.AsyncClient(
             follow_redirects=False,
             trust_env=False,  # no proxy from the environment: it would bypass the guard
+            # No pooled connections: the pool is keyed by the address connected to, so a
+            # connection verified for one host name would carry another name's request.
+            limits=httpx.Limits(max_keepalive_connections=0),
             timeout=timeout,
             transport=transport,
         )
