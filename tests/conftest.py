@@ -21,11 +21,16 @@ from wfa_keys.models import (
     ApiKey,
     AuditEvent,
     KeyChange,
+    KeyNetwork,
+    KeyReminder,
     Organization,
     ServerSecret,
     Session,
     ThrottleSlot,
     User,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookMessage,
 )
 
 
@@ -151,6 +156,12 @@ async def db(database_url: str) -> AsyncIterator[TortoiseContext]:
     """An open, migrated database with every table emptied."""
     async with database(database_url) as ctx:
         for model in (
+            # Webhooks (issue 23): deliveries and messages before their endpoints.
+            WebhookDelivery,
+            WebhookMessage,
+            WebhookEndpoint,
+            KeyReminder,
+            KeyNetwork,
             AuditEvent,
             AccessToken,
             Session,

@@ -57,6 +57,7 @@ from wfa_keys.throttling import (
     close_throttle_store,
     throttle_store_for,
 )
+from wfa_keys.webhooks.running import start_webhooks
 
 __all__ = ["API_PATH", "GRAPHQL_PATH", "create_app"]
 
@@ -277,9 +278,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
                         settings.inactivity_check_interval, on_disabled=api.key_changed
                     )
                 )
+                # Webhooks (issue 23): this process's delivery worker and reminder check.
+                webhooks = start_webhooks(settings)
                 try:
                     yield
                 finally:
+                    await webhooks.stop()
                     checker.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await checker

@@ -13,6 +13,7 @@ from uuid import UUID
 from tortoise.transactions import in_transaction
 
 from wfa_keys.models import AuditAction, AuditEvent, User
+from wfa_keys.webhooks.events import announce_audit_event
 
 __all__ = [
     "COMMAND_LINE_ACTOR",
@@ -40,11 +41,13 @@ async def record_event(
     detail: dict[str, Any] | None = None,
     actor_name: str | None = None,
 ) -> AuditEvent:
-    """Store one audit event on the current connection (the caller's transaction).
+    """Store one audit event on the current connection (the caller's transaction), with the
+    webhook messages it causes (:func:`~wfa_keys.webhooks.events.announce_audit_event`):
+    every key change is audited here, so the outbox is written here, in the same transaction.
 
     ``actor_name`` names an actor that is not a user (the command line) in ``actor_email``.
     """
-    return await AuditEvent.create(
+    event = await AuditEvent.create(
         action=action,
         organization_id=organization_id,
         actor_id=actor.id if actor is not None else None,
@@ -53,6 +56,8 @@ async def record_event(
         client_ip=client_ip[:64] if client_ip else None,
         detail=detail,
     )
+    await announce_audit_event(event)
+    return event
 
 
 def throttled_subject(email: str, client_ip: str | None) -> str:

@@ -422,9 +422,10 @@ class KeyManager:
         key_id = validation.key_id(key_id)
         async with in_transaction():
             key = await self._locked_key(actor, key_id)
+            # Recorded first, so that the webhook payload can still name the key.
+            await _record_change(actor, AuditAction.KEY_DELETED, key_id)
             await key.delete()
             await self.tokens.delete_tokens_for_key(key_id)
-            await _record_change(actor, AuditAction.KEY_DELETED, key_id)
         await self._changed(actor, key_id)
         return key_id
 

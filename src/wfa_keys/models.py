@@ -38,6 +38,15 @@ class AuditAction(StrEnum):
     PASSWORD_SET = "password_set"  # noqa: S105 -- an action name
     ROLE_CHANGED = "role_changed"
     SUBSCRIPTION_CHANGED = "subscription_changed"
+    # Webhook endpoints (issue 23).
+    WEBHOOK_CREATED = "webhook_created"
+    WEBHOOK_UPDATED = "webhook_updated"
+    WEBHOOK_ENABLED = "webhook_enabled"
+    WEBHOOK_DISABLED = "webhook_disabled"
+    WEBHOOK_AUTO_DISABLED = "webhook_auto_disabled"
+    WEBHOOK_SECRET_ROTATED = "webhook_secret_rotated"  # noqa: S105 -- an action name
+    WEBHOOK_DELETED = "webhook_deleted"
+    WEBHOOK_TESTED = "webhook_tested"
 
 
 class Organization(Model):
@@ -240,3 +249,120 @@ class ServerSecret(Model):
 
     class Meta:
         table = "server_secret"
+
+
+# -- Webhooks (issue 23) ------------------------------------------------------------------
+
+
+class WebhookEndpoint(Model):
+    """Where an organization's events are POSTed, signed with the endpoint's secret.
+
+    The signing secret is stored as it is (HMAC needs it to sign each delivery); it is shown
+    to a client once, at creation or rotation, and never again.
+    """
+
+    id = fields.UUIDField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "wfa_keys.Organization", related_name=False, on_delete=fields.CASCADE
+    )
+    url = fields.CharField(max_length=2000)
+    description = fields.CharField(max_length=200, default="")
+    #: The event types sent to it (``key.created``...).
+    events: fields.Field[list[str]] = fields.JSONField(default=list)
+    enabled = fields.BooleanField(default=True)
+    #: Why the service disabled it (failing for days), shown to the organization's admins.
+    disabled_reason = fields.CharField(max_length=300, null=True)
+    signing_secret = fields.CharField(max_length=100)
+    #: The first failed attempt since the last success (null: not failing).
+    failing_since = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    organization_id: str
+
+    class Meta:
+        table = "webhook_endpoint"
+
+
+class WebhookMessage(Model):
+    """One event for one endpoint: the outbox row, written in the transaction of the change.
+
+    ``body`` is the exact JSON POSTed (and signed); ``status`` goes ``pending`` to
+    ``delivered`` or ``failed``. A worker claims a row by moving ``lease_until`` forward in
+    a conditional update, so that one process at a time delivers it.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    endpoint: fields.ForeignKeyRelation[WebhookEndpoint] = fields.ForeignKeyField(
+        "wfa_keys.WebhookEndpoint", related_name=False, on_delete=fields.CASCADE
+    )
+    #: The ``webhook-id`` header, the same on every attempt (receivers deduplicate with it).
+    message_id = fields.CharField(max_length=64, unique=True)
+    event_type = fields.CharField(max_length=64)
+    body = fields.TextField()
+    status = fields.CharField(max_length=16, default="pending")
+    attempts = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField()
+    lease_until = fields.DatetimeField(null=True)
+    #: A random token of the worker holding the lease: only it may record the outcome.
+    claimed_by = fields.CharField(max_length=32, null=True)
+    created_at = fields.DatetimeField()
+
+    endpoint_id: str
+
+    class Meta:
+        table = "webhook_message"
+        indexes = (("endpoint_id", "status", "id"), ("status", "next_attempt_at"))
+
+
+class WebhookDelivery(Model):
+    """One attempt to deliver a message: what the receiver answered and when the next is."""
+
+    id = fields.BigIntField(primary_key=True)
+    endpoint: fields.ForeignKeyRelation[WebhookEndpoint] = fields.ForeignKeyField(
+        "wfa_keys.WebhookEndpoint", related_name=False, on_delete=fields.CASCADE
+    )
+    message: fields.ForeignKeyRelation[WebhookMessage] = fields.ForeignKeyField(
+        "wfa_keys.WebhookMessage", related_name=False, on_delete=fields.CASCADE
+    )
+    event_type = fields.CharField(max_length=64)
+    #: ``delivered``, ``retrying`` or ``failed``.
+    status = fields.CharField(max_length=16)
+    response_code = fields.IntField(null=True)
+    duration_ms = fields.IntField()
+    #: Why it failed, in a few words (never the response body).
+    error = fields.CharField(max_length=200, null=True)
+    next_retry_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField()
+
+    endpoint_id: str
+    message_id: int
+
+    class Meta:
+        table = "webhook_delivery"
+        indexes = (("endpoint_id", "created_at"),)
+
+
+class KeyReminder(Model):
+    """A reminder sent for a key (``expiring_7d``, ``expiring_1d``, ``expired``): once each."""
+
+    id = fields.BigIntField(primary_key=True)
+    key_id = fields.CharField(max_length=64)
+    kind = fields.CharField(max_length=16)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "key_reminder"
+        unique_together = (("key_id", "kind"),)
+
+
+class KeyNetwork(Model):
+    """A network (/24 or /64) a key was used from, and when last: new-address alerts."""
+
+    id = fields.BigIntField(primary_key=True)
+    key_id = fields.CharField(max_length=64)
+    network = fields.CharField(max_length=64)
+    last_seen_at = fields.DatetimeField()
+
+    class Meta:
+        table = "key_network"
+        unique_together = (("key_id", "network"),)

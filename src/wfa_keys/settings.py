@@ -186,6 +186,23 @@ class Settings:
     device_cookie_days: int = field(
         default=90, metadata={"env": "WFA_DEVICE_COOKIE_DAYS", "range": (0, 400)}
     )
+    # Webhooks (issue 23; docs/webhooks.md).
+    #: Allow ``http://`` and loopback webhook URLs: for tests and local development only.
+    webhooks_allow_insecure: bool = field(
+        default=False, metadata={"env": "WFA_WEBHOOKS_ALLOW_INSECURE"}
+    )
+    #: Milliseconds between two looks for webhook messages to deliver, per process.
+    webhooks_poll_interval_ms: int = field(
+        default=1000, metadata={"env": "WFA_WEBHOOKS_POLL_INTERVAL_MS", "range": (10, 600000)}
+    )
+    #: Milliseconds: the first retry of a failed delivery comes within this (later ones double).
+    webhooks_retry_base_ms: int = field(
+        default=5000, metadata={"env": "WFA_WEBHOOKS_RETRY_BASE_MS", "range": (10, 10000)}
+    )
+    #: Seconds between two checks for keys due an expiry reminder, per process.
+    webhooks_reminder_interval: int = field(
+        default=300, metadata={"env": "WFA_WEBHOOKS_REMINDER_INTERVAL", "range": (1, 86400)}
+    )
 
     @property
     def graphiql_enabled(self) -> bool:
@@ -209,7 +226,7 @@ class Settings:
             raw = env[name]
             if f.name in {"cors_origins", "forwarded_allow_ips"}:
                 values[f.name] = _list(name, raw)
-            elif f.name in {"dev", "graphiql", "console", "metrics"}:
+            elif f.name in {"dev", "graphiql", "console", "metrics", "webhooks_allow_insecure"}:
                 values[f.name] = _bool(name, raw)
             elif "range" in f.metadata:
                 values[f.name] = _int(name, raw, *f.metadata["range"])

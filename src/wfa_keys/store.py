@@ -13,6 +13,7 @@ from wfa_auth import TokenRecord, Usage, secret_fingerprint
 from wfa_keys.changes import publish_key_change
 from wfa_keys.limits import MAX_TOKENS_PER_KEY
 from wfa_keys.models import AccessToken, ApiKey, Role
+from wfa_keys.webhooks.reminders import note_key_use
 
 # The length of the ``api_key.last_used_ip`` column: the longest textual IPv6 address.
 _MAX_IP = 45
@@ -98,6 +99,9 @@ class TortoiseKeyStore:
                     .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=usage.at))
                     .update(last_used_at=usage.at, last_used_ip=ip)
                 )
+                # New-address alerts (issue 23), in this transaction: the network is
+                # remembered if and only if its event (if any) is written.
+                await note_key_use(key_id, ip, usage.at)
 
 
 class TortoiseTokenStore:

@@ -16,6 +16,8 @@ from wfa_keys.models import Role, User
 from wfa_keys.sessions import ActiveSession
 from wfa_keys.settings import Settings
 from wfa_keys.signin import SignIn
+from wfa_keys.webhooks.endpoints import WebhookManager
+from wfa_keys.webhooks.guard import AddressGuard, Resolver, system_resolver
 
 __all__ = ["Context", "KeyChanged", "Services", "request_id_of"]
 
@@ -28,6 +30,7 @@ class Services:
     hasher: Argon2Verifier
     keys: KeyManager
     sign_in: SignIn
+    webhooks: WebhookManager
 
     @property
     def on_key_changed(self) -> KeyChanged | None:
@@ -42,6 +45,7 @@ class Services:
         on_key_changed: KeyChanged | None = None,
         throttle_store: ThrottleStore | None = None,
         hasher: Argon2Verifier | None = None,
+        webhook_resolver: Resolver | None = None,
     ) -> Services:
         """Services for ``settings``: one hasher, key manager and sign-in per app instance.
 
@@ -55,6 +59,12 @@ class Services:
             hasher=hasher,
             keys=KeyManager(hasher, on_key_changed=on_key_changed),
             sign_in=SignIn(settings, hasher, store),
+            webhooks=WebhookManager(
+                AddressGuard(
+                    allow_insecure=settings.webhooks_allow_insecure,
+                    resolver=webhook_resolver or system_resolver,
+                )
+            ),
         )
 
 

@@ -101,7 +101,7 @@ def from_domain(
     if isinstance(exc, domain.InvalidInput):
         return BadUserInput((fields or {}).get(exc.field, exc.field), exc.message)
     if isinstance(exc, domain.NotFound):
-        return NotFound()
+        return NotFound(exc.message)
     if isinstance(exc, domain.RateLimited):
         return RateLimited(exc.retry_after)
     if isinstance(exc, domain.SignInFailed):

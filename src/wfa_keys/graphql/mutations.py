@@ -11,6 +11,7 @@ import strawberry
 
 from wfa_keys.crypto import sha256_hex
 from wfa_keys.devices import DEVICE_COOKIE_NAME, set_device_cookie
+from wfa_keys.graphql import webhooks
 from wfa_keys.graphql.errors import domain_errors
 from wfa_keys.graphql.permissions import admin_only
 from wfa_keys.graphql.queries import ContextInfo
@@ -24,6 +25,7 @@ from wfa_keys.graphql.types import (
     UpdateApiKeyInput,
     User,
 )
+from wfa_keys.graphql.webhooks import WebhookEndpoint, WebhookEndpointWithSecret, WebhookMessage
 from wfa_keys.keys import NewSecret
 from wfa_keys.sessions import ActiveSession, clear_session_cookie, set_session_cookie
 
@@ -241,5 +243,42 @@ class Mutation:
     delete_api_key: DeletedApiKey = strawberry.mutation(
         resolver=resolve_delete_api_key,
         description="Delete a key permanently; calls with it are refused from then on.",
+        extensions=[admin_only()],
+    )
+    # -- Webhooks (issue 23) --------------------------------------------------------------
+    create_webhook_endpoint: WebhookEndpointWithSecret = strawberry.mutation(
+        resolver=webhooks.resolve_create_webhook_endpoint,
+        description=(
+            "Add a webhook endpoint (at most 10 per organization). The URL must be https:// "
+            "and resolve to public addresses only. The signing secret is in this response only."
+        ),
+        extensions=[admin_only()],
+    )
+    update_webhook_endpoint: WebhookEndpoint = strawberry.mutation(
+        resolver=webhooks.resolve_update_webhook_endpoint,
+        description="Change an endpoint's URL, events or description (absent: unchanged).",
+        extensions=[admin_only()],
+    )
+    set_webhook_endpoint_enabled: WebhookEndpoint = strawberry.mutation(
+        resolver=webhooks.resolve_set_webhook_endpoint_enabled,
+        description=(
+            "Disable or enable an endpoint. Events keep queueing while it is disabled and are "
+            "delivered in order once it is enabled again."
+        ),
+        extensions=[admin_only()],
+    )
+    rotate_webhook_secret: WebhookEndpointWithSecret = strawberry.mutation(
+        resolver=webhooks.resolve_rotate_webhook_secret,
+        description="Replace the signing secret; shown in this response only.",
+        extensions=[admin_only()],
+    )
+    delete_webhook_endpoint: strawberry.ID = strawberry.mutation(
+        resolver=webhooks.resolve_delete_webhook_endpoint,
+        description="Delete an endpoint with its queued events and delivery log; its ID.",
+        extensions=[admin_only()],
+    )
+    send_test_webhook: WebhookMessage = strawberry.mutation(
+        resolver=webhooks.resolve_send_test_webhook,
+        description="Queue a webhook.test event for this endpoint only.",
         extensions=[admin_only()],
     )

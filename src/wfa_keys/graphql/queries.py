@@ -8,7 +8,7 @@ import strawberry
 from strawberry.types import Info
 
 from wfa_keys import models
-from wfa_keys.graphql import inputs
+from wfa_keys.graphql import inputs, webhooks
 from wfa_keys.graphql.context import Context
 from wfa_keys.graphql.errors import domain_errors
 from wfa_keys.graphql.pagination import newest_first
@@ -23,6 +23,7 @@ from wfa_keys.graphql.types import (
     AuditEventConnection,
     User,
 )
+from wfa_keys.graphql.webhooks import WebhookDeliveryConnection, WebhookEndpoint
 from wfa_keys.keys import KeyStatus
 from wfa_keys.limits import DEFAULT_PAGE_SIZE
 from wfa_keys.scopes import KNOWN_SCOPES
@@ -137,6 +138,25 @@ class Query:
         description=(
             "The organization's audit log, newest first; `keyId` keeps the events of one "
             "key. `first` is 1 to 100 (null: 50)."
+        ),
+        extensions=[admin_only()],
+    )
+    # -- Webhooks (issue 23) --------------------------------------------------------------
+    webhook_endpoints: list[WebhookEndpoint] = strawberry.field(
+        resolver=webhooks.resolve_webhook_endpoints,
+        description="The organization's webhook endpoints (at most 10), oldest first.",
+        extensions=[admin_only()],
+    )
+    webhook_event_types: list[str] = strawberry.field(
+        resolver=webhooks.resolve_webhook_event_types,
+        description="The event types a webhook endpoint can listen to.",
+        extensions=[admin_only()],
+    )
+    webhook_deliveries: WebhookDeliveryConnection = strawberry.field(
+        resolver=webhooks.resolve_webhook_deliveries,
+        description=(
+            "The delivery attempts of one endpoint, newest first: status, response code, "
+            "duration and next retry. `first` is 1 to 100 (null: 50)."
         ),
         extensions=[admin_only()],
     )

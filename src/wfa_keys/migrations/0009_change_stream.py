@@ -11,7 +11,7 @@ from tortoise.migrations import operations as ops
 
 
 class Migration(migrations.Migration):
-    dependencies = [("wfa_keys", "0005_fault_tolerance")]
+    dependencies = [("wfa_keys", "0007_webhooks")]
 
     initial = False
 

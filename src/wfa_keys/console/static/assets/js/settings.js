@@ -3,6 +3,7 @@
 import { describeError, gql } from "./api.js";
 import { showFieldError } from "./access-fields.js";
 import { $, say } from "./dom.js";
+import { setUpWebhooks, showWebhooks } from "./webhooks.js";
 
 const READ = "query OrganizationSettings { me { organization { keyInactivityDays } } }";
 const SAVE = `mutation SetOrganizationSettings($input: OrganizationSettingsInput!) {
@@ -69,6 +70,7 @@ async function submit(event) {
 
 export function setUpSettingsPage() {
   form.addEventListener("submit", submit);
+  setUpWebhooks();
 }
 
 /** Show the view for `me`: the current value for an admin, or why there is none. */
@@ -78,6 +80,7 @@ export async function showSettingsPage(me) {
   const allowed = me.role === "ADMIN" && subscribed;
   form.hidden = !allowed;
   clear();
+  showWebhooks(me);
   if (!subscribed) {
     say(notice, "API Management requires a subscription to Workflow Automation.");
     return;

@@ -1,0 +1,136 @@
+"""Webhook event types and the outbox they are written to.
+
+:func:`enqueue` writes one :class:`~wfa_keys.models.WebhookMessage` per enabled endpoint of
+the organization that listens to the event, on the caller's connection: called inside the
+transaction of a change, the messages exist if and only if the change is committed (a crash
+neither loses nor invents one). :func:`announce_audit_event` is the one place the key
+lifecycle reaches: :func:`wfa_keys.audit.record_event` calls it for every audit event it
+stores, in the same transaction.
+
+Payloads follow the Standard Webhooks shape ``{"type", "timestamp", "data"}``; ``data``
+names the organization and the key and says what changed. They never hold a secret or a hash.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from wfa_keys.models import ApiKey, AuditAction, AuditEvent, Organization, WebhookEndpoint
+from wfa_keys.models import WebhookMessage as Message
+from wfa_keys.webhooks.signing import new_message_id
+
+__all__ = ["EVENT_TYPES", "TEST_EVENT", "announce_audit_event", "enqueue", "message_body"]
+
+TEST_EVENT = "webhook.test"
+#: Every event an endpoint can listen to, in the order the docs list them.
+EVENT_TYPES = (
+    "key.created",
+    "key.updated",
+    "key.enabled",
+    "key.disabled",
+    "key.regenerated",
+    "key.previous_secret_revoked",
+    "key.deleted",
+    "key.expiring",
+    "key.expired",
+    "key.auto_disabled",
+    "key.used_from_new_address",
+    TEST_EVENT,
+)
+
+_FROM_AUDIT = {
+    AuditAction.KEY_CREATED: "key.created",
+    AuditAction.KEY_UPDATED: "key.updated",
+    AuditAction.KEY_ENABLED: "key.enabled",
+    AuditAction.KEY_DISABLED: "key.disabled",
+    AuditAction.KEY_REGENERATED: "key.regenerated",
+    AuditAction.PREVIOUS_SECRET_REVOKED: "key.previous_secret_revoked",
+    AuditAction.KEY_DELETED: "key.deleted",
+    AuditAction.KEY_AUTO_DISABLED: "key.auto_disabled",
+}
+
+
+def message_body(event_type: str, data: dict[str, Any], at: datetime) -> str:
+    """The JSON POSTed for an event (and signed), as stored in the outbox."""
+    stamp = at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return orjson.dumps({"type": event_type, "timestamp": stamp, "data": data}).decode()
+
+
+async def enqueue(
+    organization_id: object,
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    now: datetime | None = None,
+    endpoint: WebhookEndpoint | None = None,
+) -> int:
+    """Write the event for each enabled endpoint of the organization listening to it (or
+    for ``endpoint`` only, enabled or not); returns how many messages were written."""
+    now = now or datetime.now(UTC)
+    if endpoint is not None:
+        targets = [endpoint]
+    else:
+        candidates = await WebhookEndpoint.filter(organization_id=organization_id, enabled=True)
+        targets = [e for e in candidates if not e.events or event_type in e.events]
+    if not targets:
+        return 0
+    organization = await Organization.filter(id=organization_id).values("id", "name")
+    body_data = {
+        "organization": {"id": str(organization_id), "name": organization[0]["name"]}
+        if organization
+        else {"id": str(organization_id)},
+        **data,
+    }
+    body = message_body(event_type, body_data, now)
+    for target in targets:
+        await Message.create(
+            endpoint_id=target.id,
+            message_id=new_message_id(),
+            event_type=event_type,
+            body=body,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    return len(targets)
+
+
+async def key_data(key_id: str) -> dict[str, Any]:
+    """What a payload says of a key: never its secret hash or previous hash."""
+    rows = await ApiKey.filter(key_id=key_id).values(
+        "name", "enabled", "expires_at", "scopes", "allowed_cidrs"
+    )
+    key: dict[str, Any] = {"id": key_id}
+    if rows:
+        row = rows[0]
+        expires = row["expires_at"]
+        key.update(
+            name=row["name"],
+            enabled=row["enabled"],
+            expiresAt=expires.astimezone(UTC).isoformat().replace("+00:00", "Z")
+            if expires
+            else None,
+            scopes=row["scopes"] or [],
+            allowedCidrs=row["allowed_cidrs"] or [],
+        )
+    return key
+
+
+async def announce_audit_event(event: AuditEvent) -> None:
+    """Write the webhook messages of an audit event (a key change), in its transaction."""
+    event_type = _FROM_AUDIT.get(event.action)
+    if event_type is None or event.organization_id is None or event.key_id is None:
+        return
+    # Cheap when nobody listens: one query, no payload built.
+    if not await WebhookEndpoint.filter(
+        organization_id=event.organization_id, enabled=True
+    ).exists():
+        return
+    data: dict[str, Any] = {"key": await key_data(event.key_id)}
+    if event.actor_email is not None:
+        data["actor"] = {"email": event.actor_email}
+    if event.detail:
+        data["detail"] = event.detail
+    await enqueue(event.organization_id, event_type, data, now=event.created_at)

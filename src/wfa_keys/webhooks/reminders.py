@@ -1,0 +1,130 @@
+"""Events nobody's click causes: expiry reminders and calls from a new address.
+
+:func:`send_expiry_reminders` (run periodically by every server process) writes
+``key.expiring`` once when a key comes within 7 days of its expiry and once within 1 day,
+and ``key.expired`` once after it expires (for keys that expired in the last 7 days, so that
+a first run does not announce years of old keys). "Once" holds across processes: each
+reminder is a row of ``key_reminder`` with a unique (key, kind), inserted in the transaction
+that writes the event; the process whose insert fails writes nothing.
+
+:func:`note_key_use` runs where each key's last use is written
+(:meth:`wfa_keys.store.TortoiseKeyStore.record_usage`), in that transaction: a use from a
+network (/24 for IPv4, /64 for IPv6) the key was not used from in the last 30 days, by a key
+that was used from another network in that time, writes ``key.used_from_new_address``.
+Each network's row remembers when it was last seen, so a network causes at most one event
+per key in 30 days (and so at most one a day).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Subquery
+from tortoise.transactions import in_transaction
+
+from wfa_keys.models import ApiKey, KeyNetwork, KeyReminder
+from wfa_keys.webhooks.events import enqueue, key_data
+
+__all__ = ["NEW_ADDRESS_WINDOW", "network_of", "note_key_use", "send_expiry_reminders"]
+
+#: A network unused by a key for this long counts as new again.
+NEW_ADDRESS_WINDOW = timedelta(days=30)
+#: (kind, how long before the expiry), most urgent last.
+_BEFORE_EXPIRY = (("expiring_7d", timedelta(days=7)), ("expiring_1d", timedelta(days=1)))
+_EXPIRED_LOOKBACK = timedelta(days=7)
+
+
+async def _remind_once(key: ApiKey, kind: str, event_type: str, now: datetime) -> bool:
+    """Write the reminder and its event in one transaction, unless it was sent already."""
+    try:
+        async with in_transaction():
+            await KeyReminder.create(key_id=key.key_id, kind=kind, created_at=now)
+            data: dict[str, Any] = {"key": await key_data(key.key_id)}
+            if key.expires_at is not None and event_type == "key.expiring":
+                left = key.expires_at - now
+                data["expiresInHours"] = max(0, int(left.total_seconds() // 3600))
+                data["reminder"] = kind.removeprefix("expiring_")
+            await enqueue(key.organization_id, event_type, data, now=now)
+    except IntegrityError:
+        return False  # another process (or an earlier run) sent it
+    return True
+
+
+async def send_expiry_reminders(now: datetime | None = None) -> int:
+    """Write the expiry reminders due at ``now``; how many were written."""
+    now = now or datetime.now(UTC)
+    sent = 0
+    for kind, before in _BEFORE_EXPIRY:
+        due = await ApiKey.filter(expires_at__gt=now, expires_at__lte=now + before).exclude(
+            key_id__in=Subquery(KeyReminder.filter(kind=kind).values("key_id"))
+        )
+        for key in due:
+            # A key made with less than a day left gets only the 1-day reminder.
+            if (
+                kind == "expiring_7d"
+                and key.expires_at is not None
+                and (key.expires_at - now <= timedelta(days=1))
+            ):
+                continue
+            sent += await _remind_once(key, kind, "key.expiring", now)
+    expired = await ApiKey.filter(
+        expires_at__lte=now, expires_at__gt=now - _EXPIRED_LOOKBACK
+    ).exclude(key_id__in=Subquery(KeyReminder.filter(kind="expired").values("key_id")))
+    for key in expired:
+        sent += await _remind_once(key, "expired", "key.expired", now)
+    return sent
+
+
+def network_of(address: str) -> str | None:
+    """The /24 (IPv4) or /64 (IPv6) an address belongs to; None for no address."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    prefix = 24 if ip.version == 4 else 64
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+async def note_key_use(key_id: str, address: str | None, at: datetime) -> bool:
+    """Remember the network of a use; True when it wrote a new-address event. Runs in the
+    caller's transaction."""
+    network = network_of(address) if address else None
+    if network is None:
+        return False
+    since = at - NEW_ADDRESS_WINDOW
+    known = await KeyNetwork.filter(key_id=key_id, network=network).first()
+    if known is not None:
+        # Conditional, so that of several processes noting a stale network one decides.
+        new = bool(
+            await KeyNetwork.filter(id=known.id, last_seen_at__lt=since).update(last_seen_at=at)
+        )
+        if not new:
+            await KeyNetwork.filter(id=known.id, last_seen_at__lt=at).update(last_seen_at=at)
+    else:
+        try:
+            async with in_transaction():  # a savepoint: a racing insert must not abort ours
+                await KeyNetwork.create(key_id=key_id, network=network, last_seen_at=at)
+        except IntegrityError:
+            return False  # another process noted it (and decided) first
+        new = True
+    if not new:
+        return False
+    others = (
+        await KeyNetwork.filter(key_id=key_id, last_seen_at__gte=since)
+        .exclude(network=network)
+        .exists()
+    )
+    if not others:
+        return False  # the key's first network (or first in 30 days): nothing to compare
+    rows = await ApiKey.filter(key_id=key_id).values("organization_id")
+    if not rows:
+        return False
+    data = {"key": await key_data(key_id), "address": address, "network": network}
+    return bool(
+        await enqueue(rows[0]["organization_id"], "key.used_from_new_address", data, now=at)
+    )

@@ -1,0 +1,109 @@
+"""Expiry reminders and new-address alerts, with an injected clock and real outbox rows."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from wfa_auth import Usage
+from wfa_keys.keys import Actor, KeyManager
+from wfa_keys.models import WebhookMessage as Message
+from wfa_keys.store import TortoiseKeyStore
+from wfa_keys.webhooks.endpoints import WebhookManager
+from wfa_keys.webhooks.reminders import network_of, send_expiry_reminders
+
+URL = "https://93.184.216.34/hook"
+
+
+async def payloads(event_type: str) -> list[dict[str, Any]]:
+    bodies = (
+        await Message.filter(event_type=event_type).order_by("id").values_list("body", flat=True)
+    )
+    return [json.loads(str(body)) for body in bodies]
+
+
+async def test_expiry_reminders_fire_once_at_seven_days_and_once_at_one_day(
+    actor: Actor, key_manager: KeyManager, webhooks: WebhookManager
+) -> None:
+    await webhooks.create_endpoint(actor, url=URL, events=["key.expiring", "key.expired"])
+    new = await key_manager.create_key(actor, name="expiring", lifetime_days=30)
+    expires = new.key.expires_at
+    assert expires is not None
+
+    async def at(before: timedelta) -> int:
+        return await send_expiry_reminders(now=expires - before)
+
+    assert await at(timedelta(days=8)) == 0
+    assert await at(timedelta(days=7) - timedelta(minutes=1)) == 1
+    assert await at(timedelta(days=6)) == 0
+    assert await at(timedelta(days=2)) == 0
+    assert await at(timedelta(hours=23)) == 1
+    assert await at(timedelta(hours=1)) == 0
+    reminders = await payloads("key.expiring")
+    assert [r["data"]["reminder"] for r in reminders] == ["7d", "1d"]
+    assert [r["data"]["expiresInHours"] for r in reminders] == [7 * 24 - 1, 23]
+    assert {r["data"]["key"]["id"] for r in reminders} == {new.key.key_id}
+
+    assert await at(-timedelta(minutes=1)) == 1
+    assert await at(-timedelta(days=1)) == 0
+    [expired] = await payloads("key.expired")
+    assert expired["data"]["key"]["name"] == "expiring"
+
+
+async def test_processes_checking_at_once_send_each_reminder_once(
+    actor: Actor, key_manager: KeyManager, webhooks: WebhookManager
+) -> None:
+    await webhooks.create_endpoint(actor, url=URL)
+    new = await key_manager.create_key(actor, name="expiring", lifetime_days=5)
+    assert new.key.expires_at is not None
+    now = new.key.expires_at - timedelta(days=3)
+    sent = await asyncio.gather(*(send_expiry_reminders(now=now) for _ in range(4)))
+    assert sum(sent) == 1
+    assert len(await payloads("key.expiring")) == 1
+
+
+async def test_a_key_that_expires_within_a_day_gets_only_the_one_day_reminder(
+    actor: Actor, key_manager: KeyManager, webhooks: WebhookManager
+) -> None:
+    await webhooks.create_endpoint(actor, url=URL)
+    new = await key_manager.create_key(actor, name="short", lifetime_days=1)
+    assert await send_expiry_reminders() == 1
+    assert [r["data"]["reminder"] for r in await payloads("key.expiring")] == ["1d"]
+    assert new.key.key_id
+
+
+def test_addresses_are_grouped_by_slash_24_and_slash_64() -> None:
+    assert network_of("203.0.113.77") == "203.0.113.0/24"
+    assert network_of("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
+    assert network_of("::ffff:203.0.113.9") == "203.0.113.0/24"
+    assert network_of("not an address") is None
+
+
+async def test_a_use_from_a_new_network_is_announced_once_per_network(
+    actor: Actor, key_manager: KeyManager, webhooks: WebhookManager
+) -> None:
+    await webhooks.create_endpoint(actor, url=URL, events=["key.used_from_new_address"])
+    key_id = (await key_manager.create_key(actor, name="ci")).key.key_id
+    store = TortoiseKeyStore()
+    start = datetime.now(UTC)
+
+    async def use(ip: str, after: timedelta) -> None:
+        await store.record_usage({key_id: Usage(at=start + after, ip=ip)})
+
+    await use("198.51.100.10", timedelta(0))  # the first network: nothing to compare with
+    await use("198.51.100.99", timedelta(minutes=1))  # same /24
+    assert await payloads("key.used_from_new_address") == []
+    await use("203.0.113.5", timedelta(minutes=2))  # a new /24
+    await use("203.0.113.6", timedelta(minutes=3))
+    await use("203.0.113.7", timedelta(hours=20))
+    [alert] = await payloads("key.used_from_new_address")
+    assert alert["data"]["address"] == "203.0.113.5"
+    assert alert["data"]["network"] == "203.0.113.0/24"
+    assert alert["data"]["key"]["id"] == key_id
+    # Unused for more than 30 days, a network is new again (the key kept being used elsewhere).
+    await use("203.0.113.8", timedelta(days=30))
+    assert len(await payloads("key.used_from_new_address")) == 1
+    await use("198.51.100.10", timedelta(days=31))
+    assert len(await payloads("key.used_from_new_address")) == 2
