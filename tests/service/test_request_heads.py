@@ -113,3 +113,14 @@ def test_a_head_begun_uncounted_gets_the_larger_line_limit_for_its_current_line(
     counting.resync()  # somewhere in a header line, or in the request line: unknown
     assert counting.accept(b"v" * 35 + b"\r\n") == 37  # > header limit, <= request line's
     assert counting.accept(b"X-Next: " + b"n" * 30) == LIMITS.header  # then: the usual
+
+
+def test_reads_of_small_pieces_keep_the_request_line_apart_from_a_blank_line_before_it() -> None:
+    counting = guard()
+    assert counting.accept(b"\r\nGET /" + b"a" * 20) == 27
+    # Still the request line (limit 40, of which 25 bytes are used), not a header (30).
+    assert counting.accept(b"a" * 10 + b" HTTP/1.1\r\n") == 40 - 25
+    counting = guard()
+    assert counting.accept(b"GET / HTTP/1.1\r\nX-A: " + b"a" * 8) == 29
+    # A header now (limit 30, of which 13 bytes are used).
+    assert counting.accept(b"a" * 20 + b"\r\n") == 30 - 13
