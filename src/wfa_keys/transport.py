@@ -37,9 +37,9 @@ except ImportError:  # httptools comes with uvicorn[standard], but may be missin
 
 from wfa_keys.request_heads import HeadGuard, HeadLimits, refusal_431
 
-#: Seconds a connection refused with 431 is still read (and what arrives dropped) after the
-#: answer, so that the client can read it: closed with unread data, a socket sends a reset,
-#: which may destroy the answer on its way.
+#: Seconds a connection refused with 431 stays open (not read) after the answer, so that the
+#: client can read the answer before the close, which resets the connection when the client
+#: sent more than was read.
 LINGER_SECONDS = 1.0
 
 _Data = bytes | bytearray | memoryview
@@ -181,6 +181,9 @@ class CoalescingHttpProtocol(_Protocol):
         transport.write(refusal_431(self._guard.limits))
         if transport.can_write_eof():
             transport.write_eof()
+            # Nothing more is read: what the client still sends waits in the kernel's buffer
+            # (a closed window), costing this process nothing, until the close.
+            self.flow.pause_reading()
             self.loop.call_later(LINGER_SECONDS, transport.close)
         else:
             transport.close()
