@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -19,6 +18,7 @@ from wfa_auth._config import Caching, Throttling, Tokens
 from wfa_auth._errors import AuthenticationRefused, Refusal
 from wfa_auth._extractors import HeaderCredentialExtractor, sole_authorization
 from wfa_auth._hashing import Argon2Verifier
+from wfa_auth._json import loads_json
 from wfa_auth._memory import MemoryTokenStore
 from wfa_auth._principal import ApiKeyUser
 from wfa_auth._responses import JSONErrorResponder, send_json
@@ -346,9 +346,8 @@ class ApiKeyAuthMiddleware:
                 return
             more_body = message.get("more_body", False)
         try:
-            payload = json.loads(body)
-        # RecursionError: a deeply nested body ('[' * 2000) is unreadable like any other.
-        except (ValueError, RecursionError):
+            payload = loads_json(body)
+        except ValueError:  # not UTF-8, not JSON, too deep, or a lone surrogate: a bad request
             payload = None
         key_id = payload.get("key_id") if isinstance(payload, dict) else None
         key_secret = payload.get("key_secret") if isinstance(payload, dict) else None

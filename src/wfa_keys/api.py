@@ -7,7 +7,6 @@ the middleware), ``GET /api/v1/whoami`` (any valid key), and ``GET``/``POST /api
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ from wfa_auth import (
     requires_scope,
 )
 from wfa_keys.crypto import hasher_for
+from wfa_keys.json_body import loads_json
 from wfa_keys.limits import MAX_NAME_LENGTH, MAX_TOKENS_PER_KEY
 from wfa_keys.models import Workflow
 from wfa_keys.openapi import OPENAPI_PATH, openapi_endpoint
@@ -105,8 +105,8 @@ async def create_workflow(request: Request) -> ApiJSONResponse:
     if len(body) > _MAX_WORKFLOW_BODY:
         return _bad_request("The body is too large.")
     try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):
+        payload = loads_json(body)
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, a lone surrogate, too deep
         payload = None
     name = payload.get("name") if isinstance(payload, dict) else None
     if not isinstance(name, str):

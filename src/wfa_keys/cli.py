@@ -362,6 +362,10 @@ def _run_uvicorn(settings: Settings, sock: socket.socket, workers: int) -> int:
                 "WFA_DEV": "on" if settings.dev else "off",
                 "WFA_FORWARDED_ALLOW_IPS": ",".join(settings.forwarded_allow_ips),
                 "WFA_ROOT_PATH": settings.root_path,
+                # Read by each worker's HTTP protocol (wfa_keys.transport), not by the app.
+                "WFA_MAX_REQUEST_LINE_BYTES": str(settings.max_request_line_bytes),
+                "WFA_MAX_HEADER_BYTES": str(settings.max_header_bytes),
+                "WFA_MAX_REQUEST_HEAD_BYTES": str(settings.max_request_head_bytes),
             }
         )
         app = "wfa_keys.app:create_app"

@@ -105,7 +105,9 @@ def _json_line(
     except TypeError:
         # What orjson refuses and json writes: a lone surrogate, an int past 64 bits, a NaN.
         # A value of no JSON type fails here too: logging reports it and drops the record.
-        return json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+        # ASCII: a lone surrogate (text a client sent) escaped, or a stream that encodes
+        # strictly would refuse the whole batch of lines.
+        return json.dumps(entry, separators=(",", ":"))
 
 
 def _iso_time(created: float) -> str:

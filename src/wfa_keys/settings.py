@@ -62,6 +62,15 @@ def _check_deployment(settings: Settings) -> None:
         )
 
 
+def _check_request_heads(settings: Settings) -> None:
+    for name, value in (
+        ("WFA_MAX_REQUEST_LINE_BYTES", settings.max_request_line_bytes),
+        ("WFA_MAX_HEADER_BYTES", settings.max_header_bytes),
+    ):
+        if value > settings.max_request_head_bytes:
+            raise SettingsError(f"{name} cannot be larger than WFA_MAX_REQUEST_HEAD_BYTES")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the service can be told; each field documents its ``WFA_`` variable.
@@ -203,6 +212,23 @@ class Settings:
     webhooks_reminder_interval: int = field(
         default=300, metadata={"env": "WFA_WEBHOOKS_REMINDER_INTERVAL", "range": (1, 86400)}
     )
+    # Request heads (docs/limits.md): counted as they arrive, refused with 431 before more of
+    # them is buffered. Every ``serve`` process (and plain uvicorn with the service's protocol)
+    # reads them from the environment.
+    #: Longest request line (method, target, version), CRLF included.
+    max_request_line_bytes: int = field(
+        default=16 * 1024,
+        metadata={"env": "WFA_MAX_REQUEST_LINE_BYTES", "range": (1024, 1024**2)},
+    )
+    #: Longest header line (name, value), CRLF included.
+    max_header_bytes: int = field(
+        default=16 * 1024, metadata={"env": "WFA_MAX_HEADER_BYTES", "range": (1024, 1024**2)}
+    )
+    #: Largest request head: the request line and every header line together.
+    max_request_head_bytes: int = field(
+        default=64 * 1024,
+        metadata={"env": "WFA_MAX_REQUEST_HEAD_BYTES", "range": (4096, 4 * 1024**2)},
+    )
 
     @property
     def graphiql_enabled(self) -> bool:
@@ -248,6 +274,7 @@ class Settings:
                 "WFA_SESSION_IDLE_TIMEOUT cannot be longer than WFA_SESSION_ABSOLUTE_TIMEOUT"
             )
         _check_deployment(settings)
+        _check_request_heads(settings)
         return settings
 
     @classmethod

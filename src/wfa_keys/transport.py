@@ -28,8 +28,19 @@ from typing import Any, cast
 
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Protocol
+
+    _HTTPTOOLS = True
 except ImportError:  # httptools comes with uvicorn[standard], but may be missing
     from uvicorn.protocols.http.h11_impl import H11Protocol as _Protocol  # type: ignore[assignment]
+
+    _HTTPTOOLS = False
+
+from wfa_keys.request_heads import HeadGuard, HeadLimits, refusal_431
+
+#: Seconds a connection refused with 431 stays open (not read) after the answer, so that the
+#: client can read the answer before the close, which resets the connection when the client
+#: sent more than was read.
+LINGER_SECONDS = 1.0
 
 _Data = bytes | bytearray | memoryview
 
@@ -92,8 +103,102 @@ class WriteCoalescingTransport:
 
 class CoalescingHttpProtocol(_Protocol):
     """uvicorn's HTTP protocol (httptools', uvicorn's ``auto`` choice; h11's when httptools
-    is missing) over a :class:`WriteCoalescingTransport`."""
+    is missing) over a :class:`WriteCoalescingTransport`, with bounded request heads.
+
+    With httptools, each head is counted as it arrives (:class:`~wfa_keys.request_heads.
+    HeadGuard`) and fed to the parser only up to the limits; a head that goes on past them is
+    answered 431 and the connection closed, before any more of it is buffered. With h11, h11's
+    own limit applies (uvicorn's ``h11_max_incomplete_event_size``, 16 KiB for a whole head,
+    answered 400). ``head_limits`` (default: from the environment, ``WFA_MAX_*``) may be set
+    on a subclass.
+    """
+
+    head_limits: HeadLimits | None = None
+    _env_limits: HeadLimits | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._guard = HeadGuard(self._limits()) if _HTTPTOOLS else None
+        self._refused = False
+
+    @classmethod
+    def _limits(cls) -> HeadLimits:
+        if cls.head_limits is not None:
+            return cls.head_limits
+        if CoalescingHttpProtocol._env_limits is None:
+            # Once a process: the environment is the one the app read its settings from.
+            CoalescingHttpProtocol._env_limits = HeadLimits.from_env()
+        return CoalescingHttpProtocol._env_limits
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         coalescing = WriteCoalescingTransport(transport, self.loop)
         super().connection_made(cast(asyncio.Transport, coalescing))
+
+    def data_received(self, data: bytes) -> None:
+        guard = self._guard
+        if guard is None:
+            super().data_received(data)
+            return
+        if self._refused:
+            return  # refused: what still arrives is dropped, never buffered
+        start, end = 0, len(data)
+        while start < end:
+            changes = guard.changes
+            # A head: only as far as the limits allow. A body (bounded by uvicorn's flow
+            # control and the app's body limit), and whatever follows it in this read: whole.
+            stop = guard.accept(data, start) if guard.reading else end
+            if stop > start:
+                super().data_received(data[start:stop] if start or stop < end else data)
+                if self._stopped():
+                    return
+            if guard.changes != changes:
+                if guard.reading:
+                    guard.resync()  # a new head began in what was just fed
+            elif stop < end:
+                self._refuse_head()  # the head open before goes on past a limit
+                return
+            start = stop
+
+    def _stopped(self) -> bool:
+        # Refused by uvicorn (a 400 closes the transport), or upgraded to a websocket, whose
+        # protocol has the transport now.
+        return self.transport.is_closing() or self.transport.get_protocol() is not self
+
+    def _refuse_head(self) -> None:
+        self._refused = True
+        self.logger.warning("Request head too large: refused with 431.")
+        if not self._in_flight():
+            self._answer_431()
+        # Else after the answers to the requests before it, in order (on_response_complete).
+
+    def _in_flight(self) -> bool:
+        return (self.cycle is not None and not self.cycle.response_complete) or bool(self.pipeline)
+
+    def _answer_431(self) -> None:
+        assert self._guard is not None
+        self._unset_keepalive_if_required()
+        transport = self.transport
+        transport.write(refusal_431(self._guard.limits))
+        if transport.can_write_eof():
+            transport.write_eof()
+            # Nothing more is read: what the client still sends waits in the kernel's buffer
+            # (a closed window), costing this process nothing, until the close.
+            self.flow.pause_reading()
+            self.loop.call_later(LINGER_SECONDS, transport.close)
+        else:
+            transport.close()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._refused and not self.transport.is_closing() and not self._in_flight():
+            self._answer_431()
+
+    def on_headers_complete(self) -> None:
+        if self._guard is not None:
+            self._guard.head_ended()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        if self._guard is not None:
+            self._guard.next_head()
+        super().on_message_complete()

@@ -170,13 +170,22 @@ def lone_surrogates(key_id: str) -> tuple[str, str]:
     return "wfak_\ud800", "wfas_\udfff"
 
 
-@pytest.mark.parametrize("credentials", [wrong_checksum, huge_key_id, lone_surrogates])
+@pytest.mark.parametrize(
+    ("credentials", "refusal"),
+    [
+        (wrong_checksum, (401, "invalid_credentials")),
+        (huge_key_id, (401, "invalid_credentials")),
+        # No text can hold them: the body is a bad request (docs/limits.md).
+        (lone_surrogates, (400, "invalid_request")),
+    ],
+)
 async def test_malformed_credentials_touch_no_store_and_no_hash(
     make_middleware: Make,
     key: Key,
     store: CountingStore,
     verifier: CountingVerifier,
     credentials: Callable[[str], tuple[str, str]],
+    refusal: tuple[int, str],
 ) -> None:
     record, _ = key
     throttle_store = CountingThrottleStore()
@@ -189,7 +198,7 @@ async def test_malformed_credentials_touch_no_store_and_no_hash(
         # json.dumps escapes lone surrogates (\\ud800), as a client may send them.
         body = json.dumps({"key_id": key_id, "key_secret": secret})
         response = await client.post("/v1/auth/api-key/token", content=body)
-    assert (response.status_code, response.json()["error"]) == (401, "invalid_credentials")
+    assert (response.status_code, response.json()["error"]) == refusal
     assert (throttle_store.calls, store.lookups, verifier.verify_calls) == ([], 0, 0)
 
 

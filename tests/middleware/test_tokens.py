@@ -273,13 +273,28 @@ async def test_a_deeply_nested_token_request_is_a_400(make_middleware: Make, bod
     "body",
     [
         b'{"key_id": "wfak_\\ud800", "key_secret": "wfas_\\udfff"}',
-        # json decodes UTF-8-encoded surrogates too ("surrogatepass").
+        # UTF-8-encoded surrogates, which json.loads(bytes) lets through ("surrogatepass").
         b'{"key_id": "\xed\xa0\x80", "key_secret": "wfas_\xed\xbf\xbf"}',
+        # Anywhere in the body, not only in the credentials.
+        b'{"key_id": "wfak_x", "key_secret": "wfas_x", "\\udc00": 1}',
+        b'{"key_id": "wfak_x", "key_secret": "wfas_x", "note": ["\\ud83d"]}',
+        # Bytes that are not UTF-8 at all.
+        b'{"key_id": "wfak_\xff", "key_secret": "wfas_x"}',
     ],
 )
-async def test_lone_surrogates_in_a_token_request_are_invalid_credentials(
-    make_middleware: Make, body: bytes
+async def test_lone_surrogates_and_bytes_not_utf8_in_a_token_request_are_a_400(
+    make_middleware: Make, store: CountingStore, body: bytes
 ) -> None:
+    response = await post_token(make_middleware(), content=body)
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
+    assert store.lookups == 0
+
+
+async def test_a_surrogate_pair_in_a_token_request_is_text_like_any_other(
+    make_middleware: Make,
+) -> None:
+    # One emoji, escaped as JSON writes it: a valid pair, so merely wrong credentials.
+    body = b'{"key_id": "wfak_\\ud83d\\ude00", "key_secret": "wfas_x"}'
     response = await post_token(make_middleware(), content=body)
     assert (response.status_code, response.json()["error"]) == (401, "invalid_credentials")
 

@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount
 from tortoise.context import TortoiseContext
 
+from support.bad_bytes import bad_bodies, examples
 from support.clock import Clock
 from support.keys import basic
 from support.settings import cheap_settings
@@ -332,3 +333,57 @@ async def test_the_old_secret_and_its_tokens_work_until_the_grace_period_ends(
         assert await status(new_basic) == (200, None)
     # The refused token is gone from the database.
     assert not await AccessToken.filter(token_hash=token_digest(old_token)).exists()
+
+
+# -- bad bytes: lone surrogates and bodies not UTF-8 (fuzzed) --------------------------------
+
+BAD_BODY_EXAMPLES = 100
+
+
+def _invalid_request_problem(response: httpx2.Response) -> str | None:
+    if response.status_code != 400:
+        return f"status {response.status_code}: {response.text[:200]}"
+    if response.headers.get("content-type", "").split(";")[0] != "application/json":
+        return f"not JSON: {response.headers.get('content-type')}"
+    if response.json().get("error") != "invalid_request":
+        return f"not invalid_request: {response.text[:200]}"
+    return None
+
+
+async def test_bad_bytes_in_a_token_request_or_a_new_workflow_are_invalid_requests(
+    service: Any,
+) -> None:
+    key, secret = await make_key()
+    client = service("203.0.113.7")
+    token_bodies = examples(
+        bad_bodies({"key_id": key.key_id, "key_secret": secret, "note": ["x", {"k": "v"}]}),
+        BAD_BODY_EXAMPLES,
+    )
+    workflow_bodies = examples(
+        bad_bodies({"name": "Nightly", "tags": ["x", {"k": "v"}]}), BAD_BODY_EXAMPLES
+    )
+    failures: list[str] = []
+    for body in token_bodies:
+        response = await client.post("/api/v1/auth/api-key/token", content=body)
+        if problem := _invalid_request_problem(response):
+            failures.append(f"token: {problem}\n{body!r:.300}")
+    for body in workflow_bodies:
+        response = await client.post(
+            "/api/v1/workflows",
+            content=body,
+            headers={"Content-Type": "application/json"},
+            auth=(key.key_id, secret),
+        )
+        if problem := _invalid_request_problem(response):
+            failures.append(f"workflows: {problem}\n{body!r:.300}")
+
+    assert not failures, "\n\n".join(failures[:5])
+    assert await Workflow.all().count() == 0  # none made from a bad body, nor half of one
+    # The good bodies themselves are accepted: the refusals are the corruption's doing.
+    token = await client.post(
+        "/api/v1/auth/api-key/token", json={"key_id": key.key_id, "key_secret": secret}
+    )
+    created = await client.post(
+        "/api/v1/workflows", json={"name": "Nightly"}, auth=(key.key_id, secret)
+    )
+    assert (token.status_code, created.status_code) == (200, 201)

@@ -212,6 +212,21 @@ def test_unusual_values_are_written_as_json_writes_them() -> None:
     assert entry["status"] == 2**70
 
 
+def test_a_lone_surrogate_is_escaped_so_that_a_strict_utf8_stream_takes_the_line() -> None:
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", write_through=True)
+    handler = JsonLinesHandler(stream)
+    try:
+        handler.handle(record("unknown operation %s", "Q\ud800"))
+        handler.handle(record("next"))
+        handler.flush()
+    finally:
+        handler.close()
+
+    written = [json.loads(line) for line in raw.getvalue().decode("utf-8").splitlines()]
+    assert [entry["message"] for entry in written] == ["unknown operation Q\ud800", "next"]
+
+
 def test_an_exception_is_logged_by_its_type_only() -> None:
     try:
         raise ValueError("INSERT INTO user VALUES ('$argon2id$v=19$secret')")

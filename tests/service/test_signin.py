@@ -210,8 +210,12 @@ async def test_a_failing_throttle_store_refuses_sign_in_without_checking_a_passw
     checks_before = verifier.verify_calls
     store.failing = True
 
-    body = await api.login(EMAIL)
+    response = await api.post(LOGIN, email=EMAIL, password=PASSWORD)
+    body = response.json()
 
+    # The whole request is to be retried: 503 with Retry-After, and a code that says so.
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
     assert only_error_code(body) == "SERVICE_UNAVAILABLE"
     assert body["errors"][0]["extensions"]["requestId"]
     assert "throttle store is down" not in json.dumps(body)
@@ -234,12 +238,13 @@ async def test_a_huge_email_is_throttled_by_its_digest(
 
 
 async def _post_raw(api: Api, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-    # json.dumps escapes a lone surrogate as \\udXXX, which JSON allows.
+    # json.dumps escapes a lone surrogate as \\udXXX, which JSON allows; the body is refused
+    # as a whole (400, docs/limits.md) before any resolver runs.
     content = json.dumps({"query": query, "variables": variables})
     response = await api.client.post(
         "/graphql", content=content, headers={"content-type": "application/json"}
     )
-    assert response.status_code == 200, response.text
+    assert response.status_code == 400, response.text
     body: dict[str, Any] = response.json()
     return body
 
@@ -249,7 +254,7 @@ async def _post_raw(api: Api, query: str, variables: dict[str, Any]) -> dict[str
     [(EMAIL, "correct horse\ud800"), ("admin@acme.example\udfff", PASSWORD)],
     ids=["password", "email"],
 )
-async def test_a_lone_surrogate_at_sign_in_is_an_ordinary_failure_with_its_audit_event(
+async def test_a_lone_surrogate_at_sign_in_is_bad_input_refused_before_any_check(
     make_client: MakeClient, make_user: UserFactory, email: str, password: str
 ) -> None:
     await make_user(EMAIL)
@@ -257,9 +262,9 @@ async def test_a_lone_surrogate_at_sign_in_is_an_ordinary_failure_with_its_audit
 
     body = await _post_raw(api, LOGIN, {"email": email, "password": password})
 
-    assert only_error_code(body) == "UNAUTHENTICATED"
-    assert body["errors"][0]["message"] == "Wrong email or password."
-    assert [e.action for e in await AuditEvent.all()] == [AuditAction.LOGIN_FAILED]
+    # No password was checked: nothing to audit, nothing a throttle needs to count.
+    assert only_error_code(body) == "BAD_USER_INPUT"
+    assert [e.action for e in await AuditEvent.all()] == []
     assert await Session.all().count() == 0
 
 
@@ -305,7 +310,8 @@ async def test_a_lone_surrogate_in_an_argument_is_bad_user_input(
     body = await _post_raw(api, query, variables)
 
     assert only_error_code(body) == "BAD_USER_INPUT"
-    assert body["errors"][0]["extensions"]["field"] == field
+    # Refused as a body (docs/limits.md), before the argument ({field}) is read.
+    assert "field" not in body["errors"][0]["extensions"], field
     assert await AuditEvent.all().count() == events_before
 
 

@@ -123,3 +123,41 @@ def start_server(
         time.sleep(0.1)
     server.stop()
     pytest.fail(f"wfa-keys serve did not answer /healthz: {server.stderr}")
+
+
+UVICORN_RUNNING = re.compile(r"Uvicorn running on (http://[\d.]+:\d+)")
+
+
+def start_uvicorn(workdir: Path, database_url: str, *args: str, env: dict[str, str]) -> Server:
+    """Start the documented plain-uvicorn command (``uvicorn --factory
+    wfa_keys.app:create_app``, plus ``args``) and wait until ``/healthz`` answers 200.
+
+    At log level INFO whatever ``env`` says: uvicorn's line with the port is an INFO one."""
+    uvicorn = WFA_KEYS.with_name("uvicorn")
+    run = len(list(workdir.glob("stdout-*"))) + 1
+    stdout_path, stderr_path = workdir / f"stdout-{run}", workdir / f"stderr-{run}"
+    with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr_file:
+        process = subprocess.Popen(
+            [str(uvicorn), "--factory", "wfa_keys.app:create_app", "--port", "0", *args],
+            stdout=stdout,
+            stderr=stderr_file,
+            stdin=subprocess.DEVNULL,
+            env=server_env(WFA_DATABASE_URL=database_url) | env | {"WFA_LOG_LEVEL": "INFO"},
+            cwd=workdir,
+        )
+    server = Server(process, "", stdout_path, stderr_path)
+    for _ in range(START_ATTEMPTS):
+        if process.poll() is not None:
+            pytest.fail(f"uvicorn exited with {process.returncode}: {server.stderr}")
+        match = UVICORN_RUNNING.search(server.stderr)
+        if match is not None:
+            server.base_url = match.group(1)
+            try:
+                health = httpx2.get(f"{server.base_url}/healthz", timeout=1, trust_env=False)
+                if health.status_code == 200:
+                    return server
+            except httpx2.TransportError:
+                pass
+        time.sleep(0.1)
+    server.stop()
+    pytest.fail(f"uvicorn did not answer /healthz: {server.stderr}")

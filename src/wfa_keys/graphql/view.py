@@ -21,6 +21,7 @@ from wfa_keys.graphql.errors import ServiceUnavailable
 from wfa_keys.graphql.extensions import RETRY_AFTER_UNAVAILABLE, present
 from wfa_keys.graphql.graphiql import graphiql_html
 from wfa_keys.graphql.schema import ExtensionFactory, build_schema
+from wfa_keys.json_body import LoneSurrogateError, loads_json
 from wfa_keys.proxy import parse_ip
 from wfa_keys.sessions import COOKIE_NAME, ActiveSession, clear_session_cookie, load_session
 from wfa_keys.settings import Settings
@@ -61,12 +62,19 @@ class GraphQLApp(GraphQL[Context, None]):
             response = await self.run(request)
         except HTTPException as exc:
             # Strawberry answers these in plain text; clients expect GraphQL's error shape.
-            response = refusal(exc.status_code, exc.reason, _request_id(request))
+            code = exc.code if isinstance(exc, BadInput) else None
+            response = refusal(exc.status_code, exc.reason, _request_id(request), code)
         await response(scope, receive, send)
 
     def decode_json(self, data: str | bytes) -> object:
         try:
-            decoded = super().decode_json(data)
+            decoded = loads_json(data)
+        except UnicodeDecodeError:
+            raise BadInput("The request body is not UTF-8") from None
+        except LoneSurrogateError:
+            # Anywhere (query, operationName, variables) it would fail wherever the text is
+            # written out: in an error message naming the operation, say.
+            raise BadInput("The request body holds a lone surrogate (\\ud800-\\udfff)") from None
         except RecursionError:
             # json.loads recurses once per nesting level: a body of 50,000 "[" must be
             # refused as what it is, not end in a 500.
@@ -134,11 +142,25 @@ _REFUSAL_CODES = {
 }
 
 
-def refusal(status: int, message: str, request_id: str) -> JSONResponse:
-    """A request refused before any GraphQL ran, in GraphQL's error shape."""
+class BadInput(HTTPException):
+    """A body no GraphQL can come from (not UTF-8, a lone surrogate): 400 ``BAD_USER_INPUT``."""
+
+    code = "BAD_USER_INPUT"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(400, reason)
+
+
+def refusal(status: int, message: str, request_id: str, code: str | None = None) -> JSONResponse:
+    """A request refused before any GraphQL ran, in GraphQL's error shape (``code``, by
+    default the status's)."""
     error = {
-        "message": message,
-        "extensions": {"code": _REFUSAL_CODES.get(status, "BAD_REQUEST"), "requestId": request_id},
+        # The message may quote the request (an operation's name): never a surrogate here.
+        "message": message.encode("utf-8", "backslashreplace").decode("utf-8"),
+        "extensions": {
+            "code": code or _REFUSAL_CODES.get(status, "BAD_REQUEST"),
+            "requestId": request_id,
+        },
     }
     headers = {"Cache-Control": "no-store"}
     if status == 405:

@@ -21,6 +21,7 @@ from hypothesis import settings as hypothesis_settings
 from schemathesis.generation.case import Case
 from tortoise.context import TortoiseContext
 
+from support.bad_bytes import bad_bodies, examples
 from support.gql import LOGIN, PASSWORD
 from support.settings import cheap_settings
 from wfa_keys.app import create_app
@@ -154,3 +155,67 @@ def _problem(response: httpx2.Response) -> str | None:
         if code not in KNOWN_CODES:
             return f"error without a documented code: {error!r:.300}"
     return None
+
+
+# -- bad bytes: lone surrogates and bodies not UTF-8 -----------------------------------------
+
+#: A good request; bad_bodies corrupts it anywhere (query, operationName, variables, keys).
+GOOD_REQUEST = {
+    "query": "query Me { me { email } }",
+    "operationName": "Me",
+    "variables": {"n": 1, "list": ["x", {"key": "value"}]},
+    "extensions": {"note": "x"},
+}
+BAD_BODY_EXAMPLES = 150
+
+
+def _bad_input_problem(response: httpx2.Response) -> str | None:
+    if response.status_code != 400:
+        return f"status {response.status_code}: {response.text[:200]}"
+    if response.headers.get("content-type", "").split(";")[0] != "application/json":
+        return f"not JSON: {response.headers.get('content-type')}"
+    errors = response.json().get("errors") or [{}]
+    if errors[0].get("extensions", {}).get("code") != "BAD_USER_INPUT":
+        return f"not BAD_USER_INPUT: {errors!r:.300}"
+    return None
+
+
+async def test_lone_surrogates_and_bytes_not_utf8_are_bad_user_input_signed_in_or_not(
+    db: TortoiseContext,
+) -> None:
+    del db
+    settings = cheap_settings()
+    await create_user(
+        settings,
+        email="admin@acme.example",
+        password=PASSWORD,
+        organization="Acme",
+        role=Role.ADMIN,
+    )
+    bodies = examples(bad_bodies(GOOD_REQUEST), BAD_BODY_EXAMPLES)
+    transport = httpx2.ASGITransport(app=create_app(settings))
+    headers = {"Content-Type": "application/json"}
+    failures: list[str] = []
+    async with (
+        httpx2.AsyncClient(transport=transport, base_url="http://testserver") as anonymous,
+        httpx2.AsyncClient(transport=transport, base_url="http://testserver") as admin,
+    ):
+        login = await admin.post(
+            "/graphql",
+            json={
+                "query": LOGIN,
+                "variables": {"email": "admin@acme.example", "password": PASSWORD},
+            },
+        )
+        assert "errors" not in login.json()
+        for client in (anonymous, admin):
+            for body in bodies:
+                response = await client.post("/graphql", content=body, headers=headers)
+                problem = _bad_input_problem(response)
+                if problem:
+                    failures.append(f"{problem}\n{body!r:.300}")
+        # The good request itself is answered: the refusals are the corruption's doing.
+        good = await admin.post("/graphql", json=GOOD_REQUEST)
+
+    assert not failures, "\n\n".join(failures[:5])
+    assert good.json() == {"data": {"me": {"email": "admin@acme.example"}}}

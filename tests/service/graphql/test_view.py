@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx2
@@ -9,6 +10,7 @@ import pytest
 from tortoise.context import TortoiseContext
 
 from wfa_keys.app import create_app
+from wfa_keys.graphql.view import refusal
 from wfa_keys.settings import Settings
 
 
@@ -57,3 +59,13 @@ async def test_refusals_are_graphql_errors_with_the_request_id_and_headers(
     assert response.headers["cache-control"] == "no-store"
     assert "x-content-type-options" in response.headers
     assert "Traceback" not in response.text
+
+
+def test_a_refusal_quoting_a_lone_surrogate_is_still_json() -> None:
+    # Strawberry's refusals quote the request ("Unknown operation named ..."): whatever they
+    # quote, the answer renders (a lone surrogate made it a plain-text 500 once).
+    response = refusal(400, "Unknown operation named 'Q\ud800'.", "0123456789abcdef")
+
+    error = json.loads(bytes(response.body))["errors"][0]
+    assert error["message"] == "Unknown operation named 'Q\\ud800'."
+    assert error["extensions"] == {"code": "BAD_REQUEST", "requestId": "0123456789abcdef"}
