@@ -8,7 +8,9 @@ through the protocols in :mod:`wfa_auth.base`. Everything public is imported fro
 """
 
 from wfa_auth._cache import TTLCache
-from wfa_auth._config import Caching, Throttling, Tokens
+from wfa_auth._calls import CALL_OUTCOMES
+from wfa_auth._config import Caching, Metering, Throttling, Tokens
+from wfa_auth._counters import MemoryCounterStore
 from wfa_auth._extractors import HeaderCredentialExtractor
 from wfa_auth._hashing import Argon2Verifier
 from wfa_auth._keyformat import (
@@ -28,6 +30,8 @@ from wfa_auth.base import (
     AuthObserver,
     BearerCredentials,
     Cache,
+    CallSink,
+    CounterStore,
     CredentialExtractor,
     Credentials,
     ErrorResponder,
@@ -35,7 +39,10 @@ from wfa_auth.base import (
     KeyRecord,
     KeyStore,
     MalformedCredentials,
+    Quota,
+    RateLimit,
     SecretVerifier,
+    Taken,
     ThrottleStore,
     TokenRecord,
     TokenStore,
@@ -43,6 +50,7 @@ from wfa_auth.base import (
 )
 
 __all__ = [
+    "CALL_OUTCOMES",
     "SCOPE_KEY",
     "ApiKeyAuthMiddleware",
     "ApiKeyUser",
@@ -51,6 +59,8 @@ __all__ = [
     "BearerCredentials",
     "Cache",
     "Caching",
+    "CallSink",
+    "CounterStore",
     "CredentialExtractor",
     "Credentials",
     "ErrorResponder",
@@ -60,12 +70,17 @@ __all__ = [
     "KeyRecord",
     "KeyStore",
     "MalformedCredentials",
+    "MemoryCounterStore",
     "MemoryKeyRecord",
     "MemoryKeyStore",
     "MemoryThrottleStore",
     "MemoryTokenStore",
+    "Metering",
+    "Quota",
+    "RateLimit",
     "SecretVerifier",
     "TTLCache",
+    "Taken",
     "ThrottleStore",
     "Throttling",
     "TokenRecord",

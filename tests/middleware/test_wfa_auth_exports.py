@@ -11,6 +11,7 @@ import wfa_auth
 def test_public_api_is_pinned() -> None:
     assert sorted(wfa_auth.__all__) == sorted(
         [
+            "CALL_OUTCOMES",
             "SCOPE_KEY",
             "ApiKeyAuthMiddleware",
             "ApiKeyUser",
@@ -19,6 +20,8 @@ def test_public_api_is_pinned() -> None:
             "BearerCredentials",
             "Cache",
             "Caching",
+            "CallSink",
+            "CounterStore",
             "CredentialExtractor",
             "Credentials",
             "ErrorResponder",
@@ -28,11 +31,16 @@ def test_public_api_is_pinned() -> None:
             "KeyRecord",
             "KeyStore",
             "MalformedCredentials",
+            "Metering",
+            "MemoryCounterStore",
             "MemoryKeyRecord",
             "MemoryKeyStore",
             "MemoryThrottleStore",
             "MemoryTokenStore",
+            "Quota",
+            "RateLimit",
             "SecretVerifier",
+            "Taken",
             "TTLCache",
             "ThrottleStore",
             "Throttling",
