@@ -20,6 +20,8 @@ from wfa_keys.models import (
     ApiKey,
     AuditEvent,
     KeyChange,
+    KeyUsage,
+    LimitCounter,
     Organization,
     Session,
     ThrottleSlot,
@@ -74,6 +76,8 @@ async def db(database_url: str) -> AsyncIterator[TortoiseContext]:
             Organization,
             KeyChange,
             ThrottleSlot,
+            KeyUsage,
+            LimitCounter,
         ):
             await model.all().delete()
         yield ctx

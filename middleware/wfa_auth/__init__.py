@@ -21,6 +21,7 @@ from wfa_auth._keyformat import (
 )
 from wfa_auth._memory import MemoryKeyRecord, MemoryKeyStore, MemoryTokenStore
 from wfa_auth._middleware import SCOPE_KEY, ApiKeyAuthMiddleware, route_path
+from wfa_auth._policies import quota_window
 from wfa_auth._principal import ApiKeyUser
 from wfa_auth._responses import JSONErrorResponder
 from wfa_auth._scopes import insufficient_scope, requires_scope
@@ -92,6 +93,7 @@ __all__ = [
     "insufficient_scope",
     "is_valid_key_id",
     "is_valid_key_secret",
+    "quota_window",
     "requires_scope",
     "route_path",
     "secret_fingerprint",

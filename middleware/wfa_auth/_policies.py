@@ -144,3 +144,12 @@ def header_values(states: list[tuple[Policy, int, float, int]]) -> tuple[str, st
         policy_parts.append(f'"{policy.name}";q={policy.limit};w={window}')
         state_parts.append(f'"{policy.name}";r={max(0, remaining)};t={max(0, math.ceil(reset))}')
     return ", ".join(policy_parts), ", ".join(state_parts)
+
+
+def quota_window(key_id: str, quota: Quota, now: float) -> tuple[str, int, float]:
+    """The counter bucket and slot of the quota's period at wall time ``now``, and when
+    (wall seconds) that period ends: ``CounterStore.count(bucket, slot)`` is what the key
+    has used of it (units leased by a process count until given back)."""
+    policy = quota_policy(key_id, quota)
+    slot, _, ends = policy.slot_at(now)
+    return policy.bucket, slot, ends

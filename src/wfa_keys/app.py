@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from wfa_auth import ThrottleStore, route_path
+from wfa_auth import CounterStore, ThrottleStore, route_path
 from wfa_keys.api import create_api
 from wfa_keys.bootstrap import announce_admin, bootstrap_admin
 from wfa_keys.browser import (
@@ -35,6 +35,7 @@ from wfa_keys.browser import (
 )
 from wfa_keys.changes import ChangeListener, prune_changes
 from wfa_keys.console import create_console_app
+from wfa_keys.counters import DatabaseCounterStore, close_counter_store, counter_store_for
 from wfa_keys.db import close_global, open_global, ping
 from wfa_keys.graphql import create_graphql_app
 from wfa_keys.graphql.schema import ExtensionFactory
@@ -48,6 +49,7 @@ from wfa_keys.proxy import (
 )
 from wfa_keys.settings import Settings
 from wfa_keys.throttling import DatabaseThrottleStore, close_throttle_store, throttle_store_for
+from wfa_keys.usage import TortoiseCallSink, prune_usage
 
 __all__ = ["API_PATH", "GRAPHQL_PATH", "HEALTH_TIMEOUT_SECONDS", "create_app", "healthz"]
 
@@ -79,8 +81,13 @@ async def _api_without_slash(request: Request) -> RedirectResponse:
     return RedirectResponse(request.url.replace(path=request.url.path + "/"))
 
 
-async def _housekeeping(store: ThrottleStore) -> None:
-    """Delete change rows older than a day and expired throttle slots, about hourly."""
+async def _housekeeping(
+    store: ThrottleStore,
+    counters: CounterStore | None = None,
+    usage_retention_days: int | None = None,
+) -> None:
+    """Delete change rows older than a day, expired throttle slots, forgotten rate-limit
+    counters and call analytics past their retention, about hourly."""
     # Jittered, so that the processes of a fleet started together do not all prune at once.
     await asyncio.sleep(HOUSEKEEPING_INTERVAL * random.random())  # noqa: S311
     while True:
@@ -88,6 +95,10 @@ async def _housekeeping(store: ThrottleStore) -> None:
             await prune_changes()
             if isinstance(store, DatabaseThrottleStore):
                 await store.prune()
+            if isinstance(counters, DatabaseCounterStore):
+                await counters.prune()
+            if usage_retention_days is not None:
+                await prune_usage(usage_retention_days)
         except Exception as exc:  # next time, then; nothing depends on it soon
             logger.warning("housekeeping failed (%s)", type(exc).__name__)
         await asyncio.sleep(HOUSEKEEPING_INTERVAL)
@@ -206,6 +217,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # The request log replaces uvicorn's access log, which would log query strings.
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     throttle_store = throttle_store_for(settings.throttle_store)
+    # Rate limits and quotas are counted where the throttles are (WFA_THROTTLE_STORE).
+    counter_store = counter_store_for(settings.throttle_store)
     extensions: list[ExtensionFactory] = []
     observer = None
     routes: list[BaseRoute] = []
@@ -216,12 +229,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
         extensions.append(GraphQLOperationMetrics)
         routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     # The shared throttle store serves the middleware's throttles and the sign-in throttle.
-    api = create_api(settings, throttle_store=throttle_store, observer=observer)
+    api = create_api(
+        settings,
+        throttle_store=throttle_store,
+        observer=observer,
+        counter_store=counter_store,
+        call_sink=TortoiseCallSink(
+            on_recorded=observer.on_calls_recorded if observer is not None else None
+        ),
+    )
     graphql_app = create_graphql_app(
         settings,
         on_key_changed=api.key_changed,
         throttle_store=throttle_store,
         extensions=extensions,
+        counter_store=counter_store,
     )
     listener = ChangeListener(
         api,
@@ -239,7 +261,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if admin is not None:
                 announce_admin(admin)
             await listener.start()
-            housekeeping = asyncio.create_task(_housekeeping(throttle_store))
+            housekeeping = asyncio.create_task(
+                _housekeeping(throttle_store, counter_store, settings.usage_retention_days)
+            )
             # Mounted apps get no lifespan events of their own: run the middleware's timer
             # (each key's last use written when its minute ends), and write the pending
             # last-used times before the connections close.
@@ -264,6 +288,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     await housekeeping
             await listener.stop()
             await close_throttle_store(throttle_store)
+            await close_counter_store(counter_store)
             await close_global()
 
     root = (

@@ -141,6 +141,10 @@ class Settings:
     )
     #: Serve Prometheus metrics at ``/metrics``.
     metrics: bool = field(default=False, metadata={"env": "WFA_METRICS"})
+    # Usage control: how long each key's hourly call counts are kept.
+    usage_retention_days: int = field(
+        default=90, metadata={"env": "WFA_USAGE_RETENTION_DAYS", "range": (1, 3650)}
+    )
 
     @property
     def graphiql_enabled(self) -> bool:

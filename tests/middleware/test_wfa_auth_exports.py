@@ -53,6 +53,7 @@ def test_public_api_is_pinned() -> None:
             "insufficient_scope",
             "is_valid_key_id",
             "is_valid_key_secret",
+            "quota_window",
             "requires_scope",
             "route_path",
             "secret_fingerprint",

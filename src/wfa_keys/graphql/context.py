@@ -9,7 +9,13 @@ from uuid import uuid4
 from starlette.requests import Request
 from starlette.responses import Response
 
-from wfa_auth import Argon2Verifier, MemoryThrottleStore, ThrottleStore
+from wfa_auth import (
+    Argon2Verifier,
+    CounterStore,
+    MemoryCounterStore,
+    MemoryThrottleStore,
+    ThrottleStore,
+)
 from wfa_keys.crypto import hasher_for
 from wfa_keys.keys import Actor, KeyChanged, KeyManager
 from wfa_keys.models import Role, User
@@ -28,6 +34,8 @@ class Services:
     hasher: Argon2Verifier
     keys: KeyManager
     sign_in: SignIn
+    #: Rate-limit and quota counters (``ApiKey.quota.used``): the middleware's store.
+    counters: CounterStore = field(default_factory=MemoryCounterStore)
 
     @property
     def on_key_changed(self) -> KeyChanged | None:
@@ -42,6 +50,7 @@ class Services:
         on_key_changed: KeyChanged | None = None,
         throttle_store: ThrottleStore | None = None,
         hasher: Argon2Verifier | None = None,
+        counters: CounterStore | None = None,
     ) -> Services:
         """Services for ``settings``: one hasher, key manager and sign-in per app instance.
 
@@ -55,6 +64,7 @@ class Services:
             hasher=hasher,
             keys=KeyManager(hasher, on_key_changed=on_key_changed),
             sign_in=SignIn(settings, hasher, store),
+            counters=counters if counters is not None else MemoryCounterStore(),
         )
 
 
