@@ -93,11 +93,9 @@ class DatabaseCounterStore:
         """Uncount units taken but not used, in one transaction; never below zero."""
         async with in_transaction() as connection:
             for (bucket, slot), amount in units.items():
-                await (
-                    LimitCounter.filter(bucket=bucket, slot=slot, count__gte=amount)
-                    .using_db(connection)
-                    .update(count=F("count") - amount)
-                )
+                rows = LimitCounter.filter(bucket=bucket, slot=slot).using_db(connection)
+                if not await rows.filter(count__gte=amount).update(count=F("count") - amount):
+                    await rows.update(count=0)
 
     async def count(self, bucket: str, slot: int) -> int:
         """The units counted in one slot of a bucket."""
