@@ -127,7 +127,7 @@ async def test_each_outcome_of_a_known_key_is_counted_in_its_hour(
     assert len(rows) == 4
     counted = {
         sample.labels["outcome"]: sample.value
-        for sample in observed.metrics.calls.collect()[0].samples
+        for sample in next(iter(observed.metrics.calls.collect())).samples
         if sample.name.endswith("_total")
     }
     assert counted == {

@@ -158,7 +158,7 @@ async def test_quota_used_is_what_the_counter_store_counted_this_period(
     assert body["data"]["apiKey"]["quota"]["used"] == 7
 
 
-async def _usage_row(key_id: str, hour: datetime, **counts: int) -> None:
+async def _usage_row(key_id: str, hour: datetime, **counts: Any) -> None:
     organization = await Organization.get(name="Acme")
     await KeyUsage.create(key_id=key_id, organization_id=organization.id, hour=hour, **counts)
 
