@@ -105,12 +105,12 @@ async def test_update_leaves_absent_limits_unchanged_and_removes_null_ones(admin
     assert changed["data"]["updateApiKey"]["quota"] is None
     removed = await admin(UPDATE, id=key["id"], input={"rateLimit": None})
     assert removed["data"]["updateApiKey"]["rateLimit"] is None
-    events = (
+    events: list[Any] = (
         await AuditEvent.filter(action="key_updated")
         .order_by("id")
         .values_list("detail", flat=True)
     )
-    assert list(events) == [
+    assert events == [
         {"changed": ["name"]},
         {"changed": ["rateLimit", "quota"]},
         {"changed": ["rateLimit"]},
