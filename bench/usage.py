@@ -16,8 +16,10 @@
    over ``--queries`` queries of random keys (target: p99 at most 50 ms on PostgreSQL).
 
     .venv/bin/python bench/seed_usage.py postgres://postgres@127.0.0.1:5432/wfa_bench
-    .venv/bin/python bench/usage.py postgres://postgres@127.0.0.1:5432/wfa_bench \\
+    .venv/bin/python -P bench/usage.py postgres://postgres@127.0.0.1:5432/wfa_bench \\
         --redis redis://127.0.0.1:6379/5
+
+(``-P``: bench/graphql.py would otherwise shadow the graphql package.)
 """
 
 from __future__ import annotations
