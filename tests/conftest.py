@@ -23,6 +23,8 @@ from wfa_keys.models import (
     KeyChange,
     KeyNetwork,
     KeyReminder,
+    KeyUsage,
+    LimitCounter,
     Organization,
     ServerSecret,
     Session,
@@ -171,6 +173,8 @@ async def db(database_url: str) -> AsyncIterator[TortoiseContext]:
             KeyChange,
             ThrottleSlot,
             ServerSecret,
+            KeyUsage,
+            LimitCounter,
         ):
             await model.all().delete()
         yield ctx

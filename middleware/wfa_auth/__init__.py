@@ -8,7 +8,9 @@ through the protocols in :mod:`wfa_auth.base`. Everything public is imported fro
 """
 
 from wfa_auth._cache import TTLCache
-from wfa_auth._config import Caching, Throttling, Tokens
+from wfa_auth._calls import CALL_OUTCOMES
+from wfa_auth._config import Caching, Metering, Throttling, Tokens
+from wfa_auth._counters import MemoryCounterStore
 from wfa_auth._extractors import HeaderCredentialExtractor
 from wfa_auth._hashing import Argon2Verifier
 from wfa_auth._keyformat import (
@@ -19,6 +21,7 @@ from wfa_auth._keyformat import (
 )
 from wfa_auth._memory import MemoryKeyRecord, MemoryKeyStore, MemoryTokenStore
 from wfa_auth._middleware import SCOPE_KEY, ApiKeyAuthMiddleware, route_path
+from wfa_auth._policies import quota_window
 from wfa_auth._principal import ApiKeyUser
 from wfa_auth._responses import JSONErrorResponder
 from wfa_auth._scopes import insufficient_scope, requires_scope
@@ -29,6 +32,8 @@ from wfa_auth.base import (
     Authority,
     BearerCredentials,
     Cache,
+    CallSink,
+    CounterStore,
     CredentialExtractor,
     Credentials,
     ErrorResponder,
@@ -36,7 +41,10 @@ from wfa_auth.base import (
     KeyRecord,
     KeyStore,
     MalformedCredentials,
+    Quota,
+    RateLimit,
     SecretVerifier,
+    Taken,
     ThrottleStore,
     TokenRecord,
     TokenStore,
@@ -47,6 +55,7 @@ from wfa_auth.base import (
 __version__ = "0.3.0"
 
 __all__ = [
+    "CALL_OUTCOMES",
     "SCOPE_KEY",
     "ApiKeyAuthMiddleware",
     "ApiKeyUser",
@@ -56,6 +65,8 @@ __all__ = [
     "BearerCredentials",
     "Cache",
     "Caching",
+    "CallSink",
+    "CounterStore",
     "CredentialExtractor",
     "Credentials",
     "ErrorResponder",
@@ -65,12 +76,17 @@ __all__ = [
     "KeyRecord",
     "KeyStore",
     "MalformedCredentials",
+    "MemoryCounterStore",
     "MemoryKeyRecord",
     "MemoryKeyStore",
     "MemoryThrottleStore",
     "MemoryTokenStore",
+    "Metering",
+    "Quota",
+    "RateLimit",
     "SecretVerifier",
     "TTLCache",
+    "Taken",
     "ThrottleStore",
     "Throttling",
     "TokenRecord",
@@ -83,6 +99,7 @@ __all__ = [
     "insufficient_scope",
     "is_valid_key_id",
     "is_valid_key_secret",
+    "quota_window",
     "requires_scope",
     "route_path",
     "secret_fingerprint",

@@ -196,7 +196,7 @@ class Authenticator:
         if valid_until > now and current == version:
             # Verified from one address says nothing of another: checked on every request.
             if allow_list is not None and not allow_list.allows(client):
-                raise AuthenticationRefused(errors.IP_NOT_ALLOWED)
+                raise AuthenticationRefused(errors.IP_NOT_ALLOWED, user.key)
             self.usage.note(user.key.key_id, now, client[0] if client else None)
             if self.observer is not None:
                 self.observer.on_authenticated(warm=True)
@@ -272,7 +272,7 @@ class Authenticator:
         # key_disabled: the refusal tells nothing to someone without the credentials.
         allow_list = self._allow_lists.get(record.allowed_cidrs)
         if allow_list is not None and not allow_list.allows(client):
-            raise AuthenticationRefused(errors.IP_NOT_ALLOWED)
+            raise AuthenticationRefused(errors.IP_NOT_ALLOWED, record)
         user = ApiKeyUser(record, self.scopes, matched_hash=matched_hash)
         self._remember(memo, (user, version, valid_until, allow_list))
         if header_memo is not None:
@@ -325,8 +325,12 @@ class Authenticator:
                     break
             else:
                 raise AuthenticationRefused(self._unavailable)
-            if record is None or matched is None:
+            if record is None:
                 raise AuthenticationRefused(errors.INVALID_CREDENTIALS)
+            if matched is None:
+                # A wrong secret for a known key of this organization: counted for the key.
+                known = record if self._in_organization(record) else None
+                raise AuthenticationRefused(errors.INVALID_CREDENTIALS, known)
         except AuthenticationRefused as refused:
             if attempt is not None:
                 # A wrong secret keeps its places in the buckets; a failed store does not count.
@@ -580,7 +584,7 @@ class Authenticator:
         elif not record.organization_subscribed:
             refusal = errors.SUBSCRIPTION_REQUIRED
         if refusal is not None:
-            raise AuthenticationRefused(refusal)
+            raise AuthenticationRefused(refusal, record)
 
     def _store_failed(self, what: str, exc: Exception) -> AuthenticationRefused:
         # Fail closed. Only the class name is logged: exception texts can carry SQL or data.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wfa_auth.base import ThrottleStore
+from wfa_auth.base import CallSink, CounterStore, ThrottleStore
 
 DEFAULT_TOKEN_PATH = "/v1/auth/api-key/token"  # noqa: S105 -- a URL path
 
@@ -90,3 +90,23 @@ class Throttling:
         _positive(max_failures_per_key_and_ip=self.max_failures_per_key_and_ip)
         _positive(max_failing_keys_per_ip=self.max_failing_keys_per_ip, window=self.window)
         _positive(retry_after_unavailable=self.retry_after_unavailable)
+
+
+@dataclass(frozen=True, slots=True)
+class Metering:
+    """Per-key rate limits and quotas, and call analytics.
+
+    A key whose record has a ``rate_limit`` or a ``quota`` is limited through ``counters``
+    (shared by every process using it; None: a :class:`~wfa_auth.MemoryCounterStore`,
+    this process only). Unused leased units are given back every ``sync_interval`` seconds
+    (and once a key has been idle that long). With ``calls`` set, every call of a known key
+    is counted per hour and outcome and written there every ``flush_interval`` seconds.
+    """
+
+    counters: CounterStore | None = None
+    calls: CallSink | None = None
+    flush_interval: float = 10.0
+    sync_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        _positive(flush_interval=self.flush_interval, sync_interval=self.sync_interval)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from wfa_auth._responses import WWW_AUTHENTICATE
+from wfa_auth.base import KeyRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +29,13 @@ class Refusal:
 
 
 class AuthenticationRefused(Exception):
-    """Raised inside the middleware to answer a request with ``refusal``."""
+    """Raised inside the middleware to answer a request with ``refusal``; ``key`` is the
+    key refused, when the credentials named a known one (counted in its call analytics)."""
 
-    def __init__(self, refusal: Refusal) -> None:
+    def __init__(self, refusal: Refusal, key: KeyRecord | None = None) -> None:
         super().__init__(refusal.error)
         self.refusal = refusal
+        self.key = key
 
 
 _CHALLENGE = {"WWW-Authenticate": WWW_AUTHENTICATE}
@@ -92,3 +95,7 @@ TOKEN_REQUEST_TOO_LARGE = Refusal(413, "request_too_large", "The request body is
 METHOD_NOT_ALLOWED = Refusal(
     405, "method_not_allowed", "Use POST to request an access token.", {"Allow": "POST"}
 )
+RATE_LIMITED = Refusal(
+    429, "rate_limited", "This API key made too many calls; wait before calling again."
+)
+QUOTA_EXCEEDED = Refusal(429, "quota_exceeded", "This API key has used its quota for the period.")

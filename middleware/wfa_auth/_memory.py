@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from wfa_auth._keyformat import generate_key_id, generate_key_secret
-from wfa_auth.base import SecretVerifier, TokenRecord, Usage
+from wfa_auth.base import Quota, RateLimit, SecretVerifier, TokenRecord, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,9 @@ class MemoryKeyRecord:
     allowed_cidrs: tuple[str, ...] = ()
     previous_secret_hash: str | None = None
     previous_secret_expires_at: datetime | None = None
+    #: None: no rate limit, no quota.
+    rate_limit: RateLimit | None = None
+    quota: Quota | None = None
 
     def __repr__(self) -> str:
         return f"MemoryKeyRecord(key_id={self.key_id!r}, name={self.name!r}, secret_hash='***')"

@@ -14,12 +14,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from wfa_auth import _errors as errors
 from wfa_auth._authenticator import Authenticator, client_host, utcnow
 from wfa_auth._cache import TTLCache
-from wfa_auth._config import Caching, Throttling, Tokens
+from wfa_auth._calls import OUTCOME_OF_ERROR, SCOPE_OUTCOME, SUCCESS, CallRecorder
+from wfa_auth._config import Caching, Metering, Throttling, Tokens
+from wfa_auth._counters import MemoryCounterStore
 from wfa_auth._errors import AuthenticationRefused, Refusal
 from wfa_auth._extractors import HeaderCredentialExtractor, sole_authorization
 from wfa_auth._hashing import Argon2Verifier
 from wfa_auth._json import loads_json
+from wfa_auth._limits import Headers, Limiter
 from wfa_auth._memory import MemoryTokenStore
+from wfa_auth._policies import KeyLimits
 from wfa_auth._principal import ApiKeyUser
 from wfa_auth._responses import JSONErrorResponder, send_json
 from wfa_auth._usage import UsageRecorder
@@ -43,6 +47,7 @@ logger = logging.getLogger("wfa_auth")
 SCOPE_KEY = "wfa_auth.key"
 # Frozen, so one default instance serves every middleware.
 _TOKENS, _CACHING, _THROTTLING = Tokens(), Caching(), Throttling()
+_METERING = Metering()
 
 
 class _NoKeyStore:
@@ -125,6 +130,7 @@ class ApiKeyAuthMiddleware:
         caching: Caching = _CACHING,
         throttling: Throttling = _THROTTLING,
         observer: AuthObserver | None = None,
+        metering: Metering = _METERING,
         public_paths: Sequence[str] = (),
         allow_anonymous: bool = False,
         organization_id: str | None = None,
@@ -172,6 +178,22 @@ class ApiKeyAuthMiddleware:
             scopes=scopes,
             timer=timer,
         )
+        # Rate limits, quotas and call analytics (see Metering); wall time, shared by hosts.
+        wall = time.time if clock is utcnow else (lambda: clock().timestamp())
+        self.limiter = Limiter(
+            metering.counters if metering.counters is not None else MemoryCounterStore(),
+            unavailable=errors.SERVICE_UNAVAILABLE.with_headers(
+                Retry_After=str(throttling.retry_after_unavailable)
+            ),
+            clock=wall,
+            idle=metering.sync_interval,
+            interval=metering.sync_interval,
+        )
+        self.calls = (
+            CallRecorder(metering.calls, interval=metering.flush_interval, clock=wall)
+            if metering.calls is not None
+            else None
+        )
 
     async def key_changed(self, key_id: str) -> None:
         """Forget what is cached for ``key_id``; call it after disabling, regenerating or
@@ -199,8 +221,12 @@ class ApiKeyAuthMiddleware:
         self.authenticator.set_record_cache_ttl(seconds)
 
     async def flush_usage(self) -> None:
-        """Write the pending last-used times now (done by itself at server shutdown)."""
+        """Write the pending last-used times and call counts now, and give back unused
+        rate-limit units (done by itself at server shutdown)."""
         await self.usage.flush()
+        if self.calls is not None:
+            await self.calls.flush()
+        await self.limiter.sync(everything=True)
 
     def running(self) -> AbstractAsyncContextManager[None]:
         """Runs the background work while entered: each key's last use is written when its
@@ -212,15 +238,17 @@ class ApiKeyAuthMiddleware:
         it, due writes are made after a later response, and pending ones are lost at exit.
         With an ``authority``, its own work (the change stream) runs too.
         """
-        if self.authority is None:
-            return self.usage.run()
-        return self._running_with(self.authority)
+        return self._run_all()
 
     @asynccontextmanager
-    async def _running_with(self, authority: Authority) -> AsyncIterator[None]:
+    async def _run_all(self) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(self.usage.run())
-            await stack.enter_async_context(authority.running())
+            await stack.enter_async_context(self.limiter.run())
+            if self.calls is not None:
+                await stack.enter_async_context(self.calls.run())
+            if self.authority is not None:
+                await stack.enter_async_context(self.authority.running())
             yield
 
     def _is_public(self, scope: Scope) -> bool:
@@ -280,7 +308,10 @@ class ApiKeyAuthMiddleware:
                     )
                 elif not self.allow_anonymous:
                     raise AuthenticationRefused(errors.MISSING_CREDENTIALS)
+            if user is not None and user.limits is not None:
+                send = await self._admit(user, user.limits, send)
         except AuthenticationRefused as refused:
+            self._count_refused(refused)
             await self._refuse(scope, receive, send, refused.refusal)
             return
         if user is None:
@@ -291,9 +322,48 @@ class ApiKeyAuthMiddleware:
             scope["auth"] = user.auth
             scope[SCOPE_KEY] = user.key
         await self.app(scope, receive, send)
+        calls = self.calls
+        if calls is not None and user is not None:
+            outcome = scope.get(SCOPE_OUTCOME)
+            calls.count(
+                user.key.key_id,
+                user.key.organization_id,
+                SUCCESS if outcome is None else OUTCOME_OF_ERROR.get(outcome, SUCCESS),
+            )
         if self.usage.write_is_due():
             # No timer task runs (no lifespan reached us): write after the response instead.
             await self.usage.write_due()
+        await self._metering_due()
+
+    async def _metering_due(self) -> None:
+        """Without a lifespan, the metering's batches are written after a response."""
+        if self.calls is not None and self.calls.flush_is_due():
+            await self.calls.flush()
+        if self.limiter.sync_is_due():
+            await self.limiter.sync()
+
+    async def _admit(self, user: ApiKeyUser, limits: KeyLimits, send: Send) -> Send:
+        """``send`` adding the rate-limit headers, or raise the key's rate-limit refusal."""
+        admitted: Headers | Refusal | None = self.limiter.admit(limits)
+        if admitted is None:
+            admitted = await self.limiter.acquire(limits)
+        if isinstance(admitted, Refusal):
+            raise AuthenticationRefused(admitted, user.key)
+        headers = admitted
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] in ("http.response.start", "websocket.accept"):
+                message = {**message, "headers": [*message.get("headers", ()), *headers]}
+            await send(message)
+
+        return send_with_headers
+
+    def _count_refused(self, refused: AuthenticationRefused) -> None:
+        key = refused.key
+        if self.calls is not None and key is not None:
+            outcome = OUTCOME_OF_ERROR.get(refused.refusal.error)
+            if outcome is not None:
+                self.calls.count(key.key_id, key.organization_id, outcome)
 
     async def _call_with(
         self, authority: Authority, scope: Scope, receive: Receive, send: Send
@@ -360,6 +430,7 @@ class ApiKeyAuthMiddleware:
             )
             token = await self.authenticator.issue_token(user)
         except AuthenticationRefused as refused:
+            self._count_refused(refused)
             await self._refuse(scope, receive, send, refused.refusal)
             return
         logger.info("issued an access token for key %s", user.key.key_id)

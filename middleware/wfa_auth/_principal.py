@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from starlette.authentication import AuthCredentials, BaseUser
 
+from wfa_auth._policies import limits_of
 from wfa_auth.base import KeyRecord
 
 
@@ -32,6 +33,8 @@ class ApiKeyUser(BaseUser):
         self.matched_hash = key.secret_hash if matched_hash is None else matched_hash
         # dict.fromkeys: without duplicates, in order (granted scopes first, then the key's).
         self.auth = AuthCredentials(list(dict.fromkeys([*scopes, *key.scopes])))
+        #: The key's rate limit and quota as counting policies; None when it has neither.
+        self.limits = limits_of(key)
 
     @property
     def is_authenticated(self) -> bool:

@@ -9,6 +9,7 @@ from starlette.authentication import has_required_scope
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from wfa_auth._calls import SCOPE_OUTCOME
 from wfa_auth._responses import REALM
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -44,6 +45,8 @@ def requires_scope(*scopes: str) -> Callable[[Endpoint], Endpoint]:
         async def checked(request: Request) -> Response:
             for scope in scopes:
                 if not has_required_scope(request, [scope]):
+                    # Counted as this outcome in the key's call analytics.
+                    request.scope[SCOPE_OUTCOME] = "insufficient_scope"
                     return insufficient_scope(scope)
             return await endpoint(request)
 

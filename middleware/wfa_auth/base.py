@@ -106,6 +106,44 @@ class KeyRecord(Protocol):
         on, whatever is cached. None or a past time: only the current secret works."""
         ...
 
+    # Optional, read with getattr (a record without them has neither): ``rate_limit``, a
+    # :class:`RateLimit` or None, and ``quota``, a :class:`Quota` or None.
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``requests`` calls in any ``per_seconds`` seconds (a sliding window).
+
+    A :class:`KeyRecord` may have a ``rate_limit`` attribute of this type (None or absent:
+    no limit); calls over it are refused 429 ``rate_limited``.
+    """
+
+    requests: int
+    per_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """At most ``requests`` calls per UTC calendar ``period`` (``"day"`` or ``"month"``).
+
+    A :class:`KeyRecord` may have a ``quota`` attribute of this type (None or absent: no
+    quota); calls beyond it are refused 429 ``quota_exceeded`` until the period ends.
+    """
+
+    requests: int
+    period: str
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """What :meth:`CounterStore.take` granted: ``granted`` units (0 when the window is
+    full), the window's ``total`` after the grant (every process's), and ``oldest``, the
+    oldest slot of the window that holds a count (``slot`` itself when none does)."""
+
+    granted: int
+    total: int
+    oldest: int
+
 
 @dataclass(frozen=True, slots=True)
 class TokenRecord:
@@ -270,6 +308,38 @@ class ThrottleStore(Protocol):
 
     async def clear(self, bucket: str) -> None:
         """Remove every member of ``bucket``."""
+        ...
+
+
+class CounterStore(Protocol):
+    """Shared counters for rate limits and quotas: per bucket, a count per time slot.
+
+    A process takes units in advance (a lease) and uses them without asking again, so a
+    warm request never waits on the store; what it did not use it gives back. :meth:`take`
+    must be atomic across every process that shares the store: the units granted to all
+    of them in a window never exceed the limit.
+    """
+
+    async def take(self, bucket: str, slot: int, amount: int, *, limit: int, span: int) -> Taken:
+        """Grant up to ``amount`` units in ``slot``, so that the counts of the ``span`` slots
+        ending with ``slot`` stay within ``limit``; count them in ``slot``."""
+        ...
+
+    async def give_back(self, units: Mapping[tuple[str, int], int]) -> None:
+        """Uncount units taken but not used, by (bucket, slot); never below zero."""
+        ...
+
+    async def count(self, bucket: str, slot: int) -> int:
+        """The units counted in one slot of a bucket."""
+        ...
+
+
+class CallSink(Protocol):
+    """Where per-key call counts go: by (Key ID, organization ID, hour), a count per
+    outcome in the order of :data:`wfa_auth.CALL_OUTCOMES`."""
+
+    async def record_calls(self, counts: Mapping[tuple[str, str, datetime], Sequence[int]]) -> None:
+        """Add the counts to the stored ones, in one write where the store allows."""
         ...
 
 

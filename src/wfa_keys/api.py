@@ -23,7 +23,10 @@ from wfa_auth import (
     SCOPE_KEY,
     ApiKeyAuthMiddleware,
     AuthObserver,
+    CallSink,
+    CounterStore,
     KeyRecord,
+    Metering,
     ThrottleStore,
     Throttling,
     Tokens,
@@ -132,13 +135,17 @@ def create_api(
     clock: Callable[[], datetime] = _utcnow,
     timer: Callable[[], float] = time.monotonic,
     feed: ChangeFeed | None = None,
+    counter_store: CounterStore | None = None,
+    call_sink: CallSink | None = None,
 ) -> ApiKeyAuthMiddleware:
     """The sample API wrapped in the middleware, with the Tortoise stores.
 
     The caller owns the database connection (the server's lifespan opens it) and wires the
     middleware's ``key_changed`` to the key mutations and to the change listener.
     ``throttle_store`` is the store shared by every process (``WFA_THROTTLE_STORE``);
-    ``observer`` counts the outcomes for ``/metrics``. ``clock`` (wall time, for key and
+    ``observer`` counts the outcomes for ``/metrics``. ``counter_store`` holds the keys'
+    rate limits and quotas (``WFA_THROTTLE_STORE`` too), ``call_sink`` their call
+    analytics (``wfa_keys.usage``). ``clock`` (wall time, for key and
     grace-period expiry) and ``timer`` (monotonic seconds, for caches) are for tests.
 
     The routes are a Starlette ``Router`` under Starlette's ``ExceptionMiddleware`` (which
@@ -177,6 +184,7 @@ def create_api(
         throttling=Throttling(store=throttle_store),
         observer=observer,
         public_paths=[OPENAPI_PATH],
+        metering=Metering(counters=counter_store, calls=call_sink),
         clock=clock,
         timer=timer,
     )

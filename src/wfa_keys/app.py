@@ -23,7 +23,7 @@ from starlette.responses import RedirectResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from wfa_auth import ThrottleStore, route_path
+from wfa_auth import CounterStore, ThrottleStore, route_path
 from wfa_keys.api import create_api
 from wfa_keys.audit import prune_audit_events
 from wfa_keys.bootstrap import announce_admin, bootstrap_admin
@@ -36,6 +36,7 @@ from wfa_keys.browser import (
 )
 from wfa_keys.changes import ChangeListener, prune_changes
 from wfa_keys.console import create_console_app
+from wfa_keys.counters import DatabaseCounterStore, close_counter_store, counter_store_for
 from wfa_keys.db import close_global, open_global, ping
 from wfa_keys.deadline import Deadline
 from wfa_keys.graphql import create_graphql_app
@@ -57,6 +58,7 @@ from wfa_keys.throttling import (
     close_throttle_store,
     throttle_store_for,
 )
+from wfa_keys.usage import TortoiseCallSink, prune_usage
 from wfa_keys.webhooks.running import start_webhooks
 
 __all__ = ["API_PATH", "GRAPHQL_PATH", "create_app"]
@@ -86,9 +88,15 @@ async def _api_without_slash(request: Request) -> RedirectResponse:
     return RedirectResponse(request.url.replace(path=request.url.path + "/"))
 
 
-async def _housekeeping(store: ThrottleStore, audit_retention_days: int = 365) -> None:
-    """Delete change rows older than a day, expired throttle slots and audit events past
-    their retention (``WFA_AUDIT_RETENTION_DAYS``), about hourly."""
+async def _housekeeping(
+    store: ThrottleStore,
+    counters: CounterStore | None = None,
+    usage_retention_days: int | None = None,
+    audit_retention_days: int = 365,
+) -> None:
+    """Delete change rows older than a day, expired throttle slots, forgotten rate-limit
+    counters, call analytics past their retention and audit events past theirs
+    (``WFA_AUDIT_RETENTION_DAYS``), about hourly."""
     # Jittered, so that the processes of a fleet started together do not all prune at once.
     await asyncio.sleep(HOUSEKEEPING_INTERVAL * random.random())  # noqa: S311
     while True:
@@ -97,6 +105,10 @@ async def _housekeeping(store: ThrottleStore, audit_retention_days: int = 365) -
             if isinstance(store, DatabaseThrottleStore):
                 await store.prune()
             await prune_audit_events(audit_retention_days)
+            if isinstance(counters, DatabaseCounterStore):
+                await counters.prune()
+            if usage_retention_days is not None:
+                await prune_usage(usage_retention_days)
         except Exception as exc:  # next time, then; nothing depends on it soon
             logger.warning("housekeeping failed (%s)", type(exc).__name__)
         await asyncio.sleep(HOUSEKEEPING_INTERVAL)
@@ -217,6 +229,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # The request log replaces uvicorn's access log, which would log query strings.
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     throttle_store = throttle_store_for(settings.throttle_store)
+    # Rate limits and quotas are counted where the throttles are (WFA_THROTTLE_STORE).
+    counter_store = counter_store_for(settings.throttle_store)
     extensions: list[ExtensionFactory] = []
     observer = None
     routes: list[BaseRoute] = []
@@ -229,7 +243,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
     # The shared throttle store serves the middleware's throttles and the sign-in throttle.
     # The change stream's poller, shared by every stream of this process (issue 19).
     feed = ChangeFeed()
-    api = create_api(settings, throttle_store=throttle_store, observer=observer, feed=feed)
+    api = create_api(
+        settings,
+        throttle_store=throttle_store,
+        observer=observer,
+        feed=feed,
+        counter_store=counter_store,
+        call_sink=TortoiseCallSink(
+            on_recorded=observer.on_calls_recorded if observer is not None else None
+        ),
+    )
 
     async def key_changed(key_id: str) -> None:
         await api.key_changed(key_id)
@@ -240,6 +263,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         on_key_changed=key_changed,
         throttle_store=throttle_store,
         extensions=extensions,
+        counter_store=counter_store,
     )
     listener = ChangeListener(
         api,
@@ -264,7 +288,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 announce_admin(admin)
             await listener.start()
             housekeeping = asyncio.create_task(
-                _housekeeping(throttle_store, settings.audit_retention_days)
+                _housekeeping(
+                    throttle_store,
+                    counter_store,
+                    settings.usage_retention_days,
+                    settings.audit_retention_days,
+                )
             )
             # Mounted apps get no lifespan events of their own: run the middleware's timer
             # (each key's last use written when its minute ends), and write the pending
@@ -294,6 +323,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     await housekeeping
             await listener.stop()
             await close_throttle_store(throttle_store)
+            await close_counter_store(counter_store)
             await close_global()
 
     root = (

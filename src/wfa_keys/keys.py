@@ -30,7 +30,7 @@ from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from wfa_auth import Argon2Verifier
+from wfa_auth import Argon2Verifier, Quota, RateLimit
 from wfa_keys import validation
 from wfa_keys.audit import COMMAND_LINE_ACTOR, record_event
 from wfa_keys.changes import publish_key_change
@@ -42,11 +42,13 @@ from wfa_keys.store import TortoiseTokenStore
 
 __all__ = [
     "COMMAND_LINE_ACTOR",
+    "UNCHANGED",
     "Actor",
     "KeyChanged",
     "KeyManager",
     "KeyStatus",
     "NewSecret",
+    "Unchanged",
     "key_status",
 ]
 
@@ -161,7 +163,36 @@ def _end_grace_period(key: ApiKey) -> list[str]:
 
 
 #: Audit details name the fields as the API does.
-_API_NAMES = {"allowed_cidrs": "allowedCidrs"}
+_API_NAMES = {
+    "allowed_cidrs": "allowedCidrs",
+    "rate_limit_requests": "rateLimit",
+    "rate_limit_per_seconds": "rateLimit",
+    "quota_requests": "quota",
+    "quota_period": "quota",
+}
+
+
+class Unchanged:
+    """The type of :data:`UNCHANGED`: a field of an update left as it is (None removes)."""
+
+
+#: Leave a rate limit or quota as it is in :meth:`KeyManager.update_key`.
+UNCHANGED = Unchanged()
+
+
+def _rate_limit_fields(rate_limit: RateLimit | None) -> dict[str, Any]:
+    if rate_limit is None:
+        return {"rate_limit_requests": None, "rate_limit_per_seconds": None}
+    return {
+        "rate_limit_requests": rate_limit.requests,
+        "rate_limit_per_seconds": rate_limit.per_seconds,
+    }
+
+
+def _quota_fields(quota: Quota | None) -> dict[str, Any]:
+    if quota is None:
+        return {"quota_requests": None, "quota_period": None}
+    return {"quota_requests": quota.requests, "quota_period": quota.period}
 
 
 class KeyManager:
@@ -248,6 +279,8 @@ class KeyManager:
         lifetime_days: int | None = None,
         scopes: Sequence[str] | None = None,
         allowed_cidrs: Sequence[str] | None = None,
+        rate_limit: RateLimit | None = None,
+        quota: Quota | None = None,
     ) -> NewSecret:
         """Create an enabled key owned by ``actor``; its secret is in the result only.
 
@@ -258,6 +291,10 @@ class KeyManager:
         days = validation.lifetime_days(lifetime_days)
         granted = validation.scopes(scopes)
         networks = validation.allowed_cidrs(allowed_cidrs)
+        limit_fields = {
+            **_rate_limit_fields(validation.rate_limit(rate_limit)),
+            **_quota_fields(validation.quota(quota)),
+        }
         secret = await run_argon2(new_key_secret, self.hasher)
         user = actor.user
         if user is None:
@@ -273,6 +310,7 @@ class KeyManager:
                 expires_at=now + timedelta(days=days) if days is not None else None,
                 scopes=granted,
                 allowed_cidrs=networks,
+                **limit_fields,
                 owner_id=user.id,
                 organization_id=user.organization_id,
             )
@@ -383,8 +421,11 @@ class KeyManager:
         name: str | None = None,
         scopes: Sequence[str] | None = None,
         allowed_cidrs: Sequence[str] | None = None,
+        rate_limit: RateLimit | Unchanged | None = UNCHANGED,
+        quota: Quota | Unchanged | None = UNCHANGED,
     ) -> ApiKey:
-        """Change a key's name, scopes or allowed networks; None leaves a field as it is.
+        """Change a key's name, scopes, allowed networks, rate limit or quota; None leaves
+        the first three as they are, :data:`UNCHANGED` the last two (None removes them).
 
         Empty ``scopes`` grants no scope (only calls that need none work); empty
         ``allowed_cidrs`` allows every address. Every value is checked before anything is
@@ -398,6 +439,10 @@ class KeyManager:
             wanted["scopes"] = validation.scopes(scopes)
         if allowed_cidrs is not None:
             wanted["allowed_cidrs"] = validation.allowed_cidrs(allowed_cidrs)
+        if not isinstance(rate_limit, Unchanged):
+            wanted.update(_rate_limit_fields(validation.rate_limit(rate_limit)))
+        if not isinstance(quota, Unchanged):
+            wanted.update(_quota_fields(validation.quota(quota)))
         async with in_transaction():
             key = await self._locked_key(actor, key_id)
             changed = [field for field, value in wanted.items() if getattr(key, field) != value]
@@ -409,7 +454,7 @@ class KeyManager:
                     actor,
                     AuditAction.KEY_UPDATED,
                     key_id,
-                    {"changed": [_API_NAMES.get(field, field) for field in changed]},
+                    {"changed": list(dict.fromkeys(_API_NAMES.get(f, f) for f in changed))},
                 )
         if changed:
             await self._changed(actor, key_id)

@@ -25,3 +25,14 @@ MAX_ALLOWED_CIDRS = 20
 MAX_GRACE_PERIOD_MINUTES = 10080
 #: An organization's key inactivity limit: 1 to 3650 days, or none.
 MAX_INACTIVITY_DAYS = 3650
+
+#: A key's rate limit: 1 to 1,000,000 requests per 1 to 86,400 seconds.
+MAX_RATE_LIMIT_REQUESTS = 1_000_000
+MAX_RATE_LIMIT_SECONDS = 86_400
+#: A key's quota: 1 to 10^9 requests per UTC day or month.
+MAX_QUOTA_REQUESTS = 1_000_000_000
+#: A usage query: at most 31 days of hours or 400 days of days.
+MAX_USAGE_HOURS_DAYS = 31
+MAX_USAGE_DAYS = 400
+#: The top keys of organizationUsage: 1 to 100.
+MAX_USAGE_TOP = 100

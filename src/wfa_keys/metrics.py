@@ -12,7 +12,7 @@ client input, so a client cannot grow the number of series.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -28,6 +28,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.extensions import SchemaExtension
+
+from wfa_auth import CALL_OUTCOMES
 
 __all__ = [
     "GraphQLOperationMetrics",
@@ -49,6 +51,7 @@ class Metrics:
     verification_seconds: Histogram
     key_changes: Counter
     graphql_operations: Counter
+    calls: Counter
 
 
 @cache
@@ -83,6 +86,14 @@ def metrics() -> Metrics:
             ["type", "field"],
             registry=registry,
         ),
+        calls=Counter(
+            "wfa_keys_api_calls",
+            "API calls of known keys by outcome (success, rate_limited, quota_exceeded, "
+            "insufficient_scope, ip_not_allowed, disabled, expired, invalid_secret), "
+            "counted when each 10-second batch of call analytics is written.",
+            ["outcome"],
+            registry=registry,
+        ),
     )
 
 
@@ -103,6 +114,12 @@ class MetricsObserver:
     def on_verification(self, seconds: float) -> None:
         """Record how long an argon2 verification took."""
         self.metrics.verification_seconds.observe(seconds)
+
+    def on_calls_recorded(self, totals: Sequence[int]) -> None:
+        """Count a written batch of call analytics by outcome (never by key)."""
+        for outcome, count in zip(CALL_OUTCOMES, totals, strict=True):
+            if count:
+                self.metrics.calls.labels(outcome).inc(count)
 
     def on_key_change(self, via: str) -> None:
         """Count a key change applied by the change listener."""

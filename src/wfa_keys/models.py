@@ -109,6 +109,12 @@ class ApiKey(Model):
     scopes: fields.Field[list[str] | None] = fields.JSONField(null=True)
     #: The networks (CIDR) calls may come from, empty for anywhere (null only before 0003).
     allowed_cidrs: fields.Field[list[str] | None] = fields.JSONField(null=True)
+    #: At most ``rate_limit_requests`` calls in any ``rate_limit_per_seconds`` (both or neither).
+    rate_limit_requests = fields.IntField(null=True)
+    rate_limit_per_seconds = fields.IntField(null=True)
+    #: At most ``quota_requests`` calls per UTC ``quota_period`` (day or month).
+    quota_requests = fields.BigIntField(null=True)
+    quota_period = fields.CharField(max_length=8, null=True)
     owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "wfa_keys.User", related_name="api_keys", on_delete=fields.CASCADE
     )
@@ -366,3 +372,41 @@ class KeyNetwork(Model):
     class Meta:
         table = "key_network"
         unique_together = (("key_id", "network"),)
+
+
+class KeyUsage(Model):
+    """One key's calls in one hour, by outcome. Kept after the key is deleted (by Key ID),
+    pruned after ``WFA_USAGE_RETENTION_DAYS``."""
+
+    id = fields.BigIntField(primary_key=True)
+    key_id = fields.CharField(max_length=64)
+    organization_id = fields.UUIDField()
+    hour = fields.DatetimeField()
+    success = fields.BigIntField(default=0)
+    rate_limited = fields.BigIntField(default=0)
+    quota_exceeded = fields.BigIntField(default=0)
+    insufficient_scope = fields.BigIntField(default=0)
+    ip_not_allowed = fields.BigIntField(default=0)
+    disabled = fields.BigIntField(default=0)
+    expired = fields.BigIntField(default=0)
+    invalid_secret = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "key_usage"
+        unique_together = (("key_id", "hour"),)
+        indexes = (("organization_id", "hour"),)
+
+
+class LimitCounter(Model):
+    """Units of a rate limit or quota taken in one slot, shared by every server process
+    (``WFA_THROTTLE_STORE=database``); deleted once the slot has left its window."""
+
+    id = fields.BigIntField(primary_key=True)
+    bucket = fields.CharField(max_length=80)
+    slot = fields.BigIntField()
+    count = fields.BigIntField(default=0)
+    expires_at = fields.DatetimeField()
+
+    class Meta:
+        table = "limit_counter"
+        unique_together = (("bucket", "slot"),)

@@ -229,6 +229,10 @@ class Settings:
         default=64 * 1024,
         metadata={"env": "WFA_MAX_REQUEST_HEAD_BYTES", "range": (4096, 4 * 1024**2)},
     )
+    #: days each key's hourly call counts (usage analytics) are kept
+    usage_retention_days: int = field(
+        default=90, metadata={"env": "WFA_USAGE_RETENTION_DAYS", "range": (1, 3650)}
+    )
 
     @property
     def graphiql_enabled(self) -> bool:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from wfa_auth import TokenRecord, Usage, secret_fingerprint
+from wfa_auth import Quota, RateLimit, TokenRecord, Usage, secret_fingerprint
 from wfa_keys.changes import publish_key_change
 from wfa_keys.limits import MAX_TOKENS_PER_KEY
 from wfa_keys.models import AccessToken, ApiKey, Role
@@ -40,6 +40,9 @@ class TortoiseKeyRecord:
     allowed_cidrs: tuple[str, ...] = ()
     previous_secret_hash: str | None = None
     previous_secret_expires_at: datetime | None = None
+    #: The key's rate limit and quota (None: none), enforced by the middleware.
+    rate_limit: RateLimit | None = None
+    quota: Quota | None = None
 
     def __repr__(self) -> str:
         # The hash stays out of logs and tracebacks.
@@ -71,7 +74,23 @@ class TortoiseKeyRecord:
             allowed_cidrs=tuple(key.allowed_cidrs or ()),
             previous_secret_hash=key.previous_secret_hash,
             previous_secret_expires_at=key.previous_secret_expires_at,
+            rate_limit=rate_limit_of(key),
+            quota=quota_of(key),
         )
+
+
+def rate_limit_of(key: ApiKey) -> RateLimit | None:
+    """The key's rate limit from its columns, or None."""
+    if key.rate_limit_requests is None or key.rate_limit_per_seconds is None:
+        return None
+    return RateLimit(requests=key.rate_limit_requests, per_seconds=key.rate_limit_per_seconds)
+
+
+def quota_of(key: ApiKey) -> Quota | None:
+    """The key's quota from its columns, or None."""
+    if key.quota_requests is None or key.quota_period is None:
+        return None
+    return Quota(requests=key.quota_requests, period=key.quota_period)
 
 
 class TortoiseKeyStore:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 
-from wfa_auth import is_valid_key_id
+from wfa_auth import Quota, RateLimit, is_valid_key_id
 from wfa_keys import limits
 from wfa_keys.errors import InvalidInput
 from wfa_keys.scopes import ScopeError, normalize_cidrs, normalize_scopes
@@ -28,6 +28,8 @@ __all__ = [
     "lifetime_days",
     "login_email",
     "new_password",
+    "quota",
+    "rate_limit",
     "scopes",
     "search_text",
 ]
@@ -141,4 +143,37 @@ def new_password(value: str, field: str = "password") -> str:
         )
     if any(unicodedata.category(char) == "Cs" for char in value):
         raise InvalidInput(field, "the password cannot contain unpaired surrogate characters")
+    return value
+
+
+# Usage control (rate limit, quota): one block of its own.
+
+
+def rate_limit(value: RateLimit | None, field: str = "rate_limit") -> RateLimit | None:
+    """None (no limit) or 1 to 1,000,000 requests per 1 to 86,400 seconds."""
+    if value is None:
+        return None
+    if not 1 <= value.requests <= limits.MAX_RATE_LIMIT_REQUESTS:
+        raise InvalidInput(
+            f"{field}.requests",
+            f"A rate limit allows 1 to {limits.MAX_RATE_LIMIT_REQUESTS:,} requests.",
+        )
+    if not 1 <= value.per_seconds <= limits.MAX_RATE_LIMIT_SECONDS:
+        raise InvalidInput(
+            f"{field}.per_seconds",
+            f"A rate limit's window is 1 to {limits.MAX_RATE_LIMIT_SECONDS:,} seconds.",
+        )
+    return value
+
+
+def quota(value: Quota | None, field: str = "quota") -> Quota | None:
+    """None (no quota) or 1 to 10^9 requests per UTC ``day`` or ``month``."""
+    if value is None:
+        return None
+    if not 1 <= value.requests <= limits.MAX_QUOTA_REQUESTS:
+        raise InvalidInput(
+            f"{field}.requests", f"A quota allows 1 to {limits.MAX_QUOTA_REQUESTS:,} requests."
+        )
+    if value.period not in ("day", "month"):
+        raise InvalidInput(f"{field}.period", "A quota's period is a day or a month.")
     return value

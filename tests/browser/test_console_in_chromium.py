@@ -47,7 +47,18 @@ def test_wrong_password_is_an_alert_and_signing_in_opens_the_api_keys_page(
     table = page.get_by_role("table")
     headers = table.get_by_role("columnheader")
     expect(headers).to_have_text(
-        ["Name", "Key ID", "Status", "Created", "Expires", "Last Used", "Scopes", "Owner", "Action"]
+        [
+            "Name",
+            "Key ID",
+            "Status",
+            "Created",
+            "Expires",
+            "Last Used",
+            "Scopes",
+            "Owner",
+            "Usage",
+            "Action",
+        ]
     )
     expect(page.get_by_role("searchbox", name="Search")).to_be_visible()
     expect(page.get_by_text("No API keys yet")).to_be_visible()
@@ -321,6 +332,17 @@ def test_keyboard_only_create_with_focus_trapped_in_the_dialog_and_returned_afte
     expect(verify).not_to_be_checked()
     page.keyboard.press("Tab")
     expect(dialog.get_by_role("textbox", name="Allowed networks")).to_be_focused()
+    # Then the rate limit and the quota (empty: none).
+    rate = dialog.get_by_role("group", name="Rate limit")
+    quota = dialog.get_by_role("group", name="Quota")
+    for field in (
+        rate.get_by_role("spinbutton", name="Requests"),
+        rate.get_by_role("spinbutton", name="per seconds"),
+        quota.get_by_role("spinbutton", name="Requests"),
+        quota.get_by_role("combobox", name="per"),
+    ):
+        page.keyboard.press("Tab")
+        expect(field).to_be_focused()
     page.keyboard.press("Tab")
     expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
     page.keyboard.press("Tab")

@@ -42,7 +42,9 @@ async def test_serve_housekeeping_prunes_the_audit_log(
     kept = await _event(29, now)
     monkeypatch.setattr(app_module, "HOUSEKEEPING_INTERVAL", 0.01)
 
-    task = asyncio.create_task(app_module._housekeeping(MemoryThrottleStore(), 30))
+    task = asyncio.create_task(
+        app_module._housekeeping(MemoryThrottleStore(), audit_retention_days=30)
+    )
     try:
         for _ in range(500):  # bounded: 5 s at most
             if await AuditEvent.all().count() == 1:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wfa_keys import errors, hashing, keys, signin, validation
+from wfa_keys import errors, hashing, keys, signin, usage, validation
 
 
 def test_the_service_layer_exports_exactly_its_public_names() -> None:
@@ -13,6 +13,8 @@ def test_the_service_layer_exports_exactly_its_public_names() -> None:
         "KeyManager",
         "KeyStatus",
         "NewSecret",
+        "UNCHANGED",
+        "Unchanged",
         "key_status",
     ]
     assert sorted(signin.__all__) == ["SignIn", "SignedIn"]
@@ -26,6 +28,16 @@ def test_the_service_layer_exports_exactly_its_public_names() -> None:
     ]
     assert sorted(hashing.__all__) == ["ARGON2_CONCURRENCY", "argon2_limiter", "run_argon2"]
     assert "key_name" in validation.__all__
+    assert sorted(usage.__all__) == [
+        "Granularity",
+        "KeyTotals",
+        "TortoiseCallSink",
+        "UsageCounts",
+        "key_usage",
+        "organization_usage",
+        "prune_usage",
+        "usage_range",
+    ]
 
 
 def test_every_domain_error_is_documented_and_a_domain_error() -> None:

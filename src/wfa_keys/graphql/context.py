@@ -9,7 +9,13 @@ from uuid import uuid4
 from starlette.requests import Request
 from starlette.responses import Response
 
-from wfa_auth import Argon2Verifier, MemoryThrottleStore, ThrottleStore
+from wfa_auth import (
+    Argon2Verifier,
+    CounterStore,
+    MemoryCounterStore,
+    MemoryThrottleStore,
+    ThrottleStore,
+)
 from wfa_keys.crypto import hasher_for
 from wfa_keys.keys import Actor, KeyChanged, KeyManager
 from wfa_keys.models import Role, User
@@ -31,6 +37,8 @@ class Services:
     keys: KeyManager
     sign_in: SignIn
     webhooks: WebhookManager
+    #: Rate-limit and quota counters (``ApiKey.quota.used``): the middleware's store.
+    counters: CounterStore = field(default_factory=MemoryCounterStore)
 
     @property
     def on_key_changed(self) -> KeyChanged | None:
@@ -46,6 +54,7 @@ class Services:
         throttle_store: ThrottleStore | None = None,
         hasher: Argon2Verifier | None = None,
         webhook_resolver: Resolver | None = None,
+        counters: CounterStore | None = None,
     ) -> Services:
         """Services for ``settings``: one hasher, key manager and sign-in per app instance.
 
@@ -65,6 +74,7 @@ class Services:
                     resolver=webhook_resolver or system_resolver,
                 )
             ),
+            counters=counters if counters is not None else MemoryCounterStore(),
         )
 
 

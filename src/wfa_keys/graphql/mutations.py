@@ -7,6 +7,8 @@ errors to GraphQL codes. The session cookie is the only thing done here.
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 
 from wfa_keys.crypto import sha256_hex
@@ -25,8 +27,9 @@ from wfa_keys.graphql.types import (
     UpdateApiKeyInput,
     User,
 )
+from wfa_keys.graphql.usage import QuotaInput, RateLimitInput
 from wfa_keys.graphql.webhooks import WebhookEndpoint, WebhookEndpointWithSecret, WebhookMessage
-from wfa_keys.keys import NewSecret
+from wfa_keys.keys import UNCHANGED, NewSecret
 from wfa_keys.sessions import ActiveSession, clear_session_cookie, set_session_cookie
 
 __all__ = ["LOGIN_FAILED_MESSAGE", "Mutation"]
@@ -42,12 +45,23 @@ _KEY_FIELDS = {
     "scopes": "scopes",
     "allowed_cidrs": "input.allowedCidrs",
     "grace_period_minutes": "gracePeriodMinutes",
+    "rate_limit.requests": "input.rateLimit.requests",
+    "rate_limit.per_seconds": "input.rateLimit.perSeconds",
+    "quota.requests": "input.quota.requests",
+    "quota.period": "input.quota.period",
 }
 _UPDATE_FIELDS = {
     **_KEY_FIELDS,
     "scopes": "input.scopes",
 }
 _SETTINGS_FIELDS = {"key_inactivity_days": "input.keyInactivityDays"}
+
+
+def _unless_unset(given: RateLimitInput | QuotaInput | None) -> Any:
+    """UNCHANGED when absent, None when null, else the service layer's value."""
+    if given is strawberry.UNSET:
+        return UNCHANGED
+    return None if given is None else given.value()
 
 
 def _with_secret(new: NewSecret) -> ApiKeyWithSecret:
@@ -101,6 +115,8 @@ async def resolve_create_api_key(info: ContextInfo, input: CreateApiKeyInput) ->
             lifetime_days=input.lifetime_days,
             scopes=input.scopes,
             allowed_cidrs=input.allowed_cidrs,
+            rate_limit=input.rate_limit.value() if input.rate_limit is not None else None,
+            quota=input.quota.value() if input.quota is not None else None,
         )
     return _with_secret(new)
 
@@ -116,6 +132,8 @@ async def resolve_update_api_key(
             name=input.name,
             scopes=input.scopes,
             allowed_cidrs=input.allowed_cidrs,
+            rate_limit=_unless_unset(input.rate_limit),
+            quota=_unless_unset(input.quota),
         )
     return ApiKey.from_model(key)
 
@@ -229,8 +247,9 @@ class Mutation:
     update_api_key: ApiKey = strawberry.mutation(
         resolver=resolve_update_api_key,
         description=(
-            "Change a key's name, scopes or allowed networks (absent or null: unchanged); "
-            "honoured from the next call on. An update that changes nothing records no "
+            "Change a key's name, scopes or allowed networks (absent or null: unchanged), "
+            "rate limit or quota (absent: unchanged; null: removed); honoured from the next "
+            "call on. An update that changes nothing records no "
             "audit event."
         ),
         extensions=[admin_only()],

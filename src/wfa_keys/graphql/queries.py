@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import strawberry
@@ -21,12 +22,16 @@ from wfa_keys.graphql.types import (
     ApiKeyStatus,
     ApiScope,
     AuditEventConnection,
+    KeyUsage,
+    OrganizationUsage,
     User,
 )
+from wfa_keys.graphql.usage import UsageBucket, UsageGranularity, usage_starts
 from wfa_keys.graphql.webhooks import WebhookDeliveryConnection, WebhookEndpoint
 from wfa_keys.keys import KeyStatus
 from wfa_keys.limits import DEFAULT_PAGE_SIZE
 from wfa_keys.scopes import KNOWN_SCOPES
+from wfa_keys.usage import organization_usage
 
 #: Domain field names as a client of ``apiKeys`` spells the arguments.
 _LIST_FIELDS = {"expiring_within_days": "expiringWithinDays"}
@@ -106,6 +111,40 @@ async def resolve_audit_events(
     return AuditEventConnection.from_page(page)
 
 
+async def resolve_organization_usage(
+    info: ContextInfo,
+    since: datetime,
+    until: datetime | None = None,
+    granularity: UsageGranularity | None = UsageGranularity.DAY,
+    top: int | None = 10,
+) -> OrganizationUsage:
+    context = info.context
+    granularity = UsageGranularity.DAY if granularity is None else granularity
+    top = 10 if top is None else top
+    starts, width = usage_starts(context, since, until, granularity)
+    organization_id = signed_in_user(info).organization_id
+    with domain_errors({"top": "top"}, request_id=context.request_id):
+        buckets, totals = await organization_usage(organization_id, starts, width, top)
+    keys = {
+        key.key_id: key
+        for key in await models.ApiKey.filter(
+            organization_id=organization_id, key_id__in=[t.key_id for t in totals]
+        ).select_related("owner__organization")
+    }
+    return OrganizationUsage(
+        buckets=[UsageBucket.of(bucket) for bucket in buckets],
+        top_keys=[
+            KeyUsage(
+                api_key=ApiKey.from_model(keys[t.key_id]) if t.key_id in keys else None,
+                key_id=t.key_id,
+                total=t.total,
+                success=t.success,
+            )
+            for t in totals
+        ],
+    )
+
+
 @strawberry.type
 class Query:
     """Reading: who am I, and my organization's keys."""
@@ -157,6 +196,16 @@ class Query:
         description=(
             "The delivery attempts of one endpoint, newest first: status, response code, "
             "duration and next retry. `first` is 1 to 100 (null: 50)."
+        ),
+        extensions=[admin_only()],
+    )
+    organization_usage: OrganizationUsage = strawberry.field(
+        resolver=resolve_organization_usage,
+        description=(
+            "The organization's calls per bucket by outcome (empty buckets included), from "
+            "the bucket holding `since` to the one holding `until` (default: now), and its "
+            "`top` (1 to 100) keys by calls over that range, deleted keys included. At most "
+            "31 days of HOUR or 400 of DAY (BAD_USER_INPUT beyond)."
         ),
         extensions=[admin_only()],
     )

@@ -16,6 +16,16 @@ import strawberry
 
 from wfa_keys import models
 from wfa_keys.graphql.pagination import Count, Page
+from wfa_keys.graphql.usage import (
+    Quota,
+    QuotaInput,
+    RateLimit,
+    RateLimitInput,
+    UsageBucket,
+    UsageGranularity,
+    limits_from_row,
+    resolve_key_usage,
+)
 from wfa_keys.models import AuditAction, Role
 
 # The model's enum is the GraphQL enum too: its member names are the GraphQL values.
@@ -112,6 +122,10 @@ API_KEY_FIELDS = (
     "previous_secret_expires_at",
     "scopes",
     "allowed_cidrs",
+    "rate_limit_requests",
+    "rate_limit_per_seconds",
+    "quota_requests",
+    "quota_period",
     "owner_id",
     "owner__email",
     "owner__role",
@@ -120,6 +134,17 @@ API_KEY_FIELDS = (
     "owner__organization__has_workflow_automation",
     "owner__organization__key_inactivity_days",
 )
+
+
+async def _key_usage(
+    root: ApiKey,
+    info: strawberry.Info,
+    since: datetime,
+    until: datetime | None = None,
+    granularity: UsageGranularity | None = UsageGranularity.HOUR,
+) -> list[UsageBucket]:
+    width = UsageGranularity.HOUR if granularity is None else granularity
+    return await resolve_key_usage(info, str(root.id), since, until, width)
 
 
 @strawberry.type(description="An API key. Its secret is never shown again after creation.")
@@ -152,11 +177,26 @@ class ApiKey:
         description="The networks calls may come from (CIDR); empty: anywhere."
     )
     owner: User = strawberry.field(description="The admin who created the key.")
+    rate_limit: RateLimit | None = strawberry.field(
+        default=None, description="The key's rate limit; null: none."
+    )
+    quota: Quota | None = strawberry.field(default=None, description="The key's quota; null: none.")
+
+    usage: list[UsageBucket] = strawberry.field(
+        resolver=_key_usage,
+        description=(
+            "The key's calls per bucket by outcome, from the bucket holding `since` to the "
+            "one holding `until` (default: now), empty buckets included; at most 31 days of "
+            "HOUR or 400 of DAY (BAD_USER_INPUT beyond). Calls show within 10 seconds; "
+            "kept WFA_USAGE_RETENTION_DAYS (90) days."
+        ),
+    )
 
     @classmethod
     def from_model(cls, key: models.ApiKey) -> ApiKey:
         """The API view of a key; ``key.owner.organization`` must be loaded."""
         now = datetime.now(UTC)
+        rate_limit, quota = limits_from_row(key.key_id, key)
         return cls(
             id=strawberry.ID(key.key_id),
             name=key.name,
@@ -171,6 +211,8 @@ class ApiKey:
             scopes=list(key.scopes or ()),
             allowed_cidrs=list(key.allowed_cidrs or ()),
             owner=User.from_model(key.owner),
+            rate_limit=rate_limit,
+            quota=quota,
         )
 
     @classmethod
@@ -193,6 +235,7 @@ class ApiKey:
                         key_inactivity_days=row["owner__organization__key_inactivity_days"],
                     ),
                 )
+            rate_limit, quota = limits_from_row(row["key_id"], row, dict.__getitem__)
             keys.append(
                 cls(
                     id=strawberry.ID(row["key_id"]),
@@ -208,6 +251,8 @@ class ApiKey:
                     scopes=list(row["scopes"] or ()),
                     allowed_cidrs=list(row["allowed_cidrs"] or ()),
                     owner=owner,
+                    rate_limit=rate_limit,
+                    quota=quota,
                 )
             )
         return keys
@@ -289,6 +334,12 @@ class CreateApiKeyInput:
             "most 20; absent, null or empty: anywhere. Calls from elsewhere are refused 403."
         ),
     )
+    rate_limit: RateLimitInput | None = strawberry.field(
+        default=None, description="Absent or null: no rate limit."
+    )
+    quota: QuotaInput | None = strawberry.field(
+        default=None, description="Absent or null: no quota."
+    )
 
 
 @strawberry.input(description="What to change in a key; absent or null fields stay as they are.")
@@ -301,6 +352,12 @@ class UpdateApiKeyInput:
     )
     allowed_cidrs: list[str] | None = strawberry.field(
         default=None, description="Networks in CIDR notation, at most 20; empty: anywhere."
+    )
+    rate_limit: RateLimitInput | None = strawberry.field(
+        default=strawberry.UNSET, description="Absent: unchanged; null: removed."
+    )
+    quota: QuotaInput | None = strawberry.field(
+        default=strawberry.UNSET, description="Absent: unchanged; null: removed."
     )
 
 
@@ -404,3 +461,24 @@ class AuditEventConnection:
         """A page of rows of :data:`AUDIT_EVENT_FIELDS`."""
         nodes = [AuditEvent.from_row(row) for row in page.rows]
         return cls(nodes=nodes, page_info=PageInfo.of(page), count=page.count)
+
+
+# Usage analytics of the organization (organizationUsage).
+
+
+@strawberry.type(description="One key's calls over a range; a deleted key keeps its keyId.")
+class KeyUsage:
+    """A key's totals over the range of ``organizationUsage``."""
+
+    api_key: ApiKey | None = strawberry.field(description="Null once the key is deleted.")
+    key_id: str
+    total: int
+    success: int
+
+
+@strawberry.type(description="The organization's calls per bucket, and its busiest keys.")
+class OrganizationUsage:
+    """``organizationUsage``: the organization's buckets and its top keys by calls."""
+
+    buckets: list[UsageBucket]
+    top_keys: list[KeyUsage] = strawberry.field(description="Most calls first.")

@@ -15,7 +15,7 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, process_result
 from strawberry.types import ExecutionResult
 
-from wfa_auth import ThrottleStore
+from wfa_auth import CounterStore, ThrottleStore
 from wfa_keys.graphql.context import Context, KeyChanged, Services
 from wfa_keys.graphql.errors import ServiceUnavailable
 from wfa_keys.graphql.extensions import RETRY_AFTER_UNAVAILABLE, present
@@ -186,6 +186,7 @@ def create_graphql_app(
     on_key_changed: KeyChanged | None = None,
     throttle_store: ThrottleStore | None = None,
     extensions: Sequence[ExtensionFactory] = (),
+    counter_store: CounterStore | None = None,
 ) -> GraphQLApp:
     """The GraphQL ASGI app; mount it with ``Route("/graphql", app, methods=["GET", "POST"])``.
 
@@ -194,8 +195,12 @@ def create_graphql_app(
     ``throttle_store`` holds the sign-in throttle: pass the store every server process
     shares (database or Redis); by default a :class:`wfa_auth.MemoryThrottleStore`.
     ``extensions`` are schema extensions added after the service's own (metrics).
+    ``counter_store`` is the middleware's rate-limit and quota store (``quota.used``).
     """
     services = Services.create(
-        settings, on_key_changed=on_key_changed, throttle_store=throttle_store
+        settings,
+        on_key_changed=on_key_changed,
+        throttle_store=throttle_store,
+        counters=counter_store,
     )
     return GraphQLApp(settings, services, extensions)

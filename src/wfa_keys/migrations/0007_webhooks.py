@@ -9,7 +9,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
-    dependencies = [('wfa_keys', '0005_fault_tolerance')]
+    dependencies = [('wfa_keys', '0006_usage_control')]
 
     initial = False
 

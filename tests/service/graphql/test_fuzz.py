@@ -118,6 +118,7 @@ async def test_fuzzed_operations_get_data_or_a_coded_error_never_a_server_error(
         "Query.apiKeys",
         "Query.apiKey",
         "Query.auditEvents",
+        "Query.organizationUsage",
         "Query.apiScopes",
         "Mutation.login",
         "Mutation.createApiKey",

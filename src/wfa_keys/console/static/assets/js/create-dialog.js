@@ -4,6 +4,7 @@
 
 import { describeError, gql } from "./api.js";
 import { accessFields, showFieldError } from "./access-fields.js";
+import { limitFields } from "./limit-fields.js";
 import { $, say } from "./dom.js";
 import { closeModal, openModal, setUpModal } from "./modal.js";
 import { showSecret } from "./secret-dialog.js";
@@ -19,6 +20,7 @@ const expires = $("create-expires");
 const lifetime = $("create-lifetime");
 const submit = $("create-submit");
 const access = accessFields("create");
+const limits = limitFields("create");
 
 // extensions.field of a BAD_USER_INPUT error -> [input, its error element]
 const FIELD_ERRORS = {
@@ -38,6 +40,7 @@ function setExpires(on) {
 function clearErrors() {
   for (const [input, element] of Object.values(FIELD_ERRORS)) showFieldError(input, element, "");
   access.clearErrors();
+  limits.clearErrors();
   say($("create-error"), "");
 }
 
@@ -64,7 +67,9 @@ function readInput() {
     }
   }
   firstBad?.focus();
-  return firstBad ? null : input;
+  if (firstBad) return null;
+  const chosen = limits.read();
+  return chosen ? { ...input, ...chosen } : null;
 }
 
 async function create(event) {
@@ -86,6 +91,8 @@ async function create(event) {
       target[0].focus();
     } else if (error.code === "BAD_USER_INPUT" && access.explain(error.field, error.message)) {
       // shown beside Scopes or Allowed networks
+    } else if (error.code === "BAD_USER_INPUT" && limits.explain(error.field, error.message)) {
+      // shown beside Rate limit or Quota
     } else if (dialog.open) {
       say($("create-error"), describeError(error));
     }
@@ -100,6 +107,7 @@ export function setUpCreateDialog(created) {
     form.reset();
     setExpires(false);
     access.reset();
+    limits.reset();
     clearErrors();
   });
   expires.addEventListener("click", () =>

@@ -4,6 +4,7 @@
 
 import { describeError, gql } from "./api.js";
 import { accessFields, showFieldError } from "./access-fields.js";
+import { limitFields } from "./limit-fields.js";
 import { $, say } from "./dom.js";
 import { closeModal, openModal, setUpModal } from "./modal.js";
 
@@ -13,6 +14,7 @@ const name = $("edit-name");
 const nameError = $("edit-name-error");
 const save = $("edit-save");
 const access = accessFields("edit");
+const limits = limitFields("edit");
 
 let editing = null; // { key, onSaved }
 let fields = ""; // the key fields the list shows, asked back from the mutation
@@ -22,6 +24,7 @@ const sameSet = (a, b) => a.length === b.length && a.every((value) => b.includes
 function clearErrors() {
   showFieldError(name, nameError, "");
   access.clearErrors();
+  limits.clearErrors();
   say($("edit-error"), "");
 }
 
@@ -39,6 +42,14 @@ function readChanges(key) {
   if (!sameSet(scopes, key.scopes)) changes.scopes = scopes;
   const cidrs = access.cidrs();
   if (!sameSet(cidrs, key.allowedCidrs)) changes.allowedCidrs = cidrs;
+  const chosen = limits.read();
+  if (!chosen) return null;
+  // null removes a limit; an unchanged one is left out (absent: unchanged).
+  if (JSON.stringify(chosen.rateLimit) !== JSON.stringify(key.rateLimit ?? null)) {
+    changes.rateLimit = chosen.rateLimit;
+  }
+  const quota = key.quota ? { requests: key.quota.requests, period: key.quota.period } : null;
+  if (JSON.stringify(chosen.quota) !== JSON.stringify(quota)) changes.quota = chosen.quota;
   return changes;
 }
 
@@ -70,6 +81,8 @@ async function submit(event) {
       name.focus();
     } else if (error.code === "BAD_USER_INPUT" && access.explain(error.field, error.message)) {
       // shown beside Scopes or Allowed networks
+    } else if (error.code === "BAD_USER_INPUT" && limits.explain(error.field, error.message)) {
+      // shown beside Rate limit or Quota
     } else if (dialog.open) {
       say($("edit-error"), describeError(error));
       if (error.code === "NOT_FOUND") editing.onGone?.();
@@ -86,6 +99,7 @@ export function setUpEditDialog(keyFields) {
     editing = null;
     form.reset();
     access.reset();
+    limits.reset();
     clearErrors();
   });
   $("edit-cancel").addEventListener("click", () => closeModal(dialog));
@@ -102,6 +116,7 @@ export async function openEditDialog(key, opener, { onSaved, onGone }) {
   $("edit-key-id").textContent = key.id;
   name.value = key.name;
   access.setCidrs(key.allowedCidrs);
+  limits.set(key);
   save.disabled = true;
   openModal(dialog, { opener, focus: name });
   try {

@@ -16,11 +16,14 @@ import {
   setUpGracePeriod,
 } from "./grace-period.js";
 import { showSecret } from "./secret-dialog.js";
+import { showOrganizationUsage } from "./org-usage.js";
+import { openUsageDialog, setUpUsageDialog } from "./usage-dialog.js";
 
 const PAGE_SIZE = 25;
 const SEARCH_DELAY_MS = 250;
 const KEY_FIELDS = `id name enabled status createdAt expiresAt lastUsedAt lastUsedIp
-  scopes allowedCidrs previousSecretExpiresAt owner { email }`;
+  scopes allowedCidrs previousSecretExpiresAt owner { email }
+  rateLimit { requests perSeconds } quota { requests period used resetsAt }`;
 
 const LIST = `query ApiKeys($first: Int, $after: String, $search: String, $status: ApiKeyStatus,
     $expiringWithinDays: Int) {
@@ -53,6 +56,7 @@ const COLUMNS = [
   ["Last Used", (key) => lastUsedCell(key)],
   ["Scopes", (key) => accessCell(key)],
   ["Owner", (key) => breakableEmail(key.owner.email)],
+  ["Usage", (key, nameId) => usageCell(key, nameId)],
   ["Action", (key, nameId) => actions(key, nameId)],
 ];
 
@@ -129,6 +133,41 @@ function accessCell(key) {
     ? h("span", { class: "muted small" }, `Only from ${key.allowedCidrs.join(", ")}`)
     : null;
   return h("div", { class: "stack" }, h("div", { class: "chips" }, scopes), networks);
+}
+
+const PERIOD_TEXT = { DAY: "today", MONTH: "this month" };
+
+/** The quota used as a bar (where there is a quota), the rate limit, and Usage. */
+function usageCell(key, nameId) {
+  const parts = [];
+  if (key.quota) {
+    const { used, requests, period } = key.quota;
+    parts.push(
+      h("meter", {
+        class: "quota-bar",
+        min: 0,
+        max: requests,
+        value: Math.min(used, requests),
+        high: Math.ceil(requests * 0.9),
+        "aria-label": "Quota used",
+        "aria-describedby": nameId,
+      }),
+      h("span", { class: "muted small quota-text" }, `${used} of ${requests} ${PERIOD_TEXT[period] ?? ""}`.trim()),
+    );
+  }
+  if (key.rateLimit) {
+    parts.push(
+      h("span", { class: "muted small" }, `At most ${key.rateLimit.requests} per ${key.rateLimit.perSeconds} s`),
+    );
+  }
+  const open = h(
+    "button",
+    { type: "button", class: "link-button", "aria-describedby": nameId, "data-focus-key": `${key.id}:usage` },
+    "Usage",
+  );
+  open.addEventListener("click", () => openUsageDialog(key, open));
+  parts.push(open);
+  return h("div", { class: "stack" }, parts);
 }
 
 function actions(key, nameId) {
@@ -321,6 +360,7 @@ export function setUpKeysPage() {
   setUpCreateDialog(() => reload());
   setUpEditDialog(KEY_FIELDS);
   setUpGracePeriod();
+  setUpUsageDialog();
   $("add-more").addEventListener("click", (event) => openCreateDialog(event.currentTarget));
   for (const field of [search, expiring]) {
     field.addEventListener("input", reloadSoon);
@@ -354,5 +394,6 @@ export function showKeysPage(me) {
     // user tabbing through it at once meets them); the window asks again if this fails.
     knownScopes().catch(() => {});
     reload();
+    showOrganizationUsage();
   }
 }

@@ -1,0 +1,225 @@
+"""Usage control in numbers: the warm call of a limited key, analytics, the usage query.
+
+1. **Warm call with a rate limit and a quota against the same call without.** Two keys of
+   one organization, identical but for the limits, called warm through the API's
+   middleware (``create_api``, as ``serve`` mounts it) with the database counter store,
+   then with Redis: the ASGI app is called directly (no HTTP, no server), the harshest
+   comparison, since the limit's cost is not diluted by the server's. The two keys
+   alternate in ``--rounds`` rounds of ``--calls`` calls; the ratio printed is the median of
+   the per-round ratios of calls per second (targets: 0.85 with the database, 0.8 with
+   Redis).
+2. **Recording analytics**: the cost of counting one call (``CallRecorder.count``), in
+   microseconds (target: at most 2).
+3. **The admin's usage query** for 30 days of hours of one key, through GraphQL (signed in,
+   ``apiKey(id) { usage(since, granularity: HOUR) }``) on a database seeded by
+   ``bench/seed_usage.py`` (a year of hours for 1,000 keys): p50 and p99 in milliseconds
+   over ``--queries`` queries of random keys (target: p99 at most 50 ms on PostgreSQL).
+
+    .venv/bin/python bench/seed_usage.py postgres://postgres@127.0.0.1:5432/wfa_bench
+    .venv/bin/python -P bench/usage.py postgres://postgres@127.0.0.1:5432/wfa_bench \\
+        --redis redis://127.0.0.1:6379/5
+
+(``-P``: bench/graphql.py would otherwise shadow the graphql package.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import random
+import statistics
+import time
+import timeit
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx2
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from wfa_auth import CALL_OUTCOMES, CounterStore, generate_key_id, generate_key_secret
+from wfa_auth._calls import CallRecorder
+from wfa_keys.api import create_api
+from wfa_keys.counters import DatabaseCounterStore, RedisCounterStore
+from wfa_keys.crypto import hasher_for
+from wfa_keys.db import close_global, open_global
+from wfa_keys.graphql import create_graphql_app
+from wfa_keys.models import ApiKey, Organization, User
+from wfa_keys.settings import Settings
+
+SETTINGS = Settings(database_url="unused", argon2_time_cost=2)
+SEED_EMAIL, SEED_PASSWORD = "bench@usage.example", "bench usage password"
+
+
+class NullSink:
+    """A call sink that keeps nothing (the cost measured is the count, not the write)."""
+
+    async def record_calls(self, counts: Any) -> None:
+        return None
+
+
+async def _key(owner: User, **limits: Any) -> tuple[str, str]:
+    secret = generate_key_secret()
+    key = await ApiKey.create(
+        key_id=generate_key_id(),
+        name="Bench warm",
+        secret_hash=hasher_for(SETTINGS).hash(secret),
+        owner=owner,
+        organization_id=owner.organization_id,
+        scopes=["workflows:read"],
+        allowed_cidrs=[],
+        **limits,
+    )
+    return key.key_id, secret
+
+
+def _scope(key_id: str, secret: str) -> dict[str, Any]:
+    raw = base64.b64encode(f"{key_id}:{secret}".encode())
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/v1/whoami",
+        "raw_path": b"/v1/whoami",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"bench"), (b"authorization", b"Basic " + raw)],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+
+
+async def _calls_per_second(app: Any, scope: dict[str, Any], calls: int) -> float:
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    started = time.perf_counter()
+    for _ in range(calls):
+        await app(dict(scope), receive, send)
+    elapsed = time.perf_counter() - started
+    assert set(statuses) == {200}, set(statuses)
+    return calls / elapsed
+
+
+async def warm_ratio(store: CounterStore, owner: User, rounds: int, calls: int) -> float:
+    api = create_api(SETTINGS, counter_store=store, call_sink=NullSink())
+    plain = _scope(*await _key(owner))
+    limited = _scope(
+        *await _key(
+            owner,
+            rate_limit_requests=1_000_000,
+            rate_limit_per_seconds=60,
+            quota_requests=1_000_000_000,
+            quota_period="month",
+        )
+    )
+    ratios = []
+    async with api.running():
+        for scope in (plain, limited):  # verified once: every call below is warm
+            await _calls_per_second(api, scope, 50)
+        for _ in range(rounds):
+            without = await _calls_per_second(api, plain, calls)
+            with_limits = await _calls_per_second(api, limited, calls)
+            ratios.append(with_limits / without)
+            print(f"    {without:9,.0f} calls/s without, {with_limits:9,.0f} with limits")
+    return statistics.median(ratios)
+
+
+def recording_microseconds() -> float:
+    recorder = CallRecorder(NullSink())
+    keys = [generate_key_id() for _ in range(1000)]
+    count = recorder.count
+    runs = 200_000
+    seconds = min(
+        timeit.repeat(
+            lambda: count(keys[random.randrange(1000)], "org", 0),
+            number=runs,
+            repeat=5,
+        )
+    )
+    lookup = min(timeit.repeat(lambda: keys[random.randrange(1000)], number=runs, repeat=5))
+    return (seconds - lookup) / runs * 1e6
+
+
+async def usage_query_ms(queries: int) -> tuple[float, float]:
+    organization = await Organization.get_or_none(name="Usage bench")
+    if organization is None:
+        raise SystemExit("seed the database first: bench/seed_usage.py")
+    key_ids: list[Any] = await ApiKey.filter(organization_id=organization.id).values_list(
+        "key_id", flat=True
+    )
+    app = Starlette(routes=[Route("/graphql", create_graphql_app(SETTINGS))])
+    query = """query($id: ID!, $since: DateTime!) { apiKey(id: $id) {
+      usage(since: $since, granularity: HOUR) { start total success rateLimited
+        quotaExceeded insufficientScope ipNotAllowed disabled expired invalidSecret } } }"""
+    login = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { id } }"
+    transport = httpx2.ASGITransport(app=app)
+    times = []
+    async with httpx2.AsyncClient(transport=transport, base_url="http://bench") as client:
+        body = (
+            await client.post(
+                "/graphql",
+                json={"query": login, "variables": {"e": SEED_EMAIL, "p": SEED_PASSWORD}},
+            )
+        ).json()
+        assert "errors" not in body, body
+        since = (datetime.now(UTC) - timedelta(days=30)).isoformat()
+        for i in range(queries + 20):
+            variables = {"id": random.choice(key_ids), "since": since}
+            started = time.perf_counter()
+            response = await client.post("/graphql", json={"query": query, "variables": variables})
+            elapsed = time.perf_counter() - started
+            buckets = response.json()["data"]["apiKey"]["usage"]
+            assert len(buckets) == 721
+            assert sum(b["total"] for b in buckets) > 0
+            if i >= 20:  # the first ones warm the caches
+                times.append(elapsed * 1000)
+    times.sort()
+    return statistics.median(times), times[int(len(times) * 0.99) - 1]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("database_url")
+    parser.add_argument("--redis", default=None, help="a redis:// URL for the Redis case")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=4000)
+    parser.add_argument("--queries", type=int, default=300)
+    args = parser.parse_args()
+    await open_global(args.database_url)
+    try:
+        organization, _ = await Organization.get_or_create(
+            name="Warm bench", defaults={"has_workflow_automation": True}
+        )
+        owner, _ = await User.get_or_create(
+            email="warm@usage.example",
+            defaults={"password_hash": "unused", "role": "admin", "organization": organization},
+        )
+        print("1. warm call, limited / unlimited (target >= 0.85 database, >= 0.8 Redis)")
+        ratio = await warm_ratio(DatabaseCounterStore(), owner, args.rounds, args.calls)
+        print(f"   database store: {ratio:.3f}")
+        if args.redis:
+            redis = RedisCounterStore.from_url(args.redis, prefix="wfa-keys:bench:")
+            ratio = await warm_ratio(redis, owner, args.rounds, args.calls)
+            await redis.aclose()
+            print(f"   Redis store:    {ratio:.3f}")
+        print("2. recording analytics (target <= 2 us per call)")
+        print(f"   {recording_microseconds():.3f} us per call ({len(CALL_OUTCOMES)} outcomes)")
+        print("3. usage query, 30 days of hours (target p99 <= 50 ms on PostgreSQL)")
+        p50, p99 = await usage_query_ms(args.queries)
+        print(f"   p50 {p50:.1f} ms, p99 {p99:.1f} ms over {args.queries} queries")
+    finally:
+        await close_global()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,258 @@
+"""Enforcing per-key rate limits and quotas with a local counter on the warm path.
+
+Each process leases units from the shared :class:`~wfa_auth.base.CounterStore` a chunk at
+a time (a twentieth of a rate limit, a two-hundredth of a quota) and spends them locally:
+a warm request costs a dict lookup and a decrement. A lease running low is topped up in
+the background; only a request that finds none left (the first of a slot, or one that
+outran the top-up) waits for the store. Units a process leased but did not use are given
+back when their slot ends or the key has been idle ``idle`` seconds, and at shutdown.
+
+Error bound: the store grants units atomically within the limit, and a unit is spent only
+in the slot it was granted for, so the calls accepted across every process never exceed
+the limit (no overshoot). Units leased and not yet spent or given back are the only
+error, and it is on the safe side: at most ``chunk`` per process and policy are held back
+(a quota's ``used`` counts them until they are given back, a second after the key idles).
+
+When the store fails, leased units are still spent; a request that needs more is answered
+503 ``service_unavailable`` (fail closed): a limited key is never let through unlimited.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+from anyio.abc import TaskGroup
+
+from wfa_auth import _errors as errors
+from wfa_auth._errors import AuthenticationRefused, Refusal
+from wfa_auth._policies import KeyLimits, Policy, header_values
+from wfa_auth.base import CounterStore
+
+logger = logging.getLogger("wfa_auth")
+
+#: Response headers for an admitted request, as ASGI raw headers.
+Headers = list[tuple[bytes, bytes]]
+# A request that keeps finding its lease spent by concurrent ones gives up after this.
+_MAX_TRIES = 20
+_MAX_PENDING_RETURNS = 100_000
+
+
+class _Lease:
+    """Units of one policy's current slot that this process may spend."""
+
+    __slots__ = ("allowance", "ends", "full_until", "oldest", "refill", "slot", "starts", "total")
+
+    def __init__(self, slot: int, starts: float, ends: float) -> None:
+        self.slot = slot
+        self.starts = starts
+        self.ends = ends
+        self.allowance = 0
+        self.total = 0
+        self.oldest = slot
+        #: Until when (wall seconds) the store said the window was full.
+        self.full_until = 0.0
+        self.refill: anyio.Event | None = None
+
+    def limit_left(self, policy: Policy) -> int:
+        """What remains of the policy's limit, as this process last learned it."""
+        return policy.limit - self.total + self.allowance
+
+
+class Limiter:
+    """Admits or refuses the requests of keys with a rate limit or a quota.
+
+    :meth:`admit` is the warm path (no await); when it returns None, :meth:`acquire`
+    talks to the store. :meth:`run` keeps leases topped up and gives back unused units.
+    """
+
+    def __init__(
+        self,
+        store: CounterStore,
+        *,
+        unavailable: Refusal = errors.SERVICE_UNAVAILABLE,
+        clock: Callable[[], float] = time.time,
+        idle: float = 1.0,
+        interval: float = 1.0,
+    ) -> None:
+        self.store = store
+        self._unavailable = unavailable
+        self._clock = clock
+        self.idle = idle
+        self.interval = interval
+        self._leases: dict[str, _Lease] = {}
+        self._used_at: dict[str, float] = {}
+        self._returns: dict[tuple[str, int], int] = {}
+        self._tasks: TaskGroup | None = None
+        self.next_sync = clock() + interval
+        self._lock = anyio.Lock()
+
+    def admit(self, limits: KeyLimits) -> Headers | Refusal | None:
+        """The headers of an admitted request, the refusal of a refused one, or None when
+        the store must be asked (:meth:`acquire`)."""
+        now = self._clock()
+        leases = self._leases
+        for policy in limits.policies:
+            lease = leases.get(policy.bucket)
+            if lease is None:
+                return None
+            if lease.allowance > 0 and now < lease.ends:
+                continue
+            if now < lease.full_until:
+                return self._refusal(limits, policy, lease, now)
+            return None
+        return self._spend(limits, now)
+
+    async def acquire(self, limits: KeyLimits) -> Headers | Refusal:
+        """Like :meth:`admit`, taking units from the store where a lease has run out;
+        raises AuthenticationRefused (503) when the store fails."""
+        for _ in range(_MAX_TRIES):
+            now = self._clock()
+            for policy in limits.policies:
+                lease = self._leases.get(policy.bucket)
+                if lease is not None and lease.allowance > 0 and now < lease.ends:
+                    continue
+                if lease is not None and lease.refill is not None:
+                    await lease.refill.wait()
+                    break
+                if lease is not None and now < lease.full_until:
+                    return self._refusal(limits, policy, lease, now)
+                await self._take(policy, now, strict=True)
+                break
+            else:
+                return self._spend(limits, now)
+        raise AuthenticationRefused(self._unavailable)
+
+    def _spend(self, limits: KeyLimits, now: float) -> Headers:
+        states = []
+        for policy in limits.policies:
+            lease = self._leases[policy.bucket]
+            lease.allowance -= 1
+            self._used_at[policy.bucket] = now
+            if lease.allowance * 2 < policy.chunk and lease.refill is None:
+                tasks = self._tasks
+                if tasks is not None:
+                    tasks.start_soon(self._take, policy, now, False)
+            states.append(self._state(policy, lease, now, lease.limit_left(policy)))
+        policy_header, state_header = header_values(states)
+        return [
+            (b"ratelimit-policy", policy_header.encode()),
+            (b"ratelimit", state_header.encode()),
+        ]
+
+    @staticmethod
+    def _state(
+        policy: Policy, lease: _Lease, now: float, remaining: int
+    ) -> tuple[Policy, int, float, int]:
+        reset = policy.frees_at(lease.oldest, lease.ends) - now
+        return policy, remaining, reset, policy.window_seconds(lease.starts, lease.ends)
+
+    def _refusal(self, limits: KeyLimits, refused: Policy, lease: _Lease, now: float) -> Refusal:
+        states = []
+        for policy in limits.policies:
+            other = self._leases.get(policy.bucket)
+            if policy is refused or other is None:
+                continue
+            states.append(self._state(policy, other, now, other.limit_left(policy)))
+        wait = lease.full_until - now
+        window = refused.window_seconds(lease.starts, lease.ends)
+        states.append((refused, 0, wait, window))
+        policy_header, state_header = header_values(states)
+        return refused.refusal.with_headers(
+            Retry_After=str(max(1, math.ceil(wait))),
+            RateLimit_Policy=policy_header,
+            RateLimit=state_header,
+        )
+
+    async def _take(self, policy: Policy, now: float, strict: bool) -> None:
+        """Lease a chunk of the current slot; ``strict``: a store failure refuses (503),
+        otherwise (a background top-up) it is only logged."""
+        slot, starts, ends = policy.slot_at(now)
+        bucket = policy.bucket
+        lease = self._leases.get(bucket)
+        if lease is not None and lease.refill is not None:
+            return
+        if lease is None or lease.slot != slot:
+            if lease is not None and lease.allowance > 0:
+                self._give_back_later(bucket, lease.slot, lease.allowance)
+            lease = _Lease(slot, starts, ends)
+            self._leases[bucket] = lease
+        event = lease.refill = anyio.Event()
+        try:
+            taken = await self.store.take(
+                bucket, slot, policy.chunk, limit=policy.limit, span=policy.span
+            )
+        except Exception as exc:
+            logger.error("counter store unavailable (%s)", type(exc).__name__)
+            if strict:
+                raise AuthenticationRefused(self._unavailable) from None
+            return
+        finally:
+            lease.refill = None
+            event.set()
+        if self._leases.get(bucket) is not lease:
+            # Dropped meanwhile (idle): nobody will spend these units.
+            self._give_back_later(bucket, slot, taken.granted)
+            return
+        lease.allowance += taken.granted
+        lease.total = taken.total
+        lease.oldest = taken.oldest
+        if taken.granted == 0:
+            lease.full_until = policy.frees_at(taken.oldest, ends)
+
+    def _give_back_later(self, bucket: str, slot: int, units: int) -> None:
+        if units > 0 and len(self._returns) < _MAX_PENDING_RETURNS:
+            self._returns[(bucket, slot)] = self._returns.get((bucket, slot), 0) + units
+
+    def sync_is_due(self) -> bool:
+        """True when unused units are due to be given back and no :meth:`run` task will."""
+        return self._tasks is None and self.next_sync <= self._clock() and not self._lock.locked()
+
+    async def sync(self, *, everything: bool = False) -> None:
+        """Give back the units of ended slots and idle keys (``everything``: all units)."""
+        async with self._lock:
+            now = self._clock()
+            self.next_sync = now + self.interval
+            for bucket, lease in list(self._leases.items()):
+                if lease.refill is not None:
+                    continue
+                done = everything or now >= lease.ends
+                if done or now - self._used_at.get(bucket, 0.0) >= self.idle:
+                    self._give_back_later(bucket, lease.slot, lease.allowance)
+                    lease.allowance = 0
+                    if now >= lease.full_until:
+                        del self._leases[bucket]
+                        self._used_at.pop(bucket, None)
+            if not self._returns:
+                return
+            returns, self._returns = self._returns, {}
+            try:
+                await self.store.give_back(returns)
+            except Exception as exc:
+                # Kept and given back next time; meanwhile they count as used (safe side).
+                logger.warning("could not give back leased units (%s)", type(exc).__name__)
+                for item, units in returns.items():
+                    self._returns[item] = self._returns.get(item, 0) + units
+
+    @asynccontextmanager
+    async def run(self) -> AsyncIterator[None]:
+        """While entered, top-ups run in the background and unused units are given back
+        every ``interval`` seconds; at exit, every unit still leased is given back."""
+        async with anyio.create_task_group() as tasks:
+            self._tasks = tasks
+            tasks.start_soon(self._timer)
+            try:
+                yield
+            finally:
+                self._tasks = None
+                tasks.cancel_scope.cancel()
+        await self.sync(everything=True)
+
+    async def _timer(self) -> None:
+        while True:
+            await anyio.sleep(self.interval)
+            await self.sync()

@@ -1,0 +1,201 @@
+"""Call analytics: each key's calls per hour by outcome, written in batches, read by range.
+
+The middleware counts calls in memory and hands them to :class:`TortoiseCallSink` every
+10 seconds and at shutdown; rows of ``key_usage`` (one per key and hour) are added to with
+an update, or created. Rows stay after their key is deleted (the Key ID keeps its history)
+and are pruned after ``WFA_USAGE_RETENTION_DAYS`` by each process's housekeeping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
+from tortoise.functions import Sum
+from tortoise.transactions import in_transaction
+
+from wfa_auth import CALL_OUTCOMES
+from wfa_keys import limits
+from wfa_keys.errors import InvalidInput
+from wfa_keys.models import KeyUsage
+
+__all__ = [
+    "Granularity",
+    "KeyTotals",
+    "TortoiseCallSink",
+    "UsageCounts",
+    "key_usage",
+    "organization_usage",
+    "prune_usage",
+    "usage_range",
+]
+
+#: The ``key_usage`` columns, in the order of :data:`wfa_auth.CALL_OUTCOMES`.
+COLUMNS = CALL_OUTCOMES
+
+
+class Granularity(StrEnum):
+    """The width of one usage bucket: an hour or a UTC day."""
+
+    HOUR = "hour"
+    DAY = "day"
+
+
+_STEP = {Granularity.HOUR: timedelta(hours=1), Granularity.DAY: timedelta(days=1)}
+
+
+@dataclass(frozen=True, slots=True)
+class UsageCounts:
+    """The calls of one bucket (starting at ``start``), by outcome (``CALL_OUTCOMES``)."""
+
+    start: datetime
+    counts: tuple[int, ...]
+
+    @property
+    def total(self) -> int:
+        """Every call of the bucket, whatever its outcome."""
+        return sum(self.counts)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyTotals:
+    """One key's calls over a range: in total and successful."""
+
+    key_id: str
+    total: int
+    success: int
+
+
+class TortoiseCallSink:
+    """A :class:`wfa_auth.CallSink` over ``key_usage``: one transaction per batch.
+
+    ``on_recorded(counts)`` is called with each written batch's totals by outcome (for
+    Prometheus), after the commit.
+    """
+
+    def __init__(self, on_recorded: Callable[[Sequence[int]], None] | None = None) -> None:
+        self.on_recorded = on_recorded
+
+    async def record_calls(self, counts: Mapping[tuple[str, str, datetime], Sequence[int]]) -> None:
+        """Add each (Key ID, organization, hour)'s counts to its row, creating missing ones."""
+        async with in_transaction():
+            for (key_id, organization_id, hour), values in counts.items():
+                await _add(key_id, organization_id, hour, values)
+        if self.on_recorded is not None:
+            totals = [sum(values[i] for values in counts.values()) for i in range(len(COLUMNS))]
+            self.on_recorded(totals)
+
+
+async def _add(key_id: str, organization_id: str, hour: datetime, values: Sequence[int]) -> None:
+    increments = {column: F(column) + value for column, value in zip(COLUMNS, values, strict=True)}
+    if await KeyUsage.filter(key_id=key_id, hour=hour).update(**increments):
+        return
+    try:
+        # A savepoint: on PostgreSQL a failed insert would abort the whole batch otherwise.
+        async with in_transaction():
+            row: dict[str, Any] = dict(zip(COLUMNS, values, strict=True))
+            await KeyUsage.create(key_id=key_id, organization_id=organization_id, hour=hour, **row)
+    except IntegrityError:
+        # Another process created the row meanwhile: add to it.
+        await KeyUsage.filter(key_id=key_id, hour=hour).update(**increments)
+
+
+def _floor(moment: datetime, granularity: Granularity) -> datetime:
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment.replace(minute=0, second=0, microsecond=0)
+    return moment.replace(hour=0) if granularity is Granularity.DAY else moment
+
+
+def usage_range(
+    since: datetime,
+    until: datetime | None,
+    granularity: Granularity,
+    now: datetime | None = None,
+) -> list[datetime]:
+    """The starts of the buckets from the one holding ``since`` to the one holding
+    ``until`` (default: now); at most 31 days of hours or 400 days of days."""
+    until = until or now or datetime.now(UTC)
+    first, last = _floor(since, granularity), _floor(until, granularity)
+    if last < first:
+        raise InvalidInput("until", "until must not be before since.")
+    step = _STEP[granularity]
+    if granularity is Granularity.HOUR:
+        most = timedelta(days=limits.MAX_USAGE_HOURS_DAYS)
+        unit = f"{limits.MAX_USAGE_HOURS_DAYS} days of hours"
+    else:
+        most = timedelta(days=limits.MAX_USAGE_DAYS)
+        unit = f"{limits.MAX_USAGE_DAYS} days"
+    if last - first > most:
+        raise InvalidInput("since", f"A usage query covers at most {unit}.")
+    return [first + step * i for i in range((last - first) // step + 1)]
+
+
+def _bucketed(
+    starts: list[datetime], granularity: Granularity, rows: list[Any]
+) -> list[UsageCounts]:
+    """Rows of (hour, count per outcome...) added up into the buckets (empty ones too)."""
+    index = {start: i for i, start in enumerate(starts)}
+    sums = [[0] * len(COLUMNS) for _ in starts]
+    for row in rows:
+        i = index.get(_floor(row[0], granularity))
+        if i is None:
+            continue
+        bucket = sums[i]
+        for j in range(len(COLUMNS)):
+            bucket[j] += int(row[j + 1] or 0)
+    return [UsageCounts(start, tuple(counts)) for start, counts in zip(starts, sums, strict=True)]
+
+
+async def key_usage(
+    organization_id: Any, key_id: str, starts: list[datetime], granularity: Granularity
+) -> list[UsageCounts]:
+    """One key's calls in each bucket of ``starts`` (see :func:`usage_range`)."""
+    rows: list[Any] = await KeyUsage.filter(
+        organization_id=organization_id,
+        key_id=key_id,
+        hour__gte=starts[0],
+        hour__lt=starts[-1] + _STEP[granularity],
+    ).values_list("hour", *COLUMNS)
+    return _bucketed(starts, granularity, rows)
+
+
+async def organization_usage(
+    organization_id: Any, starts: list[datetime], granularity: Granularity, top: int
+) -> tuple[list[UsageCounts], list[KeyTotals]]:
+    """The organization's calls in each bucket, and its ``top`` keys by calls over the
+    range (deleted keys included, by Key ID), most first."""
+    if not 1 <= top <= limits.MAX_USAGE_TOP:
+        raise InvalidInput("top", f"top must be 1 to {limits.MAX_USAGE_TOP}.")
+    in_range = KeyUsage.filter(
+        organization_id=organization_id,
+        hour__gte=starts[0],
+        hour__lt=starts[-1] + _STEP[granularity],
+    )
+    sums = {f"s_{column}": Sum(column) for column in COLUMNS}
+    per_hour: list[Any] = (
+        await in_range.annotate(**sums)
+        .group_by("hour")
+        .values_list("hour", *(f"s_{column}" for column in COLUMNS))
+    )
+    per_key: list[Any] = (
+        await in_range.annotate(**sums)
+        .group_by("key_id")
+        .values_list("key_id", *(f"s_{column}" for column in COLUMNS))
+    )
+    totals = [
+        KeyTotals(row[0], sum(int(v or 0) for v in row[1:]), int(row[1] or 0)) for row in per_key
+    ]
+    totals.sort(key=lambda t: (-t.total, t.key_id))
+    return _bucketed(starts, granularity, per_hour), totals[:top]
+
+
+async def prune_usage(retention_days: int, now: datetime | None = None) -> int:
+    """Delete the hours older than ``retention_days``; returns how many rows went."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
+    deleted: int = await KeyUsage.filter(hour__lt=cutoff).delete()
+    return deleted

@@ -1,0 +1,240 @@
+"""Per-key rate limits and quotas: 429 with Retry-After, the IETF RateLimit headers, leases."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from support.clock import Clock
+from support.keys import CountingStore, CountingVerifier, basic, client_for
+from wfa_auth import (
+    ApiKeyAuthMiddleware,
+    MemoryCounterStore,
+    MemoryKeyRecord,
+    Metering,
+    Quota,
+    RateLimit,
+    Taken,
+)
+
+Make = Callable[..., ApiKeyAuthMiddleware]
+
+
+def limited(
+    store: CountingStore,
+    verifier: CountingVerifier,
+    *,
+    rate: RateLimit | None = None,
+    quota: Quota | None = None,
+) -> tuple[MemoryKeyRecord, str]:
+    record, secret = store.create_key(
+        verifier, name="CI", owner_email="ada@example.com", organization_name="Acme"
+    )
+    return store.update(record.key_id, rate_limit=rate, quota=quota), secret
+
+
+def at(hour: int, minute: int = 0, second: float = 0) -> Clock:
+    clock = Clock()
+    clock.now = datetime(2026, 3, 14, hour, minute, tzinfo=UTC) + timedelta(seconds=second)
+    return clock
+
+
+class CountingCounters(MemoryCounterStore):
+    """A memory counter store that counts its calls and can be made to fail."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.takes = 0
+        self.failing = False
+
+    async def take(self, bucket: str, slot: int, amount: int, *, limit: int, span: int) -> Taken:
+        self.takes += 1
+        if self.failing:
+            raise ConnectionRefusedError("down")
+        return await super().take(bucket, slot, amount, limit=limit, span=span)
+
+    async def give_back(self, units: Mapping[tuple[str, int], int]) -> None:
+        if self.failing:
+            raise ConnectionRefusedError("down")
+        await super().give_back(units)
+
+
+async def test_a_key_over_its_rate_limit_is_refused_429_rate_limited_with_retry_after(
+    make_middleware: Make, store: CountingStore, verifier: CountingVerifier
+) -> None:
+    record, secret = limited(store, verifier, rate=RateLimit(requests=3, per_seconds=10))
+    clock = at(12, 0, 0.5)
+    async with client_for(make_middleware(clock=clock)) as client:
+        answers = [
+            await client.get("/whoami", headers=basic(record.key_id, secret)) for _ in range(4)
+        ]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    refused = answers[3]
+    assert refused.json() == {
+        "error": "rate_limited",
+        "message": "This API key made too many calls; wait before calling again.",
+    }
+    # The three calls sit in the slot of 12:00:00-12:00:01 (a tenth of the window), counted
+    # whole until that slot has left the window, at 12:00:11: 10.5 s later, rounded up.
+    assert refused.headers["retry-after"] == "11"
+    assert refused.headers["ratelimit-policy"] == '"rate";q=3;w=10'
+    assert refused.headers["ratelimit"] == '"rate";r=0;t=11'
+    assert answers[0].headers["ratelimit-policy"] == '"rate";q=3;w=10'
+    assert answers[0].headers["ratelimit"] == '"rate";r=2;t=11'
+    assert answers[2].headers["ratelimit"] == '"rate";r=0;t=11'
+
+
+async def test_a_rate_limit_lets_calls_through_again_once_the_window_has_passed(
+    make_middleware: Make, store: CountingStore, verifier: CountingVerifier
+) -> None:
+    record, secret = limited(store, verifier, rate=RateLimit(requests=2, per_seconds=10))
+    clock = at(12)
+    async with client_for(make_middleware(clock=clock)) as client:
+        codes = [
+            (await client.get("/whoami", headers=basic(record.key_id, secret))).status_code
+            for _ in range(3)
+        ]
+        clock.advance(9)
+        still = await client.get("/whoami", headers=basic(record.key_id, secret))
+        clock.advance(2.5)
+        again = await client.get("/whoami", headers=basic(record.key_id, secret))
+    assert codes == [200, 200, 429]
+    assert still.status_code == 429
+    assert again.status_code == 200
+
+
+async def test_a_key_past_its_daily_quota_is_refused_until_the_utc_day_ends(
+    make_middleware: Make, store: CountingStore, verifier: CountingVerifier
+) -> None:
+    record, secret = limited(store, verifier, quota=Quota(requests=2, period="day"))
+    clock = at(23, 59, 30)
+    async with client_for(make_middleware(clock=clock)) as client:
+        answers = [
+            await client.get("/whoami", headers=basic(record.key_id, secret)) for _ in range(3)
+        ]
+        clock.advance(31)
+        next_day = await client.get("/whoami", headers=basic(record.key_id, secret))
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[2].json()["error"] == "quota_exceeded"
+    assert answers[2].headers["retry-after"] == "30"
+    assert answers[0].headers["ratelimit-policy"] == '"quota";q=2;w=86400'
+    assert answers[0].headers["ratelimit"] == '"quota";r=1;t=30'
+    assert next_day.status_code == 200
+
+
+async def test_a_monthly_quota_resets_when_the_utc_month_ends(
+    make_middleware: Make, store: CountingStore, verifier: CountingVerifier
+) -> None:
+    record, secret = limited(store, verifier, quota=Quota(requests=1, period="month"))
+    clock = at(12)
+    async with client_for(make_middleware(clock=clock)) as client:
+        first = await client.get("/whoami", headers=basic(record.key_id, secret))
+        second = await client.get("/whoami", headers=basic(record.key_id, secret))
+    assert first.status_code == 200
+    assert first.headers["ratelimit-policy"] == f'"quota";q=1;w={31 * 86400}'
+    end_of_march = datetime(2026, 4, 1, tzinfo=UTC)
+    assert second.headers["retry-after"] == str(int((end_of_march - clock.now).total_seconds()))
+
+
+async def test_both_policies_are_announced_tightest_first(
+    make_middleware: Make, store: CountingStore, verifier: CountingVerifier
+) -> None:
+    record, secret = limited(
+        store,
+        verifier,
+        rate=RateLimit(requests=100, per_seconds=60),
+        quota=Quota(requests=5, period="day"),
+    )
+    async with client_for(make_middleware(clock=at(0))) as client:
+        response = await client.get("/whoami", headers=basic(record.key_id, secret))
+    assert response.headers["ratelimit-policy"] == '"quota";q=5;w=86400, "rate";q=100;w=60'
+    assert response.headers["ratelimit"].startswith('"quota";r=4;t=86400, "rate";r=99;')
+
+
+async def test_a_key_without_limits_gets_no_rate_limit_headers(
+    make_middleware: Make, key: tuple[MemoryKeyRecord, str]
+) -> None:
+    record, secret = key
+    async with client_for(make_middleware()) as client:
+        response = await client.get("/whoami", headers=basic(record.key_id, secret))
+    assert response.status_code == 200
+    assert "ratelimit" not in response.headers
+    assert "ratelimit-policy" not in response.headers
+
+
+async def test_warm_calls_spend_a_local_lease_without_asking_the_store_each_time(
+    make_middleware: Make, store: CountingStore, verifier: CountingVerifier
+) -> None:
+    record, secret = limited(store, verifier, rate=RateLimit(requests=1000, per_seconds=60))
+    counters = CountingCounters()
+    app = make_middleware(clock=at(12), metering=Metering(counters=counters))
+    async with client_for(app) as client:
+        for _ in range(40):
+            assert (await client.get("/whoami", headers=basic(record.key_id, secret))).is_success
+    # A lease is 50 units: one take for 40 calls (no background top-up without a lifespan).
+    assert counters.takes == 1
+
+
+async def test_a_failing_counter_store_refuses_a_limited_key_503_and_never_lets_it_through(
+    make_middleware: Make,
+    store: CountingStore,
+    verifier: CountingVerifier,
+    key: tuple[MemoryKeyRecord, str],
+) -> None:
+    record, secret = limited(store, verifier, rate=RateLimit(requests=1, per_seconds=10))
+    unlimited, unlimited_secret = key
+    counters = CountingCounters()
+    counters.failing = True
+    app = make_middleware(clock=at(12), metering=Metering(counters=counters))
+    async with client_for(app) as client:
+        refused = await client.get("/whoami", headers=basic(record.key_id, secret))
+        other = await client.get("/whoami", headers=basic(unlimited.key_id, unlimited_secret))
+    assert refused.status_code == 503
+    assert refused.json()["error"] == "service_unavailable"
+    assert refused.headers["retry-after"] == "5"
+    assert other.status_code == 200
+
+
+async def test_two_processes_sharing_a_store_accept_no_more_than_the_limit(
+    store: CountingStore, verifier: CountingVerifier
+) -> None:
+    """100 calls per 10 s, 1,000 calls alternating between two middlewares (processes)."""
+    record, secret = limited(store, verifier, rate=RateLimit(requests=100, per_seconds=10))
+    shared = MemoryCounterStore()
+    clock = at(12)
+    apps = [
+        _app(store, verifier, clock, Metering(counters=shared)),
+        _app(store, verifier, clock, Metering(counters=shared)),
+    ]
+    accepted = 0
+    async with client_for(apps[0]) as one, client_for(apps[1]) as two:
+        for i in range(1000):
+            clock.advance(0.005)  # 1,000 calls in 5 s: all inside one window
+            client = one if i % 2 else two
+            response = await client.get("/whoami", headers=basic(record.key_id, secret))
+            accepted += response.status_code == 200
+    assert 90 <= accepted <= 100
+
+
+def _app(store: Any, verifier: Any, clock: Clock, metering: Metering) -> ApiKeyAuthMiddleware:
+    from support.keys import inner_app
+
+    return ApiKeyAuthMiddleware(
+        inner_app(),
+        store=store,
+        verifier=verifier,
+        clock=clock,
+        timer=lambda: clock().timestamp(),
+        metering=metering,
+    )
+
+
+@pytest.mark.parametrize("period", ["week", ""])
+def test_a_quota_period_other_than_day_or_month_is_refused(period: str) -> None:
+    from wfa_auth._policies import quota_policy
+
+    with pytest.raises(ValueError, match="day or month"):
+        quota_policy("wfak_x", Quota(requests=1, period=period))
