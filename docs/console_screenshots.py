@@ -124,7 +124,7 @@ def _states(page: Page, snap: Callable[[str], None], base: str, *, phone: bool) 
     page.get_by_role("row", name=KEYS[1][0], exact=True).get_by_role(
         "button", name="Regenerate"
     ).click()
-    confirm = page.get_by_role("dialog", name="Regenerate API Key")
+    confirm = page.get_by_role("alertdialog", name="Regenerate API Key")
     confirm.get_by_role("radio", name="1 day").check()
     snap("regenerate-confirm")
     confirm.get_by_role("button", name="Yes").click()
