@@ -29,6 +29,12 @@ LONG_NAME = "Nightly export of every workflow to the partner's data warehouse in
 DANGER = "rgb(180, 35, 24)"  # console.css --red
 PRIMARY = "rgb(31, 95, 191)"  # console.css --blue
 DISABLE = "mutation($id: ID!) { setApiKeyEnabled(id: $id, enabled: false) { id } }"
+REGENERATE = (
+    "mutation($id: ID!) { regenerateApiKey(id: $id, gracePeriodMinutes: 60) { keySecret } }"
+)
+LIMIT = """mutation($id: ID!, $cidrs: [String!]) {
+  updateApiKey(id: $id, input: { allowedCidrs: $cidrs }) { id }
+}"""
 BOTH_WIDTHS = pytest.mark.parametrize(("width", "height"), [(390, 844), (1280, 800)])
 
 
@@ -73,18 +79,31 @@ def test_rows_are_one_line_long_text_ends_in_an_ellipsis_and_twelve_fit_at_1280(
     for n in range(13):
         seed_key(page, f"key {n:02d}", lifetime_days=[None, 30, 400][n % 3])
     seed_key(page, LONG_NAME, lifetime_days=90)
+    # The widest row there is: a grace period in Status, networks under Scopes, a badge.
+    widest = seed_key(page, "Widest", lifetime_days=3)
+    gql(page, REGENERATE, id=widest)
+    gql(page, LIMIT, id=widest, cidrs=["203.0.113.0/24", "2001:db8:abcd:1234::/64"])
     page.reload()
-    expect(page.get_by_text("Showing 14 of 14 API keys.")).to_be_visible()
+    expect(page.get_by_text("Showing 15 of 15 API keys.")).to_be_visible()
 
     # At least twelve rows are on the first screen, without scrolling.
-    twelfth = data_rows(page).nth(11).bounding_box()
+    twelfth = data_rows(page).nth(11).bounding_box()  # the widest row is the first
     assert twelfth is not None
     assert twelfth["y"] + twelfth["height"] <= 800
-    heights = {round(box["height"]) for box in data_rows(page).evaluate_all(
+    # Every row is one line high; only a grace period's note and its button take more.
+    plain = data_rows(page).filter(has_not=page.locator(".grace-note"))
+    expect(plain).to_have_count(14)
+    heights = {round(box["height"]) for box in plain.evaluate_all(
         "(rows) => rows.map((r) => r.getBoundingClientRect().toJSON())"
     )}  # fmt: skip
-    assert max(heights) <= 44, heights
+    assert max(heights) <= 40, heights
     assert page.evaluate(OVERFLOW) <= 0
+    # ...and the table does not scroll inside its frame either: every column is in sight.
+    assert (
+        page.evaluate("(e => e.scrollWidth - e.clientWidth)(document.querySelector('.table-wrap'))")
+        <= 0
+    )
+    expect(key_row(page, "Widest").get_by_role("button", name="Delete")).to_be_in_viewport()
 
     row = key_row(page, LONG_NAME)  # its accessible name is the whole name
     name = row.locator(".key-name")

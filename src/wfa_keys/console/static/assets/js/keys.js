@@ -93,11 +93,11 @@ function statusCell(key, nameId) {
   );
 }
 
-/** When, and from which address, the key was last used: one line. */
+/** When, and from which address (a small second line), the key was last used. */
 function lastUsedCell(key) {
   const when = dateCell(key.lastUsedAt);
   if (!key.lastUsedIp) return when;
-  return h("span", { class: "one-line" }, when, h("span", { class: "muted small" }, " from ", h("code", {}, key.lastUsedIp)));
+  return h("span", { class: "stack" }, when, truncated(`from ${key.lastUsedIp}`, { class: "muted small" }));
 }
 
 /** The scopes on one line, and the networks when the key is limited to some. */
