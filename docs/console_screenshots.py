@@ -29,6 +29,18 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 EMAIL = "admin@acme.example"
 PASSWORD = "a long screenshot password"
 KEYS = [("CI pipeline", None), ("Nightly export", 90), ("Partner integration", 365)]
+# More keys, made through the API before the tour, so the list looks lived in: two expire
+# within a week (the banner and the badges).
+SEEDED = [
+    ("Billing sync", 2),
+    ("Staging smoke tests", 5),
+    ("Data warehouse export to the analytics team's Frankfurt cluster", 180),
+    ("Support dashboard", None),
+    ("Mobile app backend", 365),
+    ("Webhook relay", 30),
+    ("Quarterly audit script", 60),
+]
+CREATE = "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { apiKey { id } } }"
 
 
 def _free_port() -> int:
@@ -69,6 +81,23 @@ def _create(page: Page, name: str, days: int | None) -> None:
     expect(page.get_by_role("dialog", name="API Key")).to_be_visible()
 
 
+def _seed(page: Page) -> None:
+    """SEEDED, through the GraphQL API with the page's session."""
+    for name, days in SEEDED:
+        variables = {"i": {"name": name, "lifetimeDays": days}}
+        response = page.request.post("/graphql", data={"query": CREATE, "variables": variables})
+        assert "errors" not in response.json(), response.text()
+
+
+def _done(page: Page) -> None:
+    """Done in the API Key window, and Yes when it asks because nothing was copied."""
+    page.get_by_role("dialog", name="API Key").get_by_role("button", name="Done").click()
+    ask = page.get_by_role("alertdialog", name="Close Without Copying?")
+    if ask.is_visible():
+        ask.get_by_role("button", name="Yes").click()
+    expect(page.get_by_role("dialog", name="API Key")).to_be_hidden()
+
+
 def _use_key(page: Page, base: str) -> None:
     """One call with the key shown in the API Key window, so Last Used has a time and address."""
     shown = page.get_by_role("dialog", name="API Key", exact=True)
@@ -94,10 +123,12 @@ def _states(page: Page, snap: Callable[[str], None], base: str, *, phone: bool) 
     expect(page.get_by_role("heading", name="API Keys")).to_be_visible()
     expect(page.locator("#keys-status")).to_contain_text(("No API keys yet", "Showing")[phone])
     snap("keys-empty" if not phone else "keys-before")
+    if not phone:
+        _seed(page)
     for name, days in KEYS[:-1]:
         _create(page, name, days)
         _use_key(page, base)
-        page.get_by_role("button", name="Done").click()
+        _done(page)
     page.get_by_role("button", name="Add More").click()
     dialog = page.get_by_role("dialog", name="Create API Key")
     dialog.get_by_role("textbox", name="Name").fill(KEYS[-1][0])
@@ -105,6 +136,11 @@ def _states(page: Page, snap: Callable[[str], None], base: str, *, phone: bool) 
     dialog.get_by_role("spinbutton", name="Lifetime (days)").fill(str(KEYS[-1][1]))
     snap("create-dialog")
     dialog.get_by_role("button", name="Submit").click()
+    page.get_by_role("dialog", name="API Key").get_by_role("button", name="Done").click()
+    snap("close-without-copying")
+    page.get_by_role("alertdialog", name="Close Without Copying?").get_by_role(
+        "button", name="No"
+    ).click()
     page.get_by_role("dialog", name="API Key").get_by_role("button", name="Copy Key Secret").click()
     expect(page.get_by_text("Copied")).to_be_visible()
     snap("api-key-dialog")
@@ -124,18 +160,36 @@ def _states(page: Page, snap: Callable[[str], None], base: str, *, phone: bool) 
     page.get_by_role("row", name=KEYS[1][0], exact=True).get_by_role(
         "button", name="Regenerate"
     ).click()
-    confirm = page.get_by_role("dialog", name="Regenerate API Key")
+    confirm = page.get_by_role("alertdialog", name="Regenerate API Key")
     confirm.get_by_role("radio", name="1 day").check()
     snap("regenerate-confirm")
     confirm.get_by_role("button", name="Yes").click()
     expect(page.get_by_role("dialog", name="API Key")).to_contain_text("keeps working until")
     snap("api-key-dialog-grace")
-    page.get_by_role("button", name="Done").click()
+    _done(page)
     expect(page.get_by_role("row", name=KEYS[1][0], exact=True)).to_contain_text("Old secret")
+    page.evaluate("window.scrollTo(0, 0)")
     snap("keys")
+    page.get_by_role("row", name=KEYS[0][0], exact=True).get_by_role(
+        "button", name="Delete"
+    ).click()
+    snap("delete-confirm")
+    page.get_by_role("alertdialog", name="Delete API Key").get_by_role("button", name="No").click()
+    if phone:
+        billing = page.get_by_role("row", name=SEEDED[0][0], exact=True)
+        billing.get_by_role("button", name="Details").click()
+        billing.scroll_into_view_if_needed()
+        snap("card-details")
+        billing.get_by_role("button", name="Details").click()
+    page.get_by_role("button", name="Show them").click()
+    expect(page.get_by_text("Showing 2 of 2 API keys.")).to_be_visible()
+    snap("keys-expiring")
     page.get_by_role("link", name="Audit Log").click()
     expect(page.get_by_role("row").nth(1)).to_be_visible()
     snap("audit-log")
+    page.get_by_role("combobox", name="Event").select_option(label="Secret regenerated")
+    expect(page.locator("#audit-body > tr").last).to_contain_text("Secret regenerated")
+    snap("audit-log-filtered")
     page.get_by_role("link", name="Settings").click()
     page.get_by_role("spinbutton", name="Disable keys unused for (days)").fill("90")
     page.get_by_role("button", name="Save").click()

@@ -21,6 +21,7 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wfa_auth import CounterStore, ThrottleStore, route_path
@@ -40,6 +41,8 @@ from wfa_keys.counters import DatabaseCounterStore, close_counter_store, counter
 from wfa_keys.db import close_global, open_global, ping
 from wfa_keys.deadline import Deadline
 from wfa_keys.graphql import create_graphql_app
+from wfa_keys.graphql.graphiql import ASSETS_DIR as GRAPHIQL_ASSETS
+from wfa_keys.graphql.graphiql import ASSETS_PATH as GRAPHIQL_ASSETS_PATH
 from wfa_keys.graphql.schema import ExtensionFactory
 from wfa_keys.health import Health, livez
 from wfa_keys.inactivity import run_periodically
@@ -240,6 +243,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         observer = MetricsObserver()
         extensions.append(GraphQLOperationMetrics)
         routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
+    if settings.graphiql_enabled and not settings.graphiql_assets_url:
+        # GraphiQL's files from the wheel, so that it works without internet (graphiql.py).
+        routes.append(Mount(f"/{GRAPHIQL_ASSETS_PATH}", app=StaticFiles(directory=GRAPHIQL_ASSETS)))
     # The shared throttle store serves the middleware's throttles and the sign-in throttle.
     # The change stream's poller, shared by every stream of this process (issue 19).
     feed = ChangeFeed()

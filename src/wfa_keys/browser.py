@@ -41,6 +41,7 @@ API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-act
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 NONE = "'none'"
+SELF = "'self'"
 
 # The same on every response, whatever the app set: built once, as raw ASGI headers.
 _ALWAYS = (
@@ -143,8 +144,11 @@ def graphiql_csp(html: str) -> str:
     page = _PageResources()
     page.feed(html)
     page.close()
-    scripts = [*page.script_urls, *(_sha256_source(s) for s in page.inline_scripts)]
-    styles = [*page.style_urls, "'unsafe-inline'"]
+    scripts = [
+        *_sources(page.script_urls),
+        *(_sha256_source(s) for s in page.inline_scripts),
+    ]
+    styles = [*_sources(page.style_urls), "'unsafe-inline'"]
     font_hosts = sorted({_origin(url) for url in page.style_urls if _origin(url)})
     directives = [
         "default-src 'none'",
@@ -158,6 +162,15 @@ def graphiql_csp(html: str) -> str:
         "form-action 'self'",
     ]
     return "; ".join(directives)
+
+
+def _sources(urls: list[str]) -> list[str]:
+    """CSP sources for these URLs: each absolute one by itself, relative ones as ``'self'``
+    (a CSP source cannot name a path without a host; the page pins each file by SRI)."""
+    sources = [url for url in urls if "://" in url]
+    if len(sources) < len(urls):
+        sources.append(SELF)
+    return sources
 
 
 def _origin(url: str) -> str:

@@ -87,11 +87,9 @@ class Settings:
     graphiql: bool | None = field(default=None, metadata={"env": "WFA_GRAPHIQL"})
     #: serve the admin console (the API Keys page) at `/`
     console: bool = field(default=True, metadata={"env": "WFA_CONSOLE"})
-    #: absolute base URL of GraphiQL's scripts and styles (same files and SRI hashes as on
-    #: unpkg.com)
-    graphiql_assets_url: str = field(
-        default="https://unpkg.com", metadata={"env": "WFA_GRAPHIQL_ASSETS_URL"}
-    )
+    #: where GraphiQL's scripts and styles come from (pinned with SRI): empty, this app's own
+    #: copy shipped in the wheel (works offline); or a CDN's base URL such as https://unpkg.com
+    graphiql_assets_url: str = field(default="", metadata={"env": "WFA_GRAPHIQL_ASSETS_URL"})
     #: comma-separated origins of frontend apps allowed to call `/graphql` with the cookie (never
     #: `*`)
     cors_origins: tuple[str, ...] = field(default=(), metadata={"env": "WFA_CORS_ORIGINS"})
@@ -271,8 +269,13 @@ class Settings:
         settings = cls(**values)
         if "*" in settings.cors_origins:
             raise SettingsError("WFA_CORS_ORIGINS cannot be '*': cookies are sent with credentials")
-        if not settings.graphiql_assets_url.startswith(("https://", "http://")):
-            raise SettingsError("WFA_GRAPHIQL_ASSETS_URL must be an absolute http(s) URL")
+        if settings.graphiql_assets_url and not settings.graphiql_assets_url.startswith(
+            ("https://", "http://")
+        ):
+            raise SettingsError(
+                "WFA_GRAPHIQL_ASSETS_URL must be an absolute http(s) URL, or empty for the "
+                "app's own copy"
+            )
         if settings.session_idle_timeout > settings.session_absolute_timeout:
             raise SettingsError(
                 "WFA_SESSION_IDLE_TIMEOUT cannot be longer than WFA_SESSION_ABSOLUTE_TIMEOUT"

@@ -119,14 +119,21 @@ def test_a_key_with_expiration_shows_its_date_and_bad_input_is_explained_in_the_
     expect(dialog).to_contain_text("Enter a name for the key.")
 
     dialog.get_by_role("textbox", name="Name").fill("x" * 100 + "   ")
-    dialog.get_by_role("switch", name="Expiration Time").click()
+    switch = dialog.get_by_role("switch", name="Expiration Time")
+    expect(switch).to_have_accessible_description("Off: the key never expires.")
+    switch.click()
+    # The hint follows the switch.
+    expect(switch).to_have_accessible_description(
+        "On: the key stops working after the lifetime below."
+    )
     lifetime = dialog.get_by_role("spinbutton", name="Lifetime (days)")
     expect(lifetime).to_be_enabled()
     lifetime.fill("4000")
     dialog.get_by_role("button", name="Submit").click()
-    # The server's BAD_USER_INPUT, shown beside its field; nothing was created.
-    expect(dialog).to_contain_text("The lifetime must be between 1 and 3650 days")
+    # Explained beside its field in a person's words (no "null"); nothing was created.
+    expect(lifetime).to_have_accessible_description("Enter a whole number of days from 1 to 3650.")
     expect(lifetime).to_have_attribute("aria-invalid", "true")
+    expect(dialog).not_to_contain_text("null")
     dialog.get_by_role("button", name="Cancel").click()
     expect(page.get_by_text("No API keys yet")).to_be_visible()
 
@@ -169,7 +176,7 @@ def test_regenerate_asks_first_no_changes_nothing_yes_replaces_the_secret(
 
     regenerate = key_row(page, "Rotate me").get_by_role("button", name="Regenerate")
     regenerate.click()
-    confirm = page.get_by_role("dialog", name="Regenerate API Key")
+    confirm = page.get_by_role("alertdialog", name="Regenerate API Key")
     expect(confirm).to_contain_text("Rotate me")
     confirm.get_by_role("button", name="No").click()
     expect(confirm).to_be_hidden()
@@ -199,7 +206,7 @@ def test_delete_asks_first_and_yes_removes_the_key(
     close_secret(page)
 
     key_row(page, "Delete me").get_by_role("button", name="Delete").click()
-    confirm = page.get_by_role("dialog", name="Delete API Key")
+    confirm = page.get_by_role("alertdialog", name="Delete API Key")
     confirm.get_by_role("button", name="No").click()
     expect(key_row(page, "Delete me")).to_be_visible()
     assert whoami_status(console_server.base_url, key_id, secret) == 200
@@ -454,7 +461,7 @@ def test_escape_closes_the_yes_no_question_without_deleting(
     delete = key_row(page, "Escape me").get_by_role("button", name="Delete")
     delete.focus()
     page.keyboard.press("Enter")
-    confirm = page.get_by_role("dialog", name="Delete API Key")
+    confirm = page.get_by_role("alertdialog", name="Delete API Key")
     expect(confirm.get_by_role("button", name="No")).to_be_focused()
 
     page.keyboard.press("Escape")

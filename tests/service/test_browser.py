@@ -120,10 +120,15 @@ async def test_https_responses_ask_browsers_to_stay_on_https(db: TortoiseContext
     assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
 
 
-async def test_graphiql_page_csp_allows_exactly_what_the_page_loads(db: TortoiseContext) -> None:
+@pytest.mark.parametrize("assets_url", ["", "https://unpkg.com"], ids=["own-copy", "cdn"])
+async def test_graphiql_page_csp_allows_exactly_what_the_page_loads(
+    db: TortoiseContext, assets_url: str
+) -> None:
     del db
     transport = httpx2.ASGITransport(
-        app=create_app(cheap_settings(database_url="unused", dev=True))
+        app=create_app(
+            cheap_settings(database_url="unused", dev=True, graphiql_assets_url=assets_url)
+        )
     )
     async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as c:
         response = await c.get("/graphql", headers={"Accept": "text/html"})
@@ -143,14 +148,16 @@ async def test_graphiql_page_csp_allows_exactly_what_the_page_loads(db: Tortoise
     inline = re.findall(r"<script>(.*?)</script>", html, flags=re.DOTALL)
     assert external
     assert inline
-    expected = [*external]
+    # The app's own copy is at a relative URL: a CSP names it as 'self' (SRI pins each file).
+    expected = [*external] if assets_url else ["'self'"]
+    assert all(("://" in url) == bool(assets_url) for url in external)
     for body in inline:
         digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
         expected.append(f"'sha256-{digest}'")
     assert sorted(script_sources) == sorted(expected)
     stylesheets = re.findall(r'rel="stylesheet"\s+href="([^"]+)"', html)
     assert stylesheets
-    assert set(stylesheets) <= set(policy["style-src"].split())
+    assert set(stylesheets if assets_url else ["'self'"]) <= set(policy["style-src"].split())
     for forbidden in ("*", "'unsafe-eval'", "'unsafe-inline'", "https:", "http:"):
         assert forbidden not in script_sources
 

@@ -97,11 +97,14 @@ async def resolve_audit_events(
     first: int | None = DEFAULT_PAGE_SIZE,
     after: str | None = None,
     key_id: strawberry.ID | None = None,
+    action: models.AuditAction | None = None,
 ) -> AuditEventConnection:
     user = signed_in_user(info)
     query = models.AuditEvent.filter(organization_id=user.organization_id)
     if key_id is not None:
         query = query.filter(key_id=inputs.key_id(key_id, field="keyId"))
+    if action is not None:
+        query = query.filter(action=action)
     page = await newest_first(
         query,
         fields=AUDIT_EVENT_FIELDS,
@@ -176,7 +179,7 @@ class Query:
         resolver=resolve_audit_events,
         description=(
             "The organization's audit log, newest first; `keyId` keeps the events of one "
-            "key. `first` is 1 to 100 (null: 50)."
+            "key, `action` the events of one kind. `first` is 1 to 100 (null: 50)."
         ),
         extensions=[admin_only()],
     )

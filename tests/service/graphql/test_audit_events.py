@@ -7,8 +7,8 @@ from typing import Any
 from support.gql import Api, errors_of
 
 AUDIT = """
-query Audit($first: Int, $after: String, $keyId: ID) {
-  auditEvents(first: $first, after: $after, keyId: $keyId) {
+query Audit($first: Int, $after: String, $keyId: ID, $action: AuditAction) {
+  auditEvents(first: $first, after: $after, keyId: $keyId, action: $action) {
     nodes { id action keyId actorEmail clientIp createdAt }
     pageInfo { hasNextPage endCursor }
     totalCount
@@ -45,6 +45,22 @@ async def test_events_of_one_key(admin: Api) -> None:
 
     assert [node["action"] for node in connection["nodes"]] == ["KEY_DISABLED", "KEY_CREATED"]
     assert connection["totalCount"] == 2
+
+
+async def test_events_of_one_action(admin: Api) -> None:
+    first = (await admin.create_key("one"))["apiKey"]["id"]
+    second = (await admin.create_key("two"))["apiKey"]["id"]
+    await admin(SET_ENABLED, id=first)
+    await admin(SET_ENABLED, id=second)
+
+    disabled = await audit(admin, action="KEY_DISABLED")
+    disabled_first = await audit(admin, action="KEY_DISABLED", keyId=first)
+
+    assert [node["keyId"] for node in disabled["nodes"]] == [second, first]
+    assert {node["action"] for node in disabled["nodes"]} == {"KEY_DISABLED"}
+    assert disabled["totalCount"] == 2
+    assert [node["keyId"] for node in disabled_first["nodes"]] == [first]
+    assert disabled_first["totalCount"] == 1
 
 
 async def test_events_of_deleted_keys_stay_visible(admin: Api) -> None:
@@ -93,3 +109,4 @@ async def test_bad_arguments_are_bad_user_input(admin: Api) -> None:
     assert errors_of(await admin(AUDIT, keyId="nope")) == [("BAD_USER_INPUT", "keyId")]
     assert errors_of(await admin(AUDIT, first=101)) == [("BAD_USER_INPUT", "first")]
     assert errors_of(await admin(AUDIT, after="zzz")) == [("BAD_USER_INPUT", "after")]
+    assert errors_of(await admin(AUDIT, action="NOPE"))

@@ -68,6 +68,22 @@ export async function gql(query, variables = {}, { signIn = false } = {}) {
   return body.data;
 }
 
+// The console's own words for the fields a person types into: the API's messages speak to
+// programmers ("…or null").
+const INPUT_MESSAGES = {
+  lifetimeDays: "Enter a whole number of days from 1 to 3650.",
+  keyInactivityDays: "Enter a whole number of days from 1 to 3650, or leave it empty for never.",
+  expiringWithinDays: "Enter a whole number of days from 1 to 3650, or leave it empty.",
+  gracePeriodMinutes: "Enter a whole number of minutes from 0 to 10080.",
+  keyId: "This is not a Key ID: Key IDs start with wfak_, as in the API Keys list.",
+};
+
+/** A BAD_USER_INPUT error about a field, in the console's words. */
+export function inputMessage(error) {
+  const name = (error.field ?? "").split(".").pop();
+  return INPUT_MESSAGES[name] ?? error.message;
+}
+
 /** A sentence for a person, for any error `gql` rejects with. */
 export function describeError(error) {
   if (!(error instanceof ApiError)) {
@@ -88,6 +104,8 @@ export function describeError(error) {
       return "This API key no longer exists. The list has been refreshed.";
     case "INTERNAL_SERVER_ERROR":
       return "Something went wrong on the server. Try again.";
+    case "BAD_USER_INPUT":
+      return inputMessage(error);
     default:
       return error.message;
   }

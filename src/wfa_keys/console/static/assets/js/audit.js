@@ -1,12 +1,15 @@
-// The Audit Log view: the organization's events, newest first.
+// The Audit Log view: the organization's events, newest first, with the date and time in
+// the browser's locale, filtered by event and by Key ID.
 
-import { gql } from "./api.js";
+import { ApiError, gql, inputMessage } from "./api.js";
+import { showFieldError } from "./access-fields.js";
 import { pagedTable } from "./paged-table.js";
-import { $, dateCell, h, say } from "./dom.js";
+import { $, h, momentCell, say } from "./dom.js";
 
 const PAGE_SIZE = 50;
-const LIST = `query AuditEvents($first: Int, $after: String) {
-  auditEvents(first: $first, after: $after) {
+const TYPING_DELAY_MS = 250;
+const LIST = `query AuditEvents($first: Int, $after: String, $keyId: ID, $action: AuditAction) {
+  auditEvents(first: $first, after: $after, keyId: $keyId, action: $action) {
     totalCount pageInfo { hasNextPage endCursor }
     nodes { id action keyId actorEmail clientIp createdAt }
   }
@@ -41,10 +44,14 @@ const ACTIONS = {
   SUBSCRIPTION_CHANGED: "Subscription changed",
 };
 
+const actionFilter = $("audit-action");
+const keyFilter = $("audit-key");
+const keyError = $("audit-key-error");
+let typingTimer = null;
 
 function row(event) {
   const cells = [
-    ["When", dateCell(event.createdAt)],
+    ["When", momentCell(event.createdAt)],
     ["Event", ACTIONS[event.action] ?? event.action],
     ["Key ID", event.keyId ? h("code", { class: "key-id" }, event.keyId) : "—"],
     ["Who", event.actorEmail ?? "—"],
@@ -59,9 +66,42 @@ const table = pagedTable({
   error: $("audit-error"),
   more: $("audit-more"),
   row,
-  fetchPage: async (after) => (await gql(LIST, { first: PAGE_SIZE, after })).auditEvents,
-  summary: (shown, total) => (total === 0 ? "No events yet." : `Showing ${shown} of ${total} events.`),
+  fetchPage: async (after) => (await gql(LIST, { first: PAGE_SIZE, after, ...filters() })).auditEvents,
+  summary: (shown, total) => {
+    if (total > 0) return `Showing ${shown} of ${total} events.`;
+    return actionFilter.value || keyFilter.value.trim() ? "No event matches these filters." : "No events yet.";
+  },
+  // A Key ID the server refuses: said beside the field, the table emptied.
+  explain: (problem) => {
+    if (!(problem instanceof ApiError) || problem.field !== "keyId") return false;
+    showFieldError(keyFilter, keyError, inputMessage(problem));
+    return true;
+  },
 });
+
+function filters() {
+  return { action: actionFilter.value || null, keyId: keyFilter.value.trim() || null };
+}
+
+function reload() {
+  clearTimeout(typingTimer);
+  showFieldError(keyFilter, keyError, "");
+  return table.reload();
+}
+
+function setUp() {
+  actionFilter.append(...Object.entries(ACTIONS).map(([value, text]) => h("option", { value }, text)));
+  actionFilter.addEventListener("change", reload);
+  keyFilter.addEventListener("input", () => {
+    clearTimeout(typingTimer);
+    typingTimer = setTimeout(reload, TYPING_DELAY_MS);
+  });
+  keyFilter.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") reload();
+  });
+}
+
+setUp();
 
 export function showAuditPage(me) {
   const allowed = me.role === "ADMIN" && me.organization.hasWorkflowAutomation;
@@ -72,6 +112,6 @@ export function showAuditPage(me) {
     say($("audit-notice"), "Only admins see the audit log.");
   } else {
     say($("audit-notice"), "");
-    table.reload();
+    reload();
   }
 }

@@ -43,8 +43,13 @@ export function setUpConfirmDialog() {
   });
 }
 
-/** Ask `question`; on Yes run `onYes()` (async); on No or Escape nothing happens. */
-export function confirmAction({ title, text, onYes, opener, extra = null }) {
+/**
+ * Ask `question`; on Yes run `onYes()` (async); on No or Escape nothing happens.
+ * `danger`: Yes destroys something (it shows in the danger colour).
+ */
+export function confirmAction({ title, text, onYes, opener, extra = null, danger = false }) {
+  yes.classList.toggle("danger", danger);
+  yes.classList.toggle("primary", !danger);
   $("confirm-title").textContent = title;
   $("confirm-text").textContent = text;
   say($("confirm-error"), "");

@@ -2,7 +2,7 @@
 // networks, Submit, Cancel. New fields go here: add the input to index.html, read it in
 // `readInput`, map its BAD_USER_INPUT field in FIELD_ERRORS.
 
-import { describeError, gql } from "./api.js";
+import { describeError, gql, inputMessage } from "./api.js";
 import { accessFields, showFieldError } from "./access-fields.js";
 import { limitFields } from "./limit-fields.js";
 import { $, say } from "./dom.js";
@@ -30,8 +30,13 @@ const FIELD_ERRORS = {
 
 let onCreated = null;
 
+const MAX_DAYS = 3650;
+
 function setExpires(on) {
   expires.setAttribute("aria-checked", String(on));
+  $("create-expires-hint").textContent = on
+    ? "On: the key stops working after the lifetime below."
+    : "Off: the key never expires.";
   lifetime.disabled = !on;
   if (on && !lifetime.value) lifetime.value = "90";
   if (!on) showFieldError(lifetime, $("create-lifetime-error"), "");
@@ -59,8 +64,8 @@ function readInput() {
   }
   if (expires.getAttribute("aria-checked") === "true") {
     const days = Number(lifetime.value);
-    if (lifetime.value.trim() === "" || !Number.isInteger(days)) {
-      showFieldError(lifetime, $("create-lifetime-error"), "Enter a whole number of days.");
+    if (lifetime.value.trim() === "" || !Number.isInteger(days) || days < 1 || days > MAX_DAYS) {
+      showFieldError(lifetime, $("create-lifetime-error"), `Enter a whole number of days from 1 to ${MAX_DAYS}.`);
       firstBad ??= lifetime;
     } else {
       input.lifetimeDays = days;
@@ -87,9 +92,9 @@ async function create(event) {
   } catch (error) {
     const target = FIELD_ERRORS[error.field];
     if (error.code === "BAD_USER_INPUT" && target) {
-      showFieldError(target[0], target[1], error.message);
+      showFieldError(target[0], target[1], inputMessage(error));
       target[0].focus();
-    } else if (error.code === "BAD_USER_INPUT" && access.explain(error.field, error.message)) {
+    } else if (error.code === "BAD_USER_INPUT" && access.explain(error.field, inputMessage(error))) {
       // shown beside Scopes or Allowed networks
     } else if (error.code === "BAD_USER_INPUT" && limits.explain(error.field, error.message)) {
       // shown beside Rate limit or Quota

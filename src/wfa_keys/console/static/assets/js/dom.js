@@ -22,6 +22,15 @@ export function say(element, message) {
   element.hidden = !message;
 }
 
+/**
+ * `text` on one line, cut with an ellipsis when its column is narrow: the whole text stays
+ * in the page for screen readers and shows on hover (title).
+ */
+export function truncated(text, attributes = {}) {
+  const cls = attributes.class ? `truncate ${attributes.class}` : "truncate";
+  return h("span", { ...attributes, class: cls, title: text }, text);
+}
+
 const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
 const exactFormat = new Intl.DateTimeFormat(undefined, {
   dateStyle: "full",

@@ -2,7 +2,7 @@
 // Only what changed is sent (`updateApiKey` leaves absent fields as they are), so saving an
 // unchanged key asks nothing of the server and records no audit event.
 
-import { describeError, gql } from "./api.js";
+import { describeError, gql, inputMessage } from "./api.js";
 import { accessFields, showFieldError } from "./access-fields.js";
 import { limitFields } from "./limit-fields.js";
 import { $, say } from "./dom.js";
@@ -77,9 +77,9 @@ async function submit(event) {
   } catch (error) {
     const field = error.field?.replace(/^input\./, "");
     if (error.code === "BAD_USER_INPUT" && field === "name") {
-      showFieldError(name, nameError, error.message);
+      showFieldError(name, nameError, inputMessage(error));
       name.focus();
-    } else if (error.code === "BAD_USER_INPUT" && access.explain(error.field, error.message)) {
+    } else if (error.code === "BAD_USER_INPUT" && access.explain(error.field, inputMessage(error))) {
       // shown beside Scopes or Allowed networks
     } else if (error.code === "BAD_USER_INPUT" && limits.explain(error.field, error.message)) {
       // shown beside Rate limit or Quota

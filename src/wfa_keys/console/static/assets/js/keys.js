@@ -1,11 +1,13 @@
 // The API Keys page: the list with its filters (Search, Status, Expiring within), Load more,
 // and each row's Action cell. New columns go in COLUMNS (a header in index.html, a cell
-// function here).
+// function here). On a phone each row is a card: name, status, Key ID and actions, the rest
+// behind its Details button (console.css).
 
-import { ApiError, describeError, gql } from "./api.js";
-import { knownScopes } from "./access-fields.js";
+import { ApiError, describeError, gql, inputMessage } from "./api.js";
+import { knownScopes, showFieldError } from "./access-fields.js";
 import { pagedTable } from "./paged-table.js";
-import { $, ICONS, dateCell, h, icon, momentCell, say } from "./dom.js";
+import { $, ICONS, dateCell, h, icon, momentCell, say, truncated } from "./dom.js";
+import { expiresCell, refreshExpiringBanner, setUpExpiringBanner } from "./expiring.js";
 import { confirmAction } from "./confirm-dialog.js";
 import { openCreateDialog, setUpCreateDialog } from "./create-dialog.js";
 import { openEditDialog, setUpEditDialog } from "./edit-dialog.js";
@@ -48,14 +50,14 @@ const DELETE = `mutation DeleteApiKey($id: ID!) { deleteApiKey(id: $id) { id } }
 const STATUS_TEXT = { ACTIVE: "Active", DISABLED: "Disabled", EXPIRED: "Expired" };
 
 const COLUMNS = [
-  ["Name", (key, nameId) => h("span", { id: nameId, class: "key-name" }, key.name)],
+  ["Name", (key, nameId) => truncated(key.name, { id: nameId, class: "key-name" })],
   ["Key ID", (key) => h("code", { class: "key-id" }, key.id)],
   ["Status", (key, nameId) => statusCell(key, nameId)],
   ["Created", (key) => dateCell(key.createdAt)],
-  ["Expires", (key) => dateCell(key.expiresAt)],
+  ["Expires", (key) => expiresCell(key)],
   ["Last Used", (key) => lastUsedCell(key)],
   ["Scopes", (key) => accessCell(key)],
-  ["Owner", (key) => breakableEmail(key.owner.email)],
+  ["Owner", (key) => truncated(key.owner.email, { class: "owner" })],
   ["Usage", (key, nameId) => usageCell(key, nameId)],
   ["Action", (key, nameId) => actions(key, nameId)],
 ];
@@ -67,14 +69,9 @@ const more = $("keys-more");
 const search = $("keys-search");
 const statusFilter = $("keys-status-filter");
 const expiring = $("keys-expiring");
+const expiringError = $("keys-expiring-error");
+const MAX_DAYS = 3650;
 let searchTimer = null;
-
-/** An email that may wrap before its "@" when the column is narrow. */
-function breakableEmail(email) {
-  const at = email.lastIndexOf("@");
-  if (at <= 0) return email;
-  return h("span", {}, email.slice(0, at), h("wbr"), email.slice(at));
-}
 
 /** Badge; during a grace period, until when the old secret works and a way to end it now. */
 /** Within 7 days of its expiry a key gets expiry reminders (webhooks): marked as expiring. */
@@ -117,22 +114,23 @@ function statusCell(key, nameId) {
   );
 }
 
-/** When, and from which address, the key was last used. */
+/** When, and from which address (a small second line), the key was last used. */
 function lastUsedCell(key) {
   const when = dateCell(key.lastUsedAt);
   if (!key.lastUsedIp) return when;
-  return h("div", { class: "stack" }, when, h("span", { class: "muted small" }, "from ", h("code", {}, key.lastUsedIp)));
+  return h("span", { class: "stack" }, when, truncated(`from ${key.lastUsedIp}`, { class: "muted small" }));
 }
 
-/** The scopes, one short line each, and the networks when the key is limited to some. */
+/** The scopes on one line, and the networks when the key is limited to some. */
 function accessCell(key) {
-  const scopes = key.scopes.length
-    ? key.scopes.map((name) => h("code", { class: "chip" }, name))
-    : [h("span", { class: "muted" }, "None (whoami only)")];
-  const networks = key.allowedCidrs.length
-    ? h("span", { class: "muted small" }, `Only from ${key.allowedCidrs.join(", ")}`)
-    : null;
-  return h("div", { class: "stack" }, h("div", { class: "chips" }, scopes), networks);
+  const scopes = key.scopes.length ? key.scopes.join(", ") : "None (whoami only)";
+  const networks = key.allowedCidrs.length ? `Only from ${key.allowedCidrs.join(", ")}` : null;
+  return h(
+    "span",
+    { class: "stack" },
+    truncated(scopes, { class: key.scopes.length ? "scopes-text" : "scopes-text muted" }),
+    networks ? truncated(networks, { class: "muted small" }) : null,
+  );
 }
 
 const PERIOD_TEXT = { DAY: "today", MONTH: "this month" };
@@ -188,7 +186,24 @@ function actions(key, nameId) {
   const edit = iconButton(key, nameId, "Edit", "", startEdit);
   const regenerate = iconButton(key, nameId, "Regenerate", "", askRegenerate);
   const remove = iconButton(key, nameId, "Delete", "danger", askDelete);
-  return h("div", { class: "row-actions" }, toggle, edit, regenerate, remove);
+  // Shown on narrow screens only, where a row is a card with its details folded away.
+  const details = h(
+    "button",
+    {
+      type: "button",
+      class: "button details-toggle",
+      "aria-expanded": "false",
+      "aria-describedby": nameId,
+      "data-focus-key": `${key.id}:details`,
+    },
+    "Details",
+  );
+  details.addEventListener("click", () => {
+    const open = details.getAttribute("aria-expanded") !== "true";
+    details.setAttribute("aria-expanded", String(open));
+    details.closest("tr")?.classList.toggle("open", open);
+  });
+  return h("div", { class: "row-actions" }, toggle, edit, regenerate, remove, details);
 }
 
 /** A row's icon button: its name is `label`, its description the key's name. */
@@ -217,9 +232,34 @@ function row(key) {
   );
 }
 
+const rowOf = (key) => body.querySelector(`tr[data-key-id="${CSS.escape(key.id)}"]`);
+const errorRowOf = (key) => body.querySelector(`tr[data-error-for="${CSS.escape(key.id)}"]`);
+
 function replaceRow(key) {
-  const old = body.querySelector(`tr[data-key-id="${CSS.escape(key.id)}"]`);
-  old?.replaceWith(row(key));
+  errorRowOf(key)?.remove();
+  const old = rowOf(key);
+  const open = old?.classList.contains("open");
+  const fresh = row(key);
+  old?.replaceWith(fresh);
+  if (open) fresh.querySelector(".details-toggle")?.click();
+}
+
+/** Say what went wrong with a row's action right under the row, announced, kept in view. */
+function showRowError(key, message) {
+  errorRowOf(key)?.remove();
+  const target = rowOf(key);
+  if (!target) {
+    say(error, message);
+    return;
+  }
+  const alert = h("div", { class: "error row-error-text", role: "alert" }, message);
+  const line = h(
+    "tr",
+    { class: "row-error", role: "row", "data-error-for": key.id },
+    h("td", { role: "cell", colspan: String(COLUMNS.length) }, alert),
+  );
+  target.after(line);
+  line.scrollIntoView({ block: "nearest" });
 }
 
 /** The row's control named by `what` ("edit", "regenerate", ...), after a replaceRow. */
@@ -241,15 +281,22 @@ function startEdit(key, opener) {
 async function setEnabled(key, toggle) {
   toggle.disabled = true;
   say(error, "");
+  errorRowOf(key)?.remove();
   try {
     const { setApiKeyEnabled } = await gql(SET_ENABLED, { id: key.id, enabled: !key.enabled });
     replaceRow(setApiKeyEnabled);
-    body.querySelector(`[data-focus-key="${CSS.escape(`${key.id}:enabled`)}"]`)?.focus();
+    rowControl(key, "enabled")?.focus();
     status.textContent = `${setApiKeyEnabled.name} is ${setApiKeyEnabled.enabled ? "enabled" : "disabled"}.`;
+    refreshExpiringBanner();
   } catch (problem) {
     toggle.disabled = false;
-    say(error, describeError(problem));
-    if (problem.code === "NOT_FOUND") await reload();
+    if (problem.code === "NOT_FOUND") {
+      await reload();
+      say(error, describeError(problem));
+    } else {
+      showRowError(key, `${key.enabled ? "Disabling" : "Enabling"} “${key.name}” failed: ${describeError(problem)}`);
+      toggle.focus();
+    }
   }
 }
 
@@ -270,7 +317,7 @@ function askRegenerate(key, opener) {
       } catch (problem) {
         if (problem.code === "NOT_FOUND") await reload();
         if (problem instanceof ApiError && problem.field === "gracePeriodMinutes") {
-          explainGracePeriod(problem.message);
+          explainGracePeriod(inputMessage(problem));
           return { stay: true };
         }
         throw problem;
@@ -282,6 +329,7 @@ function askRegenerate(key, opener) {
 function askRevokePrevious(key, opener) {
   confirmAction({
     title: "Revoke Old Secret",
+    danger: true,
     text: `Stop the old Key Secret of “${key.name}” working now? Clients still using it are refused from their next call; the current secret keeps working.`,
     opener,
     onYes: async () => {
@@ -302,6 +350,7 @@ function askRevokePrevious(key, opener) {
 function askDelete(key, opener) {
   confirmAction({
     title: "Delete API Key",
+    danger: true,
     text: `Delete “${key.name}” (${key.id}) permanently? Calls with it are refused from now on.`,
     opener,
     onYes: async () => {
@@ -327,6 +376,15 @@ const table = pagedTable({
     const { apiKeys } = await gql(LIST, { first: PAGE_SIZE, after, ...filters() });
     return apiKeys;
   },
+  // The server refused a filter: say why beside it (the table is emptied).
+  explain: (problem) => {
+    if (!(problem instanceof ApiError) || problem.code !== "BAD_USER_INPUT") return false;
+    if (problem.field === "expiringWithinDays") {
+      showFieldError(expiring, expiringError, inputMessage(problem));
+      return true;
+    }
+    return false;
+  },
   summary: (shown, total) => {
     if (total > 0) return `Showing ${shown} of ${total} API keys.`;
     const { search: text, status: state, expiringWithinDays } = filters();
@@ -335,15 +393,27 @@ const table = pagedTable({
   },
 });
 
-/** The list's filters as apiKeys arguments (the server checks them: an error shows above). */
+/** The list's filters as apiKeys arguments (checked first by filterProblem). */
 function filters() {
   const days = expiring.value.trim();
   return {
     search: search.value.trim() || null,
     status: statusFilter.value || null,
-    // A value the browser cannot read as a number reaches the server as one it refuses.
-    expiringWithinDays: days === "" ? null : Number.isInteger(Number(days)) ? Number(days) : 0,
+    expiringWithinDays: days === "" ? null : Number(days),
   };
+}
+
+/** Why the filters cannot be asked for, in words, or null when they can. */
+function filterProblem() {
+  const days = expiring.value.trim();
+  // A number input whose text is not a number has an empty value and badInput.
+  if (expiring.validity.badInput || (days !== "" && !/^\d+$/.test(days))) {
+    return `Enter a whole number of days from 1 to ${MAX_DAYS}, or leave it empty.`;
+  }
+  if (days !== "" && (Number(days) < 1 || Number(days) > MAX_DAYS)) {
+    return `Enter a whole number of days from 1 to ${MAX_DAYS}, or leave it empty.`;
+  }
+  return null;
 }
 
 function reloadSoon() {
@@ -351,9 +421,26 @@ function reloadSoon() {
   searchTimer = setTimeout(reload, SEARCH_DELAY_MS);
 }
 
-/** Load the first page again (after a change, or when the page opens). */
+/** Load the first page again (after a change, or when the page opens). Invalid filters
+ * empty the list and say why beside their field instead. */
 export function reload() {
+  refreshExpiringBanner();
+  const problem = filterProblem();
+  showFieldError(expiring, expiringError, problem ?? "");
+  if (problem) {
+    table.clear();
+    return Promise.resolve();
+  }
   return table.reload();
+}
+
+/** The banner's button: the enabled keys that expire within `days`. */
+function showExpiring(days) {
+  clearTimeout(searchTimer);
+  search.value = "";
+  statusFilter.value = "ACTIVE";
+  expiring.value = String(days);
+  reload();
 }
 
 export function setUpKeysPage() {
@@ -361,6 +448,7 @@ export function setUpKeysPage() {
   setUpEditDialog(KEY_FIELDS);
   setUpGracePeriod();
   setUpUsageDialog();
+  setUpExpiringBanner(showExpiring);
   $("add-more").addEventListener("click", (event) => openCreateDialog(event.currentTarget));
   for (const field of [search, expiring]) {
     field.addEventListener("input", reloadSoon);

@@ -54,6 +54,7 @@ async function signedIn() {
   }
   me = data.me;
   $("account-email").textContent = me.email;
+  $("account-email").title = me.email;
   route({ moveFocus: true });
 }
 
@@ -79,6 +80,7 @@ async function start() {
   }
   if (me) {
     $("account-email").textContent = me.email;
+    $("account-email").title = me.email;
     route({ moveFocus: false });
   } else {
     signedOut(notice);

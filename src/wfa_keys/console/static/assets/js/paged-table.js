@@ -6,9 +6,10 @@ import { say } from "./dom.js";
 
 /**
  * `fetchPage(after)` resolves to a connection ({ nodes, pageInfo, totalCount });
- * `row(node)` makes a <tr>; `summary(shown, total)` is the status line.
+ * `row(node)` makes a <tr>; `summary(shown, total)` is the status line; `explain(problem)`
+ * may show an error beside a filter and return true (the table is emptied, not left stale).
  */
-export function pagedTable({ body, status, error, more, fetchPage, row, summary }) {
+export function pagedTable({ body, status, error, more, fetchPage, row, summary, explain = () => false }) {
   let cursor = null;
   let generation = 0;
 
@@ -28,8 +29,21 @@ export function pagedTable({ body, status, error, more, fetchPage, row, summary 
     } catch (problem) {
       if (mine !== generation) return;
       status.textContent = "";
+      if (explain(problem)) {
+        clear();
+        return;
+      }
       say(error, describeError(problem));
     }
+  }
+
+  /** No rows (the filters are wrong): `why` in the status line, nothing pending. */
+  function clear(why = "Nothing is shown until the filter is corrected.") {
+    generation += 1;
+    body.replaceChildren();
+    more.hidden = true;
+    say(error, "");
+    status.textContent = why;
   }
 
   more.addEventListener("click", async () => {
@@ -38,5 +52,5 @@ export function pagedTable({ body, status, error, more, fetchPage, row, summary 
     // Keep the keyboard where reading goes on: the first new row's first control.
     body.children[before]?.querySelector("button, a")?.focus();
   });
-  return { reload: () => load(false) };
+  return { reload: () => load(false), clear };
 }

@@ -1,6 +1,6 @@
 // The Settings view: the organization's "Disable keys unused for (days)" (null: never).
 
-import { describeError, gql } from "./api.js";
+import { describeError, gql, inputMessage } from "./api.js";
 import { showFieldError } from "./access-fields.js";
 import { $, say } from "./dom.js";
 import { setUpWebhooks, showWebhooks } from "./webhooks.js";
@@ -58,7 +58,7 @@ async function submit(event) {
         : `Saved: keys unused for ${daysInWords(setOrganizationSettings.keyInactivityDays)} are disabled.`;
   } catch (problem) {
     if (problem.code === "BAD_USER_INPUT" && problem.field?.endsWith("keyInactivityDays")) {
-      showFieldError(days, daysError, problem.message);
+      showFieldError(days, daysError, inputMessage(problem));
       days.focus();
     } else {
       say(error, describeError(problem));
