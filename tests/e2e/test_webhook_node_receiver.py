@@ -25,8 +25,23 @@ pytestmark = pytest.mark.e2e
 NODE_DIR = Path(__file__).parents[1] / "node"
 
 
+def _install_receiver_packages() -> None:
+    """``npm ci`` of tests/node (its lock pins standardwebhooks) when not done yet, as .ci/run
+    does: the README's test command needs nothing run by hand."""
+    npm = shutil.which("npm")
+    if npm is None or (NODE_DIR / "node_modules" / "standardwebhooks").is_dir():
+        return
+    subprocess.run(
+        [npm, "ci", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund"],
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def node_receiver(tmp_path: Path, secret: str) -> tuple[subprocess.Popen[bytes], Path, int]:
     node = shutil.which("node")
+    _install_receiver_packages()
     if node is None or not (NODE_DIR / "node_modules" / "standardwebhooks").is_dir():
         if os.environ.get("CI"):
             pytest.fail("Node or tests/node/node_modules missing (npm ci --prefix tests/node)")
