@@ -209,7 +209,9 @@ def test_the_audit_log_shows_date_and_time_and_filters_by_event_and_key(
     gql(page, DISABLE, id=first)
     page.get_by_role("navigation", name="Setup").get_by_role("link", name="Audit Log").click()
     rows = page.locator("#audit-body > tr")
-    expect(rows).to_have_count(4)  # signed in, two created, one disabled
+    # The admin's account made, signed in, two keys created, one disabled.
+    expect(rows).to_have_count(5)
+    expect(rows.filter(has_text="User created")).to_have_count(1)
 
     when = rows.first.locator("time")
     expected = when.evaluate(
@@ -236,7 +238,7 @@ def test_the_audit_log_shows_date_and_time_and_filters_by_event_and_key(
     expect(rows).to_have_count(0)
     expect(page.get_by_text("Nothing is shown until the filter is corrected.")).to_be_visible()
     key.fill("")
-    expect(rows).to_have_count(4)
+    expect(rows).to_have_count(5)
     expect(key).not_to_have_attribute("aria-invalid", "true")
 
 

@@ -31,7 +31,14 @@ export function expiresCell(key) {
   const date = new Date(key.expiresAt);
   return h(
     "time",
-    { class: "badge soon", datetime: date.toISOString(), title: exactFormat.format(date) },
+    {
+      class: "badge soon",
+      datetime: date.toISOString(),
+      // Within 7 days of its expiry a key gets expiry reminders (webhooks, 7 days and 1 day
+      // before): the badge marks it.
+      "data-reminder": "expiring",
+      title: `${exactFormat.format(date)}. Expiry reminders go to webhooks 7 days and 1 day before.`,
+    },
     soon,
     h("span", { class: "visually-hidden" }, `, ${dateFormat.format(date)}`),
   );

@@ -74,25 +74,9 @@ const MAX_DAYS = 3650;
 let searchTimer = null;
 
 /** Badge; during a grace period, until when the old secret works and a way to end it now. */
-/** Within 7 days of its expiry a key gets expiry reminders (webhooks): marked as expiring. */
-const REMINDER_MS = 7 * 24 * 3600 * 1000;
-
-function expiringBadge(key) {
-  if (!key.expiresAt || key.status === "EXPIRED") return null;
-  const left = new Date(key.expiresAt) - Date.now();
-  if (left <= 0 || left > REMINDER_MS) return null;
-  const days = Math.ceil(left / (24 * 3600 * 1000));
-  return h(
-    "span",
-    { class: "badge expiring", "data-reminder": "expiring", title: "Expiry reminders are sent to webhooks 7 days and 1 day before." },
-    `Expires in ${days} day${days === 1 ? "" : "s"}`,
-  );
-}
-
 function statusCell(key, nameId) {
   const badge = h("span", { class: `badge ${key.status.toLowerCase()}` }, STATUS_TEXT[key.status] ?? key.status);
-  const expiring = expiringBadge(key);
-  if (!key.previousSecretExpiresAt) return expiring ? h("div", { class: "stack" }, badge, expiring) : badge;
+  if (!key.previousSecretExpiresAt) return badge;
   const revoke = h(
     "button",
     {
@@ -108,7 +92,6 @@ function statusCell(key, nameId) {
     "div",
     { class: "stack" },
     badge,
-    expiring,
     h("span", { class: "grace-note" }, "Old secret valid until ", momentCell(key.previousSecretExpiresAt)),
     revoke,
   );
