@@ -8,7 +8,7 @@ the middleware), ``GET /api/v1/whoami`` (any valid key), and ``GET``/``POST /api
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -137,6 +137,7 @@ def create_api(
     feed: ChangeFeed | None = None,
     counter_store: CounterStore | None = None,
     call_sink: CallSink | None = None,
+    settle: Callable[[], Awaitable[None]] | None = None,
 ) -> ApiKeyAuthMiddleware:
     """The sample API wrapped in the middleware, with the Tortoise stores.
 
@@ -156,9 +157,10 @@ def create_api(
 
     For other services: ``POST /v1/keys/verify`` (:mod:`wfa_keys.verification`, the
     middleware's own checks), ``GET /v1/keys/changes`` (:mod:`wfa_keys.stream`, read by
-    ``feed``, one per process) and the public ``GET /openapi.json``.
+    ``feed``, one per process) and the public ``GET /openapi.json``. ``settle`` applies
+    the changes committed so far before each verification (the change listener's catch-up).
     """
-    verification = KeyVerification()
+    verification = KeyVerification(settle)
     app = ExceptionMiddleware(
         Router(
             routes=[

@@ -255,6 +255,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         observer=observer,
         feed=feed,
         counter_store=counter_store,
+        # The listener below, once made: a verification applies every committed change first.
+        settle=lambda: listener.catch_up(),
         call_sink=TortoiseCallSink(
             on_recorded=observer.on_calls_recorded if observer is not None else None
         ),

@@ -263,6 +263,10 @@ class ChangeListener:
                 self._lost(exc)
             await asyncio.sleep(self.poll_interval)
 
+    async def catch_up(self) -> None:
+        """Apply every change committed so far, now (a read that must see all of them)."""
+        await self._catch_up()
+
     # -- applying changes ----------------------------------------------------------------
 
     async def _catch_up(self, how: str = "catch_up") -> None:

@@ -27,8 +27,9 @@ us directly.
 from __future__ import annotations
 
 import json
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -38,8 +39,11 @@ from wfa_auth import SCOPE_KEY, ApiKeyUser, BearerCredentials, KeyCredentials, K
 from wfa_auth._authenticator import Authenticator
 from wfa_auth._errors import AuthenticationRefused
 from wfa_auth._scopes import insufficient_scope
+from wfa_keys.deadline import UNAVAILABLE_MESSAGE
 from wfa_keys.proxy import parse_ip
 from wfa_keys.scopes import VERIFY_SCOPE
+
+logger = logging.getLogger("wfa_keys.verification")
 
 __all__ = ["CODES", "MAX_CACHE_TTL", "MAX_VERIFY_BODY", "KeyVerification"]
 
@@ -174,10 +178,18 @@ def _parse(body: bytes) -> tuple[KeyCredentials | BearerCredentials, Sequence[st
 
 class KeyVerification:
     """The verify endpoint; :attr:`authenticator` is the service middleware's own, set once
-    the middleware is built (:func:`wfa_keys.api.create_api`)."""
+    the middleware is built (:func:`wfa_keys.api.create_api`).
 
-    def __init__(self) -> None:
+    ``settle``, when given, applies every change committed so far to this process's caches
+    before a check (the change listener's catch-up). A remote app that heard of a change on
+    the stream (served by any process) and asks again must never get an answer from a cache
+    of this process that has not applied that change yet: it would cache that for
+    ``cache_ttl`` seconds.
+    """
+
+    def __init__(self, settle: Callable[[], Awaitable[None]] | None = None) -> None:
         self.authenticator: Authenticator | None = None
+        self.settle = settle
 
     async def verify(self, request: Request) -> Response:
         """Check the credentials in the body for the caller's organization."""
@@ -194,6 +206,19 @@ class KeyVerification:
         authenticator = self.authenticator
         assert authenticator is not None, "create_api sets it"
         client = None if client_ip is None else (client_ip, 0)
+        if self.settle is not None:
+            try:
+                await self.settle()
+            except Exception as exc:  # the database did not answer: fail closed
+                logger.warning("could not apply the latest changes (%s)", type(exc).__name__)
+                return Response(
+                    json.dumps(
+                        {"error": "service_unavailable", "message": UNAVAILABLE_MESSAGE}
+                    ).encode(),
+                    status_code=503,
+                    media_type="application/json",
+                    headers={"Retry-After": "5"},
+                )
         try:
             user, seconds = await authenticator.check(
                 credentials,

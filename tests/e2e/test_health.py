@@ -67,5 +67,7 @@ async def test_healthz_says_503_while_the_redis_throttle_store_is_down_and_livez
     assert down.headers["Retry-After"] == "5"
     assert alive.status_code == 200
     assert back.json()["status"] == "ok"
-    # Said once when it went down, once when it came back: not once per probe.
+    # Said once when it went down, once when it came back: not once per probe. (Stopped
+    # first, so that every line the process wrote is in its log.)
+    server.stop()
     assert server.stderr.count("unhealthy: throttle_store unavailable") == 1
