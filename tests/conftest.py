@@ -87,7 +87,17 @@ _REDIS_KEYS_BEFORE = pytest.StashKey[set[str]]()
 
 def _checkout_files(session: pytest.Session) -> set[str]:
     root = session.config.rootpath
-    ignored = {".git", ".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis"}
+    # .cache: the tools' own caches the tests fill on purpose (axe-core from npm, kept
+    # between runs, ignored by git).
+    ignored = {
+        ".git",
+        ".venv",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".pytest_cache",
+        ".hypothesis",
+        ".cache",
+    }
     return {
         str(path.relative_to(root))
         for path in root.rglob("*")

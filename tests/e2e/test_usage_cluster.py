@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -95,16 +96,27 @@ async def cluster(
     tmp_path: Path,
     e2e_database_url: str,
     servers: list[Server],
-) -> tuple[Server, Server]:
-    """Two serve processes on one database, counting through the database or Redis."""
+) -> AsyncIterator[tuple[Server, Server]]:
+    """Two serve processes on one database, counting through the database or Redis.
+
+    With Redis, the keys the servers wrote there (counters, known-good marks) are deleted
+    once they have stopped (they give leases back as they stop): the suite leaves no key."""
     del db  # requested so that the test database is emptied first
-    if request.param == "redis":
-        client = await redis_or_skip()
-        await client.aclose()
+    client = await redis_or_skip() if request.param == "redis" else None
+    before: set[bytes] = set()
+    if client is not None:
+        before = {key async for key in client.scan_iter(match="wfa-keys:*")}
     env = ENV | {"WFA_THROTTLE_STORE": request.param if request.param == "database" else REDIS_URL}
     for _ in range(2):
         servers.append(start_server(tmp_path, e2e_database_url, env=env))
-    return servers[-2], servers[-1]
+    yield servers[-2], servers[-1]
+    if client is not None:
+        for server in servers:
+            server.stop()
+        written = [key async for key in client.scan_iter(match="wfa-keys:*") if key not in before]
+        if written:
+            await client.delete(*written)
+        await client.aclose()
 
 
 async def test_a_rate_limit_holds_across_two_processes(cluster: tuple[Server, Server]) -> None:
