@@ -208,7 +208,12 @@ async def test_lifespan_opens_and_migrates_the_database_and_closes_it(
     transport = httpx2.ASGITransport(app=app)
     async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
         async with app.router.lifespan_context(app):
-            ready = await client.get("/healthz")
+            # Ready once the change feed is up too (on PostgreSQL its LISTEN connection).
+            for _ in range(100):
+                ready = await client.get("/healthz")
+                if ready.status_code == 200:
+                    break
+                await asyncio.sleep(0.05)
             await User.filter(email="lifespan@acme.example").delete()
             await create_user(
                 cheap_settings(),
