@@ -3,8 +3,9 @@
 A body that is not UTF-8, or whose JSON carries a lone surrogate (``"\\ud800"``: an escape
 ``json.loads`` turns into a character no UTF-8 text can hold), fails wherever the text is
 written out later (a response, a log line, a database); refused here, it is a bad request.
-The middleware's token endpoint reads its body the same way (``wfa_auth._json``, kept apart:
-``wfa_auth`` never imports the service).
+The middleware's token endpoint reads its body the same way (``wfa_auth._json``); the
+service takes its surrogate check from there (the service may import ``wfa_auth``, never the
+reverse).
 """
 
 from __future__ import annotations
@@ -12,28 +13,12 @@ from __future__ import annotations
 import json
 import re
 
+from wfa_auth._json import has_lone_surrogate
+
 __all__ = ["LoneSurrogateError", "has_lone_surrogate", "loads_json"]
 
 # An escape for a surrogate; a valid pair (two of them) becomes one character in json.loads.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def has_lone_surrogate(value: object) -> bool:
-    """Whether any string in ``value`` (a parsed JSON document, keys included) holds a
-    surrogate code point."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if not item.isascii() and _SURROGATE.search(item):
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
 
 
 class LoneSurrogateError(ValueError):
