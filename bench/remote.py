@@ -6,8 +6,9 @@ separate processes, and measures, side by side in one run:
 
 1. **Warm requests**: ``/auth/ping`` (the middleware with a ``RemoteAuthority``) against
    ``/bare/ping`` (the same route, no middleware) in the same remote app process, with Basic
-   and with a Bearer token from the service; alternating rounds of ``--seconds`` each, over
-   keep-alive connections from a lean raw-socket client. Goal: ratio >= 0.85.
+   and with a Bearer token from the service; alternating rounds of ``--seconds`` each, driven
+   by wrk as ``bench/run.py`` does (the remote app on one CPU, wrk on the other). Goal: ratio
+   >= 0.85.
 2. **Cold verification**: the first call of a new key to the remote app against the first
    call of another new key to the service's own ``/api/v1/whoami`` (both pay the service's
    argon2 check); p50 of each over ``--cold`` rounds. Goal: within 5 ms.
@@ -16,7 +17,8 @@ separate processes, and measures, side by side in one run:
 
     .venv/bin/python bench/remote.py [--seconds 3] [--rounds 30] [--cold 15]
 
-Uses only 127.0.0.1; both processes are stopped at the end whatever happens.
+Installs wrk (Debian's package) when missing. Uses only 127.0.0.1; both processes are stopped
+at the end whatever happens.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
+# For bench.run, whether this file runs as a script or as the remote app under uvicorn.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
+from bench.run import SERVER_CPU, Server, ensure_tool, pin, wrk
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 EMAIL = "bench@acme.example"
@@ -53,6 +59,7 @@ ENABLE = "mutation($id: ID!, $on: Boolean!) { setApiKeyEnabled(id: $id, enabled:
 GIVE_UP = 3.0
 STEP = 0.005
 CONNECTIONS = 8
+SECONDS_WARM = 1
 
 
 # -- the remote app (run by uvicorn in its own process) -------------------------------------
@@ -99,7 +106,7 @@ def _env(**extra: str) -> dict[str, str]:
 @contextmanager
 def process(
     command: list[str], env: dict[str, str], log: Path, ready: str, probe: str
-) -> Iterator[str]:
+) -> Iterator[Server]:
     """A process whose log line ``ready`` (a regex with one group) gives its base URL, once
     ``probe`` (a path) answers."""
     with log.open("wb") as out:
@@ -114,7 +121,8 @@ def process(
                 except httpx2.TransportError:
                     time.sleep(0.1)
                     continue
-                yield found.group(1)
+                # taskset execs the command: the process is the server itself.
+                yield Server(found.group(1), proc.pid)
                 return
             time.sleep(0.1)
         raise SystemExit(f"{command[0]} did not start: {log.read_text()[-2000:]}")
@@ -124,49 +132,6 @@ def process(
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-
-
-# -- a lean HTTP/1.1 keep-alive client ------------------------------------------------------
-
-
-async def _one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes) -> int:
-    writer.write(raw)
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line[:15].lower() == b"content-length:":
-            length = int(line[15:])
-    await reader.readexactly(length)
-    return status
-
-
-def _request(url: str, path: str, headers: dict[str, str]) -> tuple[str, int, bytes]:
-    host, port = url.removeprefix("http://").rsplit(":", 1)
-    lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}"]
-    lines += [f"{k}: {v}" for k, v in headers.items()]
-    return host, int(port), ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-async def rate(url: str, path: str, headers: dict[str, str], seconds: float) -> float:
-    """Requests per second over CONNECTIONS keep-alive connections for ``seconds``."""
-    host, port, raw = _request(url, path, headers)
-    deadline = time.perf_counter() + seconds
-    counts = [0] * CONNECTIONS
-
-    async def loop(i: int) -> None:
-        reader, writer = await asyncio.open_connection(host, port)
-        try:
-            while time.perf_counter() < deadline:
-                if await _one(reader, writer, raw) != 200:
-                    raise SystemExit(f"{path} was refused")
-                counts[i] += 1
-        finally:
-            writer.close()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(loop(i) for i in range(CONNECTIONS)))
-    return sum(counts) / (time.perf_counter() - started)
 
 
 # -- the measures ---------------------------------------------------------------------------
@@ -192,7 +157,7 @@ async def new_key(c: httpx2.AsyncClient, scopes: list[str] | None = None) -> tup
     return created["apiKey"]["id"], created["keySecret"]
 
 
-async def warm(service: str, remote: str, c: httpx2.AsyncClient, seconds: float) -> None:
+async def warm(binary: str, remote: Server, c: httpx2.AsyncClient, seconds: int) -> None:
     key = await new_key(c)
     token = (
         await c.post("/api/v1/auth/api-key/token", json={"key_id": key[0], "key_secret": key[1]})
@@ -200,10 +165,10 @@ async def warm(service: str, remote: str, c: httpx2.AsyncClient, seconds: float)
     for name, headers in (("Basic", basic(*key)), ("Bearer", {"Authorization": f"Bearer {token}"})):
         bare: list[float] = []
         auth: list[float] = []
-        await rate(remote, "/auth/ping", headers, 0.5)  # verified once, then warm
+        wrk(binary, remote, "/auth/ping", SECONDS_WARM, CONNECTIONS, headers)  # verified, then warm
         for _ in range(3):  # alternating, so that load from elsewhere hits both alike
-            bare.append(await rate(remote, "/bare/ping", headers, seconds))
-            auth.append(await rate(remote, "/auth/ping", headers, seconds))
+            bare.append(wrk(binary, remote, "/bare/ping", seconds, CONNECTIONS, headers).rate)
+            auth.append(wrk(binary, remote, "/auth/ping", seconds, CONNECTIONS, headers).rate)
         b, a = statistics.median(bare), statistics.median(auth)
         print(
             f"warm {name:6}: bare {b:7.0f} req/s, remote-verified {a:7.0f} req/s, ratio {a / b:.2f}"
@@ -268,15 +233,15 @@ async def run(service: str, remote_for: Any, args: argparse.Namespace) -> None:
         await gql(c, LOGIN, e=EMAIL, p=PASSWORD)
         verifier = await new_key(c, ["keys:verify"])
         with remote_for(*verifier) as remote:
-            await warm(service, remote, c, args.seconds)
-            await cold(service, remote, c, args.cold)
-            await revocation(remote, c, args.rounds)
+            await warm(ensure_tool("wrk"), remote, c, args.seconds)
+            await cold(service, remote.url, c, args.cold)
+            await revocation(remote.url, c, args.rounds)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url")
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--cold", type=int, default=15)
     args = parser.parse_args()
@@ -289,18 +254,18 @@ def main() -> None:
             WFA_LOG_LEVEL="WARNING",
         )
         command = [str(BIN / "wfa-keys"), "serve", "--port", "0", "--database-url", database_url]
-        with process(
-            command, env, work / "service.log", r"Serving on (\S+)", "/healthz"
-        ) as service:
+        with process(command, env, work / "service.log", r"Serving on (\S+)", "/healthz") as served:
+            service = served.url
 
             @contextmanager
-            def remote_for(key_id: str, secret: str) -> Iterator[str]:
+            def remote_for(key_id: str, secret: str) -> Iterator[Server]:
                 remote_env = _env(
                     WFA_SERVICE_URL=service,
                     WFA_SERVICE_KEY_ID=key_id,
                     WFA_SERVICE_KEY_SECRET=secret,
                 )
-                uvicorn = [str(BIN / "uvicorn"), "--factory", "bench.remote:create_app"]
+                uvicorn = [*pin(SERVER_CPU), str(BIN / "uvicorn"), "--factory"]
+                uvicorn += ["bench.remote:create_app"]
                 uvicorn += ["--host", "127.0.0.1", "--port", "0", "--log-level", "info"]
                 uvicorn += ["--no-access-log"]
                 with process(
