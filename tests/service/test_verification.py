@@ -269,7 +269,7 @@ async def test_each_verification_is_counted_in_the_verified_keys_usage_by_outcom
     expired, s2 = await make_key(expires_at=datetime.now(UTC) - timedelta(seconds=1))
     fenced, s3 = await make_key(allowed_cidrs=["10.0.0.0/8"])
     other, s4 = await make_key("Globex")
-    checks = [
+    checks: list[tuple[dict[str, Any], str]] = [
         ({"key_id": key.key_id, "key_secret": secret}, "VALID"),
         ({"key_id": key.key_id, "key_secret": secret}, "VALID"),  # warm in the service
         (
