@@ -342,25 +342,30 @@ async def test_remote_calls_are_counted_as_verifications_and_limited_keys_every_
     plain_calls = [await call(app, "/whoami", basic(*plain)) for _ in range(5)]
     wrong = await call(app, "/whoami", basic(plain[0], generate_key_secret()))
     limited_calls = [await call(app, "/whoami", basic(*limited)) for _ in range(3)]
+    # Refused by the remote app's own route, which the service never hears of.
+    reader = await console.create(scopes=[])
+    no_scope = await call(app, "/workflows", basic(*reader))
 
     assert [r.status_code for r in plain_calls] == [200] * 5
     assert (wrong.status_code, wrong.json()["error"]) == (401, "invalid_credentials")
     assert [r.status_code for r in limited_calls] == [200, 200, 429]
     assert limited_calls[2].json()["error"] == "rate_limited"
+    assert (no_scope.status_code, no_scope.json()["error"]) == (403, "insufficient_scope")
     assert int(limited_calls[2].headers["retry-after"]) > 0
     # Stopped before its 10-second flush: the counts are written at shutdown.
     server.stop()
     # A limited key is verified on every call (cache_ttl 0): each is limited and counted.
     # One verification for the plain key's five calls (the four warm ones made no network
-    # call), one for the wrong secret, and one for each of the limited key's calls.
-    assert _verify_calls(server) == 1 + 1 + 3
+    # call), one for the wrong secret, one for each of the limited key's calls and one for
+    # the reader's.
+    assert _verify_calls(server) == 1 + 1 + 3 + 1
     since = datetime.now(UTC) - timedelta(hours=1)
     async with database(e2e_database_url, migrate=False):
         admin = await User.get(email=EMAIL)
         starts = usage_range(since, None, Granularity.HOUR)
         usage = {
             key_id: [sum(bucket.counts[i] for bucket in buckets) for i in range(len(CALL_OUTCOMES))]
-            for key_id in (plain[0], limited[0])
+            for key_id in (plain[0], limited[0], reader[0])
             for buckets in [
                 await key_usage(str(admin.organization_id), key_id, starts, Granularity.HOUR)
             ]
@@ -371,3 +376,4 @@ async def test_remote_calls_are_counted_as_verifications_and_limited_keys_every_
     }
     assert counted[plain[0]] == {"success": 1, "invalid_secret": 1}
     assert counted[limited[0]] == {"success": 2, "rate_limited": 1}
+    assert counted[reader[0]] == {"success": 1}
