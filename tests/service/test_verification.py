@@ -25,15 +25,20 @@ VERIFY = "/api/v1/keys/verify"
 TOKEN = "/api/v1/auth/api-key/token"
 
 
-@pytest.fixture
-async def http(db: TortoiseContext) -> AsyncIterator[Any]:
-    api = create_api(SETTINGS)
+async def serving(api: Any) -> AsyncIterator[Any]:
+    """A client of ``api`` mounted under /api (the API as ``client.api``), flushed after."""
     app = Starlette(routes=[Mount("/api", app=api)])
     transport = httpx2.ASGITransport(app=app, client=("192.0.2.50", 1234))
     async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
         client.api = api  # type: ignore[attr-defined]
         yield client
     await api.flush_usage()
+
+
+@pytest.fixture
+async def http(db: TortoiseContext) -> AsyncIterator[Any]:
+    async for client in serving(create_api(SETTINGS)):
+        yield client
 
 
 @pytest.fixture
@@ -76,10 +81,15 @@ async def test_a_valid_key_is_described_without_its_hash(
     assert "hash" not in str(answer)
 
 
+def other_last(secret: str) -> str:
+    """The secret with its last character changed (its checksum fails)."""
+    return secret[:-1] + ("B" if secret.endswith("A") else "A")
+
+
 @pytest.mark.parametrize(
     "corrupt",
     [
-        pytest.param(lambda k, s: {"key_id": k, "key_secret": s[:-1] + "A"}, id="wrong-checksum"),
+        pytest.param(lambda k, s: {"key_id": k, "key_secret": other_last(s)}, id="wrong-checksum"),
         pytest.param(lambda k, s: {"key_id": k, "key_secret": generate_key_secret()}, id="wrong"),
         pytest.param(lambda k, s: {"key_id": generate_key_id(), "key_secret": s}, id="unknown-id"),
         pytest.param(lambda k, s: {"token": "not-a-token"}, id="unknown-token"),
@@ -244,12 +254,8 @@ async def test_a_malformed_body_is_a_400_json(
 async def metered(db: TortoiseContext) -> AsyncIterator[Any]:
     """The API as ``serve`` wires it: limits in the database, calls counted in key_usage."""
     api = create_api(SETTINGS, counter_store=DatabaseCounterStore(), call_sink=TortoiseCallSink())
-    app = Starlette(routes=[Mount("/api", app=api)])
-    transport = httpx2.ASGITransport(app=app, client=("192.0.2.50", 1234))
-    async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        client.api = api  # type: ignore[attr-defined]
+    async for client in serving(api):
         yield client
-    await api.flush_usage()
 
 
 async def usage_of(key_id: str) -> dict[str, int]:
