@@ -15,7 +15,7 @@ from tortoise.context import TortoiseContext
 
 from support.keys import basic
 from support.service_keys import SETTINGS, make_key
-from wfa_auth import CALL_OUTCOMES, generate_key_id, generate_key_secret
+from wfa_auth import CALL_OUTCOMES, MemoryCounterStore, generate_key_id, generate_key_secret
 from wfa_keys.api import create_api
 from wfa_keys.counters import DatabaseCounterStore
 from wfa_keys.models import ApiKey, KeyUsage, Organization
@@ -348,3 +348,29 @@ async def test_a_limited_key_is_limited_at_verification_and_never_cached(
     # The verifying key's own rate limit is its own: none here, every verification answered.
     direct = await metered.get("/api/v1/whoami", headers=basic(rated.key_id, s1))
     assert (direct.status_code, direct.json()["error"]) == (429, "rate_limited")
+
+
+class FailingCounters(MemoryCounterStore):
+    """A counter store that is down."""
+
+    async def take(self, bucket: str, slot: int, amount: int, *, limit: int, span: int) -> Any:
+        raise ConnectionError("down")
+
+
+async def test_a_limited_key_is_no_verdict_while_the_counter_store_is_down(
+    db: TortoiseContext, verifier: dict[str, str]
+) -> None:
+    rated, secret = await make_key()
+    await ApiKey.filter(key_id=rated.key_id).update(
+        rate_limit_requests=5, rate_limit_per_seconds=60
+    )
+    plain, plain_secret = await make_key()
+    async for client in serving(create_api(SETTINGS, counter_store=FailingCounters())):
+        response = await client.post(
+            VERIFY, headers=verifier, json={"key_id": rated.key_id, "key_secret": secret}
+        )
+        answer = await verify(client, verifier, key_id=plain.key_id, key_secret=plain_secret)
+    # Never a pass for a limited key: a 503 a remote app answers as "cannot verify".
+    assert (response.status_code, response.json()["error"]) == (503, "service_unavailable")
+    assert response.headers["retry-after"]
+    assert answer["code"] == "VALID"
