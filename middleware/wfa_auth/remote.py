@@ -8,9 +8,12 @@ Needs ``pip install 'wfa-auth[remote]'``; httpx is imported here only, never by 
 
 The authority's own key needs the ``keys:verify`` scope. Each new credential is checked with
 ``POST /api/v1/keys/verify`` (the service applies its throttles, allow-lists and grace
-periods, and records the key's last use with the caller's address); a valid answer is kept
-in this process, under a keyed digest of the credentials (never the credentials), for at most
-the answer's ``cache_ttl``, so that a warm request makes **no network call**.
+periods, and the key's rate limit and quota; it records the key's last use with the caller's
+address, and counts the verification in the key's usage); a valid answer is kept in this
+process, under a keyed digest of the credentials (never the credentials), for at most the
+answer's ``cache_ttl``, so that a warm request makes **no network call**. The service answers
+a key with a rate limit or a quota with ``cache_ttl`` 0: each of its calls is verified, so
+each is limited and counted (a network call each); other keys' warm calls are not counted.
 
 ``GET /api/v1/keys/changes`` (Server-Sent Events) is followed while the middleware runs (its
 lifespan, or ``async with authority.running()``): a change to a key drops what is cached for
@@ -109,6 +112,10 @@ _REFUSALS: dict[str, Refusal] = {
     "key_expired": errors.KEY_EXPIRED,
     "token_expired": errors.TOKEN_EXPIRED,
     "ip_not_allowed": errors.IP_NOT_ALLOWED,
+}
+_THROTTLES: dict[Any, Refusal] = {
+    "rate_limited": errors.RATE_LIMITED,
+    "quota_exceeded": errors.QUOTA_EXCEEDED,
 }
 _BY_CODE: dict[str, Refusal] = {
     "DISABLED": errors.KEY_DISABLED,
@@ -323,7 +330,9 @@ class RemoteAuthority:
         if code == "THROTTLED":
             retry_after = answer.get("retry_after")
             seconds = str(retry_after) if isinstance(retry_after, int) else "60"
-            return errors.TOO_MANY_ATTEMPTS.with_headers(Retry_After=seconds)
+            # The key's own rate limit or quota, applied by the service at verification.
+            throttle = _THROTTLES.get(answer.get("reason"), errors.TOO_MANY_ATTEMPTS)
+            return throttle.with_headers(Retry_After=seconds)
         reason = answer.get("reason")
         if isinstance(reason, str) and reason in _REFUSALS:
             return _REFUSALS[reason]

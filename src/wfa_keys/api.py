@@ -191,4 +191,6 @@ def create_api(
         timer=timer,
     )
     verification.authenticator = middleware.authenticator
+    verification.limiter = middleware.limiter
+    verification.calls = middleware.calls
     return middleware

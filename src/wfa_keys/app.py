@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -218,6 +219,25 @@ class _Service(Starlette):
         return self._lane(super().build_middleware_stack())
 
 
+_startup_heap_frozen = False
+
+
+def freeze_startup_heap() -> None:
+    """Leave what startup built out of the garbage collector's full passes (once a process).
+
+    A full pass walks every object the collector tracks, and most of them are the modules,
+    the schema and the settings made at startup, alive until the process ends: each pass
+    paused the process for tens of milliseconds on a loaded machine, which set the p99 of
+    large answers (a month of a key's hourly usage). Frozen, they are skipped; a pass walks
+    only what was made since. What is garbage already is collected first.
+    """
+    global _startup_heap_frozen  # once per process, however many apps it builds
+    if not _startup_heap_frozen:
+        _startup_heap_frozen = True
+        gc.collect()
+        gc.freeze()
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """The service as one Starlette app; ``settings`` default to the environment's.
 
@@ -317,6 +337,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 )
                 # Webhooks (issue 23): this process's delivery worker and reminder check.
                 webhooks = start_webhooks(settings)
+                freeze_startup_heap()
                 try:
                     yield
                 finally:

@@ -298,7 +298,13 @@ def openapi_document(server_url: str = "/") -> dict[str, Any]:
                         "code": {"enum": list(CODES)},
                         "key": {"oneOf": [key, {"type": "null"}]},
                         "cache_ttl": {"type": "integer", "minimum": 0, "maximum": MAX_CACHE_TTL},
-                        "reason": {"type": "string"},
+                        "reason": {
+                            "type": "string",
+                            "description": "The middleware's own error code, for every "
+                            "refusal but INVALID_CREDENTIALS; with THROTTLED: "
+                            "too_many_attempts, or rate_limited or quota_exceeded (the "
+                            "key's own limits, applied to each verification).",
+                        },
                         "retry_after": {"type": "integer"},
                     },
                 },

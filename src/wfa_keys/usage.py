@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from tortoise.connection import get_connection
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.functions import Sum
@@ -135,33 +136,69 @@ def usage_range(
     return [first + step * i for i in range((last - first) // step + 1)]
 
 
-def _bucketed(
-    starts: list[datetime], granularity: Granularity, rows: list[Any]
-) -> list[UsageCounts]:
-    """Rows of (hour, count per outcome...) added up into the buckets (empty ones too)."""
-    index = {start: i for i, start in enumerate(starts)}
-    sums = [[0] * len(COLUMNS) for _ in starts]
+def _epoch(moment: datetime | str) -> int:
+    """Seconds since the epoch of a column's datetime (SQLite's rows give ISO text)."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if moment.tzinfo is None:  # stored in UTC
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+def _bucketed(starts: list[datetime], granularity: Granularity, rows: Any) -> list[UsageCounts]:
+    """Rows of (hour, count per outcome...) added up into the buckets (empty ones too).
+
+    A row's bucket is found by integer arithmetic on its epoch seconds: buckets are whole
+    UTC hours or days, so no calendar work per row (a month of hours is 720 rows).
+    """
+    first = _epoch(starts[0])
+    step = int(_STEP[granularity].total_seconds())
+    width = len(COLUMNS)
+    sums: list[list[int] | None] = [None] * len(starts)
     for row in rows:
-        i = index.get(_floor(row[0], granularity))
-        if i is None:
+        values = tuple(row)
+        i = (_epoch(values[0]) - first) // step
+        if not 0 <= i < len(sums):
             continue
         bucket = sums[i]
-        for j in range(len(COLUMNS)):
-            bucket[j] += int(row[j + 1] or 0)
-    return [UsageCounts(start, tuple(counts)) for start, counts in zip(starts, sums, strict=True)]
+        if bucket is None:
+            sums[i] = [int(value or 0) for value in values[1 : width + 1]]
+        else:
+            for j in range(width):
+                bucket[j] += int(values[j + 1] or 0)
+    zero = (0,) * width
+    return [
+        UsageCounts(start, zero if counts is None else tuple(counts))
+        for start, counts in zip(starts, sums, strict=True)
+    ]
+
+
+async def _rows(query: Any) -> Any:
+    """The rows of a ``values`` or ``values_list`` query as the driver returns them, each
+    column in the order asked for.
+
+    Tortoise would convert each of a month's 6,480 values in Python first (9 columns by
+    720 hours): a third of the whole query's time for values that are already ints and
+    datetimes (sums may come as decimals: read with ``int``). The SQL and its parameters
+    are still Tortoise's, for every dialect.
+    """
+    query.sql()  # builds the query for the connection's dialect
+    sql, parameters = query.query.get_parameterized_sql()
+    _count, rows = await get_connection("default").execute_query(sql, parameters)
+    return rows
 
 
 async def key_usage(
     organization_id: Any, key_id: str, starts: list[datetime], granularity: Granularity
 ) -> list[UsageCounts]:
     """One key's calls in each bucket of ``starts`` (see :func:`usage_range`)."""
-    rows: list[Any] = await KeyUsage.filter(
+    query = KeyUsage.filter(
         organization_id=organization_id,
         key_id=key_id,
         hour__gte=starts[0],
         hour__lt=starts[-1] + _STEP[granularity],
     ).values_list("hour", *COLUMNS)
-    return _bucketed(starts, granularity, rows)
+    return _bucketed(starts, granularity, await _rows(query))
 
 
 async def organization_usage(
@@ -177,19 +214,16 @@ async def organization_usage(
         hour__lt=starts[-1] + _STEP[granularity],
     )
     sums = {f"s_{column}": Sum(column) for column in COLUMNS}
-    per_hour: list[Any] = (
-        await in_range.annotate(**sums)
-        .group_by("hour")
-        .values_list("hour", *(f"s_{column}" for column in COLUMNS))
+    sum_columns = [f"s_{column}" for column in COLUMNS]
+    # values(), not values_list(): the latter selects every sum twice.
+    per_hour = await _rows(in_range.annotate(**sums).group_by("hour").values("hour", *sum_columns))
+    per_key = await _rows(
+        in_range.annotate(**sums).group_by("key_id").values("key_id", *sum_columns)
     )
-    per_key: list[Any] = (
-        await in_range.annotate(**sums)
-        .group_by("key_id")
-        .values_list("key_id", *(f"s_{column}" for column in COLUMNS))
-    )
-    totals = [
-        KeyTotals(row[0], sum(int(v or 0) for v in row[1:]), int(row[1] or 0)) for row in per_key
-    ]
+    totals = []
+    for row in per_key:
+        key_id, *counts = tuple(row)
+        totals.append(KeyTotals(key_id, sum(int(v or 0) for v in counts), int(counts[0] or 0)))
     totals.sort(key=lambda t: (-t.total, t.key_id))
     return _bucketed(starts, granularity, per_hour), totals[:top]
 

@@ -22,6 +22,15 @@ Every well-formed request is answered 200 ``{"valid", "code", "key", "cache_ttl"
 Failures are throttled by the reported ``client_ip`` within the calling key: one remote app
 cannot lock out another's clients, and a remote app's client is throttled as if it called
 us directly.
+
+Each verification is one call of the verified key, metered as a direct call is: its rate
+limit and quota admit or refuse it (``THROTTLED`` with ``reason`` ``rate_limited`` or
+``quota_exceeded`` and ``retry_after``), and its outcome is counted in the key's usage
+(``success``, ``insufficientScope``, ``ipNotAllowed``, ``disabled``, ``expired``,
+``invalidSecret``, ``rateLimited``, ``quotaExceeded``), for keys of the caller's
+organization only. A key with a rate limit or a quota is answered ``cache_ttl`` 0: a remote
+app asks again for each of its calls, so that each is counted and limited. The verifying
+key's own call is counted as its own, never as the verified key's.
 """
 
 from __future__ import annotations
@@ -37,7 +46,9 @@ from starlette.responses import Response
 
 from wfa_auth import SCOPE_KEY, ApiKeyUser, BearerCredentials, KeyCredentials, KeyRecord
 from wfa_auth._authenticator import Authenticator
-from wfa_auth._errors import AuthenticationRefused
+from wfa_auth._calls import INSUFFICIENT_SCOPE, OUTCOME_OF_ERROR, SUCCESS, CallRecorder
+from wfa_auth._errors import AuthenticationRefused, Refusal
+from wfa_auth._limits import Limiter
 from wfa_auth._scopes import insufficient_scope
 from wfa_keys.deadline import UNAVAILABLE_MESSAGE
 from wfa_keys.proxy import parse_ip
@@ -76,6 +87,8 @@ _CODES_BY_ERROR = {
     "token_expired": "EXPIRED",
     "ip_not_allowed": "IP_NOT_ALLOWED",
     "too_many_attempts": "THROTTLED",
+    "rate_limited": "THROTTLED",
+    "quota_exceeded": "THROTTLED",
 }
 # The middleware's finer code, for a remote middleware to answer as a local one would; never
 # for INVALID_CREDENTIALS, one answer whatever was wrong.
@@ -177,8 +190,9 @@ def _parse(body: bytes) -> tuple[KeyCredentials | BearerCredentials, Sequence[st
 
 
 class KeyVerification:
-    """The verify endpoint; :attr:`authenticator` is the service middleware's own, set once
-    the middleware is built (:func:`wfa_keys.api.create_api`).
+    """The verify endpoint; :attr:`authenticator`, :attr:`limiter` and :attr:`calls` are the
+    service middleware's own, set once the middleware is built (:func:`wfa_keys.api.create_api`):
+    a verification is checked, limited and counted as a direct call is.
 
     ``settle``, when given, applies every change committed so far to this process's caches
     before a check (the change listener's catch-up). A remote app that heard of a change on
@@ -189,6 +203,10 @@ class KeyVerification:
 
     def __init__(self, settle: Callable[[], Awaitable[None]] | None = None) -> None:
         self.authenticator: Authenticator | None = None
+        #: The verified keys' rate limits and quotas (None: not enforced, tests only).
+        self.limiter: Limiter | None = None
+        #: The verified keys' usage analytics (None: not counted).
+        self.calls: CallRecorder | None = None
         self.settle = settle
 
     async def verify(self, request: Request) -> Response:
@@ -211,14 +229,7 @@ class KeyVerification:
                 await self.settle()
             except Exception as exc:  # the database did not answer: fail closed
                 logger.warning("could not apply the latest changes (%s)", type(exc).__name__)
-                return Response(
-                    json.dumps(
-                        {"error": "service_unavailable", "message": UNAVAILABLE_MESSAGE}
-                    ).encode(),
-                    status_code=503,
-                    media_type="application/json",
-                    headers={"Retry-After": "5"},
-                )
+                return _unavailable()
         try:
             user, seconds = await authenticator.check(
                 credentials,
@@ -227,31 +238,64 @@ class KeyVerification:
                 # Counted within the calling key: another caller's reports never mix in.
                 throttle_as=f"{caller.key_id}|{client_ip or '-'}",
             )
+            if user.limits is not None and self.limiter is not None:
+                admitted = self.limiter.admit(user.limits)
+                if admitted is None:
+                    admitted = await self.limiter.acquire(user.limits)
+                if isinstance(admitted, Refusal):
+                    raise AuthenticationRefused(admitted, user.key)
         except AuthenticationRefused as refused:
-            error = refused.refusal.error
-            code = _CODES_BY_ERROR.get(error)
-            if code is None:
-                # The store or the throttle store failed: fail closed, as the middleware does.
-                return Response(
-                    json.dumps({"error": error, "message": refused.refusal.message}).encode(),
-                    status_code=refused.refusal.status,
-                    media_type="application/json",
-                    headers=dict(refused.refusal.headers),
-                )
-            return _answer(
-                code,
-                reason=error if error in _REASONS else None,
-                retry_after=refused.refusal.headers.get("Retry-After")
-                if code == "THROTTLED"
-                else None,
-            )
+            self._count_refused(refused, caller.organization_id)
+            return _refused(refused.refusal)
         return self._valid(user, seconds, required)
 
-    @staticmethod
-    def _valid(user: ApiKeyUser, seconds: float, required: Sequence[str]) -> Response:
+    def _count_refused(self, refused: AuthenticationRefused, organization_id: str) -> None:
+        """Count a refusal for the key it names, if it is one of the caller's organization
+        (a wrong secret for another organization's key is no business of either)."""
+        key = refused.key
+        if self.calls is None or key is None or key.organization_id != organization_id:
+            return
+        outcome = OUTCOME_OF_ERROR.get(refused.refusal.error)
+        if outcome is not None:
+            self.calls.count(key.key_id, key.organization_id, outcome)
+
+    def _valid(self, user: ApiKeyUser, seconds: float, required: Sequence[str]) -> Response:
         key = user.key
-        for scope in required:
-            if scope not in key.scopes:
-                return _answer("INSUFFICIENT_SCOPE", key=key)
-        cache_ttl = max(0, min(MAX_CACHE_TTL, math.floor(seconds)))
+        missing = any(scope not in key.scopes for scope in required)
+        if self.calls is not None:
+            outcome = INSUFFICIENT_SCOPE if missing else SUCCESS
+            self.calls.count(key.key_id, key.organization_id, outcome)
+        if missing:
+            return _answer("INSUFFICIENT_SCOPE", key=key)
+        # A limited key's every call must come back here to be counted against its limits.
+        cache_ttl = (
+            0 if user.limits is not None else max(0, min(MAX_CACHE_TTL, math.floor(seconds)))
+        )
         return _answer("VALID", key=key, cache_ttl=cache_ttl)
+
+
+def _unavailable() -> Response:
+    return Response(
+        json.dumps({"error": "service_unavailable", "message": UNAVAILABLE_MESSAGE}).encode(),
+        status_code=503,
+        media_type="application/json",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _refused(refusal: Refusal) -> Response:
+    """The verdict on refused credentials; a failed store is no verdict (fail closed)."""
+    code = _CODES_BY_ERROR.get(refusal.error)
+    if code is None:
+        # The store, the throttle store or the counter store failed, as the middleware does.
+        return Response(
+            json.dumps({"error": refusal.error, "message": refusal.message}).encode(),
+            status_code=refusal.status,
+            media_type="application/json",
+            headers=dict(refusal.headers),
+        )
+    return _answer(
+        code,
+        reason=refusal.error if refusal.error in _REASONS else None,
+        retry_after=refusal.headers.get("Retry-After") if code == "THROTTLED" else None,
+    )

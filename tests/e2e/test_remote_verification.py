@@ -33,10 +33,11 @@ from support.service_console import (
 )
 from support.serving import Server, start_server
 from support.tcp_proxy import TcpProxy
-from wfa_auth import Argon2Verifier, generate_key_id, generate_key_secret
+from wfa_auth import CALL_OUTCOMES, Argon2Verifier, generate_key_id, generate_key_secret
 from wfa_keys.changes import publish_key_change
 from wfa_keys.db import database
 from wfa_keys.models import ApiKey, Organization, Role, User
+from wfa_keys.usage import Granularity, key_usage, usage_range
 
 pytestmark = pytest.mark.e2e
 
@@ -328,3 +329,51 @@ async def test_the_stream_cut_and_the_service_stopped_fail_closed_and_recover(
     finally:
         proxy.close()
     assert "Traceback" not in app.log
+
+
+async def test_remote_calls_are_counted_as_verifications_and_limited_keys_every_call(
+    console: Console, tmp_path: Path, e2e_database_url: str, remote_apps: list[RemoteApp]
+) -> None:
+    app = await _remote(console, tmp_path, remote_apps)
+    plain = await console.create()
+    limited = await console.create(rateLimit={"requests": 2, "perSeconds": 3600})
+    server: Server = console.server  # type: ignore[attr-defined]
+
+    plain_calls = [await call(app, "/whoami", basic(*plain)) for _ in range(5)]
+    wrong = await call(app, "/whoami", basic(plain[0], generate_key_secret()))
+    limited_calls = [await call(app, "/whoami", basic(*limited)) for _ in range(3)]
+    # Refused by the remote app's own route, which the service never hears of.
+    reader = await console.create(scopes=[])
+    no_scope = await call(app, "/workflows", basic(*reader))
+
+    assert [r.status_code for r in plain_calls] == [200] * 5
+    assert (wrong.status_code, wrong.json()["error"]) == (401, "invalid_credentials")
+    assert [r.status_code for r in limited_calls] == [200, 200, 429]
+    assert limited_calls[2].json()["error"] == "rate_limited"
+    assert (no_scope.status_code, no_scope.json()["error"]) == (403, "insufficient_scope")
+    assert int(limited_calls[2].headers["retry-after"]) > 0
+    # Stopped before its 10-second flush: the counts are written at shutdown.
+    server.stop()
+    # A limited key is verified on every call (cache_ttl 0): each is limited and counted.
+    # One verification for the plain key's five calls (the four warm ones made no network
+    # call), one for the wrong secret, one for each of the limited key's calls and one for
+    # the reader's.
+    assert _verify_calls(server) == 1 + 1 + 3 + 1
+    since = datetime.now(UTC) - timedelta(hours=1)
+    async with database(e2e_database_url, migrate=False):
+        admin = await User.get(email=EMAIL)
+        starts = usage_range(since, None, Granularity.HOUR)
+        usage = {
+            key_id: [sum(bucket.counts[i] for bucket in buckets) for i in range(len(CALL_OUTCOMES))]
+            for key_id in (plain[0], limited[0], reader[0])
+            for buckets in [
+                await key_usage(str(admin.organization_id), key_id, starts, Granularity.HOUR)
+            ]
+        }
+    counted = {
+        key_id: {outcome: n for outcome, n in zip(CALL_OUTCOMES, counts, strict=True) if n}
+        for key_id, counts in usage.items()
+    }
+    assert counted[plain[0]] == {"success": 1, "invalid_secret": 1}
+    assert counted[limited[0]] == {"success": 2, "rate_limited": 1}
+    assert counted[reader[0]] == {"success": 1}

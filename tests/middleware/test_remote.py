@@ -28,6 +28,7 @@ from wfa_auth import SCOPE_KEY, ApiKeyAuthMiddleware, KeyRecord, requires_scope
 from wfa_auth.fastapi import ApiKeySecurity
 from wfa_auth.remote import RemoteAuthority
 from wfa_keys.api import create_api
+from wfa_keys.models import ApiKey
 
 
 class CountingTransport(httpx.AsyncBaseTransport):
@@ -227,3 +228,21 @@ def test_the_remote_module_exports_are_pinned() -> None:
         "RemoteKeyRecord",
         "SILENCE_SECONDS",
     ]
+
+
+async def test_a_limited_keys_calls_are_each_verified_and_refused_as_locally(
+    remote: Remote,
+) -> None:
+    rated, secret = await make_key(scopes=["workflows:read"])
+    await ApiKey.filter(key_id=rated.key_id).update(
+        rate_limit_requests=2, rate_limit_per_seconds=3600
+    )
+    calls = remote.service.calls
+
+    answers = [await remote.get(basic(rated.key_id, secret)) for _ in range(3)]
+
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[2].json()["error"] == "rate_limited"
+    assert int(answers[2].headers["retry-after"]) > 0
+    # Never cached (cache_ttl 0): each call went to the service, to be limited and counted.
+    assert remote.service.calls == calls + 3

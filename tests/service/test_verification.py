@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,23 +15,30 @@ from tortoise.context import TortoiseContext
 
 from support.keys import basic
 from support.service_keys import SETTINGS, make_key
-from wfa_auth import generate_key_id, generate_key_secret
+from wfa_auth import CALL_OUTCOMES, MemoryCounterStore, generate_key_id, generate_key_secret
 from wfa_keys.api import create_api
-from wfa_keys.models import Organization
+from wfa_keys.counters import DatabaseCounterStore
+from wfa_keys.models import ApiKey, KeyUsage, Organization
+from wfa_keys.usage import Granularity, TortoiseCallSink, key_usage, usage_range
 
 VERIFY = "/api/v1/keys/verify"
 TOKEN = "/api/v1/auth/api-key/token"
 
 
-@pytest.fixture
-async def http(db: TortoiseContext) -> AsyncIterator[Any]:
-    api = create_api(SETTINGS)
+async def serving(api: Any) -> AsyncIterator[Any]:
+    """A client of ``api`` mounted under /api (the API as ``client.api``), flushed after."""
     app = Starlette(routes=[Mount("/api", app=api)])
     transport = httpx2.ASGITransport(app=app, client=("192.0.2.50", 1234))
     async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
         client.api = api  # type: ignore[attr-defined]
         yield client
     await api.flush_usage()
+
+
+@pytest.fixture
+async def http(db: TortoiseContext) -> AsyncIterator[Any]:
+    async for client in serving(create_api(SETTINGS)):
+        yield client
 
 
 @pytest.fixture
@@ -73,10 +81,15 @@ async def test_a_valid_key_is_described_without_its_hash(
     assert "hash" not in str(answer)
 
 
+def other_last(secret: str) -> str:
+    """The secret with its last character changed (its checksum fails)."""
+    return secret[:-1] + ("B" if secret.endswith("A") else "A")
+
+
 @pytest.mark.parametrize(
     "corrupt",
     [
-        pytest.param(lambda k, s: {"key_id": k, "key_secret": s[:-1] + "A"}, id="wrong-checksum"),
+        pytest.param(lambda k, s: {"key_id": k, "key_secret": other_last(s)}, id="wrong-checksum"),
         pytest.param(lambda k, s: {"key_id": k, "key_secret": generate_key_secret()}, id="wrong"),
         pytest.param(lambda k, s: {"key_id": generate_key_id(), "key_secret": s}, id="unknown-id"),
         pytest.param(lambda k, s: {"token": "not-a-token"}, id="unknown-token"),
@@ -232,3 +245,132 @@ async def test_a_malformed_body_is_a_400_json(
     )
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_request"
+
+
+# -- Verifications are metered as calls of the verified key (issue 21) -----------------------
+
+
+@pytest.fixture
+async def metered(db: TortoiseContext) -> AsyncIterator[Any]:
+    """The API as ``serve`` wires it: limits in the database, calls counted in key_usage."""
+    api = create_api(SETTINGS, counter_store=DatabaseCounterStore(), call_sink=TortoiseCallSink())
+    async for client in serving(api):
+        yield client
+
+
+async def usage_of(key_id: str) -> dict[str, int]:
+    """The key's counts by outcome this hour, as ``ApiKey.usage`` reads them (non-zero)."""
+    org = await Organization.get(name="Acme")
+    starts = usage_range(datetime.now(UTC) - timedelta(hours=1), None, Granularity.HOUR)
+    buckets = await key_usage(str(org.id), key_id, starts, Granularity.HOUR)
+    totals = [sum(bucket.counts[i] for bucket in buckets) for i in range(len(CALL_OUTCOMES))]
+    return {outcome: n for outcome, n in zip(CALL_OUTCOMES, totals, strict=True) if n}
+
+
+async def test_each_verification_is_counted_in_the_verified_keys_usage_by_outcome(
+    metered: Any, verifier: dict[str, str]
+) -> None:
+    key, secret = await make_key(scopes=["workflows:read"])
+    disabled, s1 = await make_key(enabled=False)
+    expired, s2 = await make_key(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    fenced, s3 = await make_key(allowed_cidrs=["10.0.0.0/8"])
+    other, s4 = await make_key("Globex")
+    checks: list[tuple[dict[str, Any], str]] = [
+        ({"key_id": key.key_id, "key_secret": secret}, "VALID"),
+        ({"key_id": key.key_id, "key_secret": secret}, "VALID"),  # warm in the service
+        (
+            {"key_id": key.key_id, "key_secret": secret, "required_scopes": ["workflows:write"]},
+            "INSUFFICIENT_SCOPE",
+        ),
+        ({"key_id": key.key_id, "key_secret": generate_key_secret()}, "INVALID_CREDENTIALS"),
+        ({"key_id": disabled.key_id, "key_secret": s1}, "DISABLED"),
+        ({"key_id": expired.key_id, "key_secret": s2}, "EXPIRED"),
+        ({"key_id": fenced.key_id, "key_secret": s3, "client_ip": "192.0.2.1"}, "IP_NOT_ALLOWED"),
+        # Another organization's key: nobody's business here, counted for nobody.
+        ({"key_id": other.key_id, "key_secret": s4}, "INVALID_CREDENTIALS"),
+        ({"key_id": other.key_id, "key_secret": generate_key_secret()}, "INVALID_CREDENTIALS"),
+    ]
+    for body, code in checks:
+        assert (await verify(metered, verifier, **body))["code"] == code
+
+    await metered.api.flush_usage()
+
+    assert await usage_of(key.key_id) == {
+        "success": 2,
+        "insufficient_scope": 1,
+        "invalid_secret": 1,
+    }
+    assert await usage_of(disabled.key_id) == {"disabled": 1}
+    assert await usage_of(expired.key_id) == {"expired": 1}
+    assert await usage_of(fenced.key_id) == {"ip_not_allowed": 1}
+    assert await KeyUsage.filter(key_id=other.key_id).count() == 0
+    # The verifying key's own calls are its own: each verification, answered 200.
+    verifier_id = basic_key_id(verifier)
+    assert await usage_of(verifier_id) == {"success": len(checks)}
+
+
+def basic_key_id(headers: dict[str, str]) -> str:
+    encoded = headers["Authorization"].removeprefix("Basic ")
+    return base64.b64decode(encoded).decode().split(":")[0]
+
+
+async def test_a_limited_key_is_limited_at_verification_and_never_cached(
+    metered: Any, verifier: dict[str, str]
+) -> None:
+    rated, s1 = await make_key()
+    await ApiKey.filter(key_id=rated.key_id).update(
+        rate_limit_requests=2, rate_limit_per_seconds=3600
+    )
+    quota, s2 = await make_key()
+    await ApiKey.filter(key_id=quota.key_id).update(quota_requests=1, quota_period="day")
+
+    answers = [
+        await verify(metered, verifier, key_id=rated.key_id, key_secret=s1) for _ in range(3)
+    ]
+    first, second = [
+        await verify(metered, verifier, key_id=quota.key_id, key_secret=s2) for _ in range(2)
+    ]
+
+    # Every call of a limited key must come back to be counted: nothing may be cached.
+    assert [(a["code"], a["cache_ttl"]) for a in answers[:2]] == [("VALID", 0), ("VALID", 0)]
+    assert (answers[2]["code"], answers[2]["reason"], answers[2]["key"]) == (
+        "THROTTLED",
+        "rate_limited",
+        None,
+    )
+    assert 0 < answers[2]["retry_after"] <= 3960  # the window and at most one slot (a tenth)
+    assert (first["code"], first["cache_ttl"]) == ("VALID", 0)
+    assert (second["code"], second["reason"]) == ("THROTTLED", "quota_exceeded")
+    assert second["retry_after"] > 0
+    await metered.api.flush_usage()
+    assert await usage_of(rated.key_id) == {"success": 2, "rate_limited": 1}
+    assert await usage_of(quota.key_id) == {"success": 1, "quota_exceeded": 1}
+    # The verifying key's own rate limit is its own: none here, every verification answered.
+    direct = await metered.get("/api/v1/whoami", headers=basic(rated.key_id, s1))
+    assert (direct.status_code, direct.json()["error"]) == (429, "rate_limited")
+
+
+class FailingCounters(MemoryCounterStore):
+    """A counter store that is down."""
+
+    async def take(self, bucket: str, slot: int, amount: int, *, limit: int, span: int) -> Any:
+        raise ConnectionError("down")
+
+
+async def test_a_limited_key_is_no_verdict_while_the_counter_store_is_down(
+    db: TortoiseContext, verifier: dict[str, str]
+) -> None:
+    rated, secret = await make_key()
+    await ApiKey.filter(key_id=rated.key_id).update(
+        rate_limit_requests=5, rate_limit_per_seconds=60
+    )
+    plain, plain_secret = await make_key()
+    async for client in serving(create_api(SETTINGS, counter_store=FailingCounters())):
+        response = await client.post(
+            VERIFY, headers=verifier, json={"key_id": rated.key_id, "key_secret": secret}
+        )
+        answer = await verify(client, verifier, key_id=plain.key_id, key_secret=plain_secret)
+    # Never a pass for a limited key: a 503 a remote app answers as "cannot verify".
+    assert (response.status_code, response.json()["error"]) == (503, "service_unavailable")
+    assert response.headers["retry-after"]
+    assert answer["code"] == "VALID"
