@@ -55,6 +55,12 @@ _NO_STORE = (b"cache-control", b"no-store")
 _API_CSP = (b"content-security-policy", API_CSP.encode())
 
 
+_LOOKED_AT = _FORCED_NAMES | {_NO_STORE[0], _API_CSP[0]}
+# What a response that sets none of them gets, in the order the general case adds them.
+_ADDED = (*_ALWAYS, _NO_STORE, _API_CSP)
+_ADDED_HTTPS = (*_ALWAYS, _NO_STORE, _HSTS, _API_CSP)
+
+
 def add_security_headers(scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
     """Add the headers every response needs to a response's raw ``headers``, in place.
 
@@ -65,6 +71,14 @@ def add_security_headers(scope: Scope, headers: list[tuple[bytes, bytes]]) -> No
     A response that has a Content-Security-Policy keeps it (an HTML page's own, computed by
     :class:`SecurityHeadersMiddleware`); any other gets :data:`API_CSP`, which loads nothing.
     """
+    # Nearly every response sets none of the names looked at: a loop (no set, no frame of a
+    # comprehension) finds that, and the rest is added in one go.
+    for name, _value in headers:
+        if name.lower() in _LOOKED_AT:
+            break
+    else:
+        headers.extend(_ADDED_HTTPS if scope.get("scheme") == "https" else _ADDED)
+        return
     names = {name.lower() for name, _ in headers}
     if not names.isdisjoint(_FORCED_NAMES):
         headers[:] = [(n, v) for n, v in headers if n.lower() not in _FORCED_NAMES]

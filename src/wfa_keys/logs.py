@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from wfa_keys.deadline import Deadline
+from wfa_keys.deadline import Deadline, DeadlineWatch
 
 __all__ = [
     "REQUEST_ID_HEADER",
@@ -506,6 +506,7 @@ class RequestLogMiddleware:
         self.app = app
         self.add_headers = add_headers
         self.deadline = deadline
+        self._watch = DeadlineWatch(deadline.seconds) if deadline is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -524,7 +525,8 @@ class RequestLogMiddleware:
         status = 0  # until the response starts
         late = False  # answered by the deadline: the app's own messages are dropped
         add_headers = self.add_headers
-        started = time.perf_counter()
+        # Monotonic: the deadline's clock too (on Linux, the one perf_counter reads).
+        started = time.monotonic()
 
         # A function returning send's awaitable, not a coroutine of its own: one frame less on
         # each message (ASGI's send is any callable returning an awaitable).
@@ -548,29 +550,31 @@ class RequestLogMiddleware:
                 message["headers"] = headers
             return send(message)
 
-        timer: asyncio.TimerHandle | None = None
         late_answer: asyncio.Task[None] | None = None
-        deadline = self.deadline
-        if deadline is not None:
-
-            def send_late(message: Message) -> Awaitable[None]:
-                # send_with_id drops what comes once ``late`` is set, which is the app's;
-                # the deadline's own answer passes (the check is made before it returns).
-                nonlocal late
-                late = False
-                try:
-                    return send_with_id(message)
-                finally:
-                    late = True
+        deadline, watch = self.deadline, self._watch
+        if deadline is not None and watch is not None:
 
             def answer_late() -> None:
                 nonlocal late, late_answer
-                if status == 0:
-                    late = True
-                    answer = deadline.response(scope)
-                    late_answer = asyncio.create_task(answer(scope, receive, send_late))
+                if status != 0:
+                    return
 
-            timer = asyncio.get_running_loop().call_later(deadline.seconds, answer_late)
+                def send_late(message: Message) -> Awaitable[None]:
+                    # send_with_id drops what comes once ``late`` is set, which is the app's;
+                    # the deadline's own answer passes (the check is made before it returns).
+                    nonlocal late
+                    late = False
+                    try:
+                        return send_with_id(message)
+                    finally:
+                        late = True
+
+                late = True
+                answer = deadline.response(scope)
+                late_answer = asyncio.create_task(answer(scope, receive, send_late))
+
+            # One timer for every request in flight (DeadlineWatch), not one each.
+            watch.add(answer_late, started)
 
         exception: str | None = None
         try:
@@ -595,8 +599,8 @@ class RequestLogMiddleware:
             status = 500
             raise
         finally:
-            if timer is not None:
-                timer.cancel()
+            if watch is not None:
+                watch.discard(answer_late)
             if late_answer is not None:
                 await late_answer
             _request_id.reset(token)
@@ -615,7 +619,7 @@ class RequestLogMiddleware:
                 scope.get("method"),
                 path,
                 status,
-                time.perf_counter() - started,
+                time.monotonic() - started,
                 exception,
             )
             _log_request(line)

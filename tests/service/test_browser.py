@@ -346,3 +346,38 @@ async def test_cross_site_requests_are_refused_when_the_app_is_mounted_under_a_p
 
     assert refused.status_code == 403
     assert allowed.json() == {"data": {"me": None}}
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize(
+    "own",
+    [
+        [],
+        [(b"content-type", b"application/json")],
+        [(b"Cache-Control", b"max-age=60")],
+        [(b"content-security-policy", b"default-src 'self'")],
+        [(b"X-Frame-Options", b"SAMEORIGIN"), (b"content-length", b"2")],
+    ],
+)
+def test_security_headers_are_added_once_in_a_fixed_order(
+    scheme: str, own: list[tuple[bytes, bytes]]
+) -> None:
+    from wfa_keys.browser import add_security_headers
+
+    headers = list(own)
+    add_security_headers({"type": "http", "scheme": scheme}, headers)
+
+    names = [name.lower() for name, _ in own]
+    expected = [(n, v) for n, v in own if n.lower() != b"x-frame-options"]
+    expected += [
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"x-frame-options", b"DENY"),
+    ]
+    if b"cache-control" not in names:
+        expected.append((b"cache-control", b"no-store"))
+    if scheme == "https":
+        expected.append((b"strict-transport-security", b"max-age=31536000"))
+    if b"content-security-policy" not in names:
+        expected.append((b"content-security-policy", API_CSP.encode()))
+    assert headers == expected

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 
 import httpx2
 from starlette.types import Message, Receive, Scope, Send
 
-from wfa_keys.deadline import Deadline
+from wfa_keys.deadline import Deadline, DeadlineWatch
 from wfa_keys.logs import RequestLogMiddleware
 
 
@@ -95,3 +96,32 @@ async def test_an_answer_in_time_is_untouched_by_the_deadline() -> None:
 
     assert response.status_code == 200
     assert response.text == "ok"
+
+
+async def test_one_timer_expires_each_request_in_flight_in_time_and_no_other() -> None:
+    watch = DeadlineWatch(0.1)
+    expired: dict[str, float] = {}
+    started: dict[str, float] = {}
+
+    def request(name: str) -> Callable[[], None]:
+        def expire() -> None:
+            expired[name] = time.monotonic()
+
+        started[name] = time.monotonic()
+        watch.add(expire, started[name])
+        return expire
+
+    first = request("first")
+    timer = watch._timer
+    await asyncio.sleep(0.03)
+    answered = request("answered")
+    await asyncio.sleep(0.03)
+    request("third")
+    assert watch._timer is timer  # set once, for the oldest
+    watch.discard(answered)
+    watch.discard(first)  # answered before its time, after the timer was set for it
+    await asyncio.sleep(0.25)
+
+    assert list(expired) == ["third"]
+    assert 0.1 <= expired["third"] - started["third"] < 0.2
+    assert watch._timer is None  # nothing left in flight: nothing set
