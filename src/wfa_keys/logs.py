@@ -612,19 +612,25 @@ class RequestLogMiddleware:
                 # No response at all: the server answers 500.
                 status = status or 500
                 level = logging.WARNING if status >= 500 else logging.INFO
-            line = _RequestLine(
-                time.time_ns(),
-                level,
-                request_id,
-                scope.get("method"),
-                path,
-                status,
-                time.monotonic() - started,
-                exception,
+            # tuple.__new__ rather than the named tuple's own __new__, a Python function (a
+            # frame) that does only this.
+            line = _new_line(
+                _RequestLine,
+                (
+                    time.time_ns(),
+                    level,
+                    request_id,
+                    scope.get("method"),
+                    path,
+                    status,
+                    time.monotonic() - started,
+                    exception,
+                ),
             )
             _log_request(line)
 
 
+_new_line = tuple.__new__
 _SERVER_ERROR = PlainTextResponse("Internal Server Error", status_code=500)
 
 
