@@ -513,11 +513,19 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send)
             return
 
-        # 128 random bits in hex, like uuid4().hex, without a system call per request (which
-        # cost more than the rest of the request log): the ID correlates log lines, it is no
-        # secret and guards nothing. (to_bytes().hex() writes what f"{bits:032x}" would.)
-        request_id = _incoming_request_id(scope)
+        # An incoming ID, kept when it is safe (a loop here: a frame less on every request).
+        request_id: str | None = None
+        for name, value in scope.get("headers", ()):
+            if name == b"x-request-id":
+                candidate = value.decode("latin-1")
+                if _INCOMING_ID.fullmatch(candidate):
+                    request_id = candidate
+                break
         if request_id is None:
+            # 128 random bits in hex, like uuid4().hex, without a system call per request
+            # (which cost more than the rest of the request log): the ID correlates log lines,
+            # it is no secret and guards nothing. (to_bytes().hex() writes what
+            # f"{bits:032x}" would.)
             request_id = random.getrandbits(128).to_bytes(16, "big").hex()
         scope.setdefault("state", {})["request_id"] = request_id
         token = _request_id.set(request_id)
@@ -674,11 +682,3 @@ def _sole_json_handler(level: int) -> JsonLinesHandler | None:
             break
         current = current.parent
     return found
-
-
-def _incoming_request_id(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", []):
-        if name == b"x-request-id":
-            candidate = value.decode("latin-1")
-            return candidate if _INCOMING_ID.fullmatch(candidate) else None
-    return None
