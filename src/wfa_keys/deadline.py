@@ -3,9 +3,10 @@
 A database that stops answering without closing anything would hold a request for as long
 as the network stack lets it; every request must start its answer within
 ``WFA_REQUEST_TIMEOUT`` seconds instead. :class:`~wfa_keys.logs.RequestLogMiddleware`, which
-wraps every request already, starts a timer; when it fires before the app has answered, it
-sends :meth:`Deadline.response` and drops whatever the app sends later (the app's own work
-ends in the background, bounded by ``WFA_DATABASE_TIMEOUT``).
+wraps every request already, puts it under a :class:`DeadlineWatch` (one timer for every
+request in flight); when the request's time passes before the app has answered, it sends
+:meth:`Deadline.response` and drops whatever the app sends later (the app's own work ends in
+the background, bounded by ``WFA_DATABASE_TIMEOUT``).
 
 The answer is a 503 with ``Retry-After`` and a code that says unavailable, in the shape the
 client of that path reads: GraphQL's error shape on the GraphQL endpoint, the API's
