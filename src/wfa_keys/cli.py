@@ -304,7 +304,7 @@ def _run_uvicorn(settings: Settings, sock: socket.socket, workers: int) -> int:
 
     from wfa_keys.app import create_app
     from wfa_keys.proxy import uvicorn_options
-    from wfa_keys.transport import CoalescingHttpProtocol
+    from wfa_keys.transport import http_protocol
 
     app: Any
     if workers > 1:
@@ -327,7 +327,7 @@ def _run_uvicorn(settings: Settings, sock: socket.socket, workers: int) -> int:
         log_config=logging_config(settings.log_level),
         access_log=False,  # the request log replaces it, and never logs query strings
         server_header=False,
-        http=CoalescingHttpProtocol,  # one write per response (see wfa_keys.transport)
+        http=http_protocol(),  # one write per response (see wfa_keys.transport)
         **uvicorn_options(settings),
     )
     server = uvicorn.Server(config)

@@ -165,13 +165,17 @@ class KeyChange(Model):
     """A committed change that affects authentication, for server processes that poll for them.
 
     Written in the transaction of the change; ``key_id`` null means every key (a user's
-    deactivation or role change, a subscription change). On PostgreSQL the same change is
-    also announced with NOTIFY.
+    deactivation or role change, a subscription change) unless ``key_ids`` lists the keys of
+    a batch (the inactivity sweep). On PostgreSQL the same change is also announced with
+    NOTIFY.
     """
 
     id = fields.BigIntField(primary_key=True)
     key_id = fields.CharField(max_length=64, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # -- batch changes (0008) --
+    #: The keys of a batch change (key_id is then null), or null.
+    key_ids: fields.Field[list[str] | None] = fields.JSONField(null=True)
 
     class Meta:
         table = "key_change"

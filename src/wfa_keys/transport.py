@@ -19,12 +19,20 @@ transport's own buffer and flow control see everything else as before. ``close``
 plain ``uvicorn`` takes it as ``--http wfa_keys.transport:CoalescingHttpProtocol`` (without
 it, the app works the same, with two writes a response). A websocket upgraded from such a
 connection writes through the same transport.
+
+It reaches into uvicorn's internals (it subclasses its protocol, which must keep the
+transport ``connection_made`` is given): :data:`TESTED_UVICORN` lists the releases it was
+tested with, and :func:`http_protocol` gives uvicorn's own protocol with any other (a test
+fails when the installed uvicorn is not listed, so that an upgrade is checked, not guessed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, cast
+
+import uvicorn
 
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Protocol
@@ -32,6 +40,26 @@ except ImportError:  # httptools comes with uvicorn[standard], but may be missin
     from uvicorn.protocols.http.h11_impl import H11Protocol as _Protocol  # type: ignore[assignment]
 
 _Data = bytes | bytearray | memoryview
+
+#: The uvicorn releases (major.minor) this module was tested with.
+TESTED_UVICORN = ("0.54", "0.55")
+
+logger = logging.getLogger("wfa_keys.transport")
+
+
+def http_protocol(version: str = uvicorn.__version__) -> type[asyncio.Protocol] | str:
+    """uvicorn's ``http`` option: :class:`CoalescingHttpProtocol` with a uvicorn release of
+    :data:`TESTED_UVICORN`, else ``"auto"`` (uvicorn's own, two writes a response), with a
+    warning."""
+    if ".".join(version.split(".")[:2]) in TESTED_UVICORN:
+        return CoalescingHttpProtocol
+    logger.warning(
+        "uvicorn %s is not a release the coalescing transport was tested with (%s): "
+        "serving with uvicorn's own HTTP protocol",
+        version,
+        ", ".join(TESTED_UVICORN),
+    )
+    return "auto"
 
 
 class WriteCoalescingTransport:

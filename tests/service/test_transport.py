@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from typing import Any
 
 import httpx2
 import pytest
+import uvicorn
 import websockets
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -16,7 +18,12 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from support.threaded_server import serving
-from wfa_keys.transport import CoalescingHttpProtocol, WriteCoalescingTransport
+from wfa_keys.transport import (
+    TESTED_UVICORN,
+    CoalescingHttpProtocol,
+    WriteCoalescingTransport,
+    http_protocol,
+)
 
 
 class RecordingTransport:
@@ -216,3 +223,24 @@ def test_a_client_gone_before_the_answer_leaves_the_server_serving(path: str) ->
             with socket.create_connection((host, int(port)), timeout=10) as sock:
                 sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
         assert httpx2.get(url + "/plain").text == "x" * 10
+
+
+# -- the uvicorn releases it was tested with ------------------------------------------------
+
+
+def test_the_installed_uvicorn_is_a_release_the_transport_was_tested_with() -> None:
+    # Fails on an upgrade of uvicorn: run this file's tests against the new release (they
+    # drive real uvicorn servers over the transport), then add it to TESTED_UVICORN.
+    release = ".".join(uvicorn.__version__.split(".")[:2])
+    assert release in TESTED_UVICORN, (
+        f"uvicorn {uvicorn.__version__} is not in wfa_keys.transport.TESTED_UVICORN"
+    )
+    assert http_protocol() is CoalescingHttpProtocol
+
+
+def test_another_uvicorn_release_serves_with_uvicorns_own_protocol(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="wfa_keys.transport"):
+        assert http_protocol("0.99.1") == "auto"
+    assert "uvicorn 0.99.1 is not a release" in caplog.text
