@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from support.keys import CountingStore, CountingVerifier, basic, client_for
-from wfa_auth import ApiKeyAuthMiddleware, Caching, TTLCache
+from wfa_auth import ApiKeyAuthMiddleware, Caching, KeyCredentials, TTLCache
+from wfa_auth._errors import AuthenticationRefused
 
 Make = Callable[..., ApiKeyAuthMiddleware]
 
@@ -77,3 +80,29 @@ async def test_per_key_versions_stay_bounded_and_a_change_still_refuses_at_once(
     store.update(key_id, enabled=False)
     await app.key_changed(key_id)
     assert await call(app, headers) == 401
+
+
+async def test_credentials_checked_without_a_header_move_to_the_header_memo_when_one_comes(
+    make_middleware: Make, store: CountingStore, verifier: CountingVerifier
+) -> None:
+    record, secret = store.create_key(
+        verifier, name="k", owner_email="ada@example.com", organization_name="Acme"
+    )
+    app = make_middleware()
+    authenticator = app.authenticator
+    credentials = KeyCredentials(record.key_id, secret)
+    client = ("127.0.0.1", 5000)
+    # As the verify endpoint checks a key for an organization: one entry, by credentials.
+    await authenticator.check(credentials, client, organization_id="Acme")
+    assert len(authenticator._warm) == 1
+    # Another organization never gets the warm answer.
+    with pytest.raises(AuthenticationRefused):
+        await authenticator.check(credentials, client, organization_id="Globex")
+
+    header = basic(record.key_id, secret)["Authorization"].encode()
+    memo = authenticator.header_memo(header)
+    lookups = store.lookups
+    await authenticator.check(credentials, client, memo)
+    assert list(authenticator._warm) == [memo]  # moved, not copied
+    assert authenticator.warm(memo, client) is not None
+    assert store.lookups == lookups  # found warm: no lookup
