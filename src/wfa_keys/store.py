@@ -12,7 +12,7 @@ from wfa_auth import Quota, RateLimit, TokenRecord, Usage, secret_fingerprint
 from wfa_keys.changes import publish_key_change
 from wfa_keys.limits import MAX_TOKENS_PER_KEY
 from wfa_keys.models import AccessToken, ApiKey, Role
-from wfa_keys.webhooks.reminders import note_key_use
+from wfa_keys.webhooks.reminders import note_key_uses
 
 # The length of the ``api_key.last_used_ip`` column: the longest textual IPv6 address.
 _MAX_IP = 45
@@ -153,10 +153,9 @@ class TortoiseKeyStore:
                         _RECORD_USAGE_SQLITE.format(values=values),
                         [value for row in chunk for value in row],
                     )
-            for key_id, at, ip in rows:
-                # New-address alerts (issue 23), in this transaction: the network is
-                # remembered if and only if its event (if any) is written.
-                await note_key_use(key_id, ip, at)
+            # New-address alerts (issue 23), in this transaction: the network is
+            # remembered if and only if its event (if any) is written.
+            await note_key_uses([(key_id, ip, at) for key_id, at, ip in rows])
 
 
 class TortoiseTokenStore:

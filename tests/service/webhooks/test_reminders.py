@@ -7,8 +7,12 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from tortoise.connection import get_connection
+
 from wfa_auth import Usage
 from wfa_keys.keys import Actor, KeyManager
+from wfa_keys.models import KeyNetwork
 from wfa_keys.models import WebhookMessage as Message
 from wfa_keys.store import TortoiseKeyStore
 from wfa_keys.webhooks.endpoints import WebhookManager
@@ -107,3 +111,32 @@ async def test_a_use_from_a_new_network_is_announced_once_per_network(
     assert len(await payloads("key.used_from_new_address")) == 1
     await use("198.51.100.10", timedelta(days=31))
     assert len(await payloads("key.used_from_new_address")) == 2
+
+
+async def test_a_flush_of_keys_seen_again_from_known_networks_is_two_statements(
+    actor: Actor, key_manager: KeyManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = [(await key_manager.create_key(actor, name=f"k{n}")).key.key_id for n in range(5)]
+    store = TortoiseKeyStore()
+    start = datetime.now(UTC)
+    await store.record_usage({key_id: Usage(at=start, ip="198.51.100.10") for key_id in keys})
+    statements: list[str] = []
+    connection = get_connection("default")
+    execute = type(connection).execute_query
+
+    async def counting(self: Any, sql: str, values: Any = None) -> Any:
+        if "key_network" in sql:
+            statements.append(sql)
+        return await execute(self, sql, values)
+
+    monkeypatch.setattr(type(connection), "execute_query", counting)
+    later = {key_id: start + timedelta(minutes=n + 1) for n, key_id in enumerate(keys)}
+    await store.record_usage(
+        {key_id: Usage(at=at, ip="198.51.100.11") for key_id, at in later.items()}
+    )
+    monkeypatch.undo()
+
+    assert len(statements) == 2  # one read, one update, for the whole flush
+    seen = dict(await KeyNetwork.filter(key_id__in=keys).values_list("key_id", "last_seen_at"))
+    assert seen == later
+    assert await payloads("key.used_from_new_address") == []
