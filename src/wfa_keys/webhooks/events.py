@@ -91,9 +91,17 @@ async def enqueue(
         else {"id": str(organization_id)},
         **data,
     }
-    body = message_body(event_type, body_data, now)
-    for target in targets:
-        await Message.create(
+    for message in _messages(targets, event_type, message_body(event_type, body_data, now), now):
+        await message.save()
+    return len(targets)
+
+
+def _messages(
+    targets: list[WebhookEndpoint], event_type: str, body: str, now: datetime
+) -> list[Message]:
+    """One outbox message of ``body`` for each endpoint, due at once (not saved)."""
+    return [
+        Message(
             endpoint_id=target.id,
             message_id=new_message_id(),
             event_type=event_type,
@@ -101,7 +109,8 @@ async def enqueue(
             next_attempt_at=now,
             created_at=now,
         )
-    return len(targets)
+        for target in targets
+    ]
 
 
 _KEY_COLUMNS = ("key_id", "name", "enabled", "expires_at", "scopes", "allowed_cidrs")
@@ -169,17 +178,6 @@ async def announce_batch(
             "key": keys.get(key_id, {"id": key_id}),
             "detail": detail,
         }
-        body = message_body(event_type, data, now)
-        messages.extend(
-            Message(
-                endpoint_id=target.id,
-                message_id=new_message_id(),
-                event_type=event_type,
-                body=body,
-                next_attempt_at=now,
-                created_at=now,
-            )
-            for target in targets
-        )
+        messages.extend(_messages(targets, event_type, message_body(event_type, data, now), now))
     await Message.bulk_create(messages, batch_size=1000)
     return len(messages)
