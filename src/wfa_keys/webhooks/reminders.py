@@ -152,29 +152,41 @@ async def note_key_use(key_id: str, address: str | None, at: datetime) -> bool:
 
 async def note_key_uses(uses: Sequence[tuple[str, str | None, datetime]]) -> None:
     """:func:`note_key_use` for each (Key ID, address, time) of a flush of uses, in the
-    caller's transaction. The common case, a network the key was seen from within
-    :data:`NEW_ADDRESS_WINDOW`, costs a read and an update for the whole flush (a thousand
-    keys a statement); a new or stale network goes through :func:`note_key_use` one by one."""
+    caller's transaction, in a few statements for the whole flush (a thousand keys a
+    statement) where no event can follow: a network the key was seen from within
+    :data:`NEW_ADDRESS_WINDOW` (moved forward), and the only network of a key seen from no
+    other in that time (remembered: there is nothing to compare it with). Only a network new
+    to a key that was used from another goes through :func:`note_key_use`, one by one."""
     noted = []
     for key_id, address, at in uses:
         network = network_of(address) if address else None
         if network is not None:
             noted.append((key_id, network, address, at))
-    known: dict[tuple[str, str], tuple[int, datetime]] = {}
+    by_key: dict[str, dict[str, tuple[int, datetime]]] = {}
     for start in range(0, len(noted), _CHUNK):
         chunk = noted[start : start + _CHUNK]
-        rows = await KeyNetwork.filter(
-            key_id__in={use[0] for use in chunk}, network__in={use[1] for use in chunk}
-        ).values_list("id", "key_id", "network", "last_seen_at")
-        known.update({(key_id, network): (id_, seen) for id_, key_id, network, seen in rows})
+        rows = await KeyNetwork.filter(key_id__in={use[0] for use in chunk}).values_list(
+            "id", "key_id", "network", "last_seen_at"
+        )
+        for id_, key_id, network, seen in rows:
+            by_key.setdefault(key_id, {})[network] = (id_, seen)
     seen_again: list[tuple[int, datetime]] = []
+    first: list[KeyNetwork] = []
     for key_id, network, address, at in noted:
-        found = known.get((key_id, network))
-        if found is not None and found[1] >= at - NEW_ADDRESS_WINDOW:
+        networks = by_key.get(key_id, {})
+        since = at - NEW_ADDRESS_WINDOW
+        found = networks.get(network)
+        others = any(seen >= since for other, (_, seen) in networks.items() if other != network)
+        if found is not None and (found[1] >= since or not others):
             if found[1] < at:
                 seen_again.append((found[0], at))
+        elif found is None and not others:
+            first.append(KeyNetwork(key_id=key_id, network=network, last_seen_at=at))
         else:
             await note_key_use(key_id, address, at)
+    if first:
+        # A row another process added meanwhile stays as it is (it noted the same use).
+        await KeyNetwork.bulk_create(first, batch_size=_CHUNK, ignore_conflicts=True)
     if not seen_again:
         return
     connection = get_connection("default")
