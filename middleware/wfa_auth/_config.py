@@ -55,8 +55,8 @@ class Caching:
     ``max_warm_entries`` bounds what a process remembers, each part on its own, with the least
     recently used going first: the warm memo (one entry per verified credential: a key's
     secret or a token, as presented), the verified-secret markers, and the default cache of
-    key records and tokens. A warm key costs about 3.5 KB of memory in all (measured with the
-    service's key store): the default, 60,000, about 210 MB on top of the process's own (see
+    key records and tokens. A warm key costs about 3 KB of memory in all (measured with the
+    service's key store): the default, 60,000, about 180 MB on top of the process's own (see
     ``docs/scale.md``). A client beyond it is checked again (a query, never argon2 while its
     marker lasts), never refused.
     """
