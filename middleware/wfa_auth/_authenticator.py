@@ -11,6 +11,7 @@ import hmac
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ import anyio.to_thread
 
 from wfa_auth import _errors as errors
 from wfa_auth._attempts import Attempt, AttemptThrottle, Throttled, ThrottleUnavailable
+from wfa_auth._cache import TTLCache
 from wfa_auth._config import Caching, Throttling, Tokens
 from wfa_auth._errors import AuthenticationRefused, Refusal
 from wfa_auth._keyformat import is_valid_key_id, is_valid_key_secret
@@ -45,7 +47,6 @@ logger = logging.getLogger("wfa_auth")
 # A key changed by key_changed() while a request was checking it is looked up again; if it
 # keeps changing, the request is answered 503 rather than checked against a stale record.
 _MAX_LOOKUPS = 3
-_WARM_ENTRIES = 10_000
 
 #: A checked credential: the key record, its version in this process, until when (monotonic
 #: seconds) the check holds without looking again, and the secret hash it matched (the
@@ -89,6 +90,13 @@ class Authenticator:
     neither the key nor the token has expired (nor, for a previous secret or a token issued
     for it, the grace period). An entry also keeps the key's parsed allow-list, so a warm
     request from another address is checked against it too.
+
+    Memory is bounded by ``caching.max_warm_entries``: the memo holds one entry per verified
+    credential (under its Authorization header when it came in one, else under the
+    credentials), least recently used first out; the verified-secret markers live in a cache
+    of their own of that size, so that records and tokens never push them out (which would
+    cost argon2 again); and the per-key versions are reset (every cached record checked
+    again) rather than grow beyond that size.
     """
 
     def __init__(
@@ -127,7 +135,11 @@ class Authenticator:
             throttling.store if throttling.store is not None else MemoryThrottleStore(),
             timer,
         )
-        self._warm: dict[bytes, Warm] = {}
+        self._warm: OrderedDict[bytes, Warm] = OrderedDict()
+        self._max_warm = caching.max_warm_entries
+        # In this process only: a marker is an HMAC under this process's key, of no use to
+        # another process, so it never goes to a shared cache.
+        self._verified = TTLCache(max_entries=caching.max_warm_entries, clock=timer)
         self._limiter = anyio.CapacityLimiter(caching.max_concurrent_verifications)
         self._unavailable = errors.SERVICE_UNAVAILABLE.with_headers(
             Retry_After=str(throttling.retry_after_unavailable)
@@ -157,6 +169,11 @@ class Authenticator:
     async def key_changed(self, key_id: str) -> None:
         """Drop what is cached for ``key_id``; lookups already running will not re-cache it."""
         self._counter += 1
+        if len(self._versions) >= self._max_warm:
+            # Bounded: forgetting every version at once leaves everything cached before this
+            # moment stale (older than the floor), which is safe, only slower for a moment.
+            self._floor = self._counter - 1
+            self._versions.clear()
         self._versions[key_id] = self._counter
         await self.cache.delete("k:" + key_id)
 
@@ -194,6 +211,7 @@ class Authenticator:
         if current < self._floor:
             current = self._floor
         if valid_until > now and current == version:
+            self._warm.move_to_end(memo)  # least recently used goes first
             # Verified from one address says nothing of another: checked on every request.
             if allow_list is not None and not allow_list.allows(client):
                 raise AuthenticationRefused(errors.IP_NOT_ALLOWED, user.key)
@@ -257,9 +275,12 @@ class Authenticator:
         if known is not None:
             user = self.warm(memo, client)
             if user is not None:
+                seconds = known[2] - self.timer()
                 if header_memo is not None:
-                    self._remember(header_memo, self._warm[memo])
-                return user, self._warm[memo][2] - self.timer()
+                    # Moved, not copied (one entry per credential): found by its header
+                    # from now on.
+                    self._remember(header_memo, self._warm.pop(memo))
+                return user, seconds
         client_ip = throttle_as if throttle_as is not None else client_host(client)
         if isinstance(credentials, BearerCredentials):
             checked = await self._check_token(credentials.token, client_ip, organization_id)
@@ -274,9 +295,11 @@ class Authenticator:
         if allow_list is not None and not allow_list.allows(client):
             raise AuthenticationRefused(errors.IP_NOT_ALLOWED, record)
         user = ApiKeyUser(record, self.scopes, matched_hash=matched_hash)
-        self._remember(memo, (user, version, valid_until, allow_list))
-        if header_memo is not None:
-            self._remember(header_memo, (user, version, valid_until, allow_list))
+        # One entry per credential: under the header when it came in one (found there
+        # without parsing it), else under the credentials.
+        self._remember(
+            memo if header_memo is None else header_memo, (user, version, valid_until, allow_list)
+        )
         now = self.timer()
         self.usage.note(record.key_id, now, client[0] if client else None)
         if self.observer is not None:
@@ -284,9 +307,10 @@ class Authenticator:
         return user, valid_until - now
 
     def _remember(self, memo: bytes, warm: Warm) -> None:
-        if len(self._warm) >= _WARM_ENTRIES:
-            del self._warm[next(iter(self._warm))]
         self._warm[memo] = warm
+        self._warm.move_to_end(memo)
+        if len(self._warm) > self._max_warm:
+            self._warm.popitem(last=False)
 
     async def _check_key(
         self, key_id: str, key_secret: str, client_ip: str, organization_id: str | None = None
@@ -313,7 +337,7 @@ class Authenticator:
                     for secret_hash in hashes:
                         # Verified before in this process: the right secret, nothing to throttle.
                         marker = self._marker(key_id, secret_hash, key_secret)
-                        if await self.cache.get(marker) is not None:
+                        if await self._verified.get(marker) is not None:
                             matched = secret_hash
                             break
                 if matched is None:
@@ -499,7 +523,9 @@ class Authenticator:
                 if grace_end is not None:
                     # The memo of a previous secret must not outlive its grace period.
                     ttl = min(ttl, (grace_end - self.clock()).total_seconds())
-                await self.cache.set(self._marker(record.key_id, secret_hash, secret), True, ttl)
+                await self._verified.set(
+                    self._marker(record.key_id, secret_hash, secret), True, ttl
+                )
                 if secret_hash == record.secret_hash:
                     # Never the previous hash: it is on its way out.
                     await self._rehash_if_needed(record, secret)

@@ -51,17 +51,27 @@ class Caching:
     costs no argon2. ``last_used_at`` is written at most once per key and ``usage_interval``
     seconds, with the time of the latest use. At most ``max_concurrent_verifications``
     argon2 checks run at once, in threads, so that they never starve the event loop.
+
+    ``max_warm_entries`` bounds what a process remembers, each part on its own, with the least
+    recently used going first: the warm memo (one entry per verified credential: a key's
+    secret or a token, as presented), the verified-secret markers, and the default cache of
+    key records and tokens. A warm key costs about 3 KB of memory in all (measured with the
+    service's key store): the default, 60,000, about 180 MB on top of the process's own (see
+    ``docs/scale.md``). A client beyond it is checked again (a query, never argon2 while its
+    marker lasts), never refused.
     """
 
     record_ttl: float = 5.0
     verified_ttl: float = 3600.0
     usage_interval: float = 60.0
     max_concurrent_verifications: int = 2
+    max_warm_entries: int = 60_000
 
     def __post_init__(self) -> None:
         _positive(record_ttl=self.record_ttl, verified_ttl=self.verified_ttl)
         _positive(usage_interval=self.usage_interval)
         _positive(max_concurrent_verifications=self.max_concurrent_verifications)
+        _positive(max_warm_entries=self.max_warm_entries)
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,7 +167,7 @@ class ApiKeyAuthMiddleware:
             store=store,
             token_store=token_store if token_store is not None else MemoryTokenStore(),
             verifier=self.verifier,
-            cache=cache if cache is not None else TTLCache(),
+            cache=cache if cache is not None else TTLCache(max_entries=caching.max_warm_entries),
             usage=self.usage,
             tokens=tokens,
             caching=caching,

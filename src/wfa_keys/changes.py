@@ -34,6 +34,7 @@ __all__ = [
     "FeedLost",
     "prune_changes",
     "publish_key_change",
+    "publish_keys_change",
 ]
 
 logger = logging.getLogger("wfa_keys.changes")
@@ -42,6 +43,8 @@ logger = logging.getLogger("wfa_keys.changes")
 CHANNEL = "wfa_keys_key_changes"
 #: The payload that means "every key" (a user, role or subscription change).
 ALL_KEYS = "*"
+#: The payload that means "the keys the change row lists" (:func:`publish_keys_change`).
+BATCH = "@"
 #: Change rows are kept this long: enough for any listener to catch up after an outage.
 PRUNE_AFTER = timedelta(days=1)
 #: Rows applied one by one when catching up; beyond this every key is dropped instead.
@@ -71,6 +74,28 @@ async def publish_key_change(
         payload = f"{change.id}:{key_id or ALL_KEYS}"
         await get_connection("default").execute_query(
             "SELECT pg_notify($1, $2)", [CHANNEL, payload]
+        )
+
+
+async def publish_keys_change(
+    key_ids: list[str], *, organization_id: object | None = None, kind: str | None = None
+) -> None:
+    """Announce, in the caller's transaction, that every key of ``key_ids`` changed: one
+    change row listing them and one notification, whatever their number.
+
+    The row's ``key_id`` is null, so that whatever reads only that column (a process
+    predating batches, the change stream) takes it as "every key" of ``organization_id``:
+    the safe reading. ``ChangeListener`` reads ``key_ids`` and drops those keys only.
+    """
+    change = await KeyChange.create(
+        key_id=None,
+        key_ids=key_ids,
+        organization_id=None if organization_id is None else str(organization_id),
+        kind=kind,
+    )
+    if _is_postgres():
+        await get_connection("default").execute_query(
+            "SELECT pg_notify($1, $2)", [CHANNEL, f"{change.id}:{BATCH}"]
         )
 
 
@@ -274,9 +299,12 @@ class ChangeListener:
             await KeyChange.filter(id__gt=self.last_seen)
             .order_by("id")
             .limit(CATCH_UP_BATCH)
-            .values_list("id", "key_id")
+            .values_list("id", "key_id", "key_ids")
         )
-        for change_id, key_id in rows:
+        for change_id, key_id, key_ids in rows:
+            if key_ids is not None:
+                await self._apply_batch(int(change_id), key_ids, how)
+                continue
             await self._apply(int(change_id), key_id, how)
         if len(rows) == CATCH_UP_BATCH:
             # More than a batch missed: dropping everything is cheaper than replaying it.
@@ -290,6 +318,11 @@ class ChangeListener:
         except ValueError:
             logger.warning("ignored a malformed change notification")
             return
+        if key_id == BATCH:
+            rows = await KeyChange.filter(id=number).values_list("key_ids", flat=True)
+            # A row already pruned (a day old) names nothing anymore: every key, to be safe.
+            await self._apply_batch(number, rows[0] if rows else None, "notify")
+            return
         await self._apply(number, None if key_id == ALL_KEYS else key_id, "notify")
 
     async def _apply(self, change_id: int, key_id: str | None, how: str) -> None:
@@ -298,6 +331,18 @@ class ChangeListener:
             self.target.all_keys_changed()
         else:
             await self.target.key_changed(key_id)
+        if self.observer is not None:
+            self.observer(how)
+
+    # -- batches (the inactivity sweep): one row, one notification, many keys ---------------
+
+    async def _apply_batch(self, change_id: int, key_ids: Any, how: str) -> None:
+        self.last_seen = max(self.last_seen, change_id)
+        if isinstance(key_ids, list):
+            for key_id in key_ids:
+                await self.target.key_changed(str(key_id))
+        else:
+            self.target.all_keys_changed()
         if self.observer is not None:
             self.observer(how)
 

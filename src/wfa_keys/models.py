@@ -189,8 +189,9 @@ class KeyChange(Model):
     """A committed change that affects authentication, for server processes that poll for them.
 
     Written in the transaction of the change; ``key_id`` null means every key (a user's
-    deactivation or role change, a subscription change). On PostgreSQL the same change is
-    also announced with NOTIFY.
+    deactivation or role change, a subscription change) unless ``key_ids`` lists the keys of
+    a batch (the inactivity sweep). On PostgreSQL the same change is also announced with
+    NOTIFY.
     """
 
     id = fields.BigIntField(primary_key=True)
@@ -201,6 +202,9 @@ class KeyChange(Model):
     organization_id = fields.CharField(max_length=36, null=True)
     #: What changed (disabled, regenerated, deleted, ...), for the stream.
     kind = fields.CharField(max_length=32, null=True)
+    # -- batch changes, added by 0010 ------------------------------------------------------
+    #: The keys of a batch change (key_id is then null), or null.
+    key_ids: fields.Field[list[str] | None] = fields.JSONField(null=True)
 
     class Meta:
         table = "key_change"

@@ -8,11 +8,13 @@ Events (``data`` is JSON):
 - ``ready`` first, ``{"resumed": true|false}``: whether the changes since the client's
   ``Last-Event-ID`` follow (else the client must have dropped what it cached, see ``reset``);
 - ``key_changed`` ``{"key_id", "kind"}``: that key was disabled, enabled, regenerated,
-  updated, deleted, its grace period ended, or it was disabled as inactive;
+  updated, deleted, or its grace period ended;
 - ``key_changed`` with kind ``expired`` or ``grace_ended`` when a key's expiry or the end
   of its grace period passes (looked for every second);
 - ``keys_changed`` ``{"key_id": null, "kind"}``: every key of the organization (an owner
-  deactivated or demoted, the subscription turned off or on);
+  deactivated or demoted, the subscription turned off or on), or a batch of its keys
+  disabled as inactive (kind ``auto_disabled``: the sweep announces each batch of up to
+  thousands of keys once);
 - ``reset`` ``{"reason"}``: the stream cannot say what changed (the client's position is
   older than the changes kept, or it fell behind): drop everything cached;
 - ``heartbeat`` ``{}`` every :data:`HEARTBEAT_SECONDS` (at most 15 s apart, as promised): a

@@ -17,7 +17,7 @@ from tortoise.transactions import in_transaction
 
 from support.service_console import EMAIL, ENABLE, ENV, LOGIN, PASSWORD, Console, basic
 from support.serving import Server, start_server
-from wfa_keys.changes import publish_key_change
+from wfa_keys.changes import publish_key_change, publish_keys_change
 from wfa_keys.db import database
 from wfa_keys.models import ApiKey, KeyChange
 
@@ -157,6 +157,26 @@ async def test_a_subscription_turned_off_is_every_key_of_the_organization(
             await set_subscription("Default organization", workflow_automation=False)
         name, data, _ = await events.next()
         assert (name, data) == ("keys_changed", {"key_id": None, "kind": "subscription_off"})
+
+
+async def test_a_batch_of_the_inactivity_sweep_is_one_event_for_the_organization(
+    console: Console, e2e_database_url: str
+) -> None:
+    verifier = basic(*await console.create(scopes=["keys:verify"]))
+    key_id, _ = await console.create()
+    async with stream(console, verifier) as events:
+        await events.next()
+        async with database(e2e_database_url, migrate=False):
+            organization_id = (await ApiKey.get(key_id=key_id)).organization_id
+            async with in_transaction():
+                await publish_keys_change(
+                    [key_id, "wfak_another_idle_key"],
+                    organization_id=organization_id,
+                    kind="auto_disabled",
+                )
+        # One event for the batch (a batch holds up to 5,000 keys): drop the organization's.
+        name, data, _ = await events.next()
+        assert (name, data) == ("keys_changed", {"key_id": None, "kind": "auto_disabled"})
 
 
 async def test_a_key_without_keys_verify_may_not_follow_the_stream(console: Console) -> None:

@@ -14,7 +14,12 @@ from tortoise.context import TortoiseContext
 from tortoise.transactions import in_transaction
 
 from support.tcp_proxy import FAULTS, LISTENERS, TcpProxy
-from wfa_keys.changes import ChangeListener, prune_changes, publish_key_change
+from wfa_keys.changes import (
+    ChangeListener,
+    prune_changes,
+    publish_key_change,
+    publish_keys_change,
+)
 from wfa_keys.models import KeyChange
 
 
@@ -200,3 +205,38 @@ async def test_pruning_keeps_recent_rows_and_the_newest(db: TortoiseContext) -> 
     assert left == ["recent"]
     await KeyChange.filter(key_id="recent").update(created_at=datetime.now(UTC) - timedelta(days=2))
     assert await prune_changes(timedelta(days=1)) == 0  # the newest stays
+
+
+# -- batches (the inactivity sweep) -------------------------------------------------------
+
+
+async def test_a_batch_change_drops_each_of_its_keys_and_not_every_key(
+    listener: ChangeListener, target: Target
+) -> None:
+    await eventually(lambda: listener.healthy, "the feed is up")
+    before = target.all_changed
+    async with in_transaction():
+        await publish_keys_change(["b1", "b2", "b3"])
+
+    await eventually(lambda: {"b1", "b2", "b3"} <= set(target.changed), "the batch applied")
+    assert target.all_changed == before
+    # One row for the batch, read as "every key" by a process that predates batches.
+    rows: list[Any] = await KeyChange.all().values_list("key_id", "key_ids")
+    assert rows == [(None, ["b1", "b2", "b3"])]
+
+
+async def test_a_batch_missed_while_the_feed_was_down_is_caught_up(
+    db: TortoiseContext, database_url: str, target: Target
+) -> None:
+    change_listener = ChangeListener(target, database_url, poll_interval=0.05)
+    await change_listener.start()
+    try:
+        await eventually(lambda: change_listener.healthy, "the feed is up")
+        async with in_transaction():
+            await publish_keys_change(["m1", "m2"])
+        # The catch-up path reads the row itself, as after a lost feed.
+        change_listener.last_seen -= 1
+        await change_listener._catch_up()
+        assert {"m1", "m2"} <= set(target.changed)
+    finally:
+        await change_listener.stop()

@@ -90,8 +90,27 @@ async def test_keys_neither_used_nor_created_within_the_limit_are_disabled(
     )
     assert sorted(e["key_id"] for e in events) == sorted(disabled)
     assert all(e["detail"] == {"inactivityDays": 30} and e["actor_id"] is None for e in events)
-    changed: list[Any] = await KeyChange.all().values_list("key_id", flat=True)
-    assert sorted(changed) == sorted(disabled)
+    changes: list[Any] = await KeyChange.all().values_list("key_id", "key_ids")
+    assert len(changes) == 1  # one batch, one change row naming its keys
+    assert changes[0][0] is None
+    assert sorted(changes[0][1]) == sorted(disabled)
+
+
+async def test_a_large_sweep_runs_in_batches_each_with_one_change_row(
+    db: TortoiseContext,
+) -> None:
+    org, owner = await _org("Acme", 30)
+    stale = {await _key(org, owner, created_days_ago=31) for _ in range(7)}
+    fresh = await _key(org, owner, created_days_ago=1)
+
+    disabled = await disable_inactive_keys(NOW, batch_size=3)
+
+    assert sorted(disabled) == sorted(stale)
+    batches: list[Any] = await KeyChange.all().order_by("id").values_list("key_ids", flat=True)
+    assert [len(batch) for batch in batches] == [3, 3, 1]
+    assert sorted(key for batch in batches for key in batch) == sorted(stale)
+    assert (await ApiKey.get(key_id=fresh)).enabled
+    assert await AuditEvent.filter(action=AuditAction.KEY_AUTO_DISABLED).count() == 7
 
 
 async def test_organizations_without_a_limit_and_disabled_keys_are_left_alone(

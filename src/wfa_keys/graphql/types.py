@@ -301,7 +301,11 @@ class ApiKeyConnection:
     page_info: PageInfo
     count: strawberry.Private[Count]
     total_count: int = strawberry.field(
-        resolver=_total_count, description="How many keys match, on every page."
+        resolver=_total_count,
+        description=(
+            "How many keys match, on every page: exact up to 10,000; above that, on "
+            "PostgreSQL, the database's estimate from its table statistics (see docs/scale.md)."
+        ),
     )
 
     @classmethod
@@ -453,7 +457,11 @@ class AuditEventConnection:
     page_info: PageInfo
     count: strawberry.Private[Count]
     total_count: int = strawberry.field(
-        resolver=_total_count, description="How many events match, on every page."
+        resolver=_total_count,
+        description=(
+            "How many events match, on every page: exact up to 10,000; above that, on "
+            "PostgreSQL, the database's estimate from its table statistics (see docs/scale.md)."
+        ),
     )
 
     @classmethod

@@ -22,7 +22,14 @@ from wfa_keys.models import ApiKey, AuditAction, AuditEvent, Organization, Webho
 from wfa_keys.models import WebhookMessage as Message
 from wfa_keys.webhooks.signing import new_message_id
 
-__all__ = ["EVENT_TYPES", "TEST_EVENT", "announce_audit_event", "enqueue", "message_body"]
+__all__ = [
+    "EVENT_TYPES",
+    "TEST_EVENT",
+    "announce_audit_event",
+    "announce_batch",
+    "enqueue",
+    "message_body",
+]
 
 TEST_EVENT = "webhook.test"
 #: Every event an endpoint can listen to, in the order the docs list them.
@@ -84,9 +91,17 @@ async def enqueue(
         else {"id": str(organization_id)},
         **data,
     }
-    body = message_body(event_type, body_data, now)
-    for target in targets:
-        await Message.create(
+    for message in _messages(targets, event_type, message_body(event_type, body_data, now), now):
+        await message.save()
+    return len(targets)
+
+
+def _messages(
+    targets: list[WebhookEndpoint], event_type: str, body: str, now: datetime
+) -> list[Message]:
+    """One outbox message of ``body`` for each endpoint, due at once (not saved)."""
+    return [
+        Message(
             endpoint_id=target.id,
             message_id=new_message_id(),
             event_type=event_type,
@@ -94,28 +109,31 @@ async def enqueue(
             next_attempt_at=now,
             created_at=now,
         )
-    return len(targets)
+        for target in targets
+    ]
+
+
+_KEY_COLUMNS = ("key_id", "name", "enabled", "expires_at", "scopes", "allowed_cidrs")
+
+
+def _key_of(row: dict[str, Any]) -> dict[str, Any]:
+    expires = row["expires_at"]
+    return {
+        "id": row["key_id"],
+        "name": row["name"],
+        "enabled": row["enabled"],
+        "expiresAt": expires.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        if expires
+        else None,
+        "scopes": row["scopes"] or [],
+        "allowedCidrs": row["allowed_cidrs"] or [],
+    }
 
 
 async def key_data(key_id: str) -> dict[str, Any]:
     """What a payload says of a key: never its secret hash or previous hash."""
-    rows = await ApiKey.filter(key_id=key_id).values(
-        "name", "enabled", "expires_at", "scopes", "allowed_cidrs"
-    )
-    key: dict[str, Any] = {"id": key_id}
-    if rows:
-        row = rows[0]
-        expires = row["expires_at"]
-        key.update(
-            name=row["name"],
-            enabled=row["enabled"],
-            expiresAt=expires.astimezone(UTC).isoformat().replace("+00:00", "Z")
-            if expires
-            else None,
-            scopes=row["scopes"] or [],
-            allowedCidrs=row["allowed_cidrs"] or [],
-        )
-    return key
+    rows = await ApiKey.filter(key_id=key_id).values(*_KEY_COLUMNS)
+    return _key_of(rows[0]) if rows else {"id": key_id}
 
 
 async def announce_audit_event(event: AuditEvent) -> None:
@@ -134,3 +152,32 @@ async def announce_audit_event(event: AuditEvent) -> None:
     if event.detail:
         data["detail"] = event.detail
     await enqueue(event.organization_id, event_type, data, now=event.created_at)
+
+
+async def announce_batch(
+    organization_id: str, action: AuditAction, key_ids: list[str], detail: dict[str, Any]
+) -> int:
+    """Write the webhook messages of one audit ``action`` done to many keys of an
+    organization without an actor (a batch of the inactivity sweep), as
+    :func:`announce_audit_event` would for each key's event, in a few statements whatever
+    their number; in the caller's transaction. Returns how many messages were written."""
+    event_type = _FROM_AUDIT[action]
+    endpoints = await WebhookEndpoint.filter(organization_id=organization_id, enabled=True)
+    targets = [e for e in endpoints if not e.events or event_type in e.events]
+    if not targets or not key_ids:
+        return 0
+    now = datetime.now(UTC)
+    names = await Organization.filter(id=organization_id).values_list("name", flat=True)
+    organization = {"id": str(organization_id), "name": names[0]} if names else None
+    rows = await ApiKey.filter(key_id__in=key_ids).values(*_KEY_COLUMNS)
+    keys = {row["key_id"]: _key_of(row) for row in rows}
+    messages: list[Message] = []
+    for key_id in key_ids:
+        data = {
+            "organization": organization or {"id": str(organization_id)},
+            "key": keys.get(key_id, {"id": key_id}),
+            "detail": detail,
+        }
+        messages.extend(_messages(targets, event_type, message_body(event_type, data, now), now))
+    await Message.bulk_create(messages, batch_size=1000)
+    return len(messages)

@@ -18,9 +18,11 @@ per key in 30 days (and so at most one a day).
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tortoise.connection import get_connection
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
@@ -28,13 +30,31 @@ from tortoise.transactions import in_transaction
 from wfa_keys.models import ApiKey, KeyNetwork, KeyReminder
 from wfa_keys.webhooks.events import enqueue, key_data
 
-__all__ = ["NEW_ADDRESS_WINDOW", "network_of", "note_key_use", "send_expiry_reminders"]
+__all__ = [
+    "NEW_ADDRESS_WINDOW",
+    "network_of",
+    "note_key_use",
+    "note_key_uses",
+    "send_expiry_reminders",
+]
 
 #: A network unused by a key for this long counts as new again.
 NEW_ADDRESS_WINDOW = timedelta(days=30)
 #: (kind, how long before the expiry), most urgent last.
 _BEFORE_EXPIRY = (("expiring_7d", timedelta(days=7)), ("expiring_1d", timedelta(days=1)))
 _EXPIRED_LOOKBACK = timedelta(days=7)
+# note_key_uses: the networks seen again, moved forward in one statement (never backwards).
+_SEEN_POSTGRES = """
+UPDATE "key_network" SET "last_seen_at" = "seen"."at"
+FROM unnest($1::bigint[], $2::timestamptz[]) AS "seen"("id", "at")
+WHERE "key_network"."id" = "seen"."id" AND "key_network"."last_seen_at" < "seen"."at"
+"""
+_SEEN_SQLITE = """
+WITH "seen"("id", "at") AS (VALUES {values})
+UPDATE "key_network" SET "last_seen_at" = "seen"."at" FROM "seen"
+WHERE "key_network"."id" = "seen"."id" AND "key_network"."last_seen_at" < "seen"."at"
+"""
+_CHUNK = 1000
 
 
 async def _remind_once(key: ApiKey, kind: str, event_type: str, now: datetime) -> bool:
@@ -128,3 +148,55 @@ async def note_key_use(key_id: str, address: str | None, at: datetime) -> bool:
     return bool(
         await enqueue(rows[0]["organization_id"], "key.used_from_new_address", data, now=at)
     )
+
+
+async def note_key_uses(uses: Sequence[tuple[str, str | None, datetime]]) -> None:
+    """:func:`note_key_use` for each (Key ID, address, time) of a flush of uses, in the
+    caller's transaction, in a few statements for the whole flush (a thousand keys a
+    statement) where no event can follow: a network the key was seen from within
+    :data:`NEW_ADDRESS_WINDOW` (moved forward), and the only network of a key seen from no
+    other in that time (remembered: there is nothing to compare it with). Only a network new
+    to a key that was used from another goes through :func:`note_key_use`, one by one."""
+    noted = []
+    for key_id, address, at in uses:
+        network = network_of(address) if address else None
+        if network is not None:
+            noted.append((key_id, network, address, at))
+    by_key: dict[str, dict[str, tuple[int, datetime]]] = {}
+    for start in range(0, len(noted), _CHUNK):
+        chunk = noted[start : start + _CHUNK]
+        rows = await KeyNetwork.filter(key_id__in={use[0] for use in chunk}).values_list(
+            "id", "key_id", "network", "last_seen_at"
+        )
+        for id_, key_id, network, seen in rows:
+            by_key.setdefault(key_id, {})[network] = (id_, seen)
+    seen_again: list[tuple[int, datetime]] = []
+    first: list[KeyNetwork] = []
+    for key_id, network, address, at in noted:
+        networks = by_key.get(key_id, {})
+        since = at - NEW_ADDRESS_WINDOW
+        found = networks.get(network)
+        others = any(seen >= since for other, (_, seen) in networks.items() if other != network)
+        if found is not None and (found[1] >= since or not others):
+            if found[1] < at:
+                seen_again.append((found[0], at))
+        elif found is None and not others:
+            first.append(KeyNetwork(key_id=key_id, network=network, last_seen_at=at))
+        else:
+            await note_key_use(key_id, address, at)
+    if first:
+        # A row another process added meanwhile stays as it is (it noted the same use).
+        await KeyNetwork.bulk_create(first, batch_size=_CHUNK, ignore_conflicts=True)
+    if not seen_again:
+        return
+    connection = get_connection("default")
+    if connection.capabilities.dialect == "postgres":
+        columns = [list(column) for column in zip(*seen_again, strict=True)]
+        await connection.execute_query(_SEEN_POSTGRES, columns)
+        return
+    for start in range(0, len(seen_again), _CHUNK):
+        rows = seen_again[start : start + _CHUNK]
+        values = ", ".join(["(?, ?)"] * len(rows))
+        await connection.execute_query(
+            _SEEN_SQLITE.format(values=values), [value for row in rows for value in row]
+        )

@@ -78,3 +78,27 @@ async def test_the_inactivity_check_announces_key_auto_disabled(
     assert payload["data"]["detail"] == {"inactivityDays": 30}
     assert payload["data"]["key"]["enabled"] is False
     assert key.key_secret not in str(body)
+
+
+async def test_a_sweep_in_batches_writes_each_keys_message_for_each_listening_endpoint(
+    actor: Actor, key_manager: KeyManager, webhooks: WebhookManager
+) -> None:
+    await webhooks.create_endpoint(actor, url=URL, events=["key.auto_disabled"])
+    await webhooks.create_endpoint(actor, url=URL + "/all")
+    await webhooks.create_endpoint(actor, url=URL + "/other", events=["key.created"])
+    idle = [(await key_manager.create_key(actor, name=f"idle {n}")).key.key_id for n in range(5)]
+    await Message.all().delete()  # the key.created messages
+    await Organization.filter(id=actor.organization_id).update(key_inactivity_days=30)
+
+    disabled = await disable_inactive_keys(now=datetime.now(UTC) + timedelta(days=31), batch_size=2)
+
+    assert sorted(disabled) == sorted(idle)
+    bodies = [json.loads(str(b)) for b in await Message.all().values_list("body", flat=True)]
+    assert len(bodies) == 2 * len(idle)  # two endpoints listen, the third does not
+    assert sorted(b["data"]["key"]["id"] for b in bodies) == sorted(idle * 2)
+    for body in bodies:
+        assert body["type"] == "key.auto_disabled"
+        assert body["data"]["organization"]["id"] == str(actor.organization_id)
+        assert body["data"]["key"]["enabled"] is False
+        assert body["data"]["detail"] == {"inactivityDays": 30}
+        assert "actor" not in body["data"]

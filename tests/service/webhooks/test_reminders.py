@@ -7,8 +7,12 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from tortoise.connection import get_connection
+
 from wfa_auth import Usage
 from wfa_keys.keys import Actor, KeyManager
+from wfa_keys.models import KeyNetwork
 from wfa_keys.models import WebhookMessage as Message
 from wfa_keys.store import TortoiseKeyStore
 from wfa_keys.webhooks.endpoints import WebhookManager
@@ -107,3 +111,48 @@ async def test_a_use_from_a_new_network_is_announced_once_per_network(
     assert len(await payloads("key.used_from_new_address")) == 1
     await use("198.51.100.10", timedelta(days=31))
     assert len(await payloads("key.used_from_new_address")) == 2
+
+
+async def test_a_flush_of_keys_first_seen_or_seen_again_from_their_network_is_two_statements(
+    actor: Actor, key_manager: KeyManager, webhooks: WebhookManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await webhooks.create_endpoint(actor, url=URL, events=["key.used_from_new_address"])
+    keys = [(await key_manager.create_key(actor, name=f"k{n}")).key.key_id for n in range(5)]
+    store = TortoiseKeyStore()
+    start = datetime.now(UTC)
+    statements: list[str] = []
+    connection = get_connection("default")
+    execute = type(connection).execute_query
+    execute_many = type(connection).execute_many
+
+    async def counting(self: Any, sql: str, values: Any = None) -> Any:
+        if "key_network" in sql:
+            statements.append(sql)
+        return await execute(self, sql, values)
+
+    async def counting_many(self: Any, sql: str, values: Any) -> Any:
+        if "key_network" in sql:
+            statements.append(sql)
+        return await execute_many(self, sql, values)
+
+    monkeypatch.setattr(type(connection), "execute_query", counting)
+    monkeypatch.setattr(type(connection), "execute_many", counting_many)
+    # Each key's first network: remembered, nothing to compare it with.
+    await store.record_usage({key_id: Usage(at=start, ip="198.51.100.10") for key_id in keys})
+    assert len(statements) <= 2  # one read, one insert, for the whole flush
+    assert await KeyNetwork.filter(key_id__in=keys).count() == len(keys)
+    statements.clear()
+    later = {key_id: start + timedelta(minutes=n + 1) for n, key_id in enumerate(keys)}
+    await store.record_usage(
+        {key_id: Usage(at=at, ip="198.51.100.11") for key_id, at in later.items()}
+    )
+    assert len(statements) == 2  # one read, one update
+    monkeypatch.undo()
+
+    seen = dict(await KeyNetwork.filter(key_id__in=keys).values_list("key_id", "last_seen_at"))
+    assert seen == later
+    assert await payloads("key.used_from_new_address") == []
+    # A key seen from another network since is announced as before.
+    await store.record_usage({keys[0]: Usage(at=start + timedelta(hours=1), ip="203.0.113.5")})
+    [alert] = await payloads("key.used_from_new_address")
+    assert alert["data"]["key"]["id"] == keys[0]

@@ -1,0 +1,654 @@
+"""The service at 10^3, 10^5 and 10^6 keys in one organization, on PostgreSQL.
+
+For each size it empties the database, seeds the keys with one SQL statement
+(``generate_series``: seconds, not argon2; every key shares one of two argon2 hashes of one
+known secret, so that authentication can be measured with real hashes), and prints:
+
+- p99 (and p50) at concurrency 1 of the admin list through the whole app as a signed-in admin
+  (``apiKeys(first: 100)``): the first page, the 50th page (keyset cursors), a search by a
+  name fragment and by a full Key ID, ``status: DISABLED`` and ``status: EXPIRED``,
+  ``expiringWithinDays: 7``, and ``totalCount`` alone;
+- cold Basic authentication (argon2 with the service's parameters and a key lookup): p50
+  and p99 over distinct keys, through the service's middleware and key store;
+- at the largest size: warm throughput over 50,000 distinct keys and over 50,000 distinct
+  tokens against one key (and the store lookups made while warm: 0 means no SQL per warm
+  call), the process's RSS after warming 200,000 distinct keys, the inactivity sweep
+  disabling 400,000 keys, and how long ``wfa-keys serve`` takes to answer ``/healthz``.
+
+    .venv/bin/python bench/scale.py --database-url postgres://postgres@127.0.0.1:5432/wfa_scale
+    .venv/bin/python bench/scale.py --database-url ... --sizes 1000,100000   # quicker
+
+The database is emptied first: give it one of its own. The warm-cache figures use argon2 at
+argon2-cffi's cheapest parameters for the keys they warm (the first keys, as many as those
+figures call, are seeded with that hash), so that warming 200,000 keys takes minutes, not
+hours; everything else, the cold authentication included, uses the service's own parameters.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, bench/graphql.py would shadow the graphql-core package of that name.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+
+import argparse
+import asyncio
+import base64
+import json
+import logging
+import os
+import resource
+import statistics
+import subprocess
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]  # PostgreSQL only, as this bench
+import httpx2
+from tortoise.connection import get_connection
+
+from wfa_auth import ApiKeyAuthMiddleware, Argon2Verifier, Caching
+from wfa_auth._keyformat import SECRET_PREFIX, base62_checksum
+from wfa_auth._tokens import new_access_token, secret_fingerprint, token_digest
+from wfa_keys.app import create_app
+from wfa_keys.db import database, listener_connect_args
+from wfa_keys.inactivity import disable_inactive_keys
+from wfa_keys.settings import Settings
+from wfa_keys.store import TortoiseKeyStore, TortoiseTokenStore
+
+EMAIL, PASSWORD = "scale@acme.example", "a bench password"
+SECRET = SECRET_PREFIX + "S" * 32 + base62_checksum("S" * 32)
+WARM_KEYS = 50_000
+RSS_KEYS = 200_000
+SAMPLES = 200
+
+LIST = """query Keys($first: Int!, $after: String, $search: String, $status: ApiKeyStatus,
+  $days: Int) {
+  apiKeys(first: $first, after: $after, search: $search, status: $status,
+          expiringWithinDays: $days) {
+    pageInfo { hasNextPage endCursor }
+    nodes { id name enabled status createdAt expiresAt lastUsedAt owner { email } }
+  } }"""
+COUNT = "query { apiKeys(first: 1) { totalCount } }"
+LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { email } }"
+
+
+def key_id(n: int) -> str:
+    """Key ``n``'s Key ID (20 base62 digits after the prefix)."""
+    return f"wfak_{n:020d}"
+
+
+def usable(n: int) -> bool:
+    """Whether key ``n`` is enabled and unexpired, as :data:`SEED` makes it."""
+    return n % 10 != 9 and (n % 3 == 0 or (n * 7919) % 400 - 35 > 0)
+
+
+def usable_keys(first: int, count: int) -> list[int]:
+    """The first ``count`` usable keys from ``first`` on."""
+    numbers: list[int] = []
+    n = first
+    while len(numbers) < count:
+        if usable(n):
+            numbers.append(n)
+        n += 1
+    return numbers
+
+
+def cheap_keys(size: int) -> int:
+    """How many keys (the first ones) carry the cheap hash: every usable key the warm and RSS
+    figures call, never the last 1,000 (the cold figures call those with the real hash)."""
+    return max(0, min(size - 1000, usable_keys(1, max(WARM_KEYS, RSS_KEYS))[-1]))
+
+
+# -- Seeding ------------------------------------------------------------------------------
+
+SEED = """
+INSERT INTO api_key (key_id, name, secret_hash, enabled, created_at, expires_at, last_used_at,
+                     scopes, allowed_cidrs, owner_id, organization_id)
+SELECT 'wfak_' || lpad(i::text, 20, '0'),
+       'svc ' || substr(md5(i::text), 1, 12),
+       CASE WHEN i <= $4 THEN $5 ELSE $6 END,
+       i % 10 <> 9,
+       $7::timestamptz - make_interval(mins => i / 2),
+       CASE WHEN i % 3 = 0 THEN NULL
+            ELSE $7::timestamptz + make_interval(days => ((i::bigint * 7919) % 400 - 35)::int) END,
+       CASE WHEN i % 5 < 2 THEN $7::timestamptz - interval '200 days'
+            ELSE $7::timestamptz - interval '1 day' END,
+       '["workflows:read","workflows:write"]', '[]', $2, $3
+FROM generate_series(1, $1) AS i
+"""
+
+
+async def seed(conn: Any, size: int, cheap_hash: str, real_hash: str, password_hash: str) -> str:
+    """Empty tables, then one organization, its admin and ``size`` keys; the organization's ID.
+
+    Keys: 10% disabled, a third never expiring, the rest expiring from 35 days ago to a year
+    ahead, 40% of the enabled ones unused for 200 days (the inactivity sweep's 400,000 at
+    10^6), names ``svc <12 hex digits>``, two keys per creation minute (ties on the cursor).
+    """
+    await conn.execute(
+        'TRUNCATE audit_event, access_token, session, api_key, "user", organization, '
+        "key_change, key_network, throttle_slot CASCADE"
+    )
+    org, admin = uuid.uuid4(), uuid.uuid4()
+    now = datetime.now(UTC)
+    await conn.execute(
+        "INSERT INTO organization (id, name, has_workflow_automation, created_at) "
+        "VALUES ($1, 'Scale', true, $2)",
+        org,
+        now,
+    )
+    await conn.execute(
+        'INSERT INTO "user" (id, email, password_hash, role, organization_id, is_active, '
+        "created_at) VALUES ($1, $2, $3, 'admin', $4, true, $5)",
+        admin,
+        EMAIL,
+        password_hash,
+        org,
+        now,
+    )
+    await conn.execute(SEED, size, admin, org, cheap_keys(size), cheap_hash, real_hash, now)
+    await conn.execute("VACUUM ANALYZE api_key")
+    return str(org)
+
+
+async def seed_tokens(conn: Any, count: int, cheap_hash: str) -> list[str]:
+    """``count`` access tokens, one for each of the first ``count`` usable keys."""
+    tokens = [new_access_token() for _ in range(count)]
+    expires = datetime.now(UTC) + timedelta(days=1)
+    fingerprint = secret_fingerprint(cheap_hash)
+    numbers = usable_keys(1, count)
+    await conn.copy_records_to_table(
+        "access_token",
+        records=[
+            (token_digest(t), key_id(n), fingerprint, expires)
+            for n, t in zip(numbers, tokens, strict=True)
+        ],
+        columns=["token_hash", "key_id", "secret_fingerprint", "expires_at"],
+    )
+    return tokens
+
+
+# -- Measuring ----------------------------------------------------------------------------
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def latencies(call: Callable[[], Awaitable[object]], samples: int = SAMPLES) -> str:
+    """p50 and p99 of ``call`` in milliseconds, one at a time, after two warm-up calls."""
+    for _ in range(2):
+        await call()
+    times = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        await call()
+        times.append((time.perf_counter() - started) * 1000)
+    return f"p50 {percentile(times, 0.5):7.2f} ms  p99 {percentile(times, 0.99):7.2f} ms"
+
+
+async def admin_list(client: httpx2.AsyncClient) -> dict[str, str]:
+    """The admin queries' latencies through the whole app."""
+
+    async def graphql(query: str, **variables: Any) -> dict[str, Any]:
+        response = await client.post("/graphql", json={"query": query, "variables": variables})
+        body: dict[str, Any] = response.json()
+        assert response.status_code == 200, body
+        assert "errors" not in body, body
+        return body
+
+    after: str | None = None
+    for _ in range(49):  # the cursor of the 49th page leads to the 50th
+        page = await graphql(LIST, first=100, after=after)
+        after = page["data"]["apiKeys"]["pageInfo"]["endCursor"]
+    fragment = key_id(123_456 % 900 + 7)
+    name = (await graphql(LIST, first=1, search=fragment))["data"]["apiKeys"]["nodes"][0]["name"]
+    cases: dict[str, Callable[[], Awaitable[object]]] = {
+        "first page": lambda: graphql(LIST, first=100),
+        "50th page": lambda: graphql(LIST, first=100, after=after),
+        "search: name fragment": lambda: graphql(LIST, first=100, search=name[4:10]),
+        "search: full Key ID": lambda: graphql(LIST, first=100, search=fragment),
+        "status: DISABLED": lambda: graphql(LIST, first=100, status="DISABLED"),
+        "status: EXPIRED": lambda: graphql(LIST, first=100, status="EXPIRED"),
+        "expiringWithinDays: 7": lambda: graphql(LIST, first=100, days=7),
+        "totalCount": lambda: graphql(COUNT),
+    }
+    return {
+        name: f"{await latencies(call)}  (SQL {await sql_ms(call):6.2f} ms)"
+        for name, call in cases.items()
+    }
+
+
+class _Statements(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.sent: list[tuple[str, list[Any]]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Tortoise's client logs each statement as ("%s: %s", sql, parameters).
+        if isinstance(record.args, tuple) and len(record.args) == 2:
+            sql, parameters = record.args
+            if isinstance(sql, str) and isinstance(parameters, list | tuple):
+                self.sent.append((sql, list(parameters)))
+
+
+async def sql_ms(call: Callable[[], Awaitable[object]]) -> float:
+    """The database's own execution time (EXPLAIN ANALYZE, median of 5) of the statements on
+    api_key that ``call`` sends: what the table's size costs, apart from the app's Python."""
+    logger = logging.getLogger("tortoise.db_client")
+    handler, level = _Statements(), logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        await call()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    total = 0.0
+    for sql, parameters in handler.sent:
+        if '"api_key"' not in sql or sql.startswith("EXPLAIN"):
+            continue
+        times = []
+        for _ in range(5):
+            _, rows = await get_connection("default").execute_query(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + sql, parameters
+            )
+            plan = rows[0]["QUERY PLAN"]
+            times.append((json.loads(plan) if isinstance(plan, str) else plan)[0]["Execution Time"])
+        total += statistics.median(times)
+    return total
+
+
+async def cold_basic(verifier: Argon2Verifier, first: int, samples: int = 100) -> str:
+    """Basic authentication of ``samples`` keys never seen before (a lookup and argon2 each),
+    through the service's middleware and key store, one at a time.
+
+    argon2 runs here at the normal CPU priority: the service runs it at the lowest
+    (``wfa_keys.crypto``), where on a loaded machine the wait for a CPU, not the table,
+    decides the time.
+    """
+    app = ApiKeyAuthMiddleware(
+        _ok, store=TortoiseKeyStore(), token_store=TortoiseTokenStore(), verifier=verifier
+    )
+    scopes = iter(scopes_of([basic_header(n) for n in usable_keys(first, samples + 2)]))
+
+    async def one() -> None:
+        await drive(app, [next(scopes)])
+
+    return await latencies(one, samples)
+
+
+# -- The warm cache (the largest size) ------------------------------------------------------
+
+
+class CountingKeyStore(TortoiseKeyStore):
+    """The service's key store, counting lookups (each one a SQL statement)."""
+
+    lookups = 0
+
+    async def get_key(self, key_id: str) -> Any:
+        CountingKeyStore.lookups += 1
+        return await super().get_key(key_id)
+
+
+class CountingTokenStore(TortoiseTokenStore):
+    """The service's token store, counting lookups."""
+
+    lookups = 0
+
+    async def get_token(self, token_hash: str) -> Any:
+        CountingTokenStore.lookups += 1
+        return await super().get_token(token_hash)
+
+
+async def _ok(_scope: Any, _receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def warm_middleware() -> ApiKeyAuthMiddleware:
+    """The service's middleware and stores around a trivial app; argon2 at the cheap hash's
+    parameters (so that it is never rehashed), records trusted 10 minutes (the service trusts
+    them 60 s while its change feed is up: long enough to warm 50,000 keys here)."""
+    return ApiKeyAuthMiddleware(
+        _ok,
+        store=CountingKeyStore(),
+        token_store=CountingTokenStore(),
+        verifier=Argon2Verifier(time_cost=1, memory_cost_kib=8, parallelism=1),
+        caching=Caching(record_ttl=600),
+    )
+
+
+def scopes_of(headers: list[bytes]) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "http",
+            "method": "GET",
+            "path": "/whoami",
+            "raw_path": b"/whoami",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"authorization", value)],
+            "client": ("127.0.0.1", 50000),
+        }
+        for value in headers
+    ]
+
+
+async def drive(app: Any, scopes: list[dict[str, Any]], concurrency: int = 1) -> float:
+    """Send each scope through ``app`` once; requests per second (all must be 200)."""
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    started = time.perf_counter()
+    if concurrency == 1:
+        for scope in scopes:
+            await app(scope, receive, send)
+    else:
+        chunk = max(1, len(scopes) // concurrency)
+        await asyncio.gather(
+            *(
+                _drive_all(app, scopes[i : i + chunk], receive, send)
+                for i in range(0, len(scopes), chunk)
+            )
+        )
+    elapsed = time.perf_counter() - started
+    refused = [s for s in statuses if s != 200]
+    assert not refused, f"{len(refused)} refused ({refused[0]})"
+    return len(scopes) / elapsed
+
+
+async def _drive_all(app: Any, scopes: list[dict[str, Any]], receive: Any, send: Any) -> None:
+    for scope in scopes:
+        await app(scope, receive, send)
+
+
+def basic_header(n: int) -> bytes:
+    return b"Basic " + base64.b64encode(f"{key_id(n)}:{SECRET}".encode())
+
+
+async def warm_throughput(tokens: list[str]) -> None:
+    """Warm calls over one key, 50,000 keys and 50,000 tokens, one pass each, three rounds;
+    ``last_used_at`` is written by the middleware's background task, as in ``serve``."""
+    app = warm_middleware()
+    async with app.running():
+        await _warm_throughput(app, tokens)
+
+
+async def _warm_throughput(app: ApiKeyAuthMiddleware, tokens: list[str]) -> None:
+    # Keys and tokens each measured on their own, after warming them: together they are more
+    # distinct credentials than the default Caching.max_warm_entries holds, and alternating
+    # over more than an LRU cache holds evicts every entry before its next use.
+    one = scopes_of([basic_header(1)] * WARM_KEYS)
+    many = scopes_of([basic_header(n) for n in usable_keys(1, WARM_KEYS)])
+    by_token = scopes_of([b"Bearer " + t.encode() for t in tokens])
+    for name, scopes in ((f"{WARM_KEYS:,} keys", many), (f"{len(tokens):,} tokens", by_token)):
+        started = time.perf_counter()
+        await drive(app, scopes, concurrency=8)  # each checked once
+        print(f"  warmed {name} in {time.perf_counter() - started:.1f} s")
+        rates: dict[str, list[float]] = {"1 key": [], name: []}
+        lookups = CountingKeyStore.lookups + CountingTokenStore.lookups
+        for _ in range(3):
+            rates["1 key"].append(await drive(app, one))
+            rates[name].append(await drive(app, scopes))
+        lookups = CountingKeyStore.lookups + CountingTokenStore.lookups - lookups
+        base = statistics.median(rates["1 key"])
+        for label, values in rates.items():
+            rate = statistics.median(values)
+            print(f"  warm {label:>14}: {rate:9.0f} calls/s  ratio to 1 key {rate / base:5.2f}")
+        print(f"  store lookups during those warm passes (SQL statements): {lookups}")
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def rss_child(database_url: str) -> None:
+    """In a process of its own: RSS before and after warming ``RSS_KEYS`` distinct keys."""
+    async with database(database_url, migrate=False):
+        app = warm_middleware()
+        before = rss_mb()
+        numbers = usable_keys(1, RSS_KEYS)
+        for start in range(0, RSS_KEYS, 10_000):
+            chunk = numbers[start : start + 10_000]
+            await drive(app, scopes_of([basic_header(n) for n in chunk]), concurrency=8)
+        after = rss_mb()
+        warm = len(app.authenticator._warm)
+        print(
+            f"  RSS after warming {RSS_KEYS:,} distinct keys: {after:.0f} MB "
+            f"(before: {before:.0f} MB; warm entries kept: {warm:,}, the default "
+            f"Caching.max_warm_entries)"
+        )
+
+
+# -- The sweep and the start --------------------------------------------------------------
+
+
+async def sweep(conn: Any) -> None:
+    """The inactivity sweep with a 90-day limit, while key lookups run beside it."""
+    await conn.execute("UPDATE organization SET key_inactivity_days = 90")
+    store = TortoiseKeyStore()
+    lookups: list[float] = []
+    done = asyncio.Event()
+
+    async def lookup_meanwhile() -> None:
+        n = 1
+        while not done.is_set():
+            started = time.perf_counter()
+            await store.get_key(key_id(n))
+            lookups.append((time.perf_counter() - started) * 1000)
+            n += 7
+            await asyncio.sleep(0.01)
+
+    beside = asyncio.create_task(lookup_meanwhile())
+    started = time.perf_counter()
+    disabled = await disable_inactive_keys()
+    elapsed = time.perf_counter() - started
+    done.set()
+    await beside
+    changes = await conn.fetchval("SELECT count(*) FROM key_change")
+    print(
+        f"  inactivity sweep: {len(disabled):,} keys disabled in {elapsed:.1f} s "
+        f"({changes} change rows and notifications); key lookups meanwhile: "
+        f"p50 {percentile(lookups, 0.5):.1f} ms, max {max(lookups):.1f} ms"
+    )
+
+
+def serve_start(database_url: str) -> None:
+    """Seconds from starting ``wfa-keys serve`` to its first 200 on ``/healthz``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WFA_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "middleware"), env.get("PYTHONPATH", "")])
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "wfa-keys"),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--database-url",
+            database_url,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        url = ""
+        while not url:
+            line = process.stdout.readline().decode()
+            if not line:
+                raise SystemExit("wfa-keys serve exited")
+            if line.startswith("Serving on "):
+                url = line.split()[-1]
+        deadline = started + 60
+        while time.perf_counter() < deadline:
+            try:
+                if httpx2.get(url + "/healthz", timeout=1, trust_env=False).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                pass
+            time.sleep(0.02)
+        print(f"  serve: /healthz answered {time.perf_counter() - started:.2f} s after the start")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+# -- The run ------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def run(database_url: str, sizes: list[int]) -> None:
+    async with database(database_url):  # migrated
+        pass
+    settings = Settings(database_url=database_url)
+    real_hash = Argon2Verifier(
+        time_cost=settings.argon2_time_cost,
+        memory_cost_kib=settings.argon2_memory_cost_kib,
+        parallelism=settings.argon2_parallelism,
+    )
+    cheap_hash = Argon2Verifier(time_cost=1, memory_cost_kib=8, parallelism=1).hash(SECRET)
+    password_hash = real_hash.hash(PASSWORD)
+    secret_hash = real_hash.hash(SECRET)
+    conn = await asyncpg.connect(**listener_connect_args(database_url))
+    try:
+        for size in sizes:
+            started = time.perf_counter()
+            await seed(conn, size, cheap_hash, secret_hash, password_hash)
+            print(f"\n{size:,} keys (seeded in {time.perf_counter() - started:.1f} s)", flush=True)
+            largest = size == max(sizes)
+            tokens = await seed_tokens(conn, min(WARM_KEYS, size), cheap_hash) if largest else []
+            app = create_app(settings)
+            async with app.router.lifespan_context(app):
+                transport = httpx2.ASGITransport(app=app, client=("127.0.0.1", 50000))
+                async with httpx2.AsyncClient(
+                    transport=transport, base_url="http://bench"
+                ) as client:
+                    response = await client.post(
+                        "/graphql", json={"query": LOGIN, "variables": {"e": EMAIL, "p": PASSWORD}}
+                    )
+                    assert "errors" not in response.json(), response.text
+                    for name, figure in (await admin_list(client)).items():
+                        print(f"  {name:>24}: {figure}", flush=True)
+                cold = await cold_basic(real_hash, size - 300)
+                print(f"  {'cold Basic (argon2)':>24}: {cold}", flush=True)
+                if largest and size >= WARM_KEYS:
+                    await warm_throughput(tokens)
+            if largest and size >= RSS_KEYS:
+                await asyncio.to_thread(
+                    subprocess.run,
+                    [
+                        *(sys.executable, __file__, "--database-url", database_url),
+                        *("--rss-child", "--rss-keys", str(RSS_KEYS)),
+                    ],
+                    check=True,
+                )
+            if largest:
+                await asyncio.to_thread(serve_start, database_url)
+                async with database(database_url, migrate=False):
+                    await sweep(conn)
+    finally:
+        await conn.close()
+
+
+async def reuse(database_url: str) -> None:
+    """The largest size's warm, RSS, start and sweep figures on the keys already seeded."""
+    conn = await asyncpg.connect(**listener_connect_args(database_url))
+    try:
+        cheap_hash = await conn.fetchval(
+            "SELECT secret_hash FROM api_key WHERE key_id = $1", key_id(1)
+        )
+        await reset_as_seeded(conn)
+        await conn.execute("DELETE FROM access_token")
+        size = await conn.fetchval("SELECT count(*) FROM api_key")
+        print(f"\n{size:,} keys (seeded before)", flush=True)
+        tokens = await seed_tokens(conn, WARM_KEYS, cheap_hash)
+        async with database(database_url, migrate=False):
+            await warm_throughput(tokens)
+        await asyncio.to_thread(
+            subprocess.run,
+            [
+                *(sys.executable, __file__, "--database-url", database_url),
+                *("--rss-child", "--rss-keys", str(RSS_KEYS)),
+            ],
+            check=True,
+        )
+        await asyncio.to_thread(serve_start, database_url)
+        async with database(database_url, migrate=False):
+            await sweep(conn)
+    finally:
+        await conn.close()
+
+
+async def reset_as_seeded(conn: Any) -> None:
+    """Every key enabled and used as :data:`SEED` made it (undoing a sweep and the bench's
+    own uses)."""
+    await conn.execute(
+        "UPDATE api_key SET enabled = substr(key_id, 6)::bigint % 10 <> 9, "
+        "last_used_at = CASE WHEN substr(key_id, 6)::bigint % 5 < 2 "
+        "THEN now() - interval '200 days' ELSE now() - interval '1 day' END"
+    )
+    await conn.execute("DELETE FROM key_change")
+    await conn.execute("VACUUM ANALYZE api_key")
+
+
+async def resweep(database_url: str) -> None:
+    """The sweep alone again, on the keys as seeded."""
+    conn = await asyncpg.connect(**listener_connect_args(database_url))
+    try:
+        await reset_as_seeded(conn)
+        async with database(database_url, migrate=False):
+            await sweep(conn)
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", required=True, help="postgres://... (emptied)")
+    parser.add_argument("--sizes", default="1000,100000,1000000")
+    parser.add_argument("--warm-keys", type=int, default=50_000)
+    parser.add_argument("--rss-keys", type=int, default=200_000)
+    parser.add_argument(
+        "--reuse", action="store_true", help="the last size's tail again, on the keys seeded"
+    )
+    parser.add_argument(
+        "--resweep", action="store_true", help="the sweep alone, on the keys seeded"
+    )
+    parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    global WARM_KEYS, RSS_KEYS
+    WARM_KEYS, RSS_KEYS = args.warm_keys, args.rss_keys
+    if args.reuse:
+        asyncio.run(reuse(args.database_url))
+        return
+    if args.resweep:
+        asyncio.run(resweep(args.database_url))
+        return
+    if args.rss_child:
+        asyncio.run(rss_child(args.database_url))
+        return
+    asyncio.run(run(args.database_url, [int(size) for size in args.sizes.split(",")]))
+
+
+if __name__ == "__main__":
+    main()
