@@ -87,8 +87,9 @@ _REDIS_KEYS_BEFORE = pytest.StashKey[set[str]]()
 
 def _checkout_files(session: pytest.Session) -> set[str]:
     root = session.config.rootpath
-    # .cache: the tools' own caches the tests fill on purpose (axe-core from npm, kept
-    # between runs, ignored by git).
+    # .cache and node_modules: the tools the tests install on purpose from the npm registry
+    # (axe-core; tests/node's standardwebhooks, when .ci/run has not installed it first),
+    # kept between runs, ignored by git.
     ignored = {
         ".git",
         ".venv",
@@ -97,6 +98,7 @@ def _checkout_files(session: pytest.Session) -> set[str]:
         ".pytest_cache",
         ".hypothesis",
         ".cache",
+        "node_modules",
     }
     return {
         str(path.relative_to(root))
