@@ -1,39 +1,67 @@
-"""Executing queries: Strawberry's execution context, with plain leaf fields read directly.
+"""Executing queries: Strawberry's execution context, with plain fields completed directly.
 
-A page of 100 keys is about 2,000 fields, and most are leaves read straight off an object
-(``name``, ``createdAt``) with no resolver, permission or argument. graphql-core still runs
-its whole per-field machinery for each (a resolve-info object, the resolver call, the
-awaitable checks, the nullability and leaf dispatch), which made the admin list several
-times slower than its data. :class:`LeafFastExecutionContext` reads such a field with
-``getattr`` and coerces it with the leaf type's own ``coerce_output_value``, which is what
-that machinery ends with; anything else, and any value it cannot complete that way (an
-error, an awaitable, a null in a non-null field), goes through graphql-core unchanged, so
-answers and errors are the same.
+A page of 100 keys is about 2,000 fields, and most are read straight off an object
+(``name``, ``createdAt``, ``owner { email }``) with no resolver, permission or argument.
+graphql-core still runs its whole per-field machinery for each (a resolve-info object, the
+resolver call, the awaitable checks, the nullability, leaf and object dispatch, a field
+collection per object), which made the admin list several times slower than its data.
+
+:class:`DirectExecutionContext` completes such *plain* fields itself:
+
+- a plain leaf (a scalar or an enum, or a list of them) is read with ``getattr`` and coerced
+  with the leaf type's own ``coerce_output_value``, which is what that machinery ends with;
+- a plain object field (an object type, or a list of one, read with ``getattr``) is completed
+  with a *plan*: the fields graphql-core itself collects for that selection (fragments,
+  aliases, ``@skip``/``@include`` with this request's variables, merged selections), made
+  once per selection and request, and run on every object of the list. A plan is made only
+  when every field below is plain too (or ``__typename``); one field with a resolver, an
+  argument, a permission or a deferred or streamed part, and that object is left to
+  graphql-core, which completes its plain fields this way again, one level down.
+
+Anything unusual met while completing (an exception, an awaitable, a null in a non-null
+field, a value of another type, a failed coercion) drops the whole field to graphql-core,
+which completes it again from the start: reading is free of side effects, so the answer and
+its errors (messages, paths, order) are graphql-core's own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
 from graphql import (
+    GraphQLBoolean,
     GraphQLEnumType,
+    GraphQLID,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLScalarType,
     GraphQLSchema,
+    GraphQLString,
     Undefined,
 )
-from graphql.execution.collect_fields import GroupedFieldSet
+from graphql.execution.collect_fields import FieldDetails, GroupedFieldSet
 from graphql.pyutils import AwaitableOrValue, Path
+from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
-__all__ = ["LeafFastExecutionContext", "leaf_fields"]
+__all__ = ["DirectExecutionContext", "direct_fields", "leaf_fields"]
 
-# What a leaf field's value usually is: never awaitable, no need to ask.
-_PLAIN = frozenset({str, int, float, bool})
+# What a leaf field's value usually is: never awaitable, no need to ask (instances of these
+# very classes have no attributes of their own).
+_PLAIN = frozenset({str, int, float, bool, datetime, date})
+# The built-in scalars whose output coercion returns a value of these types as it is.
+_AS_IS: dict[Any, frozenset[type]] = {
+    GraphQLString: frozenset({str}),
+    GraphQLID: frozenset({str}),
+    GraphQLBoolean: frozenset({bool}),
+}
+_TYPENAME = "__typename"
 
 
 class _Leaf(NamedTuple):
@@ -43,6 +71,28 @@ class _Leaf(NamedTuple):
     #: A list of leaves (``[String!]!``), whose items may be null when ``item_nullable``.
     is_list: bool = False
     item_nullable: bool = True
+    #: Value types the coercion returns unchanged (a ``str`` for ``String``).
+    as_is: frozenset[type] = frozenset()
+
+
+class _Object(NamedTuple):
+    python_name: str
+    type: GraphQLObjectType
+    nullable: bool
+    is_list: bool
+    item_nullable: bool
+    #: The class of the values completed directly (the Strawberry type): anything else,
+    #: graphql-core completes.
+    origin: type
+
+
+FieldSpec = _Leaf | _Object
+FieldTable = dict[str, dict[str, FieldSpec]]
+
+# A plan step: (response name, python name, the leaf or the object, the object's plan,
+# the type name for __typename).
+_Step = tuple[str, str, FieldSpec | None, "_Plan | None", str | None]
+_Plan = tuple[_Step, ...]
 
 
 def _unwrap(graphql_type: Any) -> tuple[Any, bool]:
@@ -52,63 +102,99 @@ def _unwrap(graphql_type: Any) -> tuple[Any, bool]:
     return graphql_type, True
 
 
-def leaf_fields(schema: GraphQLSchema) -> dict[str, dict[str, _Leaf]]:
-    """The fields that can be read directly, by object type name and field name.
+def _default_getattr(schema: GraphQLSchema) -> bool:
+    strawberry_schema = schema.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    config = getattr(strawberry_schema, "config", None)
+    return config is not None and config.default_resolver is getattr
+
+
+def _plain_fields(schema: GraphQLSchema) -> Any:
+    """(object type, field name, python name, field type) of each field read by getattr."""
+    if not _default_getattr(schema):
+        return
+    for graphql_type in schema.type_map.values():
+        if not isinstance(graphql_type, GraphQLObjectType):
+            continue
+        for name, field in graphql_type.fields.items():
+            definition = field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+            resolve = field.resolve
+            if (
+                isinstance(definition, StrawberryField)
+                and definition.is_basic_field
+                and resolve is not None
+                and getattr(resolve, "_is_default", False)
+                and not field.args
+                and definition.python_name is not None
+            ):
+                yield graphql_type, name, definition.python_name, field.type
+
+
+def leaf_fields(schema: GraphQLSchema) -> FieldTable:
+    """The leaves that can be read directly, by object type name and field name.
 
     A field qualifies when it is a basic Strawberry field (no resolver, no permission or
     field extension, no exception handler: Strawberry's own default resolver), takes no
     argument and returns a scalar or an enum or a list of them, and the schema reads
     attributes with ``getattr`` (Strawberry's default).
     """
-    strawberry_schema = schema.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
-    config = getattr(strawberry_schema, "config", None)
-    if config is None or config.default_resolver is not getattr:
-        return {}
-    table: dict[str, dict[str, _Leaf]] = {}
-    for graphql_type in schema.type_map.values():
-        if not isinstance(graphql_type, GraphQLObjectType):
-            continue
-        leaves = {}
-        for name, field in graphql_type.fields.items():
-            definition = field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
-            resolve = field.resolve
-            if (
-                not isinstance(definition, StrawberryField)
-                or not definition.is_basic_field
-                or resolve is None
-                or not getattr(resolve, "_is_default", False)
-                or field.args
-                or definition.python_name is None
-            ):
-                continue
-            field_type, nullable = _unwrap(field.type)
-            is_list, item_nullable = False, True
-            if isinstance(field_type, GraphQLList):
-                is_list = True
-                field_type, item_nullable = _unwrap(field_type.of_type)
-            if isinstance(field_type, GraphQLScalarType | GraphQLEnumType):
-                leaves[name] = _Leaf(
-                    definition.python_name, field_type, nullable, is_list, item_nullable
-                )
-        if leaves:
-            table[graphql_type.name] = leaves
+    table: FieldTable = {}
+    for graphql_type, name, python_name, field_type in _plain_fields(schema):
+        field_type, nullable = _unwrap(field_type)
+        is_list, item_nullable = False, True
+        if isinstance(field_type, GraphQLList):
+            is_list = True
+            field_type, item_nullable = _unwrap(field_type.of_type)
+        if isinstance(field_type, GraphQLScalarType | GraphQLEnumType):
+            as_is = _AS_IS.get(field_type, frozenset())
+            leaf = _Leaf(python_name, field_type, nullable, is_list, item_nullable, as_is)
+            table.setdefault(graphql_type.name, {})[name] = leaf
     return table
 
 
-class LeafFastExecutionContext(StrawberryGraphQLCoreExecutionContext):
-    """Strawberry's execution context; plain leaf fields are read without the per-field
+def direct_fields(schema: GraphQLSchema) -> FieldTable:
+    """The fields completed directly: the :func:`leaf_fields`, and the object fields.
+
+    An object field qualifies on the same terms as a leaf, when it returns an object type
+    (or a list of one) made by Strawberry from a class, with no ``is_type_of`` check (no
+    interface): a value of that very class is then completed field by field.
+    """
+    table = leaf_fields(schema)
+    for graphql_type, name, python_name, field_type in _plain_fields(schema):
+        field_type, nullable = _unwrap(field_type)
+        is_list, item_nullable = False, True
+        if isinstance(field_type, GraphQLList):
+            is_list = True
+            field_type, item_nullable = _unwrap(field_type.of_type)
+        if not isinstance(field_type, GraphQLObjectType) or field_type.is_type_of is not None:
+            continue
+        definition = field_type.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+        if not isinstance(definition, StrawberryObjectDefinition):
+            continue
+        origin = definition.origin
+        if issubclass(origin, BaseException) or hasattr(origin, "__await__"):
+            continue
+        spec = _Object(python_name, field_type, nullable, is_list, item_nullable, origin)
+        table.setdefault(graphql_type.name, {})[name] = spec
+    return table
+
+
+class DirectExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """Strawberry's execution context; plain fields are completed without the per-field
     machinery (see the module's description). Everything else is graphql-core's."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Built once per schema: the schema keeps it (see Schema.leaf_fields).
+        # Built once per schema: the schema keeps it (see Schema.direct_fields).
         strawberry_schema = self.schema.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
         # An extension with a resolve hook (a graphql-core middleware) sees every field.
         middleware = self.middleware_manager
         hooked = middleware is not None and bool(middleware.middlewares)
-        self._leaves: dict[str, dict[str, _Leaf]] = (
-            {} if hooked else getattr(strawberry_schema, "leaf_fields", None) or {}
+        self._direct: FieldTable = (
+            {} if hooked else getattr(strawberry_schema, "direct_fields", None) or {}
         )
+        # Plans of this request, by object type and selection (graphql-core's own memo key;
+        # the selection is kept alive with its plan, so its id is not reused meanwhile).
+        self._plans: dict[tuple[str, int], tuple[Sequence[FieldDetails], _Plan | None]] = {}
 
     def execute_fields(
         self,
@@ -118,8 +204,8 @@ class LeafFastExecutionContext(StrawberryGraphQLCoreExecutionContext):
         grouped_field_set: GroupedFieldSet,
         position_context: Any,
     ) -> AwaitableOrValue[dict[str, Any]]:
-        leaves = self._leaves.get(parent_type.name)
-        if leaves is None:
+        direct = self._direct.get(parent_type.name)
+        if direct is None:
             return super().execute_fields(
                 parent_type, source_value, path, grouped_field_set, position_context
             )
@@ -127,9 +213,15 @@ class LeafFastExecutionContext(StrawberryGraphQLCoreExecutionContext):
         rest: GroupedFieldSet = {}
         for response_name, field_details_list in grouped_field_set.items():
             node = field_details_list[0].node
-            leaf = leaves.get(node.name.value)
-            if leaf is not None and not node.arguments:
-                completed = self._complete_leaf(leaf, source_value)
+            spec = direct.get(node.name.value)
+            if spec is not None and not node.arguments:
+                try:
+                    if isinstance(spec, _Leaf):
+                        completed = _leaf_value(spec, getattr(source_value, spec.python_name))
+                    else:
+                        completed = self._object_field(spec, field_details_list, source_value)
+                except Exception:  # graphql-core runs it again and reports the error its way
+                    completed = Undefined
                 if completed is not Undefined:
                     done[response_name] = completed
                     continue
@@ -145,28 +237,169 @@ class LeafFastExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return merged()
         return _in_order(grouped_field_set, done, others)  # type: ignore[arg-type]  # not awaitable
 
-    def _complete_leaf(self, leaf: _Leaf, source: Any) -> Any:
-        """The completed value, or Undefined when graphql-core must do it (and say why)."""
-        try:
-            value = getattr(source, leaf.python_name)
-            if value is None:
-                return None if leaf.nullable else Undefined
-            if not leaf.is_list:
-                return self._coerce(leaf, value, nullable=leaf.nullable)
-            if type(value) is not list and type(value) is not tuple:
-                return Undefined
-            items = [self._coerce(leaf, item, nullable=leaf.item_nullable) for item in value]
-        except Exception:  # graphql-core runs it again and reports the error its way
+    def _object_field(
+        self, spec: _Object, field_details_list: Sequence[FieldDetails], source: Any
+    ) -> Any:
+        """The completed object field, or Undefined when graphql-core must complete it."""
+        plan = self._plan(spec.type, field_details_list)
+        if plan is None:
             return Undefined
-        return Undefined if Undefined in items else items
-
-    def _coerce(self, leaf: _Leaf, value: Any, *, nullable: bool) -> Any:
+        value = getattr(source, spec.python_name)
         if value is None:
-            return None if nullable else Undefined
-        if type(value) not in _PLAIN and (isinstance(value, Exception) or self.is_awaitable(value)):
+            return None if spec.nullable else Undefined
+        if not spec.is_list:
+            return _run(plan, spec.origin, value)
+        if type(value) is not list and type(value) is not tuple:
             return Undefined
-        completed = leaf.type.coerce_output_value(value)
-        return Undefined if completed is None else completed
+        items = []
+        origin = spec.origin
+        for item in value:
+            if item is None:
+                if not spec.item_nullable:
+                    return Undefined
+                items.append(None)
+                continue
+            completed = _run(plan, origin, item)
+            if completed is Undefined:
+                return Undefined
+            items.append(completed)
+        return items
+
+    def _plan(
+        self, object_type: GraphQLObjectType, field_details_list: Sequence[FieldDetails]
+    ) -> _Plan | None:
+        """How to complete ``object_type`` for this selection; None when not all plain."""
+        key = (object_type.name, id(field_details_list))
+        known = self._plans.get(key)
+        if known is not None:
+            return known[1]
+        plan = self._make_plan(object_type, field_details_list)
+        self._plans[key] = (field_details_list, plan)
+        return plan
+
+    def _make_plan(
+        self, object_type: GraphQLObjectType, field_details_list: Sequence[FieldDetails]
+    ) -> _Plan | None:
+        if any(_deferred_or_streamed(details) for details in field_details_list):
+            return None
+        grouped, new_defer_usages, _ = self.collect_subfields(
+            object_type,
+            field_details_list,  # type: ignore[arg-type]  # graphql-core's own list
+        )
+        if new_defer_usages:
+            return None
+        direct = self._direct.get(object_type.name, {})
+        steps: list[_Step] = []
+        for response_name, sub_details in grouped.items():
+            if any(_deferred_or_streamed(details) for details in sub_details):
+                return None
+            node = sub_details[0].node
+            name = node.name.value
+            if node.arguments:
+                return None
+            if name == _TYPENAME:
+                steps.append((response_name, name, None, None, object_type.name))
+                continue
+            spec = direct.get(name)
+            if spec is None:
+                return None
+            sub_plan = None
+            if isinstance(spec, _Object):
+                sub_plan = self._plan(spec.type, sub_details)
+                if sub_plan is None:
+                    return None
+            steps.append((response_name, spec.python_name, spec, sub_plan, None))
+        return tuple(steps)
+
+
+def _deferred_or_streamed(details: FieldDetails) -> bool:
+    """True for a field in a deferred fragment, or with any directive left on it (``@stream``;
+    ``@skip`` and ``@include`` have already been applied by the field collection)."""
+    node = details.node
+    return details.defer_usage is not None or any(
+        directive.name.value not in {"skip", "include"} for directive in node.directives or ()
+    )
+
+
+def _run(plan: _Plan, origin: type, source: Any) -> Any:
+    """``source`` completed by ``plan``, or Undefined when graphql-core must do it."""
+    if type(source) is not origin:
+        return Undefined
+    completed: dict[str, Any] = {}
+    for response_name, python_name, spec, sub_plan, typename in plan:
+        if typename is not None:
+            completed[response_name] = typename
+            continue
+        value = getattr(source, python_name)
+        if value is None:
+            if not spec.nullable:  # type: ignore[union-attr]  # only __typename has none
+                return Undefined
+            completed[response_name] = None
+        elif sub_plan is None:
+            leaf = _leaf_value(spec, value)  # type: ignore[arg-type]  # a leaf
+            if leaf is Undefined:
+                return Undefined
+            completed[response_name] = leaf
+        else:
+            obj = _object_value(spec, sub_plan, value)  # type: ignore[arg-type]  # an object
+            if obj is Undefined:
+                return Undefined
+            completed[response_name] = obj
+    return completed
+
+
+def _object_value(spec: _Object, plan: _Plan, value: Any) -> Any:
+    if not spec.is_list:
+        return _run(plan, spec.origin, value)
+    if type(value) is not list and type(value) is not tuple:
+        return Undefined
+    items = []
+    for item in value:
+        if item is None:
+            if not spec.item_nullable:
+                return Undefined
+            items.append(None)
+            continue
+        completed = _run(plan, spec.origin, item)
+        if completed is Undefined:
+            return Undefined
+        items.append(completed)
+    return items
+
+
+def _leaf_value(leaf: _Leaf, value: Any) -> Any:
+    """The completed leaf, or Undefined when graphql-core must do it (and say why)."""
+    if value is None:
+        return None if leaf.nullable else Undefined
+    if not leaf.is_list:
+        if type(value) in leaf.as_is:
+            return value
+        return _coerce(leaf, value)
+    if type(value) is not list and type(value) is not tuple:
+        return Undefined
+    items = []
+    for item in value:
+        if item is None:
+            if not leaf.item_nullable:
+                return Undefined
+            items.append(None)
+        elif type(item) in leaf.as_is:
+            items.append(item)
+        else:
+            completed = _coerce(leaf, item)
+            if completed is Undefined:
+                return Undefined
+            items.append(completed)
+    return items
+
+
+def _coerce(leaf: _Leaf, value: Any) -> Any:
+    if type(value) not in _PLAIN and (
+        isinstance(value, BaseException) or optimized_is_awaitable(value)
+    ):
+        return Undefined
+    completed = leaf.type.coerce_output_value(value)
+    return Undefined if completed is None else completed
 
 
 def _in_order(

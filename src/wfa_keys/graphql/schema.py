@@ -12,7 +12,7 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
-from wfa_keys.graphql.execution import LeafFastExecutionContext, leaf_fields
+from wfa_keys.graphql.execution import DirectExecutionContext, direct_fields
 from wfa_keys.graphql.extensions import (
     CachedParsing,
     CachedValidation,
@@ -34,18 +34,18 @@ class Schema(strawberry.Schema):
     Strawberry logs every error with a traceback; a permission refusal or a bad argument is
     an answer, not an incident, and is not logged.
 
-    Queries run in :class:`LeafFastExecutionContext`, which reads the plain leaf fields
-    listed by :attr:`leaf_fields` without graphql-core's per-field machinery.
+    Queries run in :class:`DirectExecutionContext`, which completes the plain fields listed
+    by :attr:`direct_fields` without graphql-core's per-field machinery.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("execution_context_class", LeafFastExecutionContext)
+        kwargs.setdefault("execution_context_class", DirectExecutionContext)
         super().__init__(*args, **kwargs)
 
     @cached_property
-    def leaf_fields(self) -> dict[str, Any]:
-        """The fields read directly, by type and field name (see :func:`leaf_fields`)."""
-        return leaf_fields(self._schema)
+    def direct_fields(self) -> dict[str, Any]:
+        """The fields completed directly, by type and field name (see :func:`direct_fields`)."""
+        return direct_fields(self._schema)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
