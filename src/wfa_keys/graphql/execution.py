@@ -66,7 +66,7 @@ _TYPENAME = "__typename"
 
 class _Leaf(NamedTuple):
     python_name: str
-    type: GraphQLScalarType | GraphQLEnumType
+    graphql_type: GraphQLScalarType | GraphQLEnumType
     nullable: bool
     #: A list of leaves (``[String!]!``), whose items may be null when ``item_nullable``.
     is_list: bool = False
@@ -77,7 +77,7 @@ class _Leaf(NamedTuple):
 
 class _Object(NamedTuple):
     python_name: str
-    type: GraphQLObjectType
+    graphql_type: GraphQLObjectType
     nullable: bool
     is_list: bool
     item_nullable: bool
@@ -123,6 +123,9 @@ def _plain_fields(schema: GraphQLSchema) -> Any:
                 and definition.is_basic_field
                 and resolve is not None
                 and getattr(resolve, "_is_default", False)
+                # Strawberry's resolver of a basic field without exception handlers (with
+                # handlers it is another function, also marked _is_default).
+                and getattr(resolve, "__name__", None) == "_get_basic_result"
                 and not field.args
                 and definition.python_name is not None
             ):
@@ -241,29 +244,13 @@ class DirectExecutionContext(StrawberryGraphQLCoreExecutionContext):
         self, spec: _Object, field_details_list: Sequence[FieldDetails], source: Any
     ) -> Any:
         """The completed object field, or Undefined when graphql-core must complete it."""
-        plan = self._plan(spec.type, field_details_list)
+        plan = self._plan(spec.graphql_type, field_details_list)
         if plan is None:
             return Undefined
         value = getattr(source, spec.python_name)
         if value is None:
             return None if spec.nullable else Undefined
-        if not spec.is_list:
-            return _run(plan, spec.origin, value)
-        if type(value) is not list and type(value) is not tuple:
-            return Undefined
-        items = []
-        origin = spec.origin
-        for item in value:
-            if item is None:
-                if not spec.item_nullable:
-                    return Undefined
-                items.append(None)
-                continue
-            completed = _run(plan, origin, item)
-            if completed is Undefined:
-                return Undefined
-            items.append(completed)
-        return items
+        return _object_value(spec, plan, value)
 
     def _plan(
         self, object_type: GraphQLObjectType, field_details_list: Sequence[FieldDetails]
@@ -305,7 +292,7 @@ class DirectExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 return None
             sub_plan = None
             if isinstance(spec, _Object):
-                sub_plan = self._plan(spec.type, sub_details)
+                sub_plan = self._plan(spec.graphql_type, sub_details)
                 if sub_plan is None:
                     return None
             steps.append((response_name, spec.python_name, spec, sub_plan, None))
@@ -349,11 +336,12 @@ def _run(plan: _Plan, origin: type, source: Any) -> Any:
 
 
 def _object_value(spec: _Object, plan: _Plan, value: Any) -> Any:
+    """The completed object (or list of objects) ``value``, or Undefined."""
     if not spec.is_list:
         return _run(plan, spec.origin, value)
     if type(value) is not list and type(value) is not tuple:
         return Undefined
-    items = []
+    items: list[Any] = []
     for item in value:
         if item is None:
             if not spec.item_nullable:
@@ -377,7 +365,7 @@ def _leaf_value(leaf: _Leaf, value: Any) -> Any:
         return _coerce(leaf, value)
     if type(value) is not list and type(value) is not tuple:
         return Undefined
-    items = []
+    items: list[Any] = []
     for item in value:
         if item is None:
             if not leaf.item_nullable:
@@ -398,7 +386,7 @@ def _coerce(leaf: _Leaf, value: Any) -> Any:
         isinstance(value, BaseException) or optimized_is_awaitable(value)
     ):
         return Undefined
-    completed = leaf.type.coerce_output_value(value)
+    completed = leaf.graphql_type.coerce_output_value(value)
     return Undefined if completed is None else completed
 
 
