@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
+from enum import EnumMeta
 from typing import Any, NamedTuple
 
 from graphql import (
@@ -46,7 +47,7 @@ from graphql.execution.collect_fields import FieldDetails, GroupedFieldSet
 from graphql.pyutils import AwaitableOrValue, Path
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.schema.schema_converter import CustomGraphQLEnumType, GraphQLCoreConverter
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
@@ -73,6 +74,9 @@ class _Leaf(NamedTuple):
     item_nullable: bool = True
     #: Value types the coercion returns unchanged (a ``str`` for ``String``).
     as_is: frozenset[type] = frozenset()
+    #: An enum made by Strawberry from a Python enum: its members' GraphQL names.
+    enum_class: type | None = None
+    enum_names: dict[Any, str] | None = None
 
 
 class _Object(NamedTuple):
@@ -89,10 +93,14 @@ class _Object(NamedTuple):
 FieldSpec = _Leaf | _Object
 FieldTable = dict[str, dict[str, FieldSpec]]
 
-# A plan step: (response name, python name, the leaf or the object, the object's plan,
-# the type name for __typename).
-_Step = tuple[str, str, FieldSpec | None, "_Plan | None", str | None]
+# A plan step: (response name, python name or for __typename the type's name, kind, the leaf
+# or the object, the object's plan).
+_LEAF, _OBJECT, _TYPE_NAME = 0, 1, 2
+_Step = tuple[str, str, int, FieldSpec | None, "_Plan | None"]
 _Plan = tuple[_Step, ...]
+#: Objects completed in this request, by plan and object (kept alive with their answer, so
+#: their id is not reused meanwhile): an owner shared by a hundred keys is completed once.
+_Memo = dict[tuple[int, int], tuple[Any, Any]]
 
 
 def _unwrap(graphql_type: Any) -> tuple[Any, bool]:
@@ -149,9 +157,35 @@ def leaf_fields(schema: GraphQLSchema) -> FieldTable:
             field_type, item_nullable = _unwrap(field_type.of_type)
         if isinstance(field_type, GraphQLScalarType | GraphQLEnumType):
             as_is = _AS_IS.get(field_type, frozenset())
-            leaf = _Leaf(python_name, field_type, nullable, is_list, item_nullable, as_is)
+            enum_class, enum_names = _enum_names(field_type)
+            leaf = _Leaf(
+                python_name,
+                field_type,
+                nullable,
+                is_list,
+                item_nullable,
+                as_is,
+                enum_class,
+                enum_names,
+            )
             table.setdefault(graphql_type.name, {})[name] = leaf
     return table
+
+
+def _enum_names(leaf_type: Any) -> tuple[type | None, dict[Any, str] | None]:
+    """The Python enum of a Strawberry enum and the GraphQL name of each member, found as
+    Strawberry's ``coerce_output_value`` finds it (the first name of an equal value)."""
+    enum_class = getattr(leaf_type, "wrapped_cls", None)
+    if not isinstance(leaf_type, CustomGraphQLEnumType) or not isinstance(enum_class, EnumMeta):
+        return None, None
+    names: dict[Any, str] = {}
+    member: Any
+    for member in enum_class:
+        for name, value in leaf_type.values.items():
+            if member.value == value.value:
+                names[member] = name
+                break
+    return enum_class, names
 
 
 def direct_fields(schema: GraphQLSchema) -> FieldTable:
@@ -198,6 +232,7 @@ class DirectExecutionContext(StrawberryGraphQLCoreExecutionContext):
         # Plans of this request, by object type and selection (graphql-core's own memo key;
         # the selection is kept alive with its plan, so its id is not reused meanwhile).
         self._plans: dict[tuple[str, int], tuple[Sequence[FieldDetails], _Plan | None]] = {}
+        self._memo: _Memo = {}
 
     def execute_fields(
         self,
@@ -250,7 +285,7 @@ class DirectExecutionContext(StrawberryGraphQLCoreExecutionContext):
         value = getattr(source, spec.python_name)
         if value is None:
             return None if spec.nullable else Undefined
-        return _object_value(spec, plan, value)
+        return _object_value(spec, plan, value, self._memo)
 
     def _plan(
         self, object_type: GraphQLObjectType, field_details_list: Sequence[FieldDetails]
@@ -285,17 +320,18 @@ class DirectExecutionContext(StrawberryGraphQLCoreExecutionContext):
             if node.arguments:
                 return None
             if name == _TYPENAME:
-                steps.append((response_name, name, None, None, object_type.name))
+                steps.append((response_name, object_type.name, _TYPE_NAME, None, None))
                 continue
             spec = direct.get(name)
             if spec is None:
                 return None
-            sub_plan = None
-            if isinstance(spec, _Object):
-                sub_plan = self._plan(spec.graphql_type, sub_details)
-                if sub_plan is None:
-                    return None
-            steps.append((response_name, spec.python_name, spec, sub_plan, None))
+            if isinstance(spec, _Leaf):
+                steps.append((response_name, spec.python_name, _LEAF, spec, None))
+                continue
+            sub_plan = self._plan(spec.graphql_type, sub_details)
+            if sub_plan is None:
+                return None
+            steps.append((response_name, spec.python_name, _OBJECT, spec, sub_plan))
         return tuple(steps)
 
 
@@ -308,37 +344,44 @@ def _deferred_or_streamed(details: FieldDetails) -> bool:
     )
 
 
-def _run(plan: _Plan, origin: type, source: Any) -> Any:
+def _run(plan: _Plan, origin: type, source: Any, memo: _Memo) -> Any:
     """``source`` completed by ``plan``, or Undefined when graphql-core must do it."""
     if type(source) is not origin:
         return Undefined
     completed: dict[str, Any] = {}
-    for response_name, python_name, spec, sub_plan, typename in plan:
-        if typename is not None:
-            completed[response_name] = typename
+    for response_name, python_name, kind, spec, sub_plan in plan:
+        if kind == _TYPE_NAME:
+            completed[response_name] = python_name
             continue
         value = getattr(source, python_name)
         if value is None:
-            if not spec.nullable:  # type: ignore[union-attr]  # only __typename has none
+            if not spec.nullable:  # type: ignore[union-attr]  # a leaf or an object
                 return Undefined
             completed[response_name] = None
-        elif sub_plan is None:
-            leaf = _leaf_value(spec, value)  # type: ignore[arg-type]  # a leaf
-            if leaf is Undefined:
-                return Undefined
-            completed[response_name] = leaf
+            continue
+        if kind == _LEAF:
+            if type(value) in spec.as_is:  # type: ignore[union-attr]  # a leaf
+                completed[response_name] = value
+                continue
+            value = _leaf_value(spec, value)  # type: ignore[arg-type]  # a leaf
         else:
-            obj = _object_value(spec, sub_plan, value)  # type: ignore[arg-type]  # an object
-            if obj is Undefined:
-                return Undefined
-            completed[response_name] = obj
+            value = _object_value(spec, sub_plan, value, memo)  # type: ignore[arg-type]
+        if value is Undefined:
+            return Undefined
+        completed[response_name] = value
     return completed
 
 
-def _object_value(spec: _Object, plan: _Plan, value: Any) -> Any:
+def _object_value(spec: _Object, plan: _Plan, value: Any, memo: _Memo) -> Any:
     """The completed object (or list of objects) ``value``, or Undefined."""
     if not spec.is_list:
-        return _run(plan, spec.origin, value)
+        key = (id(plan), id(value))
+        known = memo.get(key)
+        if known is not None and known[0] is value:
+            return known[1]
+        completed = _run(plan, spec.origin, value, memo)
+        memo[key] = (value, completed)
+        return completed
     if type(value) is not list and type(value) is not tuple:
         return Undefined
     items: list[Any] = []
@@ -348,7 +391,7 @@ def _object_value(spec: _Object, plan: _Plan, value: Any) -> Any:
                 return Undefined
             items.append(None)
             continue
-        completed = _run(plan, spec.origin, item)
+        completed = _run(plan, spec.origin, item, memo)
         if completed is Undefined:
             return Undefined
         items.append(completed)
@@ -382,6 +425,10 @@ def _leaf_value(leaf: _Leaf, value: Any) -> Any:
 
 
 def _coerce(leaf: _Leaf, value: Any) -> Any:
+    if type(value) is leaf.enum_class:
+        name = leaf.enum_names.get(value)  # type: ignore[union-attr]  # set with the class
+        if name is not None:
+            return name
     if type(value) not in _PLAIN and (
         isinstance(value, BaseException) or optimized_is_awaitable(value)
     ):

@@ -8,7 +8,7 @@ from functools import cache, cached_property, partial
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLScalarType
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
@@ -26,6 +26,8 @@ from wfa_keys.graphql.queries import Query
 from wfa_keys.settings import Settings
 
 logger = logging.getLogger("wfa_keys.graphql")
+
+_SCALARS_WITHOUT_FLOATS = frozenset({"String", "ID", "Boolean", "Int", "DateTime"})
 
 
 class Schema(strawberry.Schema):
@@ -46,6 +48,18 @@ class Schema(strawberry.Schema):
     def direct_fields(self) -> dict[str, Any]:
         """The fields completed directly, by type and field name (see :func:`direct_fields`)."""
         return direct_fields(self._schema)
+
+    @cached_property
+    def data_without_floats(self) -> bool:
+        """True when no answer's ``data`` can hold a float: every scalar of the schema
+        completes to a string, an integer or a boolean (no ``Float``, no custom scalar but
+        ``DateTime``, which is written as ISO text)."""
+        scalars = {
+            name
+            for name, graphql_type in self._schema.type_map.items()
+            if isinstance(graphql_type, GraphQLScalarType)
+        }
+        return scalars <= _SCALARS_WITHOUT_FLOATS
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
