@@ -26,7 +26,7 @@ its errors (messages, paths, order) are graphql-core's own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from enum import EnumMeta
 from typing import Any, NamedTuple
@@ -137,7 +137,18 @@ def _plain_fields(schema: GraphQLSchema) -> Any:
                 and not field.args
                 and definition.python_name is not None
             ):
-                yield graphql_type, name, definition.python_name, field.type
+                yield graphql_type, name, definition.python_name, *_shape(field.type)
+
+
+def _shape(field_type: Any) -> tuple[Any, bool, bool, bool]:
+    """The named type of a field's type, whether it is nullable, a list, and whether the
+    list's items are nullable."""
+    field_type, nullable = _unwrap(field_type)
+    is_list, item_nullable = False, True
+    if isinstance(field_type, GraphQLList):
+        is_list = True
+        field_type, item_nullable = _unwrap(field_type.of_type)
+    return field_type, nullable, is_list, item_nullable
 
 
 def leaf_fields(schema: GraphQLSchema) -> FieldTable:
@@ -149,12 +160,8 @@ def leaf_fields(schema: GraphQLSchema) -> FieldTable:
     attributes with ``getattr`` (Strawberry's default).
     """
     table: FieldTable = {}
-    for graphql_type, name, python_name, field_type in _plain_fields(schema):
-        field_type, nullable = _unwrap(field_type)
-        is_list, item_nullable = False, True
-        if isinstance(field_type, GraphQLList):
-            is_list = True
-            field_type, item_nullable = _unwrap(field_type.of_type)
+    for graphql_type, name, python_name, *shape in _plain_fields(schema):
+        field_type, nullable, is_list, item_nullable = shape
         if isinstance(field_type, GraphQLScalarType | GraphQLEnumType):
             as_is = _AS_IS.get(field_type, frozenset())
             enum_class, enum_names = _enum_names(field_type)
@@ -196,12 +203,8 @@ def direct_fields(schema: GraphQLSchema) -> FieldTable:
     interface): a value of that very class is then completed field by field.
     """
     table = leaf_fields(schema)
-    for graphql_type, name, python_name, field_type in _plain_fields(schema):
-        field_type, nullable = _unwrap(field_type)
-        is_list, item_nullable = False, True
-        if isinstance(field_type, GraphQLList):
-            is_list = True
-            field_type, item_nullable = _unwrap(field_type.of_type)
+    for graphql_type, name, python_name, *shape in _plain_fields(schema):
+        field_type, nullable, is_list, item_nullable = shape
         if not isinstance(field_type, GraphQLObjectType) or field_type.is_type_of is not None:
             continue
         definition = field_type.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
@@ -374,53 +377,46 @@ def _run(plan: _Plan, origin: type, source: Any, memo: _Memo) -> Any:
 
 def _object_value(spec: _Object, plan: _Plan, value: Any, memo: _Memo) -> Any:
     """The completed object (or list of objects) ``value``, or Undefined."""
-    if not spec.is_list:
-        key = (id(plan), id(value))
-        known = memo.get(key)
-        if known is not None and known[0] is value:
-            return known[1]
-        completed = _run(plan, spec.origin, value, memo)
-        memo[key] = (value, completed)
-        return completed
-    if type(value) is not list and type(value) is not tuple:
-        return Undefined
-    items: list[Any] = []
-    for item in value:
-        if item is None:
-            if not spec.item_nullable:
-                return Undefined
-            items.append(None)
-            continue
-        completed = _run(plan, spec.origin, item, memo)
-        if completed is Undefined:
-            return Undefined
-        items.append(completed)
-    return items
+    if spec.is_list:
+        return _each(value, spec.item_nullable, lambda item: _run(plan, spec.origin, item, memo))
+    key = (id(plan), id(value))
+    known = memo.get(key)
+    if known is not None and known[0] is value:
+        return known[1]
+    completed = _run(plan, spec.origin, value, memo)
+    memo[key] = (value, completed)
+    return completed
 
 
 def _leaf_value(leaf: _Leaf, value: Any) -> Any:
     """The completed leaf, or Undefined when graphql-core must do it (and say why)."""
     if value is None:
         return None if leaf.nullable else Undefined
-    if not leaf.is_list:
-        if type(value) in leaf.as_is:
-            return value
-        return _coerce(leaf, value)
+    if leaf.is_list:
+        return _each(value, leaf.item_nullable, lambda item: _leaf_item(leaf, item))
+    return _leaf_item(leaf, value)
+
+
+def _leaf_item(leaf: _Leaf, value: Any) -> Any:
+    return value if type(value) in leaf.as_is else _coerce(leaf, value)
+
+
+def _each(value: Any, item_nullable: bool, complete: Callable[[Any], Any]) -> Any:
+    """A list (or tuple) completed item by item, or Undefined (graphql-core takes any
+    iterable, and says what is wrong with the rest)."""
     if type(value) is not list and type(value) is not tuple:
         return Undefined
     items: list[Any] = []
     for item in value:
         if item is None:
-            if not leaf.item_nullable:
+            if not item_nullable:
                 return Undefined
             items.append(None)
-        elif type(item) in leaf.as_is:
-            items.append(item)
-        else:
-            completed = _coerce(leaf, item)
-            if completed is Undefined:
-                return Undefined
-            items.append(completed)
+            continue
+        completed = complete(item)
+        if completed is Undefined:
+            return Undefined
+        items.append(completed)
     return items
 
 
