@@ -96,7 +96,8 @@ def instructions(valgrind: str, database_url: str, folder: Path, case: str, coun
     command += [f"--log-file={folder / 'valgrind.log'}", sys.executable, "-P", __file__]
     command += ["--drive", case, str(count), "--database-url", database_url]
     command += ["--organization-file", str(folder / "organization")]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    # Bounded: one PostgreSQL run once sat idle in its last step (a rerun took a minute).
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, timeout=1200)
     found = re.search(r"^summary:\s+(\d+)", out.read_text(), re.MULTILINE)
     if found is None:
         raise SystemExit(f"no summary in {out}")
