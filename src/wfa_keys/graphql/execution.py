@@ -18,6 +18,9 @@ collection per object), which made the admin list several times slower than its 
   argument, a permission or a deferred or streamed part, and that object is left to
   graphql-core, which completes its plain fields this way again, one level down.
 
+A list of objects that a resolver returns (a key's 720 hourly usage buckets) is completed by
+a plan too, when its items' selection is all plain.
+
 Anything unusual met while completing (an exception, an awaitable, a null in a non-null
 field, a value of another type, a failed coercion) drops the whole field to graphql-core,
 which completes it again from the start: reading is free of side effects, so the answer and
@@ -32,9 +35,12 @@ from enum import EnumMeta
 from typing import Any, NamedTuple
 
 from graphql import (
+    GRAPHQL_MAX_INT,
+    GRAPHQL_MIN_INT,
     GraphQLBoolean,
     GraphQLEnumType,
     GraphQLID,
+    GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -51,7 +57,7 @@ from strawberry.schema.schema_converter import CustomGraphQLEnumType, GraphQLCor
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
-__all__ = ["DirectExecutionContext", "direct_fields", "leaf_fields"]
+__all__ = ["DirectExecutionContext", "LeafFastExecutionContext", "direct_fields", "leaf_fields"]
 
 # What a leaf field's value usually is: never awaitable, no need to ask (instances of these
 # very classes have no attributes of their own).
@@ -205,17 +211,26 @@ def direct_fields(schema: GraphQLSchema) -> FieldTable:
     table = leaf_fields(schema)
     for graphql_type, name, python_name, *shape in _plain_fields(schema):
         field_type, nullable, is_list, item_nullable = shape
-        if not isinstance(field_type, GraphQLObjectType) or field_type.is_type_of is not None:
+        found = _list_spec(field_type)
+        if found is None:
             continue
-        definition = field_type.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
-        if not isinstance(definition, StrawberryObjectDefinition):
-            continue
-        origin = definition.origin
-        if issubclass(origin, BaseException) or hasattr(origin, "__await__"):
-            continue
-        spec = _Object(python_name, field_type, nullable, is_list, item_nullable, origin)
+        spec = _Object(python_name, field_type, nullable, is_list, item_nullable, found.origin)
         table.setdefault(graphql_type.name, {})[name] = spec
     return table
+
+
+def _list_spec(object_type: Any) -> _Object | None:
+    """How to complete a list of ``object_type`` directly; None when it cannot be (not an
+    object type made by Strawberry from a class, or one with an ``is_type_of`` check)."""
+    if not isinstance(object_type, GraphQLObjectType) or object_type.is_type_of is not None:
+        return None
+    definition = object_type.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    if not isinstance(definition, StrawberryObjectDefinition):
+        return None
+    origin = definition.origin
+    if issubclass(origin, BaseException) or hasattr(origin, "__await__"):
+        return None
+    return _Object("", object_type, True, True, True, origin)
 
 
 class DirectExecutionContext(StrawberryGraphQLCoreExecutionContext):
@@ -236,6 +251,7 @@ class DirectExecutionContext(StrawberryGraphQLCoreExecutionContext):
         # the selection is kept alive with its plan, so its id is not reused meanwhile).
         self._plans: dict[tuple[str, int], tuple[Sequence[FieldDetails], _Plan | None]] = {}
         self._memo: _Memo = {}
+        self._list_specs: dict[tuple[str, bool], _Object] = {}
 
     def execute_fields(
         self,
@@ -277,6 +293,48 @@ class DirectExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
             return merged()
         return _in_order(grouped_field_set, done, others)  # type: ignore[arg-type]  # not awaitable
+
+    def complete_list_value(
+        self,
+        return_type: GraphQLList[Any],
+        field_details_list: Any,
+        info: Any,
+        path: Path,
+        result: Any,
+        position_context: Any,
+    ) -> AwaitableOrValue[list[Any]]:
+        # A list a resolver returns (a key's 720 usage buckets): completed by a plan like a
+        # plain list field when its items are objects whose selection is all plain.
+        completed = self._resolved_list(return_type.of_type, field_details_list, result)
+        if completed is not Undefined:
+            return completed  # type: ignore[no-any-return]  # a list
+        return super().complete_list_value(
+            return_type, field_details_list, info, path, result, position_context
+        )
+
+    def _resolved_list(self, item_type: Any, field_details_list: Any, items: Any) -> Any:
+        """The completed list, or Undefined when graphql-core must complete it."""
+        object_type, item_nullable = _unwrap(item_type)
+        if (
+            not self._direct
+            or not isinstance(object_type, GraphQLObjectType)
+            or (type(items) is not list and type(items) is not tuple)
+        ):
+            return Undefined
+        key = (object_type.name, item_nullable)
+        spec = self._list_specs.get(key)
+        if spec is None:
+            found = _list_spec(object_type)
+            if found is None:
+                return Undefined
+            spec = self._list_specs[key] = found._replace(item_nullable=item_nullable)
+        plan = self._plan(object_type, field_details_list)
+        if plan is None:
+            return Undefined
+        try:
+            return _object_value(spec, plan, items, self._memo)
+        except Exception:  # graphql-core reads it again and reports the error its way
+            return Undefined
 
     def _object_field(
         self, spec: _Object, field_details_list: Sequence[FieldDetails], source: Any
@@ -366,6 +424,13 @@ def _run(plan: _Plan, origin: type, source: Any, memo: _Memo) -> Any:
             if type(value) in spec.as_is:  # type: ignore[union-attr]  # a leaf
                 completed[response_name] = value
                 continue
+            if (
+                type(value) is int
+                and spec.graphql_type is GraphQLInt  # type: ignore[union-attr]  # a leaf
+                and GRAPHQL_MIN_INT <= value <= GRAPHQL_MAX_INT
+            ):  # what Int's coercion returns for it (a usage bucket is mostly counts)
+                completed[response_name] = value
+                continue
             value = _leaf_value(spec, value)  # type: ignore[arg-type]  # a leaf
         else:
             value = _object_value(spec, sub_plan, value, memo)  # type: ignore[arg-type]
@@ -442,3 +507,7 @@ def _in_order(
         for name in grouped_field_set
         if name in done or name in others
     }
+
+
+#: The name this context had while it completed leaves only.
+LeafFastExecutionContext = DirectExecutionContext
