@@ -158,7 +158,8 @@ def as_list(value: Any) -> list[str]:
 
 def plain_endpoint(organization_id: str) -> Callable[[Request], Awaitable[Response]]:
     """The same page as ``apiKeys(first: N)`` with every field, by hand."""
-    postgres = type(get_connection("default")).__module__.startswith("tortoise.backends.asyncpg")
+    # By dialect: the service's PostgreSQL client is its own class (wfa_keys.pgclient).
+    postgres = get_connection("default").capabilities.dialect == "postgres"
     p1, p2 = ("$1", "$2") if postgres else ("?", "?")
     count_sql = COUNT_SQL.format(p1=p1)
     page_sql = PAGE_SQL.format(p1=p1, p2=p2)

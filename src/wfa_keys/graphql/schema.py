@@ -8,11 +8,11 @@ from functools import cache, cached_property, partial
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLScalarType
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
-from wfa_keys.graphql.execution import LeafFastExecutionContext, leaf_fields
+from wfa_keys.graphql.execution import DirectExecutionContext, direct_fields
 from wfa_keys.graphql.extensions import (
     CachedParsing,
     CachedValidation,
@@ -27,6 +27,8 @@ from wfa_keys.settings import Settings
 
 logger = logging.getLogger("wfa_keys.graphql")
 
+_SCALARS_WITHOUT_FLOATS = frozenset({"String", "ID", "Boolean", "Int", "DateTime"})
+
 
 class Schema(strawberry.Schema):
     """A Strawberry schema that logs only unexpected errors, once each, with the request ID.
@@ -34,18 +36,30 @@ class Schema(strawberry.Schema):
     Strawberry logs every error with a traceback; a permission refusal or a bad argument is
     an answer, not an incident, and is not logged.
 
-    Queries run in :class:`LeafFastExecutionContext`, which reads the plain leaf fields
-    listed by :attr:`leaf_fields` without graphql-core's per-field machinery.
+    Queries run in :class:`DirectExecutionContext`, which completes the plain fields listed
+    by :attr:`direct_fields` without graphql-core's per-field machinery.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("execution_context_class", LeafFastExecutionContext)
+        kwargs.setdefault("execution_context_class", DirectExecutionContext)
         super().__init__(*args, **kwargs)
 
     @cached_property
-    def leaf_fields(self) -> dict[str, Any]:
-        """The fields read directly, by type and field name (see :func:`leaf_fields`)."""
-        return leaf_fields(self._schema)
+    def direct_fields(self) -> dict[str, Any]:
+        """The fields completed directly, by type and field name (see :func:`direct_fields`)."""
+        return direct_fields(self._schema)
+
+    @cached_property
+    def data_without_floats(self) -> bool:
+        """True when no answer's ``data`` can hold a float: every scalar of the schema
+        completes to a string, an integer or a boolean (no ``Float``, no custom scalar but
+        ``DateTime``, which is written as ISO text)."""
+        scalars = {
+            name
+            for name, graphql_type in self._schema.type_map.items()
+            if isinstance(graphql_type, GraphQLScalarType)
+        }
+        return scalars <= _SCALARS_WITHOUT_FLOATS
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
