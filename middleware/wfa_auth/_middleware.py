@@ -64,6 +64,11 @@ class _NoKeyStore:
         return None
 
 
+def _seconds(clock: Callable[[], datetime]) -> Callable[[], float]:
+    """``clock`` as POSIX seconds."""
+    return lambda: clock().timestamp()
+
+
 def route_path(scope: Scope) -> str:
     """The request path below the mount point (``scope["root_path"]``), as Starlette routes it."""
     path: str = scope["path"]
@@ -106,8 +111,8 @@ class ApiKeyAuthMiddleware:
     Key records are cached ``caching.record_ttl`` seconds: call :meth:`key_changed` after a
     key changes (or :meth:`all_keys_changed`); otherwise a change made elsewhere is seen once
     the cached record expires. ``organization_id`` restricts the middleware to the keys of one
-    organization (any other key is simply invalid). ``clock`` (wall time) and ``timer``
-    (monotonic seconds) are for tests.
+    organization (any other key is simply invalid). ``clock`` (wall time; None: the
+    system's) and ``timer`` (monotonic seconds) are for tests.
 
     Instead of a ``store``, an ``authority`` (:class:`wfa_auth.remote.RemoteAuthority`) may
     check the credentials: keys issued by a ``wfa-keys`` service, verified through it and
@@ -135,11 +140,17 @@ class ApiKeyAuthMiddleware:
         allow_anonymous: bool = False,
         organization_id: str | None = None,
         scopes: Sequence[str] = ("authenticated",),
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime] | None = None,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
         if (store is None) == (authority is None):
             raise TypeError("give the middleware a store or an authority (one of them)")
+        # Rate limits, quotas and call analytics read the wall time on every call: the
+        # system's float clock unless one is injected (a datetime a call costs far more).
+        if clock is None or clock is utcnow:
+            clock, wall = utcnow, time.time
+        else:
+            wall = _seconds(clock)
         self.app = app
         #: Checks credentials in place of ``store`` (a remote service), when given.
         self.authority = authority
@@ -179,7 +190,6 @@ class ApiKeyAuthMiddleware:
             timer=timer,
         )
         # Rate limits, quotas and call analytics (see Metering); wall time, shared by hosts.
-        wall = time.time if clock is utcnow else (lambda: clock().timestamp())
         self.limiter = Limiter(
             metering.counters if metering.counters is not None else MemoryCounterStore(),
             unavailable=errors.SERVICE_UNAVAILABLE.with_headers(
