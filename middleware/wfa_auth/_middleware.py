@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from datetime import datetime
 
@@ -67,6 +67,18 @@ class _NoKeyStore:
 def _seconds(clock: Callable[[], datetime]) -> Callable[[], float]:
     """``clock`` as POSIX seconds."""
     return lambda: clock().timestamp()
+
+
+def _with_headers(send: Send, headers: Headers) -> Send:
+    """``send`` adding ``headers`` to the response's start (or a websocket's accept)."""
+
+    # A plain function returning send's awaitable: no coroutine of its own per message.
+    def send_with_headers(message: Message) -> Awaitable[None]:
+        if message["type"] in ("http.response.start", "websocket.accept"):
+            message = {**message, "headers": [*message.get("headers", ()), *headers]}
+        return send(message)
+
+    return send_with_headers
 
 
 def route_path(scope: Scope) -> str:
@@ -319,7 +331,14 @@ class ApiKeyAuthMiddleware:
                 elif not self.allow_anonymous:
                     raise AuthenticationRefused(errors.MISSING_CREDENTIALS)
             if user is not None and user.limits is not None:
-                send = await self._admit(user, user.limits, send)
+                # The warm path of a limited key: no await unless its lease has run out.
+                admitted = self.limiter.admit(user.limits)
+                if admitted is None:
+                    send = await self._admit(user, user.limits, send)
+                elif isinstance(admitted, Refusal):
+                    raise AuthenticationRefused(admitted, user.key)
+                else:
+                    send = _with_headers(send, admitted)
         except AuthenticationRefused as refused:
             self._count_refused(refused)
             await self._refuse(scope, receive, send, refused.refusal)
@@ -359,14 +378,7 @@ class ApiKeyAuthMiddleware:
             admitted = await self.limiter.acquire(limits)
         if isinstance(admitted, Refusal):
             raise AuthenticationRefused(admitted, user.key)
-        headers = admitted
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] in ("http.response.start", "websocket.accept"):
-                message = {**message, "headers": [*message.get("headers", ()), *headers]}
-            await send(message)
-
-        return send_with_headers
+        return _with_headers(send, admitted)
 
     def _count_refused(self, refused: AuthenticationRefused) -> None:
         key = refused.key

@@ -238,3 +238,44 @@ def test_a_quota_period_other_than_day_or_month_is_refused(period: str) -> None:
 
     with pytest.raises(ValueError, match="day or month"):
         quota_policy("wfak_x", Quota(requests=1, period=period))
+
+
+async def test_the_headers_of_admitted_calls_are_those_header_values_gives_at_each_moment() -> None:
+    """The warm path formats its headers from bytes built once per slot: the same as
+    formatting every state afresh, the order of the two policies included."""
+    from wfa_auth._limits import Limiter
+    from wfa_auth._policies import header_values, limits_of
+
+    clock = at(23, 59, 50)
+    now = lambda: clock().timestamp()  # noqa: E731
+    record = MemoryKeyRecord(
+        key_id="wfak_headers",
+        name="CI",
+        secret_hash="unused",
+        owner_id="ada",
+        owner_email="ada@example.com",
+        organization_id="org",
+        organization_name="Acme",
+        rate_limit=RateLimit(requests=40, per_seconds=10),
+        quota=Quota(requests=30, period="day"),
+    )
+    limits = limits_of(record)
+    assert limits is not None
+    limiter = Limiter(MemoryCounterStore(), clock=now)
+    orders = set()
+    for _ in range(44):
+        clock.advance(0.37)  # across rate slots and the end of the UTC day
+        admitted = limiter.admit(limits) or await limiter.acquire(limits)
+        assert isinstance(admitted, list)
+        states = [
+            limiter._state(p, lease, now(), lease.limit_left(p))
+            for p in limits.policies
+            for lease in [limiter._leases[p.bucket]]
+        ]
+        policy, state = header_values(states)
+        assert dict(admitted) == {
+            b"ratelimit-policy": policy.encode(),
+            b"ratelimit": state.encode(),
+        }
+        orders.add(policy.split(";")[0])
+    assert orders == {'"rate"', '"quota"'}  # each was the tightest at some point
