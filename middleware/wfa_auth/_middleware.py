@@ -186,6 +186,9 @@ class ApiKeyAuthMiddleware:
         self._has_public_paths = bool(public_paths)
         self.allow_anonymous = allow_anonymous
         self.usage = UsageRecorder(store, interval=caching.usage_interval, clock=timer, now=clock)
+        #: How many :meth:`running` contexts are entered: while one is, its tasks write the
+        #: batches and a request need not check whether one is due.
+        self._runs = 0
         self.authenticator = Authenticator(
             store=store,
             token_store=token_store if token_store is not None else MemoryTokenStore(),
@@ -271,7 +274,11 @@ class ApiKeyAuthMiddleware:
                 await stack.enter_async_context(self.calls.run())
             if self.authority is not None:
                 await stack.enter_async_context(self.authority.running())
-            yield
+            self._runs += 1
+            try:
+                yield
+            finally:
+                self._runs -= 1
 
     def _is_public(self, scope: Scope) -> bool:
         path = route_path(scope)
@@ -359,13 +366,14 @@ class ApiKeyAuthMiddleware:
                 user.key.organization_id,
                 SUCCESS if outcome is None else OUTCOME_OF_ERROR.get(outcome, SUCCESS),
             )
-        if self.usage.write_is_due():
+        if not self._runs:
             # No timer task runs (no lifespan reached us): write after the response instead.
-            await self.usage.write_due()
-        await self._metering_due()
+            await self._write_due()
 
-    async def _metering_due(self) -> None:
-        """Without a lifespan, the metering's batches are written after a response."""
+    async def _write_due(self) -> None:
+        """Without a lifespan, due batches are written after a response."""
+        if self.usage.write_is_due():
+            await self.usage.write_due()
         if self.calls is not None and self.calls.flush_is_due():
             await self.calls.flush()
         if self.limiter.sync_is_due():

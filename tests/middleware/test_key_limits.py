@@ -247,7 +247,10 @@ async def test_the_headers_of_admitted_calls_are_those_header_values_gives_at_ea
     from wfa_auth._policies import header_values, limits_of
 
     clock = at(23, 59, 50)
-    now = lambda: clock().timestamp()  # noqa: E731
+
+    def now() -> float:
+        return clock().timestamp()
+
     record = MemoryKeyRecord(
         key_id="wfak_headers",
         name="CI",
