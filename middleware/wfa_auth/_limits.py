@@ -54,6 +54,9 @@ class _Lease:
         "item",
         "limit",
         "oldest",
+        "pair",
+        "pair_item",
+        "pair_state",
         "policy",
         "refill",
         "slot",
@@ -88,21 +91,17 @@ class _Lease:
         self.item = b'"%s";q=%d;w=%d' % (name, policy.limit, window)
         #: ``RateLimit``'s item, formatted with (remaining, seconds until ``frees``).
         self.state = b'"' + name + b'";r=%d;t=%d'
+        #: The item of the lease last announced after this one (the very object: a new
+        #: one when that lease adopts another policy), and both items joined.
+        self.pair: bytes | None = None
+        self.pair_item = self.pair_state = b""
 
     def limit_left(self, policy: Policy) -> int:
         """What remains of the policy's limit, as this process last learned it."""
         return policy.limit - self.total + self.allowance
 
-    def item_state(self, now: float) -> bytes:
-        """``RateLimit``'s item for this policy at ``now``."""
-        remaining = self.limit - self.total + self.allowance
-        return self.state % (remaining if remaining > 0 else 0, _seconds_until(self.frees, now))
 
-
-def _seconds_until(moment: float, now: float) -> int:
-    """Whole seconds from ``now`` until ``moment``, rounded up, never below zero."""
-    seconds = math.ceil(moment - now)
-    return seconds if seconds > 0 else 0
+_ceil = math.ceil
 
 
 class Limiter:
@@ -189,7 +188,10 @@ class Limiter:
                 tasks.start_soon(self._take, lease.policy, now, False)
         if len(leases) == 1:
             lease = leases[0]
-            return [(b"ratelimit-policy", lease.item), (b"ratelimit", lease.item_state(now))]
+            left = lease.limit - lease.total + lease.allowance
+            reset = _ceil(lease.frees - now)
+            state = lease.state % (left if left > 0 else 0, reset if reset > 0 else 0)
+            return [(b"ratelimit-policy", lease.item), (b"ratelimit", state)]
         if len(leases) == 2:
             first, second = leases
             # The tightest first, as header_values orders them: fewest remaining, then the
@@ -197,11 +199,19 @@ class Limiter:
             left = first.limit - first.total + first.allowance
             right = second.limit - second.total + second.allowance
             if right < left or (right == left and second.frees < first.frees):
-                first, second = second, first
-            return [
-                (b"ratelimit-policy", first.item + b", " + second.item),
-                (b"ratelimit", first.item_state(now) + b", " + second.item_state(now)),
-            ]
+                first, second, left, right = second, first, right, left
+            if first.pair is not second.item:
+                first.pair = second.item
+                first.pair_item = first.item + b", " + second.item
+                first.pair_state = first.state + b", " + second.state
+            reset, later = _ceil(first.frees - now), _ceil(second.frees - now)
+            state = first.pair_state % (
+                left if left > 0 else 0,
+                reset if reset > 0 else 0,
+                right if right > 0 else 0,
+                later if later > 0 else 0,
+            )
+            return [(b"ratelimit-policy", first.pair_item), (b"ratelimit", state)]
         states = [
             self._state(lease.policy, lease, now, lease.limit_left(lease.policy))
             for lease in leases

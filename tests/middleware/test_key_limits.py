@@ -154,6 +154,26 @@ async def test_both_policies_are_announced_tightest_first(
     assert response.headers["ratelimit"].startswith('"quota";r=4;t=86400, "rate";r=99;')
 
 
+async def test_a_changed_limit_is_announced_from_the_next_call_in_the_same_window(
+    make_middleware: Make, store: CountingStore, verifier: CountingVerifier
+) -> None:
+    record, secret = limited(
+        store,
+        verifier,
+        rate=RateLimit(requests=100, per_seconds=60),
+        quota=Quota(requests=5, period="day"),
+    )
+    app = make_middleware(clock=at(0))
+    async with client_for(app) as client:
+        await client.get("/whoami", headers=basic(record.key_id, secret))
+        store.update(record.key_id, rate_limit=RateLimit(requests=3, per_seconds=60))
+        await app.key_changed(record.key_id)
+        response = await client.get("/whoami", headers=basic(record.key_id, secret))
+    assert response.headers["ratelimit-policy"] == '"rate";q=3;w=60, "quota";q=5;w=86400'
+    # Units leased under the old limit are still spent: 5 leased, 2 used.
+    assert response.headers["ratelimit"] == '"rate";r=1;t=66, "quota";r=3;t=86400'
+
+
 async def test_a_key_without_limits_gets_no_rate_limit_headers(
     make_middleware: Make, key: tuple[MemoryKeyRecord, str]
 ) -> None:
