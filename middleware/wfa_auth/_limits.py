@@ -62,6 +62,7 @@ class _Lease:
         "slot",
         "starts",
         "state",
+        "topping_up",
         "total",
         "used_at",
     )
@@ -78,6 +79,8 @@ class _Lease:
         #: Until when (wall seconds) the store said the window was full.
         self.full_until = 0.0
         self.refill: anyio.Event | None = None
+        #: A background top-up has been started and has not ended yet.
+        self.topping_up = False
         self.used_at = now
         self.adopt(policy)
 
@@ -184,8 +187,10 @@ class Limiter:
             lease.allowance -= 1
             lease.used_at = now
             low = lease.allowance * 2 < lease.policy.chunk
-            if low and lease.refill is None and tasks is not None:
-                tasks.start_soon(self._take, lease.policy, now, False)
+            if low and lease.refill is None and not lease.topping_up and tasks is not None:
+                # Marked at once: the task may not run before the next calls are spent.
+                lease.topping_up = True
+                tasks.start_soon(self._top_up, lease, now)
         if len(leases) == 1:
             lease = leases[0]
             left = lease.limit - lease.total + lease.allowance
@@ -244,6 +249,13 @@ class Limiter:
             RateLimit_Policy=policy_header,
             RateLimit=state_header,
         )
+
+    async def _top_up(self, lease: _Lease, now: float) -> None:
+        """Lease more units of ``lease``'s policy in the background."""
+        try:
+            await self._take(lease.policy, now, strict=False)
+        finally:
+            lease.topping_up = False
 
     async def _take(self, policy: Policy, now: float, strict: bool) -> None:
         """Lease a chunk of the current slot; ``strict``: a store failure refuses (503),

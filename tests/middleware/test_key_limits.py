@@ -302,3 +302,36 @@ async def test_the_headers_of_admitted_calls_are_those_header_values_gives_at_ea
         }
         orders.add(policy.split(";")[0])
     assert orders == {'"rate"', '"quota"'}  # each was the tightest at some point
+
+
+async def test_calls_spent_without_a_pause_start_one_top_up_not_one_each() -> None:
+    """A burst that never yields to the event loop spends past half its lease many times
+    before the background top-up can run: one top-up is started, not one a call."""
+    import anyio.lowlevel
+
+    from wfa_auth._limits import Limiter
+    from wfa_auth._policies import limits_of
+
+    clock = at(12)
+    record = MemoryKeyRecord(
+        key_id="wfak_burst",
+        name="CI",
+        secret_hash="unused",
+        owner_id="ada",
+        owner_email="ada@example.com",
+        organization_id="org",
+        organization_name="Acme",
+        rate_limit=RateLimit(requests=1000, per_seconds=60),  # leases of 50
+    )
+    limits = limits_of(record)
+    assert limits is not None
+    counters = CountingCounters()
+    limiter = Limiter(counters, clock=lambda: clock().timestamp())
+    async with limiter.run():
+        assert isinstance(await limiter.acquire(limits), list)
+        for _ in range(40):  # 41 spent of 50: below half for the last 16
+            assert isinstance(limiter.admit(limits), list)
+        for _ in range(5):
+            await anyio.lowlevel.checkpoint()
+        assert counters.takes == 2
+        assert limiter._leases[limits.policies[0].bucket].allowance == 59  # 9 + 50
