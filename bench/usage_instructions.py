@@ -99,8 +99,8 @@ async def drive(case: str, calls: int, database_url: str, redis_url: str, toggle
 def count(case: str, args: argparse.Namespace, toggle: Path, out: Path) -> float:
     """One warm call's instructions in ``case``, from a callgrind run of its own."""
     command = ["valgrind", "--tool=callgrind", "--collect-atstart=no"]
-    command += [f"--callgrind-out-file={out}", sys.executable, "-P", __file__, "--drive", case]
-    command += [str(args.calls), args.database_url, args.redis or "", str(toggle)]
+    command += [f"--callgrind-out-file={out}", sys.executable, "-P", __file__, args.database_url]
+    command += ["--drive", case, str(args.calls), args.redis or "", str(toggle)]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     subprocess.run(command, env=env, check=True, capture_output=True, timeout=3600)
     found = re.search(r"^summary:\s+(\d+)", out.read_text(), re.MULTILINE)
@@ -115,11 +115,11 @@ def main() -> None:
     parser.add_argument("database_url")
     parser.add_argument("--redis", default=None, help="a redis:// URL for the Redis case")
     parser.add_argument("--calls", type=int, default=1000)
-    parser.add_argument("--drive", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--drive", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.drive:
-        case, calls, database_url, redis_url, toggle = args.drive
-        asyncio.run(drive(case, int(calls), database_url, redis_url, toggle))
+        case, calls, redis_url, toggle = args.drive
+        asyncio.run(drive(case, int(calls), args.database_url, redis_url, toggle))
         return
     per_call: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="wfa-usage-callgrind-") as tmp:
