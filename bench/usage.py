@@ -60,6 +60,18 @@ class NullSink:
         return None
 
 
+async def warm_owner() -> User:
+    """The admin who owns the warm bench's keys (made on the first run)."""
+    organization, _ = await Organization.get_or_create(
+        name="Warm bench", defaults={"has_workflow_automation": True}
+    )
+    owner, _ = await User.get_or_create(
+        email="warm@usage.example",
+        defaults={"password_hash": "unused", "role": "admin", "organization": organization},
+    )
+    return owner
+
+
 async def _key(owner: User, **limits: Any) -> tuple[str, str]:
     secret = generate_key_secret()
     key = await ApiKey.create(
@@ -201,13 +213,7 @@ async def main() -> None:
     args = parser.parse_args()
     await open_global(args.database_url)
     try:
-        organization, _ = await Organization.get_or_create(
-            name="Warm bench", defaults={"has_workflow_automation": True}
-        )
-        owner, _ = await User.get_or_create(
-            email="warm@usage.example",
-            defaults={"password_hash": "unused", "role": "admin", "organization": organization},
-        )
+        owner = await warm_owner()
         print("1. warm call, limited / unlimited (target >= 0.85 database, >= 0.8 Redis)")
         ratio = await warm_ratio(DatabaseCounterStore(), owner, args.rounds, args.calls)
         print(f"   database store: {ratio:.3f}")

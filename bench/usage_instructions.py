@@ -62,18 +62,11 @@ async def drive(case: str, calls: int, database_url: str, redis_url: str, toggle
     from wfa_keys.api import create_api
     from wfa_keys.counters import DatabaseCounterStore, RedisCounterStore
     from wfa_keys.db import close_global, open_global
-    from wfa_keys.models import Organization, User
 
     await open_global(database_url)
     redis = RedisCounterStore.from_url(redis_url, prefix=REDIS_PREFIX) if case == "redis" else None
     try:
-        organization, _ = await Organization.get_or_create(
-            name="Warm bench", defaults={"has_workflow_automation": True}
-        )
-        owner, _ = await User.get_or_create(
-            email="warm@usage.example",
-            defaults={"password_hash": "unused", "role": "admin", "organization": organization},
-        )
+        owner = await usage.warm_owner()
         api = create_api(
             usage.SETTINGS,
             counter_store=redis if redis is not None else DatabaseCounterStore(),
