@@ -24,7 +24,8 @@
         --redis redis://127.0.0.1:6379/5
     .venv/bin/python -P bench/usage.py postgres://... --parts 3   # the usage query only
 
-(``-P``: bench/graphql.py would otherwise shadow the graphql package.)
+(``-P``: bench/graphql.py would otherwise shadow the graphql package.) ``--parts 12`` runs
+1. and 2. only, on any database (no seeding).
 """
 
 from __future__ import annotations
@@ -65,6 +66,18 @@ class NullSink:
 
     async def record_calls(self, counts: Any) -> None:
         return None
+
+
+async def warm_owner() -> User:
+    """The admin who owns the warm bench's keys (made on the first run)."""
+    organization, _ = await Organization.get_or_create(
+        name="Warm bench", defaults={"has_workflow_automation": True}
+    )
+    owner, _ = await User.get_or_create(
+        email="warm@usage.example",
+        defaults={"password_hash": "unused", "role": "admin", "organization": organization},
+    )
+    return owner
 
 
 async def _key(owner: User, **limits: Any) -> tuple[str, str]:
@@ -230,13 +243,7 @@ async def main() -> None:
     args = parser.parse_args()
     await open_global(args.database_url)
     try:
-        organization, _ = await Organization.get_or_create(
-            name="Warm bench", defaults={"has_workflow_automation": True}
-        )
-        owner, _ = await User.get_or_create(
-            email="warm@usage.example",
-            defaults={"password_hash": "unused", "role": "admin", "organization": organization},
-        )
+        owner = await warm_owner()
         if "1" in args.parts:
             print("1. warm call, limited / unlimited (target >= 0.85 database, >= 0.8 Redis)")
             ratio = await warm_ratio(DatabaseCounterStore(), owner, args.rounds, args.calls)

@@ -7,6 +7,7 @@ Counted in memory on the request path (a dict lookup and an increment) and writt
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -49,7 +50,13 @@ _MAX_PENDING = 200_000
 
 
 class CallRecorder:
-    """Counts calls per (Key ID, organization ID, hour) and outcome; flushes in batches."""
+    """Counts calls per (Key ID, organization ID, hour) and outcome; flushes in batches.
+
+    :meth:`count` is on the path of every call: it compares the clock with the end of the
+    current hour (the hour itself is worked out only when the clock leaves it) and adds one
+    to the key's counts of that hour, kept under the Key ID alone (a Key ID names one key,
+    of one organization).
+    """
 
     def __init__(
         self,
@@ -61,20 +68,44 @@ class CallRecorder:
         self.sink = sink
         self.interval = interval
         self._clock = clock
+        #: Counts of earlier hours not written yet (an hour left, or a failed write).
         self._counts: dict[tuple[str, str, int], list[int]] = {}
+        #: The current hour's counts by Key ID, and each key's organization ID.
+        self._current: dict[str, list[int]] = {}
+        self._organizations: dict[str, str] = {}
+        #: The current hour (POSIX seconds // 3600) and the wall times it spans.
+        self._hour = 0
+        self._hour_starts = self._hour_ends = -math.inf
         self.next_flush = clock() + interval
         self._lock = anyio.Lock()
         self.running = False
 
     def count(self, key_id: str, organization_id: str, outcome: int) -> None:
         """Count one call of the key with ``outcome`` (an index into CALL_OUTCOMES)."""
-        entry = (key_id, organization_id, int(self._clock()) // 3600)
-        counts = self._counts.get(entry)
+        now = self._clock()
+        if now >= self._hour_ends or now < self._hour_starts:
+            self._enter_hour(now)
+        counts = self._current.get(key_id)
         if counts is None:
-            if len(self._counts) >= _MAX_PENDING:
+            if len(self._current) + len(self._counts) >= _MAX_PENDING:
                 return  # the sink is down for long: keep memory bounded
-            counts = self._counts[entry] = [0, 0, 0, 0, 0, 0, 0, 0]
+            counts = self._current[key_id] = [0] * len(CALL_OUTCOMES)
+            self._organizations[key_id] = organization_id
         counts[outcome] += 1
+
+    def _enter_hour(self, now: float) -> None:
+        """Set the counts of the hour the clock left aside, and start counting ``now``'s."""
+        self._set_aside()
+        self._hour = int(now // 3600)
+        self._hour_starts = self._hour * 3600.0
+        self._hour_ends = self._hour_starts + 3600.0
+
+    def _set_aside(self) -> None:
+        """Move the current hour's counts to those waiting for the next flush."""
+        hour, organizations = self._hour, self._organizations
+        for key_id, counts in self._current.items():
+            _add(self._counts, (key_id, organizations[key_id], hour), counts)
+        self._current, self._organizations = {}, {}
 
     def flush_is_due(self) -> bool:
         """True when a flush is due and no :meth:`run` task will make it."""
@@ -84,6 +115,7 @@ class CallRecorder:
         """Write every pending count now, in one call; kept for next time if it fails."""
         async with self._lock:
             self.next_flush = self._clock() + self.interval
+            self._set_aside()
             if not self._counts:
                 return
             pending, self._counts = self._counts, {}
@@ -100,9 +132,7 @@ class CallRecorder:
                     type(exc).__name__,
                 )
                 for entry, counts in pending.items():
-                    mine = self._counts.setdefault(entry, [0] * len(CALL_OUTCOMES))
-                    for index, value in enumerate(counts):
-                        mine[index] += value
+                    _add(self._counts, entry, counts)
 
     @asynccontextmanager
     async def run(self) -> AsyncIterator[None]:
@@ -121,3 +151,15 @@ class CallRecorder:
         while True:
             await anyio.sleep(self.interval)
             await self.flush()
+
+
+def _add(
+    pending: dict[tuple[str, str, int], list[int]], entry: tuple[str, str, int], counts: list[int]
+) -> None:
+    """Add ``counts`` to those of ``entry`` in ``pending``."""
+    mine = pending.get(entry)
+    if mine is None:
+        pending[entry] = counts
+        return
+    for index, value in enumerate(counts):
+        mine[index] += value

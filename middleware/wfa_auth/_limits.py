@@ -43,24 +43,68 @@ _MAX_PENDING_RETURNS = 100_000
 
 
 class _Lease:
-    """Units of one policy's current slot that this process may spend."""
+    """Units of one policy's current slot that this process may spend, and the slot's
+    ``RateLimit-Policy`` item and ``RateLimit`` format, built once per slot."""
 
-    __slots__ = ("allowance", "ends", "full_until", "oldest", "refill", "slot", "starts", "total")
+    __slots__ = (
+        "allowance",
+        "ends",
+        "frees",
+        "full_until",
+        "item",
+        "limit",
+        "oldest",
+        "pair",
+        "pair_item",
+        "pair_state",
+        "policy",
+        "refill",
+        "slot",
+        "starts",
+        "state",
+        "topping_up",
+        "total",
+        "used_at",
+    )
 
-    def __init__(self, slot: int, starts: float, ends: float) -> None:
+    def __init__(self, policy: Policy, slot: int, starts: float, ends: float, now: float) -> None:
         self.slot = slot
         self.starts = starts
         self.ends = ends
         self.allowance = 0
         self.total = 0
         self.oldest = slot
+        #: When (wall seconds) the window first has room again (the ``t`` of ``RateLimit``).
+        self.frees = policy.frees_at(slot, ends)
         #: Until when (wall seconds) the store said the window was full.
         self.full_until = 0.0
         self.refill: anyio.Event | None = None
+        #: A background top-up has been started and has not ended yet.
+        self.topping_up = False
+        self.used_at = now
+        self.adopt(policy)
+
+    def adopt(self, policy: Policy) -> None:
+        """Count by ``policy`` from now on: the key's record was read again, and its limit
+        may have changed (the bucket names the window, not the limit)."""
+        self.policy = policy
+        self.limit = policy.limit
+        name = policy.name.encode()
+        window = policy.window_seconds(self.starts, self.ends)
+        self.item = b'"%s";q=%d;w=%d' % (name, policy.limit, window)
+        #: ``RateLimit``'s item, formatted with (remaining, seconds until ``frees``).
+        self.state = b'"' + name + b'";r=%d;t=%d'
+        #: The item of the lease last announced after this one (the very object: a new
+        #: one when that lease adopts another policy), and both items joined.
+        self.pair: bytes | None = None
+        self.pair_item = self.pair_state = b""
 
     def limit_left(self, policy: Policy) -> int:
         """What remains of the policy's limit, as this process last learned it."""
         return policy.limit - self.total + self.allowance
+
+
+_ceil = math.ceil
 
 
 class Limiter:
@@ -85,7 +129,6 @@ class Limiter:
         self.idle = idle
         self.interval = interval
         self._leases: dict[str, _Lease] = {}
-        self._used_at: dict[str, float] = {}
         self._returns: dict[tuple[str, int], int] = {}
         self._tasks: TaskGroup | None = None
         self.next_sync = clock() + interval
@@ -96,16 +139,20 @@ class Limiter:
         the store must be asked (:meth:`acquire`)."""
         now = self._clock()
         leases = self._leases
+        spent: list[_Lease] = []
         for policy in limits.policies:
             lease = leases.get(policy.bucket)
             if lease is None:
                 return None
             if lease.allowance > 0 and now < lease.ends:
+                if lease.policy is not policy:
+                    lease.adopt(policy)
+                spent.append(lease)
                 continue
             if now < lease.full_until:
                 return self._refusal(limits, policy, lease, now)
             return None
-        return self._spend(limits, now)
+        return self._spend(spent, now)
 
     async def acquire(self, limits: KeyLimits) -> Headers | Refusal:
         """Like :meth:`admit`, taking units from the store where a lease has run out;
@@ -124,20 +171,56 @@ class Limiter:
                 await self._take(policy, now, strict=True)
                 break
             else:
-                return self._spend(limits, now)
+                leases = []
+                for policy in limits.policies:
+                    lease = self._leases[policy.bucket]
+                    if lease.policy is not policy:
+                        lease.adopt(policy)
+                    leases.append(lease)
+                return self._spend(leases, now)
         raise AuthenticationRefused(self._unavailable)
 
-    def _spend(self, limits: KeyLimits, now: float) -> Headers:
-        states = []
-        for policy in limits.policies:
-            lease = self._leases[policy.bucket]
+    def _spend(self, leases: list[_Lease], now: float) -> Headers:
+        """Spend a unit of each lease; the ``RateLimit-Policy`` and ``RateLimit`` headers."""
+        tasks = self._tasks
+        for lease in leases:
             lease.allowance -= 1
-            self._used_at[policy.bucket] = now
-            if lease.allowance * 2 < policy.chunk and lease.refill is None:
-                tasks = self._tasks
-                if tasks is not None:
-                    tasks.start_soon(self._take, policy, now, False)
-            states.append(self._state(policy, lease, now, lease.limit_left(policy)))
+            lease.used_at = now
+            low = lease.allowance * 2 < lease.policy.chunk
+            if low and lease.refill is None and not lease.topping_up and tasks is not None:
+                # Marked at once: the task may not run before the next calls are spent.
+                lease.topping_up = True
+                tasks.start_soon(self._top_up, lease, now)
+        if len(leases) == 1:
+            lease = leases[0]
+            left = lease.limit - lease.total + lease.allowance
+            reset = _ceil(lease.frees - now)
+            state = lease.state % (left if left > 0 else 0, reset if reset > 0 else 0)
+            return [(b"ratelimit-policy", lease.item), (b"ratelimit", state)]
+        if len(leases) == 2:
+            first, second = leases
+            # The tightest first, as header_values orders them: fewest remaining, then the
+            # soonest reset (the same now for both: the sooner ``frees``); ties keep the order.
+            left = first.limit - first.total + first.allowance
+            right = second.limit - second.total + second.allowance
+            if right < left or (right == left and second.frees < first.frees):
+                first, second, left, right = second, first, right, left
+            if first.pair is not second.item:
+                first.pair = second.item
+                first.pair_item = first.item + b", " + second.item
+                first.pair_state = first.state + b", " + second.state
+            reset, later = _ceil(first.frees - now), _ceil(second.frees - now)
+            state = first.pair_state % (
+                left if left > 0 else 0,
+                reset if reset > 0 else 0,
+                right if right > 0 else 0,
+                later if later > 0 else 0,
+            )
+            return [(b"ratelimit-policy", first.pair_item), (b"ratelimit", state)]
+        states = [
+            self._state(lease.policy, lease, now, lease.limit_left(lease.policy))
+            for lease in leases
+        ]
         policy_header, state_header = header_values(states)
         return [
             (b"ratelimit-policy", policy_header.encode()),
@@ -148,8 +231,7 @@ class Limiter:
     def _state(
         policy: Policy, lease: _Lease, now: float, remaining: int
     ) -> tuple[Policy, int, float, int]:
-        reset = policy.frees_at(lease.oldest, lease.ends) - now
-        return policy, remaining, reset, policy.window_seconds(lease.starts, lease.ends)
+        return policy, remaining, lease.frees - now, policy.window_seconds(lease.starts, lease.ends)
 
     def _refusal(self, limits: KeyLimits, refused: Policy, lease: _Lease, now: float) -> Refusal:
         states = []
@@ -168,6 +250,13 @@ class Limiter:
             RateLimit=state_header,
         )
 
+    async def _top_up(self, lease: _Lease, now: float) -> None:
+        """Lease more units of ``lease``'s policy in the background."""
+        try:
+            await self._take(lease.policy, now, strict=False)
+        finally:
+            lease.topping_up = False
+
     async def _take(self, policy: Policy, now: float, strict: bool) -> None:
         """Lease a chunk of the current slot; ``strict``: a store failure refuses (503),
         otherwise (a background top-up) it is only logged."""
@@ -179,7 +268,7 @@ class Limiter:
         if lease is None or lease.slot != slot:
             if lease is not None and lease.allowance > 0:
                 self._give_back_later(bucket, lease.slot, lease.allowance)
-            lease = _Lease(slot, starts, ends)
+            lease = _Lease(policy, slot, starts, ends, now)
             self._leases[bucket] = lease
         event = lease.refill = anyio.Event()
         try:
@@ -201,6 +290,7 @@ class Limiter:
         lease.allowance += taken.granted
         lease.total = taken.total
         lease.oldest = taken.oldest
+        lease.frees = policy.frees_at(taken.oldest, ends)
         if taken.granted == 0:
             lease.full_until = policy.frees_at(taken.oldest, ends)
 
@@ -221,12 +311,11 @@ class Limiter:
                 if lease.refill is not None:
                     continue
                 done = everything or now >= lease.ends
-                if done or now - self._used_at.get(bucket, 0.0) >= self.idle:
+                if done or now - lease.used_at >= self.idle:
                     self._give_back_later(bucket, lease.slot, lease.allowance)
                     lease.allowance = 0
                     if now >= lease.full_until:
                         del self._leases[bucket]
-                        self._used_at.pop(bucket, None)
             if not self._returns:
                 return
             returns, self._returns = self._returns, {}

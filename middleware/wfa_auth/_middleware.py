@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from datetime import datetime
 
@@ -64,6 +64,23 @@ class _NoKeyStore:
         return None
 
 
+def _seconds(clock: Callable[[], datetime]) -> Callable[[], float]:
+    """``clock`` as POSIX seconds."""
+    return lambda: clock().timestamp()
+
+
+def _with_headers(send: Send, headers: Headers) -> Send:
+    """``send`` adding ``headers`` to the response's start (or a websocket's accept)."""
+
+    # A plain function returning send's awaitable: no coroutine of its own per message.
+    def send_with_headers(message: Message) -> Awaitable[None]:
+        if message["type"] in ("http.response.start", "websocket.accept"):
+            message = {**message, "headers": [*message.get("headers", ()), *headers]}
+        return send(message)
+
+    return send_with_headers
+
+
 def route_path(scope: Scope) -> str:
     """The request path below the mount point (``scope["root_path"]``), as Starlette routes it."""
     path: str = scope["path"]
@@ -106,8 +123,8 @@ class ApiKeyAuthMiddleware:
     Key records are cached ``caching.record_ttl`` seconds: call :meth:`key_changed` after a
     key changes (or :meth:`all_keys_changed`); otherwise a change made elsewhere is seen once
     the cached record expires. ``organization_id`` restricts the middleware to the keys of one
-    organization (any other key is simply invalid). ``clock`` (wall time) and ``timer``
-    (monotonic seconds) are for tests.
+    organization (any other key is simply invalid). ``clock`` (wall time; None: the
+    system's) and ``timer`` (monotonic seconds) are for tests.
 
     Instead of a ``store``, an ``authority`` (:class:`wfa_auth.remote.RemoteAuthority`) may
     check the credentials: keys issued by a ``wfa-keys`` service, verified through it and
@@ -135,11 +152,17 @@ class ApiKeyAuthMiddleware:
         allow_anonymous: bool = False,
         organization_id: str | None = None,
         scopes: Sequence[str] = ("authenticated",),
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime] | None = None,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
         if (store is None) == (authority is None):
             raise TypeError("give the middleware a store or an authority (one of them)")
+        # Rate limits, quotas and call analytics read the wall time on every call: the
+        # system's float clock unless one is injected (a datetime a call costs far more).
+        if clock is None or clock is utcnow:
+            clock, wall = utcnow, time.time
+        else:
+            wall = _seconds(clock)
         self.app = app
         #: Checks credentials in place of ``store`` (a remote service), when given.
         self.authority = authority
@@ -163,6 +186,9 @@ class ApiKeyAuthMiddleware:
         self._has_public_paths = bool(public_paths)
         self.allow_anonymous = allow_anonymous
         self.usage = UsageRecorder(store, interval=caching.usage_interval, clock=timer, now=clock)
+        #: How many :meth:`running` contexts are entered: while one is, its tasks write the
+        #: batches and a request need not check whether one is due.
+        self._runs = 0
         self.authenticator = Authenticator(
             store=store,
             token_store=token_store if token_store is not None else MemoryTokenStore(),
@@ -179,7 +205,6 @@ class ApiKeyAuthMiddleware:
             timer=timer,
         )
         # Rate limits, quotas and call analytics (see Metering); wall time, shared by hosts.
-        wall = time.time if clock is utcnow else (lambda: clock().timestamp())
         self.limiter = Limiter(
             metering.counters if metering.counters is not None else MemoryCounterStore(),
             unavailable=errors.SERVICE_UNAVAILABLE.with_headers(
@@ -249,7 +274,11 @@ class ApiKeyAuthMiddleware:
                 await stack.enter_async_context(self.calls.run())
             if self.authority is not None:
                 await stack.enter_async_context(self.authority.running())
-            yield
+            self._runs += 1
+            try:
+                yield
+            finally:
+                self._runs -= 1
 
     def _is_public(self, scope: Scope) -> bool:
         path = route_path(scope)
@@ -309,7 +338,14 @@ class ApiKeyAuthMiddleware:
                 elif not self.allow_anonymous:
                     raise AuthenticationRefused(errors.MISSING_CREDENTIALS)
             if user is not None and user.limits is not None:
-                send = await self._admit(user, user.limits, send)
+                # The warm path of a limited key: no await unless its lease has run out.
+                admitted = self.limiter.admit(user.limits)
+                if admitted is None:
+                    send = await self._admit(user, user.limits, send)
+                elif isinstance(admitted, Refusal):
+                    raise AuthenticationRefused(admitted, user.key)
+                else:
+                    send = _with_headers(send, admitted)
         except AuthenticationRefused as refused:
             self._count_refused(refused)
             await self._refuse(scope, receive, send, refused.refusal)
@@ -330,13 +366,14 @@ class ApiKeyAuthMiddleware:
                 user.key.organization_id,
                 SUCCESS if outcome is None else OUTCOME_OF_ERROR.get(outcome, SUCCESS),
             )
-        if self.usage.write_is_due():
+        if not self._runs:
             # No timer task runs (no lifespan reached us): write after the response instead.
-            await self.usage.write_due()
-        await self._metering_due()
+            await self._write_due()
 
-    async def _metering_due(self) -> None:
-        """Without a lifespan, the metering's batches are written after a response."""
+    async def _write_due(self) -> None:
+        """Without a lifespan, due batches are written after a response."""
+        if self.usage.write_is_due():
+            await self.usage.write_due()
         if self.calls is not None and self.calls.flush_is_due():
             await self.calls.flush()
         if self.limiter.sync_is_due():
@@ -349,14 +386,7 @@ class ApiKeyAuthMiddleware:
             admitted = await self.limiter.acquire(limits)
         if isinstance(admitted, Refusal):
             raise AuthenticationRefused(admitted, user.key)
-        headers = admitted
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] in ("http.response.start", "websocket.accept"):
-                message = {**message, "headers": [*message.get("headers", ()), *headers]}
-            await send(message)
-
-        return send_with_headers
+        return _with_headers(send, admitted)
 
     def _count_refused(self, refused: AuthenticationRefused) -> None:
         key = refused.key

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -123,16 +123,12 @@ async def create_workflow(request: Request) -> ApiJSONResponse:
     return ApiJSONResponse(_workflow_json(workflow), status_code=201)
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def create_api(
     settings: Settings,
     *,
     throttle_store: ThrottleStore | None = None,
     observer: AuthObserver | None = None,
-    clock: Callable[[], datetime] = _utcnow,
+    clock: Callable[[], datetime] | None = None,
     timer: Callable[[], float] = time.monotonic,
     feed: ChangeFeed | None = None,
     counter_store: CounterStore | None = None,

@@ -154,6 +154,26 @@ async def test_both_policies_are_announced_tightest_first(
     assert response.headers["ratelimit"].startswith('"quota";r=4;t=86400, "rate";r=99;')
 
 
+async def test_a_changed_limit_is_announced_from_the_next_call_in_the_same_window(
+    make_middleware: Make, store: CountingStore, verifier: CountingVerifier
+) -> None:
+    record, secret = limited(
+        store,
+        verifier,
+        rate=RateLimit(requests=100, per_seconds=60),
+        quota=Quota(requests=5, period="day"),
+    )
+    app = make_middleware(clock=at(0))
+    async with client_for(app) as client:
+        await client.get("/whoami", headers=basic(record.key_id, secret))
+        store.update(record.key_id, rate_limit=RateLimit(requests=3, per_seconds=60))
+        await app.key_changed(record.key_id)
+        response = await client.get("/whoami", headers=basic(record.key_id, secret))
+    assert response.headers["ratelimit-policy"] == '"rate";q=3;w=60, "quota";q=5;w=86400'
+    # Units leased under the old limit are still spent: 5 leased, 2 used.
+    assert response.headers["ratelimit"] == '"rate";r=1;t=66, "quota";r=3;t=86400'
+
+
 async def test_a_key_without_limits_gets_no_rate_limit_headers(
     make_middleware: Make, key: tuple[MemoryKeyRecord, str]
 ) -> None:
@@ -238,3 +258,80 @@ def test_a_quota_period_other_than_day_or_month_is_refused(period: str) -> None:
 
     with pytest.raises(ValueError, match="day or month"):
         quota_policy("wfak_x", Quota(requests=1, period=period))
+
+
+async def test_the_headers_of_admitted_calls_are_those_header_values_gives_at_each_moment() -> None:
+    """The warm path formats its headers from bytes built once per slot: the same as
+    formatting every state afresh, the order of the two policies included."""
+    from wfa_auth._limits import Limiter
+    from wfa_auth._policies import header_values, limits_of
+
+    clock = at(23, 59, 50)
+
+    def now() -> float:
+        return clock().timestamp()
+
+    record = MemoryKeyRecord(
+        key_id="wfak_headers",
+        name="CI",
+        secret_hash="unused",
+        owner_id="ada",
+        owner_email="ada@example.com",
+        organization_id="org",
+        organization_name="Acme",
+        rate_limit=RateLimit(requests=40, per_seconds=10),
+        quota=Quota(requests=30, period="day"),
+    )
+    limits = limits_of(record)
+    assert limits is not None
+    limiter = Limiter(MemoryCounterStore(), clock=now)
+    orders = set()
+    for _ in range(44):
+        clock.advance(0.37)  # across rate slots and the end of the UTC day
+        admitted = limiter.admit(limits) or await limiter.acquire(limits)
+        assert isinstance(admitted, list)
+        states = [
+            limiter._state(p, lease, now(), lease.limit_left(p))
+            for p in limits.policies
+            for lease in [limiter._leases[p.bucket]]
+        ]
+        policy, state = header_values(states)
+        assert dict(admitted) == {
+            b"ratelimit-policy": policy.encode(),
+            b"ratelimit": state.encode(),
+        }
+        orders.add(policy.split(";")[0])
+    assert orders == {'"rate"', '"quota"'}  # each was the tightest at some point
+
+
+async def test_calls_spent_without_a_pause_start_one_top_up_not_one_each() -> None:
+    """A burst that never yields to the event loop spends past half its lease many times
+    before the background top-up can run: one top-up is started, not one a call."""
+    import anyio.lowlevel
+
+    from wfa_auth._limits import Limiter
+    from wfa_auth._policies import limits_of
+
+    clock = at(12)
+    record = MemoryKeyRecord(
+        key_id="wfak_burst",
+        name="CI",
+        secret_hash="unused",
+        owner_id="ada",
+        owner_email="ada@example.com",
+        organization_id="org",
+        organization_name="Acme",
+        rate_limit=RateLimit(requests=1000, per_seconds=60),  # leases of 50
+    )
+    limits = limits_of(record)
+    assert limits is not None
+    counters = CountingCounters()
+    limiter = Limiter(counters, clock=lambda: clock().timestamp())
+    async with limiter.run():
+        assert isinstance(await limiter.acquire(limits), list)
+        for _ in range(40):  # 41 spent of 50: below half for the last 16
+            assert isinstance(limiter.admit(limits), list)
+        for _ in range(5):
+            await anyio.lowlevel.checkpoint()
+        assert counters.takes == 2
+        assert limiter._leases[limits.policies[0].bucket].allowance == 59  # 9 + 50
