@@ -57,6 +57,7 @@ class _Lease:
         "oldest",
         "pair",
         "pair_item",
+        "pair_later",
         "pair_reset",
         "pair_state",
         "pair_template",
@@ -109,7 +110,8 @@ class _Lease:
         #: The two reset times (unclamped) ``pair_template`` was last filled with, and
         #: ``pair_state`` with them filled in (formatted with the two remaining counts):
         #: the reset times change at most once a second, the remaining counts every call.
-        self.pair_reset: tuple[int, int] | None = None
+        self.pair_reset: int | None = None
+        self.pair_later: int | None = None
         self.pair_template = b""
 
     def limit_left(self, policy: Policy) -> int:
@@ -118,6 +120,33 @@ class _Lease:
 
 
 _ceil = math.ceil
+
+
+def _pair_headers(first: _Lease, second: _Lease, now: float) -> Headers:
+    """The ``RateLimit-Policy`` and ``RateLimit`` headers of two spent leases."""
+    # The tightest first, as header_values orders them: fewest remaining, then the
+    # soonest reset (the same now for both: the sooner ``frees``); ties keep the order.
+    left = first.limit - first.total + first.allowance
+    right = second.limit - second.total + second.allowance
+    if right < left or (right == left and second.frees < first.frees):
+        first, second, left, right = second, first, right, left
+    if first.pair is not second.item:
+        first.pair = second.item
+        first.pair_item = first.item + b", " + second.item
+        first.pair_state = first.state_b + b", " + second.state_b
+        first.pair_reset = first.pair_later = None
+    reset, later = _ceil(first.frees - now), _ceil(second.frees - now)
+    if reset != first.pair_reset or later != first.pair_later:
+        # Fill in the reset times, keeping the remaining counts' slots (%d).
+        first.pair_reset, first.pair_later = reset, later
+        first.pair_template = first.pair_state % (
+            b"%d",
+            reset if reset > 0 else 0,
+            b"%d",
+            later if later > 0 else 0,
+        )
+    state = first.pair_template % (left if left > 0 else 0, right if right > 0 else 0)
+    return [(b"ratelimit-policy", first.pair_item), (b"ratelimit", state)]
 
 
 class Limiter:
@@ -179,7 +208,7 @@ class Limiter:
                 second.used_at = now
                 if second.allowance < second.low:
                     self._start_top_up(second, now)
-                return self._pair_headers(first, second, now)
+                return _pair_headers(first, second, now)
         spent: list[_Lease] = []
         for policy in limits.policies:
             lease = leases.get(policy.bucket)
@@ -235,7 +264,7 @@ class Limiter:
             state = lease.state % (left if left > 0 else 0, reset if reset > 0 else 0)
             return [(b"ratelimit-policy", lease.item), (b"ratelimit", state)]
         if len(leases) == 2:
-            return self._pair_headers(leases[0], leases[1], now)
+            return _pair_headers(leases[0], leases[1], now)
         states = [
             self._state(lease.policy, lease, now, lease.limit_left(lease.policy))
             for lease in leases
@@ -245,34 +274,6 @@ class Limiter:
             (b"ratelimit-policy", policy_header.encode()),
             (b"ratelimit", state_header.encode()),
         ]
-
-    @staticmethod
-    def _pair_headers(first: _Lease, second: _Lease, now: float) -> Headers:
-        """The ``RateLimit-Policy`` and ``RateLimit`` headers of two spent leases."""
-        # The tightest first, as header_values orders them: fewest remaining, then the
-        # soonest reset (the same now for both: the sooner ``frees``); ties keep the order.
-        left = first.limit - first.total + first.allowance
-        right = second.limit - second.total + second.allowance
-        if right < left or (right == left and second.frees < first.frees):
-            first, second, left, right = second, first, right, left
-        if first.pair is not second.item:
-            first.pair = second.item
-            first.pair_item = first.item + b", " + second.item
-            first.pair_state = first.state_b + b", " + second.state_b
-            first.pair_reset = None
-        resets = (_ceil(first.frees - now), _ceil(second.frees - now))
-        if resets != first.pair_reset:
-            # Fill in the reset times, keeping the remaining counts' slots (%d).
-            first.pair_reset = resets
-            reset, later = resets
-            first.pair_template = first.pair_state % (
-                b"%d",
-                reset if reset > 0 else 0,
-                b"%d",
-                later if later > 0 else 0,
-            )
-        state = first.pair_template % (left if left > 0 else 0, right if right > 0 else 0)
-        return [(b"ratelimit-policy", first.pair_item), (b"ratelimit", state)]
 
     def _start_top_up(self, lease: _Lease, now: float) -> None:
         """Top ``lease`` up in the background unless it is being topped up already."""
