@@ -48,6 +48,7 @@ class _Lease:
 
     __slots__ = (
         "allowance",
+        "base",
         "ends",
         "frees",
         "full_until",
@@ -56,7 +57,7 @@ class _Lease:
         "low",
         "oldest",
         "pair",
-        "pair_item",
+        "pair_header",
         "pair_later",
         "pair_reset",
         "pair_state",
@@ -94,6 +95,8 @@ class _Lease:
         may have changed (the bucket names the window, not the limit)."""
         self.policy = policy
         self.limit = policy.limit
+        #: What remains of the limit less the allowance (kept with ``limit`` and ``total``).
+        self.base = policy.limit - self.total
         #: Below this allowance (under half a chunk) the lease is topped up.
         self.low = (policy.chunk + 1) // 2
         name = policy.name.encode()
@@ -106,7 +109,9 @@ class _Lease:
         #: The item of the lease last announced after this one (the very object: a new
         #: one when that lease adopts another policy), and both items joined.
         self.pair: bytes | None = None
-        self.pair_item = self.pair_state = b""
+        self.pair_state = b""
+        #: The ``RateLimit-Policy`` header of this lease and the last one after it.
+        self.pair_header = (b"ratelimit-policy", b"")
         #: The two reset times (unclamped) ``pair_template`` was last filled with, and
         #: ``pair_state`` with them filled in (formatted with the two remaining counts):
         #: the reset times change at most once a second, the remaining counts every call.
@@ -126,13 +131,13 @@ def _pair_headers(first: _Lease, second: _Lease, now: float) -> Headers:
     """The ``RateLimit-Policy`` and ``RateLimit`` headers of two spent leases."""
     # The tightest first, as header_values orders them: fewest remaining, then the
     # soonest reset (the same now for both: the sooner ``frees``); ties keep the order.
-    left = first.limit - first.total + first.allowance
-    right = second.limit - second.total + second.allowance
+    left = first.base + first.allowance
+    right = second.base + second.allowance
     if right < left or (right == left and second.frees < first.frees):
         first, second, left, right = second, first, right, left
     if first.pair is not second.item:
         first.pair = second.item
-        first.pair_item = first.item + b", " + second.item
+        first.pair_header = (b"ratelimit-policy", first.item + b", " + second.item)
         first.pair_state = first.state_b + b", " + second.state_b
         first.pair_reset = first.pair_later = None
     reset, later = _ceil(first.frees - now), _ceil(second.frees - now)
@@ -146,7 +151,7 @@ def _pair_headers(first: _Lease, second: _Lease, now: float) -> Headers:
             later if later > 0 else 0,
         )
     state = first.pair_template % (left if left > 0 else 0, right if right > 0 else 0)
-    return [(b"ratelimit-policy", first.pair_item), (b"ratelimit", state)]
+    return [first.pair_header, (b"ratelimit", state)]
 
 
 class Limiter:
@@ -259,7 +264,7 @@ class Limiter:
                 self._start_top_up(lease, now)
         if len(leases) == 1:
             lease = leases[0]
-            left = lease.limit - lease.total + lease.allowance
+            left = lease.base + lease.allowance
             reset = _ceil(lease.frees - now)
             state = lease.state % (left if left > 0 else 0, reset if reset > 0 else 0)
             return [(b"ratelimit-policy", lease.item), (b"ratelimit", state)]
@@ -345,6 +350,7 @@ class Limiter:
             return
         lease.allowance += taken.granted
         lease.total = taken.total
+        lease.base = lease.limit - taken.total
         lease.oldest = taken.oldest
         lease.frees = policy.frees_at(taken.oldest, ends)
         if taken.granted == 0:
