@@ -48,20 +48,26 @@ class _Lease:
 
     __slots__ = (
         "allowance",
+        "base",
         "ends",
         "frees",
         "full_until",
         "item",
         "limit",
+        "low",
         "oldest",
         "pair",
-        "pair_item",
+        "pair_header",
+        "pair_later",
+        "pair_reset",
         "pair_state",
+        "pair_template",
         "policy",
         "refill",
         "slot",
         "starts",
         "state",
+        "state_b",
         "topping_up",
         "total",
         "used_at",
@@ -89,15 +95,29 @@ class _Lease:
         may have changed (the bucket names the window, not the limit)."""
         self.policy = policy
         self.limit = policy.limit
+        #: What remains of the limit less the allowance (kept with ``limit`` and ``total``).
+        self.base = policy.limit - self.total
+        #: Below this allowance (under half a chunk) the lease is topped up.
+        self.low = (policy.chunk + 1) // 2
         name = policy.name.encode()
         window = policy.window_seconds(self.starts, self.ends)
         self.item = b'"%s";q=%d;w=%d' % (name, policy.limit, window)
         #: ``RateLimit``'s item, formatted with (remaining, seconds until ``frees``).
         self.state = b'"' + name + b'";r=%d;t=%d'
+        #: The same taking the remaining count as bytes (``%b``: ``b"%d"`` for a template).
+        self.state_b = b'"' + name + b'";r=%b;t=%d'
         #: The item of the lease last announced after this one (the very object: a new
         #: one when that lease adopts another policy), and both items joined.
         self.pair: bytes | None = None
-        self.pair_item = self.pair_state = b""
+        self.pair_state = b""
+        #: The ``RateLimit-Policy`` header of this lease and the last one after it.
+        self.pair_header = (b"ratelimit-policy", b"")
+        #: The two reset times (unclamped) ``pair_template`` was last filled with, and
+        #: ``pair_state`` with them filled in (formatted with the two remaining counts):
+        #: the reset times change at most once a second, the remaining counts every call.
+        self.pair_reset: int | None = None
+        self.pair_later: int | None = None
+        self.pair_template = b""
 
     def limit_left(self, policy: Policy) -> int:
         """What remains of the policy's limit, as this process last learned it."""
@@ -105,6 +125,33 @@ class _Lease:
 
 
 _ceil = math.ceil
+
+
+def _pair_headers(first: _Lease, second: _Lease, now: float) -> Headers:
+    """The ``RateLimit-Policy`` and ``RateLimit`` headers of two spent leases."""
+    # The tightest first, as header_values orders them: fewest remaining, then the
+    # soonest reset (the same now for both: the sooner ``frees``); ties keep the order.
+    left = first.base + first.allowance
+    right = second.base + second.allowance
+    if right < left or (right == left and second.frees < first.frees):
+        first, second, left, right = second, first, right, left
+    if first.pair is not second.item:
+        first.pair = second.item
+        first.pair_header = (b"ratelimit-policy", first.item + b", " + second.item)
+        first.pair_state = first.state_b + b", " + second.state_b
+        first.pair_reset = first.pair_later = None
+    reset, later = _ceil(first.frees - now), _ceil(second.frees - now)
+    if reset != first.pair_reset or later != first.pair_later:
+        # Fill in the reset times, keeping the remaining counts' slots (%d).
+        first.pair_reset, first.pair_later = reset, later
+        first.pair_template = first.pair_state % (
+            b"%d",
+            reset if reset > 0 else 0,
+            b"%d",
+            later if later > 0 else 0,
+        )
+    state = first.pair_template % (left if left > 0 else 0, right if right > 0 else 0)
+    return [first.pair_header, (b"ratelimit", state)]
 
 
 class Limiter:
@@ -139,6 +186,34 @@ class Limiter:
         the store must be asked (:meth:`acquire`)."""
         now = self._clock()
         leases = self._leases
+        policies = limits.policies
+        if len(policies) == 2:
+            # The usual case (a rate limit and a quota) with both leases live, spent here:
+            # what _spend does for two leases, inlined (this is every limited call).
+            one, two = policies
+            first = leases.get(one.bucket)
+            second = leases.get(two.bucket)
+            if (
+                first is not None
+                and second is not None
+                and first.allowance > 0
+                and second.allowance > 0
+                and now < first.ends
+                and now < second.ends
+            ):
+                if first.policy is not one:
+                    first.adopt(one)
+                if second.policy is not two:
+                    second.adopt(two)
+                first.allowance -= 1
+                first.used_at = now
+                if first.allowance < first.low:
+                    self._start_top_up(first, now)
+                second.allowance -= 1
+                second.used_at = now
+                if second.allowance < second.low:
+                    self._start_top_up(second, now)
+                return _pair_headers(first, second, now)
         spent: list[_Lease] = []
         for policy in limits.policies:
             lease = leases.get(policy.bucket)
@@ -182,41 +257,19 @@ class Limiter:
 
     def _spend(self, leases: list[_Lease], now: float) -> Headers:
         """Spend a unit of each lease; the ``RateLimit-Policy`` and ``RateLimit`` headers."""
-        tasks = self._tasks
         for lease in leases:
             lease.allowance -= 1
             lease.used_at = now
-            low = lease.allowance * 2 < lease.policy.chunk
-            if low and lease.refill is None and not lease.topping_up and tasks is not None:
-                # Marked at once: the task may not run before the next calls are spent.
-                lease.topping_up = True
-                tasks.start_soon(self._top_up, lease, now)
+            if lease.allowance < lease.low:
+                self._start_top_up(lease, now)
         if len(leases) == 1:
             lease = leases[0]
-            left = lease.limit - lease.total + lease.allowance
+            left = lease.base + lease.allowance
             reset = _ceil(lease.frees - now)
             state = lease.state % (left if left > 0 else 0, reset if reset > 0 else 0)
             return [(b"ratelimit-policy", lease.item), (b"ratelimit", state)]
         if len(leases) == 2:
-            first, second = leases
-            # The tightest first, as header_values orders them: fewest remaining, then the
-            # soonest reset (the same now for both: the sooner ``frees``); ties keep the order.
-            left = first.limit - first.total + first.allowance
-            right = second.limit - second.total + second.allowance
-            if right < left or (right == left and second.frees < first.frees):
-                first, second, left, right = second, first, right, left
-            if first.pair is not second.item:
-                first.pair = second.item
-                first.pair_item = first.item + b", " + second.item
-                first.pair_state = first.state + b", " + second.state
-            reset, later = _ceil(first.frees - now), _ceil(second.frees - now)
-            state = first.pair_state % (
-                left if left > 0 else 0,
-                reset if reset > 0 else 0,
-                right if right > 0 else 0,
-                later if later > 0 else 0,
-            )
-            return [(b"ratelimit-policy", first.pair_item), (b"ratelimit", state)]
+            return _pair_headers(leases[0], leases[1], now)
         states = [
             self._state(lease.policy, lease, now, lease.limit_left(lease.policy))
             for lease in leases
@@ -226,6 +279,14 @@ class Limiter:
             (b"ratelimit-policy", policy_header.encode()),
             (b"ratelimit", state_header.encode()),
         ]
+
+    def _start_top_up(self, lease: _Lease, now: float) -> None:
+        """Top ``lease`` up in the background unless it is being topped up already."""
+        tasks = self._tasks
+        if lease.refill is None and not lease.topping_up and tasks is not None:
+            # Marked at once: the task may not run before the next calls are spent.
+            lease.topping_up = True
+            tasks.start_soon(self._top_up, lease, now)
 
     @staticmethod
     def _state(
@@ -289,6 +350,7 @@ class Limiter:
             return
         lease.allowance += taken.granted
         lease.total = taken.total
+        lease.base = lease.limit - taken.total
         lease.oldest = taken.oldest
         lease.frees = policy.frees_at(taken.oldest, ends)
         if taken.granted == 0:

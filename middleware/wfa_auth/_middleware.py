@@ -75,7 +75,10 @@ def _with_headers(send: Send, headers: Headers) -> Send:
     # A plain function returning send's awaitable: no coroutine of its own per message.
     def send_with_headers(message: Message) -> Awaitable[None]:
         if message["type"] in ("http.response.start", "websocket.accept"):
-            message = {**message, "headers": [*message.get("headers", ()), *headers]}
+            # A copy: the app's message and its header list stay as the app made them.
+            message = {**message}
+            raw = message.get("headers", ())
+            message["headers"] = raw + headers if type(raw) is list else [*raw, *headers]
         return send(message)
 
     return send_with_headers
@@ -340,12 +343,12 @@ class ApiKeyAuthMiddleware:
             if user is not None and user.limits is not None:
                 # The warm path of a limited key: no await unless its lease has run out.
                 admitted = self.limiter.admit(user.limits)
-                if admitted is None:
+                if type(admitted) is list:
+                    send = _with_headers(send, admitted)
+                elif admitted is None:
                     send = await self._admit(user, user.limits, send)
                 elif isinstance(admitted, Refusal):
                     raise AuthenticationRefused(admitted, user.key)
-                else:
-                    send = _with_headers(send, admitted)
         except AuthenticationRefused as refused:
             self._count_refused(refused)
             await self._refuse(scope, receive, send, refused.refusal)

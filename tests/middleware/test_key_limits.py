@@ -335,3 +335,29 @@ async def test_calls_spent_without_a_pause_start_one_top_up_not_one_each() -> No
             await anyio.lowlevel.checkpoint()
         assert counters.takes == 2
         assert limiter._leases[limits.policies[0].bucket].allowance == 59  # 9 + 50
+
+
+async def test_the_rate_limit_headers_are_added_to_a_copy_of_the_apps_start_message() -> None:
+    """The app's message and its header list are left as the app made them (it may send
+    the same ones again), whether its headers are a list or another iterable."""
+    from wfa_auth._middleware import _with_headers
+
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    added = [(b"ratelimit-policy", b'"rate";q=5;w=60'), (b"ratelimit", b'"rate";r=4;t=60')]
+    app_headers = [(b"content-type", b"text/plain")]
+    start = {"type": "http.response.start", "status": 200, "headers": app_headers}
+    body = {"type": "http.response.body", "body": b"ok"}
+    accept = {"type": "websocket.accept", "headers": ((b"x-a", b"1"),)}
+    wrapped = _with_headers(send, added)
+    for message in (start, body, accept):
+        await wrapped(message)
+    assert app_headers == [(b"content-type", b"text/plain")]
+    assert start["headers"] is app_headers
+    assert sent[0] == {**start, "headers": [*app_headers, *added]}
+    assert sent[1] is body
+    assert sent[2] == {"type": "websocket.accept", "headers": [(b"x-a", b"1"), *added]}
+    assert accept["headers"] == ((b"x-a", b"1"),)
