@@ -346,7 +346,7 @@ class ApiKeyAuthMiddleware:
                 if type(admitted) is list:
                     send = _with_headers(send, admitted)
                 elif admitted is None:
-                    send = await self._admit(user, user.limits, send)
+                    send = await self._acquire(user, user.limits, send)
                 elif isinstance(admitted, Refusal):
                     raise AuthenticationRefused(admitted, user.key)
         except AuthenticationRefused as refused:
@@ -382,11 +382,10 @@ class ApiKeyAuthMiddleware:
         if self.limiter.sync_is_due():
             await self.limiter.sync()
 
-    async def _admit(self, user: ApiKeyUser, limits: KeyLimits, send: Send) -> Send:
-        """``send`` adding the rate-limit headers, or raise the key's rate-limit refusal."""
-        admitted: Headers | Refusal | None = self.limiter.admit(limits)
-        if admitted is None:
-            admitted = await self.limiter.acquire(limits)
+    async def _acquire(self, user: ApiKeyUser, limits: KeyLimits, send: Send) -> Send:
+        """When the key's leases have run out (``admit`` answered None): take more from the
+        store, then ``send`` adding the rate-limit headers, or raise the key's refusal."""
+        admitted = await self.limiter.acquire(limits)
         if isinstance(admitted, Refusal):
             raise AuthenticationRefused(admitted, user.key)
         return _with_headers(send, admitted)
