@@ -24,8 +24,10 @@ from wfa_keys.models import (
     KeyNetwork,
     KeyReminder,
     KeyUsage,
+    KeyUsageDay,
     LimitCounter,
     Organization,
+    OrganizationUsageHour,
     ServerSecret,
     Session,
     ThrottleSlot,
@@ -186,6 +188,8 @@ async def db(database_url: str) -> AsyncIterator[TortoiseContext]:
             ThrottleSlot,
             ServerSecret,
             KeyUsage,
+            KeyUsageDay,
+            OrganizationUsageHour,
             LimitCounter,
         ):
             await model.all().delete()

@@ -8,6 +8,8 @@ and are pruned after ``WFA_USAGE_RETENTION_DAYS`` by each process's housekeeping
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +25,7 @@ from tortoise.transactions import in_transaction
 from wfa_auth import CALL_OUTCOMES
 from wfa_keys import limits
 from wfa_keys.errors import InvalidInput
-from wfa_keys.models import KeyUsage
+from wfa_keys.models import CallCounts, KeyUsage, KeyUsageDay, OrganizationUsageHour
 
 __all__ = [
     "Granularity",
@@ -38,6 +40,8 @@ __all__ = [
 
 #: The ``key_usage`` columns, in the order of :data:`wfa_auth.CALL_OUTCOMES`.
 COLUMNS = CALL_OUTCOMES
+#: Every call of a row, whatever its outcome.
+_TOTAL = functools.reduce(operator.add, [F(column) for column in COLUMNS])
 
 
 class Granularity(StrEnum):
@@ -83,27 +87,59 @@ class TortoiseCallSink:
         self.on_recorded = on_recorded
 
     async def record_calls(self, counts: Mapping[tuple[str, str, datetime], Sequence[int]]) -> None:
-        """Add each (Key ID, organization, hour)'s counts to its row, creating missing ones."""
+        """Add each (Key ID, organization, hour)'s counts to its row, creating missing ones,
+        and to the rollups of its key's day and its organization's hour: all or nothing."""
+        days: dict[tuple[str, str, datetime], list[int]] = {}
+        hours: dict[tuple[str, datetime], list[int]] = {}
+        for (key_id, organization_id, hour), values in counts.items():
+            _sum_into(days, (key_id, organization_id, _floor(hour, Granularity.DAY)), values)
+            _sum_into(hours, (organization_id, hour), values)
+        # Rows are written in one order in every process (keys, then days, then hours, each
+        # sorted): two flushes that add to the same rows wait for each other, never deadlock.
+        # The organization's hour, which every flush of the hour adds to, comes last and is
+        # locked for the shortest time.
         async with in_transaction():
-            for (key_id, organization_id, hour), values in counts.items():
-                await _add(key_id, organization_id, hour, values)
+            for (key_id, organization_id, hour), values in sorted(counts.items()):
+                await _add(KeyUsage, {"key_id": key_id, "hour": hour}, organization_id, values)
+            for (key_id, organization_id, day), values in sorted(days.items()):
+                await _add(KeyUsageDay, {"key_id": key_id, "day": day}, organization_id, values)
+            for (organization_id, hour), values in sorted(hours.items()):
+                where = {"organization_id": organization_id, "hour": hour}
+                await _add(OrganizationUsageHour, where, None, values)
         if self.on_recorded is not None:
             totals = [sum(values[i] for values in counts.values()) for i in range(len(COLUMNS))]
             self.on_recorded(totals)
 
 
-async def _add(key_id: str, organization_id: str, hour: datetime, values: Sequence[int]) -> None:
+def _sum_into(sums: dict[Any, list[int]], key: Any, values: Sequence[int]) -> None:
+    total = sums.get(key)
+    if total is None:
+        sums[key] = list(values)
+    else:
+        for i, value in enumerate(values):
+            total[i] += value
+
+
+async def _add(
+    model: type[CallCounts],
+    where: dict[str, Any],
+    organization_id: str | None,
+    values: Sequence[int],
+) -> None:
+    """Add ``values`` to the row ``where`` names (its unique columns), or create it."""
     increments = {column: F(column) + value for column, value in zip(COLUMNS, values, strict=True)}
-    if await KeyUsage.filter(key_id=key_id, hour=hour).update(**increments):
+    if await model.filter(**where).update(**increments):
         return
+    row: dict[str, Any] = dict(zip(COLUMNS, values, strict=True)) | where
+    if organization_id is not None:
+        row["organization_id"] = organization_id
     try:
         # A savepoint: on PostgreSQL a failed insert would abort the whole batch otherwise.
         async with in_transaction():
-            row: dict[str, Any] = dict(zip(COLUMNS, values, strict=True))
-            await KeyUsage.create(key_id=key_id, organization_id=organization_id, hour=hour, **row)
+            await model.create(**row)
     except IntegrityError:
         # Another process created the row meanwhile: add to it.
-        await KeyUsage.filter(key_id=key_id, hour=hour).update(**increments)
+        await model.filter(**where).update(**increments)
 
 
 def _floor(moment: datetime, granularity: Granularity) -> datetime:
@@ -205,31 +241,74 @@ async def organization_usage(
     organization_id: Any, starts: list[datetime], granularity: Granularity, top: int
 ) -> tuple[list[UsageCounts], list[KeyTotals]]:
     """The organization's calls in each bucket, and its ``top`` keys by calls over the
-    range (deleted keys included, by Key ID), most first."""
+    range (deleted keys included, by Key ID), most first.
+
+    The buckets add up ``organization_usage_hour`` (one row per hour), the ranking
+    ``key_usage_day`` over the range's whole days and ``key_usage`` over the hours before the
+    first and after the last (a range of hours need not start or end at midnight): the same
+    sums as over ``key_usage`` alone, from a 24th of its rows.
+    """
     if not 1 <= top <= limits.MAX_USAGE_TOP:
         raise InvalidInput("top", f"top must be 1 to {limits.MAX_USAGE_TOP}.")
-    in_range = KeyUsage.filter(
-        organization_id=organization_id,
-        hour__gte=starts[0],
-        hour__lt=starts[-1] + _STEP[granularity],
+    low, high = starts[0], starts[-1] + _STEP[granularity]
+    per_hour = await _rows(
+        OrganizationUsageHour.filter(
+            organization_id=organization_id, hour__gte=low, hour__lt=high
+        ).values_list("hour", *COLUMNS)
     )
-    sums = {f"s_{column}": Sum(column) for column in COLUMNS}
-    sum_columns = [f"s_{column}" for column in COLUMNS]
-    # values(), not values_list(): the latter selects every sum twice.
-    per_hour = await _rows(in_range.annotate(**sums).group_by("hour").values("hour", *sum_columns))
-    per_key = await _rows(
-        in_range.annotate(**sums).group_by("key_id").values("key_id", *sum_columns)
-    )
-    totals = []
-    for row in per_key:
-        key_id, *counts = tuple(row)
-        totals.append(KeyTotals(key_id, sum(int(v or 0) for v in counts), int(counts[0] or 0)))
+    first_day = _floor(low + _STEP[Granularity.DAY] - _STEP[Granularity.HOUR], Granularity.DAY)
+    last_day = _floor(high, Granularity.DAY)
+    parts: list[Any] = []
+    if first_day < last_day:
+        parts.append(KeyUsageDay.filter(day__gte=first_day, day__lt=last_day))
+        edges = [(low, first_day), (last_day, high)]
+    else:
+        edges = [(low, high)]
+    parts += [KeyUsage.filter(hour__gte=lo, hour__lt=hi) for lo, hi in edges if lo < hi]
+    sums: dict[str, list[int]] = {}
+    for part in parts:
+        query = part.filter(organization_id=organization_id).annotate(
+            s_total=Sum(_TOTAL), s_success=Sum(F("success"))
+        )
+        for row in await _rows(query.group_by("key_id").values("key_id", "s_total", "s_success")):
+            key_id, total, success = tuple(row)
+            _sum_into(sums, key_id, (int(total or 0), int(success or 0)))
+    totals = [KeyTotals(key_id, total, success) for key_id, (total, success) in sums.items()]
     totals.sort(key=lambda t: (-t.total, t.key_id))
     return _bucketed(starts, granularity, per_hour), totals[:top]
 
 
 async def prune_usage(retention_days: int, now: datetime | None = None) -> int:
-    """Delete the hours older than ``retention_days``; returns how many rows went."""
+    """Delete the hours older than ``retention_days`` (and the rollups' rows of them);
+    returns how many ``key_usage`` rows went.
+
+    The day the cutoff falls in keeps its later hours: its ``key_usage_day`` rows are
+    summed again from them, in the same transaction, so that they still add up.
+    """
     cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
-    deleted: int = await KeyUsage.filter(hour__lt=cutoff).delete()
+    day = _floor(cutoff, Granularity.DAY)
+    async with in_transaction():
+        deleted: int = await KeyUsage.filter(hour__lt=cutoff).delete()
+        await OrganizationUsageHour.filter(hour__lt=cutoff).delete()
+        await KeyUsageDay.filter(day__lt=day).delete()
+        if deleted:
+            await KeyUsageDay.filter(day=day).delete()
+            sums = {f"s_{column}": Sum(column) for column in COLUMNS}
+            rows = await (
+                KeyUsage.filter(hour__gte=day, hour__lt=day + _STEP[Granularity.DAY])
+                .annotate(**sums)
+                .group_by("key_id", "organization_id")
+                .values("key_id", "organization_id", *sums)
+            )
+            await KeyUsageDay.bulk_create(
+                [
+                    KeyUsageDay(
+                        key_id=row["key_id"],
+                        organization_id=row["organization_id"],
+                        day=day,
+                        **{column: int(row[f"s_{column}"] or 0) for column in COLUMNS},
+                    )
+                    for row in rows
+                ]
+            )
     return deleted

@@ -1,0 +1,111 @@
+"""Usage rollups: an organization's calls per hour, and each key's per UTC day.
+
+``organizationUsage`` summed every ``key_usage`` row of its range twice (by hour and by
+key): 168,000 rows for a week of 1,000 keys. ``organization_usage_hour`` holds one row per
+organization and hour (its buckets), ``key_usage_day`` one per key and day (its ranking
+over whole days); the flush that writes ``key_usage`` adds to both in the same transaction.
+This migration fills them from the ``key_usage`` rows already there.
+"""
+
+from typing import Any
+
+from tortoise import fields, migrations
+from tortoise.indexes import Index
+from tortoise.migrations import operations as ops
+from tortoise.migrations.schema_editor.base import BaseSchemaEditor
+
+COUNTS = (
+    "success",
+    "rate_limited",
+    "quota_exceeded",
+    "insufficient_scope",
+    "ip_not_allowed",
+    "disabled",
+    "expired",
+    "invalid_secret",
+)
+#: The UTC day of ``hour``, as each dialect stores a datetime (SQLite: Tortoise's ISO text).
+DAY = {
+    "postgres": "date_trunc('day', \"hour\" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'",
+    "sqlite": "substr(\"hour\", 1, 10) || ' 00:00:00+00:00'",
+}
+
+
+def backfill_sql(dialect: str, where: str = "") -> list[str]:
+    """The statements that fill both rollups from the ``key_usage`` rows matching
+    ``where`` (an SQL condition, or every row); ``bench/seed_usage.py`` runs them too."""
+    columns = ", ".join(f'"{column}"' for column in COUNTS)
+    sums = ", ".join(f'SUM("{column}")' for column in COUNTS)
+    condition = f" WHERE {where}" if where else ""
+    day = DAY[dialect]
+    return [
+        f'INSERT INTO "organization_usage_hour" ("organization_id", "hour", {columns}) '
+        f'SELECT "organization_id", "hour", {sums} FROM "key_usage"{condition} '
+        'GROUP BY "organization_id", "hour"',
+        f'INSERT INTO "key_usage_day" ("key_id", "organization_id", "day", {columns}) '
+        f'SELECT "key_id", "organization_id", {day}, {sums} FROM "key_usage"{condition} '
+        f'GROUP BY "key_id", "organization_id", {day}',
+    ]
+
+
+async def backfill(apps: Any, schema_editor: BaseSchemaEditor) -> None:
+    for statement in backfill_sql(schema_editor.DIALECT):
+        await schema_editor._run_sql(statement)
+
+
+async def empty(apps: Any, schema_editor: BaseSchemaEditor) -> None:
+    """Nothing to undo: dropping the tables drops their rows."""
+
+
+def _counts() -> list[tuple[str, fields.Field[Any]]]:
+    return [(column, fields.BigIntField(default=0)) for column in COUNTS]
+
+
+def _id() -> tuple[str, fields.Field[Any]]:
+    return ("id", fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True))
+
+
+class Migration(migrations.Migration):
+    dependencies = [("wfa_keys", "0010_scale_indexes")]
+
+    initial = False
+
+    operations = [
+        ops.CreateModel(
+            name="OrganizationUsageHour",
+            fields=[
+                _id(),
+                ("organization_id", fields.UUIDField()),
+                ("hour", fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                *_counts(),
+            ],
+            options={
+                "table": "organization_usage_hour",
+                "app": "wfa_keys",
+                "unique_together": (("organization_id", "hour"),),
+                "pk_attr": "id",
+                "table_description": "An organization's calls in one hour, by outcome.",
+            },
+            bases=["Model"],
+        ),
+        ops.CreateModel(
+            name="KeyUsageDay",
+            fields=[
+                _id(),
+                ("key_id", fields.CharField(max_length=64)),
+                ("organization_id", fields.UUIDField()),
+                ("day", fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                *_counts(),
+            ],
+            options={
+                "table": "key_usage_day",
+                "app": "wfa_keys",
+                "unique_together": (("key_id", "day"),),
+                "indexes": [Index(fields=["organization_id", "day"])],
+                "pk_attr": "id",
+                "table_description": "One key's calls in one UTC day, by outcome.",
+            },
+            bases=["Model"],
+        ),
+        ops.RunPython(backfill, empty),
+    ]

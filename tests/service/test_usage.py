@@ -1,0 +1,151 @@
+"""Call analytics storage: the flush, the rollups organizationUsage reads, pruning."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from tortoise.context import TortoiseContext
+
+from wfa_keys.models import KeyUsage, KeyUsageDay, OrganizationUsageHour
+from wfa_keys.usage import (
+    COLUMNS,
+    Granularity,
+    KeyTotals,
+    TortoiseCallSink,
+    UsageCounts,
+    organization_usage,
+    prune_usage,
+    usage_range,
+)
+
+ACME, GLOBEX = str(uuid.UUID(int=1)), str(uuid.UUID(int=2))
+#: A Tuesday noon: ranges around it start and end mid-day.
+NOON = datetime(2026, 3, 10, 12, tzinfo=UTC)
+Counts = dict[tuple[str, str, datetime], list[int]]
+
+
+def _random_counts(seed: int) -> Counts:
+    """Calls of five Acme keys (one of them since deleted: nothing here needs its row) and a
+    Globex key, in random hours of the three weeks around noon, a few outcomes each."""
+    rng = random.Random(seed)
+    keys = [(f"wfak_acme{n}", ACME) for n in range(4)]
+    keys += [("wfak_deletedkey", ACME), ("wfak_globex", GLOBEX)]
+    counts: Counts = {}
+    for _ in range(300):
+        key_id, organization_id = rng.choice(keys)
+        hour = NOON + timedelta(hours=rng.randrange(-240, 240))
+        counts[(key_id, organization_id, hour)] = [rng.randrange(4) for _ in COLUMNS]
+    return counts
+
+
+async def _write_in_batches(counts: Counts, batches: int) -> None:
+    """Written as the service's flushes write them: several batches, one row many times."""
+    sink = TortoiseCallSink()
+    items = list(counts.items())
+    for i in range(batches):
+        await sink.record_calls(dict(items[i::batches]))
+    await sink.record_calls(dict(items[::3]))  # a later flush adds to rows already there
+
+
+async def _direct(
+    organization_id: str, starts: list[datetime], granularity: Granularity, top: int
+) -> tuple[list[UsageCounts], list[KeyTotals]]:
+    """The answer from ``key_usage`` rows alone, summed here."""
+    step = starts[1] - starts[0] if len(starts) > 1 else timedelta(days=1)
+    buckets = {start: [0] * len(COLUMNS) for start in starts}
+    keys: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for row in await KeyUsage.filter(organization_id=organization_id).values():
+        hour = row["hour"].astimezone(UTC)
+        start = hour.replace(hour=0) if granularity is Granularity.DAY else hour
+        if not starts[0] <= start < starts[-1] + step:
+            continue
+        values = [row[column] for column in COLUMNS]
+        buckets[start] = [a + b for a, b in zip(buckets[start], values, strict=True)]
+        keys[row["key_id"]][0] += sum(values)
+        keys[row["key_id"]][1] += row["success"]
+    totals = sorted(
+        (KeyTotals(key_id, total, success) for key_id, (total, success) in keys.items()),
+        key=lambda t: (-t.total, t.key_id),
+    )
+    return [UsageCounts(start, tuple(buckets[start])) for start in starts], totals[:top]
+
+
+RANGES = [
+    # (since, until, granularity): ranges of hours that start and end mid-day, cross
+    # several days or stay inside one; ranges of days (whole UTC days, by definition).
+    (NOON - timedelta(days=3, minutes=20), NOON + timedelta(days=2, hours=5), Granularity.HOUR),
+    (NOON - timedelta(hours=5), NOON + timedelta(hours=3), Granularity.HOUR),
+    (NOON - timedelta(hours=12), NOON + timedelta(hours=11, minutes=59), Granularity.HOUR),
+    (NOON - timedelta(days=9), NOON + timedelta(days=9), Granularity.HOUR),
+    (NOON - timedelta(days=7), NOON, Granularity.DAY),
+    (NOON - timedelta(days=30), NOON + timedelta(days=30), Granularity.DAY),
+    (NOON, NOON, Granularity.DAY),
+]
+
+
+@pytest.mark.parametrize(("since", "until", "granularity"), RANGES)
+async def test_organization_usage_answers_as_a_sum_of_its_keys_hours(
+    db: TortoiseContext, since: datetime, until: datetime, granularity: Granularity
+) -> None:
+    await _write_in_batches(_random_counts(seed=21), batches=4)
+    starts = usage_range(since, until, granularity)
+    for top in (2, 100):
+        assert await organization_usage(ACME, starts, granularity, top) == await _direct(
+            ACME, starts, granularity, top
+        )
+    assert sum(b.total for b in (await organization_usage(ACME, starts, granularity, 100))[0])
+
+
+async def test_a_failed_flush_writes_no_table(
+    db: TortoiseContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = TortoiseCallSink()
+    first = {("wfak_a", ACME, NOON): [1] * len(COLUMNS)}
+    await sink.record_calls(first)
+    before = [await model.all().values() for model in (KeyUsage, KeyUsageDay)]
+    before.append(await OrganizationUsageHour.all().values())
+
+    async def refuse(**row: Any) -> None:
+        raise ConnectionResetError("the database went away")
+
+    # The organization's hour is written last: the key's rows were written and are undone.
+    monkeypatch.setattr(OrganizationUsageHour, "create", refuse)
+    with pytest.raises(ConnectionResetError):
+        await sink.record_calls(
+            {
+                ("wfak_a", ACME, NOON): [5] * len(COLUMNS),
+                ("wfak_b", ACME, NOON + timedelta(hours=1)): [7] * len(COLUMNS),
+            }
+        )
+
+    after = [await model.all().values() for model in (KeyUsage, KeyUsageDay)]
+    after.append(await OrganizationUsageHour.all().values())
+    assert after == before
+    assert await KeyUsage.filter(key_id="wfak_b").count() == 0
+
+
+async def test_pruning_deletes_old_rollups_and_keeps_the_cutoff_day_summing_its_hours(
+    db: TortoiseContext,
+) -> None:
+    counts = _random_counts(seed=5)
+    await _write_in_batches(counts, batches=2)
+    now = NOON + timedelta(days=3, minutes=30)  # the cutoff falls at 12:30 on NOON's day
+
+    deleted = await prune_usage(retention_days=3, now=now)
+
+    cutoff = NOON + timedelta(minutes=30)
+    assert deleted == len({(k, h) for k, _, h in counts if h < cutoff})
+    assert await KeyUsage.filter(hour__lt=cutoff).count() == 0
+    assert await OrganizationUsageHour.filter(hour__lt=cutoff).count() == 0
+    assert await KeyUsageDay.filter(day__lt=NOON.replace(hour=0)).count() == 0
+    # What is left adds up as before, the day of the cutoff included.
+    for since, until, granularity in RANGES:
+        starts = usage_range(max(since, cutoff), max(until, cutoff), granularity)
+        assert await organization_usage(ACME, starts, granularity, 100) == await _direct(
+            ACME, starts, granularity, 100
+        )
