@@ -25,6 +25,7 @@ from wfa_keys.models import (
     KeyReminder,
     KeyUsage,
     KeyUsageDay,
+    KeyUsageWeek,
     LimitCounter,
     Organization,
     OrganizationUsageHour,
@@ -189,6 +190,7 @@ async def db(database_url: str) -> AsyncIterator[TortoiseContext]:
             ServerSecret,
             KeyUsage,
             KeyUsageDay,
+            KeyUsageWeek,
             OrganizationUsageHour,
             LimitCounter,
         ):

@@ -440,6 +440,22 @@ class KeyUsageDay(CallCounts):
         indexes = (("organization_id", "day"),)
 
 
+class KeyUsageWeek(CallCounts):
+    """One key's calls in one week (from Monday 00:00 UTC), by outcome: the sum of its
+    ``key_usage_day`` rows of that week, written in the same transaction (a 90-day ranking
+    reads 12 weeks and a few days, not 90 days)."""
+
+    id = fields.BigIntField(primary_key=True)
+    key_id = fields.CharField(max_length=64)
+    organization_id = fields.UUIDField()
+    week = fields.DatetimeField()
+
+    class Meta:
+        table = "key_usage_week"
+        unique_together = (("key_id", "week"),)
+        indexes = (("organization_id", "week"),)
+
+
 class LimitCounter(Model):
     """Units of a rate limit or quota taken in one slot, shared by every server process
     (``WFA_THROTTLE_STORE=database``); deleted once the slot has left its window."""

@@ -18,14 +18,20 @@ from typing import Any
 
 from tortoise.connection import get_connection
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F
+from tortoise.expressions import F, Q
 from tortoise.functions import Sum
 from tortoise.transactions import in_transaction
 
 from wfa_auth import CALL_OUTCOMES
 from wfa_keys import limits
 from wfa_keys.errors import InvalidInput
-from wfa_keys.models import CallCounts, KeyUsage, KeyUsageDay, OrganizationUsageHour
+from wfa_keys.models import (
+    CallCounts,
+    KeyUsage,
+    KeyUsageDay,
+    KeyUsageWeek,
+    OrganizationUsageHour,
+)
 
 __all__ = [
     "Granularity",
@@ -88,21 +94,24 @@ class TortoiseCallSink:
 
     async def record_calls(self, counts: Mapping[tuple[str, str, datetime], Sequence[int]]) -> None:
         """Add each (Key ID, organization, hour)'s counts to its row, creating missing ones,
-        and to the rollups of its key's day and its organization's hour: all or nothing."""
-        days: dict[tuple[str, str, datetime], list[int]] = {}
+        and to the rollups of its key's day and week and its organization's hour: all or
+        nothing."""
+        rollups: dict[_Level, dict[tuple[str, str, datetime], list[int]]] = {}
         hours: dict[tuple[str, datetime], list[int]] = {}
         for (key_id, organization_id, hour), values in counts.items():
-            _sum_into(days, (key_id, organization_id, _floor(hour, Granularity.DAY)), values)
+            for level in _ROLLUPS:
+                start = level.floor(hour)
+                _sum_into(rollups.setdefault(level, {}), (key_id, organization_id, start), values)
             _sum_into(hours, (organization_id, hour), values)
-        # Rows are written in one order in every process (keys, then days, then hours, each
-        # sorted): two flushes that add to the same rows wait for each other, never deadlock.
-        # The organization's hour, which every flush of the hour adds to, comes last and is
-        # locked for the shortest time.
+        # Rows are written in one order in every process (hours, days, weeks of keys, then
+        # organizations' hours, each sorted): two flushes that add to the same rows wait for
+        # each other, never deadlock. The organization's hour, which every flush of the hour
+        # adds to, comes last and is locked for the shortest time.
         async with in_transaction():
-            for (key_id, organization_id, hour), values in sorted(counts.items()):
-                await _add(KeyUsage, {"key_id": key_id, "hour": hour}, organization_id, values)
-            for (key_id, organization_id, day), values in sorted(days.items()):
-                await _add(KeyUsageDay, {"key_id": key_id, "day": day}, organization_id, values)
+            for level, rows in [(_HOURS, counts), *rollups.items()]:
+                for (key_id, organization_id, start), values in sorted(rows.items()):
+                    where = {"key_id": key_id, level.column: start}
+                    await _add(level.model, where, organization_id, values)
             for (organization_id, hour), values in sorted(hours.items()):
                 where = {"organization_id": organization_id, "hour": hour}
                 await _add(OrganizationUsageHour, where, None, values)
@@ -146,6 +155,47 @@ def _floor(moment: datetime, granularity: Granularity) -> datetime:
     moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
     moment = moment.replace(minute=0, second=0, microsecond=0)
     return moment.replace(hour=0) if granularity is Granularity.DAY else moment
+
+
+def _week(moment: datetime) -> datetime:
+    day = _floor(moment, Granularity.DAY)
+    return day - timedelta(days=day.weekday())
+
+
+@dataclass(frozen=True, slots=True)
+class _Level:
+    """A table of one key's calls per span of time: its model, start column, span, and
+    the start of the span holding a moment."""
+
+    model: type[CallCounts]
+    column: str
+    width: timedelta
+    floor: Callable[[datetime], datetime]
+    #: The fewest spans worth reading here rather than in the finer table (another query).
+    least: int = 1
+
+
+_HOURS = _Level(KeyUsage, "hour", timedelta(hours=1), lambda m: _floor(m, Granularity.HOUR))
+#: The rollups of ``key_usage``, finest first.
+_ROLLUPS = (
+    _Level(KeyUsageDay, "day", timedelta(days=1), lambda m: _floor(m, Granularity.DAY)),
+    _Level(KeyUsageWeek, "week", timedelta(weeks=1), _week, least=2),
+)
+
+
+def _pieces(
+    low: datetime, high: datetime, levels: Sequence[_Level]
+) -> list[tuple[_Level, datetime, datetime]]:
+    """[low, high) (whole hours) cut into the spans of the coarsest of ``levels`` it holds
+    whole, and the hours or days either side of them in finer ones."""
+    *finer, level = levels
+    if not finer:
+        return [(level, low, high)] if low < high else []
+    first = level.floor(low + level.width - _HOURS.width)
+    last = level.floor(high)
+    if last - first < level.width * level.least:
+        return _pieces(low, high, finer)
+    return [*_pieces(low, first, finer), (level, first, last), *_pieces(last, high, finer)]
 
 
 def usage_range(
@@ -244,9 +294,10 @@ async def organization_usage(
     range (deleted keys included, by Key ID), most first.
 
     The buckets add up ``organization_usage_hour`` (one row per hour), the ranking
-    ``key_usage_day`` over the range's whole days and ``key_usage`` over the hours before the
-    first and after the last (a range of hours need not start or end at midnight): the same
-    sums as over ``key_usage`` alone, from a 24th of its rows.
+    ``key_usage_week`` over the range's whole weeks, ``key_usage_day`` over the whole days
+    either side and ``key_usage`` over the hours before the first day and after the last (a
+    range of hours need not start or end at midnight): the same sums as over ``key_usage``
+    alone, from a few hundredths of its rows.
     """
     if not 1 <= top <= limits.MAX_USAGE_TOP:
         raise InvalidInput("top", f"top must be 1 to {limits.MAX_USAGE_TOP}.")
@@ -256,21 +307,20 @@ async def organization_usage(
             organization_id=organization_id, hour__gte=low, hour__lt=high
         ).values_list("hour", *COLUMNS)
     )
-    first_day = _floor(low + _STEP[Granularity.DAY] - _STEP[Granularity.HOUR], Granularity.DAY)
-    last_day = _floor(high, Granularity.DAY)
-    parts: list[Any] = []
-    if first_day < last_day:
-        parts.append(KeyUsageDay.filter(day__gte=first_day, day__lt=last_day))
-        edges = [(low, first_day), (last_day, high)]
-    else:
-        edges = [(low, high)]
-    parts += [KeyUsage.filter(hour__gte=lo, hour__lt=hi) for lo, hi in edges if lo < hi]
+    spans: dict[_Level, list[Q]] = {}
+    for level, lo, hi in _pieces(low, high, [_HOURS, *_ROLLUPS]):
+        span: dict[str, Any] = {f"{level.column}__gte": lo, f"{level.column}__lt": hi}
+        spans.setdefault(level, []).append(Q(**span))
     sums: dict[str, list[int]] = {}
-    for part in parts:
-        query = part.filter(organization_id=organization_id).annotate(
-            s_total=Sum(_TOTAL), s_success=Sum(F("success"))
+    for level, ranges in spans.items():  # one query per table
+        query = (
+            level.model.filter(Q(*ranges, join_type=Q.OR), organization_id=organization_id)
+            .annotate(s_total=Sum(_TOTAL), s_success=Sum(F("success")))
+            .group_by("key_id")
         )
-        for row in await _rows(query.group_by("key_id").values("key_id", "s_total", "s_success")):
+        # Ranked here, not in SQL: ties go by Key ID in code point order, whatever the
+        # database's collation.
+        for row in await _rows(query.values("key_id", "s_total", "s_success")):
             key_id, total, success = tuple(row)
             _sum_into(sums, key_id, (int(total or 0), int(success or 0)))
     totals = [KeyTotals(key_id, total, success) for key_id, (total, success) in sums.items()]
@@ -282,33 +332,42 @@ async def prune_usage(retention_days: int, now: datetime | None = None) -> int:
     """Delete the hours older than ``retention_days`` (and the rollups' rows of them);
     returns how many ``key_usage`` rows went.
 
-    The day the cutoff falls in keeps its later hours: its ``key_usage_day`` rows are
-    summed again from them, in the same transaction, so that they still add up.
+    The day and the week the cutoff falls in keep their later hours: their rollup rows are
+    summed again from what is left, in the same transaction, so that they still add up.
     """
     cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
-    day = _floor(cutoff, Granularity.DAY)
     async with in_transaction():
         deleted: int = await KeyUsage.filter(hour__lt=cutoff).delete()
         await OrganizationUsageHour.filter(hour__lt=cutoff).delete()
-        await KeyUsageDay.filter(day__lt=day).delete()
-        if deleted:
-            await KeyUsageDay.filter(day=day).delete()
-            sums = {f"s_{column}": Sum(column) for column in COLUMNS}
-            rows = await (
-                KeyUsage.filter(hour__gte=day, hour__lt=day + _STEP[Granularity.DAY])
-                .annotate(**sums)
-                .group_by("key_id", "organization_id")
-                .values("key_id", "organization_id", *sums)
-            )
-            await KeyUsageDay.bulk_create(
-                [
-                    KeyUsageDay(
-                        key_id=row["key_id"],
-                        organization_id=row["organization_id"],
-                        day=day,
-                        **{column: int(row[f"s_{column}"] or 0) for column in COLUMNS},
-                    )
-                    for row in rows
-                ]
-            )
+        finer = _HOURS
+        for level in _ROLLUPS:
+            start = level.floor(cutoff)
+            await level.model.filter(**{f"{level.column}__lt": start}).delete()
+            if deleted:
+                await _sum_again(level, start, finer)
+            finer = level
     return deleted
+
+
+async def _sum_again(level: _Level, start: datetime, finer: _Level) -> None:
+    """Replace ``level``'s rows of the span from ``start`` with the sums of ``finer``'s."""
+    await level.model.filter(**{level.column: start}).delete()
+    sums = {f"s_{column}": Sum(column) for column in COLUMNS}
+    in_span = {f"{finer.column}__gte": start, f"{finer.column}__lt": start + level.width}
+    rows = await (
+        finer.model.filter(**in_span)
+        .annotate(**sums)
+        .group_by("key_id", "organization_id")
+        .values("key_id", "organization_id", *sums)
+    )
+    await level.model.bulk_create(
+        [
+            level.model(
+                key_id=row["key_id"],
+                organization_id=row["organization_id"],
+                **{level.column: start},
+                **{column: int(row[f"s_{column}"] or 0) for column in COLUMNS},
+            )
+            for row in rows
+        ]
+    )

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from tortoise.context import TortoiseContext
 
-from wfa_keys.models import KeyUsage, KeyUsageDay, OrganizationUsageHour
+from wfa_keys.models import KeyUsage, KeyUsageDay, KeyUsageWeek, OrganizationUsageHour
 from wfa_keys.usage import (
     COLUMNS,
     Granularity,
@@ -24,7 +24,7 @@ from wfa_keys.usage import (
 )
 
 ACME, GLOBEX = str(uuid.UUID(int=1)), str(uuid.UUID(int=2))
-#: A Tuesday noon: ranges around it start and end mid-day.
+#: A Tuesday noon: ranges around it start and end mid-day and mid-week.
 NOON = datetime(2026, 3, 10, 12, tzinfo=UTC)
 Counts = dict[tuple[str, str, datetime], list[int]]
 
@@ -107,8 +107,8 @@ async def test_a_failed_flush_writes_no_table(
     sink = TortoiseCallSink()
     first = {("wfak_a", ACME, NOON): [1] * len(COLUMNS)}
     await sink.record_calls(first)
-    before = [await model.all().values() for model in (KeyUsage, KeyUsageDay)]
-    before.append(await OrganizationUsageHour.all().values())
+    tables = (KeyUsage, KeyUsageDay, KeyUsageWeek, OrganizationUsageHour)
+    before = [await model.all().values() for model in tables]
 
     async def refuse(**row: Any) -> None:
         raise ConnectionResetError("the database went away")
@@ -123,9 +123,7 @@ async def test_a_failed_flush_writes_no_table(
             }
         )
 
-    after = [await model.all().values() for model in (KeyUsage, KeyUsageDay)]
-    after.append(await OrganizationUsageHour.all().values())
-    assert after == before
+    assert [await model.all().values() for model in tables] == before
     assert await KeyUsage.filter(key_id="wfak_b").count() == 0
 
 
@@ -143,6 +141,8 @@ async def test_pruning_deletes_old_rollups_and_keeps_the_cutoff_day_summing_its_
     assert await KeyUsage.filter(hour__lt=cutoff).count() == 0
     assert await OrganizationUsageHour.filter(hour__lt=cutoff).count() == 0
     assert await KeyUsageDay.filter(day__lt=NOON.replace(hour=0)).count() == 0
+    assert await KeyUsageWeek.filter(week__lt=NOON.replace(hour=0) - timedelta(days=1)).count() == 0
+    assert await KeyUsageWeek.filter(week=NOON.replace(hour=0) - timedelta(days=1)).count() > 0
     # What is left adds up as before, the day of the cutoff included.
     for since, until, granularity in RANGES:
         starts = usage_range(max(since, cutoff), max(until, cutoff), granularity)

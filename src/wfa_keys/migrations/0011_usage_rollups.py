@@ -1,10 +1,11 @@
-"""Usage rollups: an organization's calls per hour, and each key's per UTC day.
+"""Usage rollups: an organization's calls per hour, and each key's per UTC day and week.
 
 ``organizationUsage`` summed every ``key_usage`` row of its range twice (by hour and by
 key): 168,000 rows for a week of 1,000 keys. ``organization_usage_hour`` holds one row per
-organization and hour (its buckets), ``key_usage_day`` one per key and day (its ranking
-over whole days); the flush that writes ``key_usage`` adds to both in the same transaction.
-This migration fills them from the ``key_usage`` rows already there.
+organization and hour (its buckets), ``key_usage_day`` and ``key_usage_week`` one per key
+and day or week (its ranking over whole days and weeks); the flush that writes
+``key_usage`` adds to all three in the same transaction. This migration fills them from the
+``key_usage`` rows already there.
 """
 
 from typing import Any
@@ -24,20 +25,29 @@ COUNTS = (
     "expired",
     "invalid_secret",
 )
-#: The UTC day of ``hour``, as each dialect stores a datetime (SQLite: Tortoise's ISO text).
-DAY = {
-    "postgres": "date_trunc('day', \"hour\" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'",
-    "sqlite": "substr(\"hour\", 1, 10) || ' 00:00:00+00:00'",
+#: The start of the UTC day and of the week (Monday) of a column, as each dialect stores a
+#: datetime (SQLite: Tortoise's ISO text, "2026-03-10 12:00:00+00:00").
+STARTS = {
+    "postgres": {
+        "day": "date_trunc('day', {0} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'",
+        "week": "date_trunc('week', {0} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'",
+    },
+    "sqlite": {
+        "day": "substr({0}, 1, 10) || ' 00:00:00+00:00'",
+        "week": "date(substr({0}, 1, 10), '-' || ((CAST(strftime('%w', substr({0}, 1, 10)) "
+        "AS INTEGER) + 6) % 7) || ' days') || ' 00:00:00+00:00'",
+    },
 }
 
 
 def backfill_sql(dialect: str, where: str = "") -> list[str]:
-    """The statements that fill both rollups from the ``key_usage`` rows matching
-    ``where`` (an SQL condition, or every row); ``bench/seed_usage.py`` runs them too."""
+    """The statements that fill the rollups from the ``key_usage`` rows matching ``where``
+    (an SQL condition, or every row), in order; ``bench/seed_usage.py`` runs them too."""
     columns = ", ".join(f'"{column}"' for column in COUNTS)
     sums = ", ".join(f'SUM("{column}")' for column in COUNTS)
     condition = f" WHERE {where}" if where else ""
-    day = DAY[dialect]
+    day = STARTS[dialect]["day"].format('"hour"')
+    week = STARTS[dialect]["week"].format('"day"')
     return [
         f'INSERT INTO "organization_usage_hour" ("organization_id", "hour", {columns}) '
         f'SELECT "organization_id", "hour", {sums} FROM "key_usage"{condition} '
@@ -45,6 +55,9 @@ def backfill_sql(dialect: str, where: str = "") -> list[str]:
         f'INSERT INTO "key_usage_day" ("key_id", "organization_id", "day", {columns}) '
         f'SELECT "key_id", "organization_id", {day}, {sums} FROM "key_usage"{condition} '
         f'GROUP BY "key_id", "organization_id", {day}',
+        f'INSERT INTO "key_usage_week" ("key_id", "organization_id", "week", {columns}) '
+        f'SELECT "key_id", "organization_id", {week}, {sums} FROM "key_usage_day"{condition} '
+        f'GROUP BY "key_id", "organization_id", {week}',
     ]
 
 
@@ -104,6 +117,25 @@ class Migration(migrations.Migration):
                 "indexes": [Index(fields=["organization_id", "day"])],
                 "pk_attr": "id",
                 "table_description": "One key's calls in one UTC day, by outcome.",
+            },
+            bases=["Model"],
+        ),
+        ops.CreateModel(
+            name="KeyUsageWeek",
+            fields=[
+                _id(),
+                ("key_id", fields.CharField(max_length=64)),
+                ("organization_id", fields.UUIDField()),
+                ("week", fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                *_counts(),
+            ],
+            options={
+                "table": "key_usage_week",
+                "app": "wfa_keys",
+                "unique_together": (("key_id", "week"),),
+                "indexes": [Index(fields=["organization_id", "week"])],
+                "pk_attr": "id",
+                "table_description": "One key's calls in one week (from Monday), by outcome.",
             },
             bases=["Model"],
         ),
