@@ -17,7 +17,6 @@ from enum import StrEnum
 from typing import Any
 
 from tortoise.connection import get_connection
-from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F, Q
 from tortoise.functions import Sum
 from tortoise.transactions import in_transaction
@@ -103,18 +102,16 @@ class TortoiseCallSink:
                 start = level.floor(hour)
                 _sum_into(rollups.setdefault(level, {}), (key_id, organization_id, start), values)
             _sum_into(hours, (organization_id, hour), values)
-        # Rows are written in one order in every process (hours, days, weeks of keys, then
-        # organizations' hours, each sorted): two flushes that add to the same rows wait for
-        # each other, never deadlock. The organization's hour, which every flush of the hour
-        # adds to, comes last and is locked for the shortest time.
-        async with in_transaction():
+        # One statement per table, its rows sorted: every process locks rows in one order
+        # (hours, days, weeks of keys, then organizations' hours), so two flushes that add
+        # to the same rows wait for each other, never deadlock. The organization's hour,
+        # which every flush of the hour adds to, comes last and is locked for the shortest
+        # time.
+        async with in_transaction() as connection:
             for level, rows in [(_HOURS, counts), *rollups.items()]:
-                for (key_id, organization_id, start), values in sorted(rows.items()):
-                    where = {"key_id": key_id, level.column: start}
-                    await _add(level.model, where, organization_id, values)
-            for (organization_id, hour), values in sorted(hours.items()):
-                where = {"organization_id": organization_id, "hour": hour}
-                await _add(OrganizationUsageHour, where, None, values)
+                table = level.model._meta.db_table
+                await _upsert(connection, table, ("key_id", level.column), rows)
+            await _upsert(connection, "organization_usage_hour", ("organization_id", "hour"), hours)
         if self.on_recorded is not None:
             totals = [sum(values[i] for values in counts.values()) for i in range(len(COLUMNS))]
             self.on_recorded(totals)
@@ -129,26 +126,54 @@ def _sum_into(sums: dict[Any, list[int]], key: Any, values: Sequence[int]) -> No
             total[i] += value
 
 
-async def _add(
-    model: type[CallCounts],
-    where: dict[str, Any],
-    organization_id: str | None,
-    values: Sequence[int],
+#: Rows per statement: 11 parameters each, well under SQLite's and PostgreSQL's limits.
+_BATCH = 1000
+
+
+async def _upsert(
+    connection: Any,
+    table: str,
+    unique: tuple[str, str],
+    sums: Mapping[Any, Sequence[int]],
 ) -> None:
-    """Add ``values`` to the row ``where`` names (its unique columns), or create it."""
-    increments = {column: F(column) + value for column, value in zip(COLUMNS, values, strict=True)}
-    if await model.filter(**where).update(**increments):
-        return
-    row: dict[str, Any] = dict(zip(COLUMNS, values, strict=True)) | where
-    if organization_id is not None:
-        row["organization_id"] = organization_id
-    try:
-        # A savepoint: on PostgreSQL a failed insert would abort the whole batch otherwise.
-        async with in_transaction():
-            await model.create(**row)
-    except IntegrityError:
-        # Another process created the row meanwhile: add to it.
-        await model.filter(**where).update(**increments)
+    """Add each of ``sums`` to its row of ``table``, creating missing ones, in the order of
+    their keys: (Key ID, organization, start) for a key's table, (organization, hour) else;
+    ``unique`` names the table's unique columns."""
+    order = sorted(sums)
+    keyed = unique[0] == "key_id"
+    columns = [*unique, *(["organization_id"] if keyed else []), *COLUMNS]
+    postgres = connection.capabilities.dialect == "postgres"
+    added = ", ".join(f'"{c}" = "{table}"."{c}" + excluded."{c}"' for c in COLUMNS)
+    for first in range(0, len(order), _BATCH):
+        parameters: list[Any] = []
+        for key in order[first : first + _BATCH]:
+            # (key_id, organization, start) for a key's tables, (organization, hour) else.
+            names = (key[0], key[2], key[1]) if keyed else key
+            parameters += [_parameter(value, postgres) for value in names]
+            parameters += sums[key]
+        width = len(columns)
+        rows = len(parameters) // width
+        if postgres:
+            values = ", ".join(
+                "(" + ", ".join(f"${row * width + i + 1}" for i in range(width)) + ")"
+                for row in range(rows)
+            )
+        else:
+            values = ", ".join(["(" + ", ".join(["?"] * width) + ")"] * rows)
+        names_sql = ", ".join(f'"{c}"' for c in columns)
+        conflict = ", ".join(f'"{c}"' for c in unique)
+        # Names from this module only; every value is a parameter.
+        sql = f'INSERT INTO "{table}" ({names_sql}) VALUES {values} '  # noqa: S608
+        await connection.execute_query(
+            sql + f"ON CONFLICT ({conflict}) DO UPDATE SET {added}", parameters
+        )
+
+
+def _parameter(value: Any, postgres: bool) -> Any:
+    """A key column's value as the driver takes it: SQLite stores Tortoise's ISO text."""
+    if isinstance(value, datetime) and not postgres:
+        return value.astimezone(UTC).isoformat(" ")
+    return value
 
 
 def _floor(moment: datetime, granularity: Granularity) -> datetime:

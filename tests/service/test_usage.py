@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from tortoise.context import TortoiseContext
 
+from wfa_keys import usage
 from wfa_keys.models import KeyUsage, KeyUsageDay, KeyUsageWeek, OrganizationUsageHour
 from wfa_keys.usage import (
     COLUMNS,
@@ -110,11 +111,15 @@ async def test_a_failed_flush_writes_no_table(
     tables = (KeyUsage, KeyUsageDay, KeyUsageWeek, OrganizationUsageHour)
     before = [await model.all().values() for model in tables]
 
-    async def refuse(**row: Any) -> None:
-        raise ConnectionResetError("the database went away")
+    upsert = usage._upsert
+
+    async def refuse_organizations(connection: Any, table: str, *args: Any) -> None:
+        if table == "organization_usage_hour":
+            raise ConnectionResetError("the database went away")
+        await upsert(connection, table, *args)
 
     # The organization's hour is written last: the key's rows were written and are undone.
-    monkeypatch.setattr(OrganizationUsageHour, "create", refuse)
+    monkeypatch.setattr(usage, "_upsert", refuse_organizations)
     with pytest.raises(ConnectionResetError):
         await sink.record_calls(
             {
