@@ -1,9 +1,11 @@
 """Call analytics: each key's calls per hour by outcome, written in batches, read by range.
 
 The middleware counts calls in memory and hands them to :class:`TortoiseCallSink` every
-10 seconds and at shutdown; rows of ``key_usage`` (one per key and hour) are added to with
-an update, or created. Rows stay after their key is deleted (the Key ID keeps its history)
-and are pruned after ``WFA_USAGE_RETENTION_DAYS`` by each process's housekeeping.
+10 seconds and at shutdown; rows of ``key_usage`` (one per key and hour) are added to, or
+created, and so are the rollups ``organizationUsage`` reads: ``organization_usage_hour``,
+``key_usage_day`` and ``key_usage_week`` (sums of ``key_usage``, in the same transaction).
+Rows stay after their key is deleted (the Key ID keeps its history) and are pruned after
+``WFA_USAGE_RETENTION_DAYS`` by each process's housekeeping.
 """
 
 from __future__ import annotations
@@ -83,7 +85,8 @@ class KeyTotals:
 
 
 class TortoiseCallSink:
-    """A :class:`wfa_auth.CallSink` over ``key_usage``: one transaction per batch.
+    """A :class:`wfa_auth.CallSink` over ``key_usage`` and its rollups: one transaction per
+    batch.
 
     ``on_recorded(counts)`` is called with each written batch's totals by outcome (for
     Prometheus), after the commit.
@@ -127,7 +130,7 @@ def _sum_into(sums: dict[Any, list[int]], key: Any, values: Sequence[int]) -> No
             total[i] += value
 
 
-#: Rows per statement: 11 parameters each, well under SQLite's and PostgreSQL's limits.
+#: Rows per statement: 11 parameters at most each, well under SQLite's and PostgreSQL's limits.
 _BATCH = 1000
 
 

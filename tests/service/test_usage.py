@@ -154,3 +154,16 @@ async def test_pruning_deletes_old_rollups_and_keeps_the_cutoff_day_summing_its_
         assert await organization_usage(ACME, starts, granularity, 100) == await _direct(
             ACME, starts, granularity, 100
         )
+
+
+async def test_a_batch_of_more_rows_than_one_statement_takes_is_written_whole(
+    db: TortoiseContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(usage, "_BATCH", 3)
+    counts = {(f"wfak_k{n}", ACME, NOON): [n, *[0] * (len(COLUMNS) - 1)] for n in range(1, 11)}
+
+    await TortoiseCallSink().record_calls(counts)
+
+    assert await KeyUsage.all().count() == await KeyUsageDay.all().count() == 10
+    assert [row.success for row in await OrganizationUsageHour.all()] == [55]
+    assert await KeyUsageWeek.filter(key_id="wfak_k10").values_list("success", flat=True) == [10]
