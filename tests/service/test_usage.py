@@ -166,4 +166,4 @@ async def test_a_batch_of_more_rows_than_one_statement_takes_is_written_whole(
 
     assert await KeyUsage.all().count() == await KeyUsageDay.all().count() == 10
     assert [row.success for row in await OrganizationUsageHour.all()] == [55]
-    assert await KeyUsageWeek.filter(key_id="wfak_k10").values_list("success", flat=True) == [10]
+    assert [row.success for row in await KeyUsageWeek.filter(key_id="wfak_k10")] == [10]
