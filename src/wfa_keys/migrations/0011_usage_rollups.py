@@ -42,7 +42,13 @@ STARTS = {
 
 def backfill_sql(dialect: str, where: str = "") -> list[str]:
     """The statements that fill the rollups from the ``key_usage`` rows matching ``where``
-    (an SQL condition, or every row), in order; ``bench/seed_usage.py`` runs them too."""
+    (an SQL condition on ``organization_id``, or every row), in order;
+    ``bench/seed_usage.py`` runs them too.
+
+    Rows are written in time order, as the flushes write them: the rows of a range are
+    then on a few pages, not one page each (a week of 1,000 keys' days read 6,535 pages
+    as a hash aggregate leaves them, 136 in day order).
+    """
     columns = ", ".join(f'"{column}"' for column in COUNTS)
     sums = ", ".join(f'SUM("{column}")' for column in COUNTS)
     condition = f" WHERE {where}" if where else ""
@@ -51,13 +57,13 @@ def backfill_sql(dialect: str, where: str = "") -> list[str]:
     return [
         f'INSERT INTO "organization_usage_hour" ("organization_id", "hour", {columns}) '
         f'SELECT "organization_id", "hour", {sums} FROM "key_usage"{condition} '
-        'GROUP BY "organization_id", "hour"',
+        'GROUP BY "organization_id", "hour" ORDER BY "hour", "organization_id"',
         f'INSERT INTO "key_usage_day" ("key_id", "organization_id", "day", {columns}) '
         f'SELECT "key_id", "organization_id", {day}, {sums} FROM "key_usage"{condition} '
-        f'GROUP BY "key_id", "organization_id", {day}',
+        f'GROUP BY "key_id", "organization_id", {day} ORDER BY {day}, "key_id"',
         f'INSERT INTO "key_usage_week" ("key_id", "organization_id", "week", {columns}) '
         f'SELECT "key_id", "organization_id", {week}, {sums} FROM "key_usage_day"{condition} '
-        f'GROUP BY "key_id", "organization_id", {week}',
+        f'GROUP BY "key_id", "organization_id", {week} ORDER BY {week}, "key_id"',
     ]
 
 
