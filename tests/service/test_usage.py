@@ -76,6 +76,42 @@ async def _direct(
     return [UsageCounts(start, tuple(buckets[start])) for start in starts], totals[:top]
 
 
+async def _rollup_rows() -> dict[tuple[str, Any, datetime], list[int]]:
+    """Every rollup row, by table, key or organization, and start."""
+    rows: dict[tuple[str, Any, datetime], list[int]] = {}
+    for model, by, at in (
+        (KeyUsageDay, "key_id", "day"),
+        (KeyUsageWeek, "key_id", "week"),
+        (OrganizationUsageHour, "organization_id", "hour"),
+    ):
+        for row in await model.all().values(by, at, *COLUMNS):
+            where = (at, str(row[by]), row[at].astimezone(UTC))
+            rows[where] = [row[column] for column in COLUMNS]
+    return rows
+
+
+async def _rollup_rows_from_hours() -> dict[tuple[str, Any, datetime], list[int]]:
+    """What every rollup row must hold: sums of the ``key_usage`` rows."""
+    rows: dict[tuple[str, Any, datetime], list[int]] = {}
+    for row in await KeyUsage.all().values("key_id", "organization_id", "hour", *COLUMNS):
+        hour = row["hour"].astimezone(UTC)
+        day = hour.replace(hour=0)
+        for where in (
+            ("day", row["key_id"], day),
+            ("week", row["key_id"], day - timedelta(days=day.weekday())),
+            ("hour", str(row["organization_id"]), hour),
+        ):
+            total = rows.setdefault(where, [0] * len(COLUMNS))
+            for i, column in enumerate(COLUMNS):
+                total[i] += row[column]
+    return rows
+
+
+async def test_every_rollup_row_is_the_sum_of_its_hours(db: TortoiseContext) -> None:
+    await _write_in_batches(_random_counts(seed=7), batches=3)
+    assert await _rollup_rows() == await _rollup_rows_from_hours()
+
+
 RANGES = [
     # (since, until, granularity): ranges of hours that start and end mid-day, cross
     # several days or stay inside one; ranges of days (whole UTC days, by definition).
@@ -148,6 +184,7 @@ async def test_pruning_deletes_old_rollups_and_keeps_the_cutoff_day_summing_its_
     assert await KeyUsageDay.filter(day__lt=NOON.replace(hour=0)).count() == 0
     assert await KeyUsageWeek.filter(week__lt=NOON.replace(hour=0) - timedelta(days=1)).count() == 0
     assert await KeyUsageWeek.filter(week=NOON.replace(hour=0) - timedelta(days=1)).count() > 0
+    assert await _rollup_rows() == await _rollup_rows_from_hours()
     # What is left adds up as before, the day of the cutoff included.
     for since, until, granularity in RANGES:
         starts = usage_range(max(since, cutoff), max(until, cutoff), granularity)
