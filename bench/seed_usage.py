@@ -7,6 +7,8 @@ hour of the last 365 days: 8,760,000 rows, made by PostgreSQL's ``generate_serie
 rows are written hour after hour, every key's row of an hour together, as the service's
 flushes write them: a key's month is spread over 720 pages of the table, not packed in a
 few (written key after key, the per-key query read an unrealistically compact table).
+The rollups ``organizationUsage`` reads (``organization_usage_hour``, ``key_usage_day``,
+``key_usage_week``) are then filled from those rows by migration 0011's own statements.
 
     .venv/bin/python bench/seed_usage.py postgres://postgres@127.0.0.1:5432/wfa_bench
 """
@@ -15,12 +17,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import time
 
 from tortoise.connection import get_connection
 
 from wfa_keys.db import database
-from wfa_keys.models import ApiKey, KeyUsage, Organization, Role, User
+from wfa_keys.models import (
+    ApiKey,
+    KeyUsage,
+    KeyUsageDay,
+    KeyUsageWeek,
+    Organization,
+    OrganizationUsageHour,
+    Role,
+    User,
+)
 from wfa_keys.settings import Settings
 from wfa_keys.users import create_user
 
@@ -56,7 +68,8 @@ async def seed(url: str) -> None:
             raise SystemExit("the usage bench seeds PostgreSQL (generate_series)")
         organization = await Organization.get_or_none(name=ORGANIZATION)
         if organization is not None:
-            await KeyUsage.filter(organization_id=organization.id).delete()
+            for usage in (KeyUsage, KeyUsageDay, KeyUsageWeek, OrganizationUsageHour):
+                await usage.filter(organization_id=organization.id).delete()
             await ApiKey.filter(organization_id=organization.id).delete()
             await User.filter(organization_id=organization.id).delete()
             await organization.delete()
@@ -76,6 +89,13 @@ async def seed(url: str) -> None:
         await connection.execute_query("ANALYZE key_usage")
         rows = await KeyUsage.filter(organization_id=organization.id).count()
         print(f"seeded {rows:,} rows of key_usage in {time.perf_counter() - started:.0f} s")
+        started = time.perf_counter()
+        rollups = importlib.import_module("wfa_keys.migrations.0011_usage_rollups")
+        for statement in rollups.backfill_sql("postgres", where='"organization_id" = $1::uuid'):
+            await connection.execute_query(statement, [str(organization.id)])
+        for table in ("organization_usage_hour", "key_usage_day", "key_usage_week"):
+            await connection.execute_query(f"ANALYZE {table}")
+        print(f"filled the rollups in {time.perf_counter() - started:.0f} s")
 
 
 def main() -> None:

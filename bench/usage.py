@@ -14,6 +14,9 @@
    ``apiKey(id) { usage(since, granularity: HOUR) }``) on a database seeded by
    ``bench/seed_usage.py`` (a year of hours for 1,000 keys): p50 and p99 in milliseconds
    over ``--queries`` queries of random keys (target: p99 at most 50 ms on PostgreSQL).
+   Then ``organizationUsage`` (the buckets and the top 10 keys) for 7 and 90 days of days
+   and 31 days of hours, ``--org-queries`` each over random ranges of the seeded year
+   (targets: p99 at most 50 ms for 7 days and 100 ms for 90 on PostgreSQL).
    Beside each query, a key's SQL alone (the statement ``key_usage`` sends, through the
    driver): the floor the GraphQL figure is compared with, in the same run. The heap is
    frozen once the app is built, as ``serve`` does after startup
@@ -190,6 +193,25 @@ def _percentiles(times: list[float]) -> tuple[float, float]:
     return statistics.median(times), times[int(len(times) * 0.99) - 1]
 
 
+ORG_USAGE = """query($since: DateTime!, $until: DateTime, $granularity: UsageGranularity) {
+  organizationUsage(since: $since, until: $until, granularity: $granularity, top: 10) {
+    buckets { start total success rateLimited quotaExceeded insufficientScope ipNotAllowed
+      disabled expired invalidSecret }
+    topKeys { keyId total success apiKey { name } } } }"""
+#: organizationUsage's shapes: (label, days, granularity); 7 days of days is the console's.
+ORG_SHAPES = [("7 days, DAY", 7, "DAY"), ("90 days, DAY", 90, "DAY"), ("31 days, HOUR", 31, "HOUR")]
+
+
+async def _signed_in(client: httpx2.AsyncClient) -> None:
+    login = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { id } }"
+    body = (
+        await client.post(
+            "/graphql", json={"query": login, "variables": {"e": SEED_EMAIL, "p": SEED_PASSWORD}}
+        )
+    ).json()
+    assert "errors" not in body, body
+
+
 async def usage_query_ms(queries: int) -> tuple[tuple[float, float], tuple[float, float]]:
     """(p50, p99) of the GraphQL query and (p50, p99) of its SQL alone, in milliseconds."""
     organization = await Organization.get_or_none(name="Usage bench")
@@ -202,17 +224,10 @@ async def usage_query_ms(queries: int) -> tuple[tuple[float, float], tuple[float
     query = """query($id: ID!, $since: DateTime!) { apiKey(id: $id) {
       usage(since: $since, granularity: HOUR) { start total success rateLimited
         quotaExceeded insufficientScope ipNotAllowed disabled expired invalidSecret } } }"""
-    login = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { id } }"
     transport = httpx2.ASGITransport(app=app)
     times, sql_times = [], []
     async with httpx2.AsyncClient(transport=transport, base_url="http://bench") as client:
-        body = (
-            await client.post(
-                "/graphql",
-                json={"query": login, "variables": {"e": SEED_EMAIL, "p": SEED_PASSWORD}},
-            )
-        ).json()
-        assert "errors" not in body, body
+        await _signed_in(client)
         freeze_startup_heap()
         moment = datetime.now(UTC) - timedelta(days=30)
         since = moment.isoformat()
@@ -232,6 +247,39 @@ async def usage_query_ms(queries: int) -> tuple[tuple[float, float], tuple[float
     return _percentiles(times), _percentiles(sql_times)
 
 
+async def organization_usage_ms(queries: int) -> dict[str, tuple[float, float]]:
+    """(p50, p99) of ``organizationUsage`` through GraphQL in milliseconds, per shape of
+    :data:`ORG_SHAPES`, over ranges ending at random moments of the seeded year (not on
+    the hour: a range of hours starts and ends mid-day)."""
+    app = Starlette(routes=[Route("/graphql", create_graphql_app(SETTINGS))])
+    transport = httpx2.ASGITransport(app=app)
+    figures = {}
+    async with httpx2.AsyncClient(transport=transport, base_url="http://bench") as client:
+        await _signed_in(client)
+        freeze_startup_heap()
+        for label, days, granularity in ORG_SHAPES:
+            times = []
+            for i in range(queries + 5):
+                until = datetime.now(UTC) - timedelta(minutes=random.randrange(60 * 24 * 270))
+                variables = {
+                    "since": (until - timedelta(days=days)).isoformat(),
+                    "until": until.isoformat(),
+                    "granularity": granularity,
+                }
+                started = time.perf_counter()
+                response = await client.post(
+                    "/graphql", json={"query": ORG_USAGE, "variables": variables}
+                )
+                elapsed = time.perf_counter() - started
+                usage = response.json()["data"]["organizationUsage"]
+                assert len(usage["topKeys"]) == 10
+                assert sum(b["total"] for b in usage["buckets"]) > 0
+                if i >= 5:  # the first ones warm the caches
+                    times.append(elapsed * 1000)
+            figures[label] = _percentiles(times)
+    return figures
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("database_url")
@@ -239,6 +287,9 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=4000)
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument(
+        "--org-queries", type=int, default=200, help="organizationUsage queries per shape"
+    )
     parser.add_argument("--parts", default="123", help="the parts to run (default: 123)")
     args = parser.parse_args()
     await open_global(args.database_url)
@@ -261,6 +312,9 @@ async def main() -> None:
             (p50, p99), (sql50, sql99) = await usage_query_ms(args.queries)
             print(f"   p50 {p50:.1f} ms, p99 {p99:.1f} ms over {args.queries} queries")
             print(f"   its SQL alone: p50 {sql50:.1f} ms, p99 {sql99:.1f} ms (same run)")
+            print("   organizationUsage (targets: p99 <= 50 ms for 7 days, <= 100 ms for 90)")
+            for label, (p50, p99) in (await organization_usage_ms(args.org_queries)).items():
+                print(f"   {label}: p50 {p50:.1f} ms, p99 {p99:.1f} ms over {args.org_queries}")
     finally:
         await close_global()
 

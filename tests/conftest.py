@@ -24,8 +24,11 @@ from wfa_keys.models import (
     KeyNetwork,
     KeyReminder,
     KeyUsage,
+    KeyUsageDay,
+    KeyUsageWeek,
     LimitCounter,
     Organization,
+    OrganizationUsageHour,
     ServerSecret,
     Session,
     ThrottleSlot,
@@ -186,6 +189,9 @@ async def db(database_url: str) -> AsyncIterator[TortoiseContext]:
             ThrottleSlot,
             ServerSecret,
             KeyUsage,
+            KeyUsageDay,
+            KeyUsageWeek,
+            OrganizationUsageHour,
             LimitCounter,
         ):
             await model.all().delete()

@@ -378,14 +378,10 @@ class KeyNetwork(Model):
         unique_together = (("key_id", "network"),)
 
 
-class KeyUsage(Model):
-    """One key's calls in one hour, by outcome. Kept after the key is deleted (by Key ID),
-    pruned after ``WFA_USAGE_RETENTION_DAYS``."""
+class CallCounts(Model):
+    """Calls by outcome, one column per outcome of :data:`wfa_auth.CALL_OUTCOMES`, in its
+    order: the columns every usage table shares."""
 
-    id = fields.BigIntField(primary_key=True)
-    key_id = fields.CharField(max_length=64)
-    organization_id = fields.UUIDField()
-    hour = fields.DatetimeField()
     success = fields.BigIntField(default=0)
     rate_limited = fields.BigIntField(default=0)
     quota_exceeded = fields.BigIntField(default=0)
@@ -396,9 +392,68 @@ class KeyUsage(Model):
     invalid_secret = fields.BigIntField(default=0)
 
     class Meta:
+        abstract = True
+
+
+class KeyUsage(CallCounts):
+    """One key's calls in one hour, by outcome. Kept after the key is deleted (by Key ID),
+    pruned after ``WFA_USAGE_RETENTION_DAYS``."""
+
+    id = fields.BigIntField(primary_key=True)
+    key_id = fields.CharField(max_length=64)
+    organization_id = fields.UUIDField()
+    hour = fields.DatetimeField()
+
+    class Meta:
         table = "key_usage"
         unique_together = (("key_id", "hour"),)
         indexes = (("organization_id", "hour"),)
+
+
+class OrganizationUsageHour(CallCounts):
+    """An organization's calls in one hour, by outcome: the sum of its ``key_usage`` rows of
+    that hour, written in the same transaction (``organizationUsage`` reads its buckets here,
+    not the keys' rows)."""
+
+    id = fields.BigIntField(primary_key=True)
+    organization_id = fields.UUIDField()
+    hour = fields.DatetimeField()
+
+    class Meta:
+        table = "organization_usage_hour"
+        unique_together = (("organization_id", "hour"),)
+
+
+class KeyUsageDay(CallCounts):
+    """One key's calls in one UTC day, by outcome: the sum of its ``key_usage`` rows of that
+    day, written in the same transaction (``organizationUsage`` ranks keys over whole days
+    here)."""
+
+    id = fields.BigIntField(primary_key=True)
+    key_id = fields.CharField(max_length=64)
+    organization_id = fields.UUIDField()
+    day = fields.DatetimeField()
+
+    class Meta:
+        table = "key_usage_day"
+        unique_together = (("key_id", "day"),)
+        indexes = (("organization_id", "day"),)
+
+
+class KeyUsageWeek(CallCounts):
+    """One key's calls in one week (from Monday 00:00 UTC), by outcome: the sum of its
+    ``key_usage_day`` rows of that week, written in the same transaction (a 90-day ranking
+    reads 12 weeks and a few days, not 90 days)."""
+
+    id = fields.BigIntField(primary_key=True)
+    key_id = fields.CharField(max_length=64)
+    organization_id = fields.UUIDField()
+    week = fields.DatetimeField()
+
+    class Meta:
+        table = "key_usage_week"
+        unique_together = (("key_id", "week"),)
+        indexes = (("organization_id", "week"),)
 
 
 class LimitCounter(Model):

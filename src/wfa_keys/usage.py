@@ -1,13 +1,18 @@
 """Call analytics: each key's calls per hour by outcome, written in batches, read by range.
 
 The middleware counts calls in memory and hands them to :class:`TortoiseCallSink` every
-10 seconds and at shutdown; rows of ``key_usage`` (one per key and hour) are added to with
-an update, or created. Rows stay after their key is deleted (the Key ID keeps its history)
-and are pruned after ``WFA_USAGE_RETENTION_DAYS`` by each process's housekeeping.
+10 seconds and at shutdown; rows of ``key_usage`` (one per key and hour) are added to, or
+created, and so are the rollups ``organizationUsage`` reads: ``organization_usage_hour``,
+``key_usage_day`` and ``key_usage_week`` (sums of ``key_usage``, in the same transaction).
+Rows stay after their key is deleted (the Key ID keeps its history) and are pruned after
+``WFA_USAGE_RETENTION_DAYS`` by each process's housekeeping.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,15 +20,20 @@ from enum import StrEnum
 from typing import Any
 
 from tortoise.connection import get_connection
-from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F
+from tortoise.expressions import F, Q
 from tortoise.functions import Sum
 from tortoise.transactions import in_transaction
 
 from wfa_auth import CALL_OUTCOMES
 from wfa_keys import limits
 from wfa_keys.errors import InvalidInput
-from wfa_keys.models import KeyUsage
+from wfa_keys.models import (
+    CallCounts,
+    KeyUsage,
+    KeyUsageDay,
+    KeyUsageWeek,
+    OrganizationUsageHour,
+)
 
 __all__ = [
     "Granularity",
@@ -38,6 +48,8 @@ __all__ = [
 
 #: The ``key_usage`` columns, in the order of :data:`wfa_auth.CALL_OUTCOMES`.
 COLUMNS = CALL_OUTCOMES
+#: Every call of a row, whatever its outcome.
+_TOTAL = functools.reduce(operator.add, [F(column) for column in COLUMNS])
 
 
 class Granularity(StrEnum):
@@ -73,7 +85,8 @@ class KeyTotals:
 
 
 class TortoiseCallSink:
-    """A :class:`wfa_auth.CallSink` over ``key_usage``: one transaction per batch.
+    """A :class:`wfa_auth.CallSink` over ``key_usage`` and its rollups: one transaction per
+    batch.
 
     ``on_recorded(counts)`` is called with each written batch's totals by outcome (for
     Prometheus), after the commit.
@@ -83,33 +96,135 @@ class TortoiseCallSink:
         self.on_recorded = on_recorded
 
     async def record_calls(self, counts: Mapping[tuple[str, str, datetime], Sequence[int]]) -> None:
-        """Add each (Key ID, organization, hour)'s counts to its row, creating missing ones."""
-        async with in_transaction():
-            for (key_id, organization_id, hour), values in counts.items():
-                await _add(key_id, organization_id, hour, values)
+        """Add each (Key ID, organization, hour)'s counts to its row, creating missing ones,
+        and to the rollups of its key's day and week and its organization's hour: all or
+        nothing."""
+        rollups: dict[_Level, dict[tuple[str, str, datetime], list[int]]] = {}
+        hours: dict[tuple[str, datetime], list[int]] = {}
+        for (key_id, organization_id, hour), values in counts.items():
+            for level in _ROLLUPS:
+                start = level.floor(hour)
+                _sum_into(rollups.setdefault(level, {}), (key_id, organization_id, start), values)
+            _sum_into(hours, (organization_id, hour), values)
+        # One statement per table, its rows sorted: every process locks rows in one order
+        # (hours, days, weeks of keys, then organizations' hours), so two flushes that add
+        # to the same rows wait for each other, never deadlock. The organization's hour,
+        # which every flush of the hour adds to, comes last and is locked for the shortest
+        # time.
+        async with in_transaction() as connection:
+            for level, rows in [(_HOURS, counts), *rollups.items()]:
+                table = level.model._meta.db_table
+                await _upsert(connection, table, ("key_id", level.column), rows)
+            await _upsert(connection, "organization_usage_hour", ("organization_id", "hour"), hours)
         if self.on_recorded is not None:
             totals = [sum(values[i] for values in counts.values()) for i in range(len(COLUMNS))]
             self.on_recorded(totals)
 
 
-async def _add(key_id: str, organization_id: str, hour: datetime, values: Sequence[int]) -> None:
-    increments = {column: F(column) + value for column, value in zip(COLUMNS, values, strict=True)}
-    if await KeyUsage.filter(key_id=key_id, hour=hour).update(**increments):
-        return
-    try:
-        # A savepoint: on PostgreSQL a failed insert would abort the whole batch otherwise.
-        async with in_transaction():
-            row: dict[str, Any] = dict(zip(COLUMNS, values, strict=True))
-            await KeyUsage.create(key_id=key_id, organization_id=organization_id, hour=hour, **row)
-    except IntegrityError:
-        # Another process created the row meanwhile: add to it.
-        await KeyUsage.filter(key_id=key_id, hour=hour).update(**increments)
+def _sum_into(sums: dict[Any, list[int]], key: Any, values: Sequence[int]) -> None:
+    total = sums.get(key)
+    if total is None:
+        sums[key] = list(values)
+    else:
+        for i, value in enumerate(values):
+            total[i] += value
+
+
+#: Rows per statement: 11 parameters at most each, well under SQLite's and PostgreSQL's limits.
+_BATCH = 1000
+
+
+async def _upsert(
+    connection: Any,
+    table: str,
+    unique: tuple[str, str],
+    sums: Mapping[Any, Sequence[int]],
+) -> None:
+    """Add each of ``sums`` to its row of ``table``, creating missing ones, in the order of
+    their keys: (Key ID, organization, start) for a key's table, (organization, hour) else;
+    ``unique`` names the table's unique columns."""
+    order = sorted(sums)
+    keyed = unique[0] == "key_id"
+    columns = [*unique, *(["organization_id"] if keyed else []), *COLUMNS]
+    postgres = connection.capabilities.dialect == "postgres"
+    added = ", ".join(f'"{c}" = "{table}"."{c}" + excluded."{c}"' for c in COLUMNS)
+    for first in range(0, len(order), _BATCH):
+        parameters: list[Any] = []
+        for key in order[first : first + _BATCH]:
+            # (key_id, organization, start) for a key's tables, (organization, hour) else.
+            names = (key[0], key[2], key[1]) if keyed else key
+            parameters += [_parameter(value, postgres) for value in names]
+            parameters += sums[key]
+        width = len(columns)
+        rows = len(parameters) // width
+        if postgres:
+            values = ", ".join(
+                "(" + ", ".join(f"${row * width + i + 1}" for i in range(width)) + ")"
+                for row in range(rows)
+            )
+        else:
+            values = ", ".join(["(" + ", ".join(["?"] * width) + ")"] * rows)
+        names_sql = ", ".join(f'"{c}"' for c in columns)
+        conflict = ", ".join(f'"{c}"' for c in unique)
+        # Names from this module only; every value is a parameter.
+        sql = f'INSERT INTO "{table}" ({names_sql}) VALUES {values} '  # noqa: S608
+        await connection.execute_query(
+            sql + f"ON CONFLICT ({conflict}) DO UPDATE SET {added}", parameters
+        )
+
+
+def _parameter(value: Any, postgres: bool) -> Any:
+    """A key column's value as the driver takes it: SQLite stores Tortoise's ISO text."""
+    if isinstance(value, datetime) and not postgres:
+        return value.astimezone(UTC).isoformat(" ")
+    return value
 
 
 def _floor(moment: datetime, granularity: Granularity) -> datetime:
     moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
     moment = moment.replace(minute=0, second=0, microsecond=0)
     return moment.replace(hour=0) if granularity is Granularity.DAY else moment
+
+
+def _week(moment: datetime) -> datetime:
+    day = _floor(moment, Granularity.DAY)
+    return day - timedelta(days=day.weekday())
+
+
+@dataclass(frozen=True, slots=True)
+class _Level:
+    """A table of one key's calls per span of time: its model, start column, span, and
+    the start of the span holding a moment."""
+
+    model: type[CallCounts]
+    column: str
+    width: timedelta
+    floor: Callable[[datetime], datetime]
+    #: The fewest spans worth reading here rather than in the finer table (another query).
+    least: int = 1
+
+
+_HOURS = _Level(KeyUsage, "hour", timedelta(hours=1), lambda m: _floor(m, Granularity.HOUR))
+#: The rollups of ``key_usage``, finest first.
+_ROLLUPS = (
+    _Level(KeyUsageDay, "day", timedelta(days=1), lambda m: _floor(m, Granularity.DAY)),
+    _Level(KeyUsageWeek, "week", timedelta(weeks=1), _week, least=2),
+)
+
+
+def _pieces(
+    low: datetime, high: datetime, levels: Sequence[_Level]
+) -> list[tuple[_Level, datetime, datetime]]:
+    """[low, high) (whole hours) cut into the spans of the coarsest of ``levels`` it holds
+    whole, and the hours or days either side of them in finer ones."""
+    *finer, level = levels
+    if not finer:
+        return [(level, low, high)] if low < high else []
+    first = level.floor(low + level.width - _HOURS.width)
+    last = level.floor(high)
+    if last - first < level.width * level.least:
+        return _pieces(low, high, finer)
+    return [*_pieces(low, first, finer), (level, first, last), *_pieces(last, high, finer)]
 
 
 def usage_range(
@@ -205,31 +320,86 @@ async def organization_usage(
     organization_id: Any, starts: list[datetime], granularity: Granularity, top: int
 ) -> tuple[list[UsageCounts], list[KeyTotals]]:
     """The organization's calls in each bucket, and its ``top`` keys by calls over the
-    range (deleted keys included, by Key ID), most first."""
+    range (deleted keys included, by Key ID), most first.
+
+    The buckets add up ``organization_usage_hour`` (one row per hour), the ranking
+    ``key_usage_week`` over the range's whole weeks, ``key_usage_day`` over the whole days
+    either side and ``key_usage`` over the hours before the first day and after the last (a
+    range of hours need not start or end at midnight): the same sums as over ``key_usage``
+    alone, from a few hundredths of its rows.
+    """
     if not 1 <= top <= limits.MAX_USAGE_TOP:
         raise InvalidInput("top", f"top must be 1 to {limits.MAX_USAGE_TOP}.")
-    in_range = KeyUsage.filter(
-        organization_id=organization_id,
-        hour__gte=starts[0],
-        hour__lt=starts[-1] + _STEP[granularity],
-    )
-    sums = {f"s_{column}": Sum(column) for column in COLUMNS}
-    sum_columns = [f"s_{column}" for column in COLUMNS]
-    # values(), not values_list(): the latter selects every sum twice.
-    per_hour = await _rows(in_range.annotate(**sums).group_by("hour").values("hour", *sum_columns))
-    per_key = await _rows(
-        in_range.annotate(**sums).group_by("key_id").values("key_id", *sum_columns)
-    )
-    totals = []
-    for row in per_key:
-        key_id, *counts = tuple(row)
-        totals.append(KeyTotals(key_id, sum(int(v or 0) for v in counts), int(counts[0] or 0)))
+    low, high = starts[0], starts[-1] + _STEP[granularity]
+    buckets = OrganizationUsageHour.filter(
+        organization_id=organization_id, hour__gte=low, hour__lt=high
+    ).values_list("hour", *COLUMNS)
+    spans: dict[_Level, list[Q]] = {}
+    for level, lo, hi in _pieces(low, high, [_HOURS, *_ROLLUPS]):
+        span: dict[str, Any] = {f"{level.column}__gte": lo, f"{level.column}__lt": hi}
+        spans.setdefault(level, []).append(Q(**span))
+    rankings = [  # one query per table
+        level.model.filter(Q(*ranges, join_type=Q.OR), organization_id=organization_id)
+        .annotate(s_total=Sum(_TOTAL), s_success=Sum(F("success")))
+        .group_by("key_id")
+        .values("key_id", "s_total", "s_success")
+        for level, ranges in spans.items()
+    ]
+    # Sent together (on PostgreSQL, over as many pooled connections): the answer waits for
+    # the slowest, not for the sum of the round trips.
+    per_hour, *ranked = await asyncio.gather(*(_rows(q) for q in [buckets, *rankings]))
+    sums: dict[str, list[int]] = {}
+    # Ranked here, not in SQL: ties go by Key ID in code point order, whatever the
+    # database's collation.
+    for rows in ranked:
+        for row in rows:
+            key_id, total, success = tuple(row)
+            _sum_into(sums, key_id, (int(total or 0), int(success or 0)))
+    totals = [KeyTotals(key_id, total, success) for key_id, (total, success) in sums.items()]
     totals.sort(key=lambda t: (-t.total, t.key_id))
     return _bucketed(starts, granularity, per_hour), totals[:top]
 
 
 async def prune_usage(retention_days: int, now: datetime | None = None) -> int:
-    """Delete the hours older than ``retention_days``; returns how many rows went."""
+    """Delete the hours older than ``retention_days`` (and the rollups' rows of them);
+    returns how many ``key_usage`` rows went.
+
+    The day and the week the cutoff falls in keep their later hours: their rollup rows are
+    summed again from what is left, in the same transaction, so that they still add up.
+    """
     cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
-    deleted: int = await KeyUsage.filter(hour__lt=cutoff).delete()
+    async with in_transaction():
+        deleted: int = await KeyUsage.filter(hour__lt=cutoff).delete()
+        await OrganizationUsageHour.filter(hour__lt=cutoff).delete()
+        finer = _HOURS
+        for level in _ROLLUPS:
+            start = level.floor(cutoff)
+            await level.model.filter(**{f"{level.column}__lt": start}).delete()
+            if deleted:
+                await _sum_again(level, start, finer)
+            finer = level
     return deleted
+
+
+async def _sum_again(level: _Level, start: datetime, finer: _Level) -> None:
+    """Replace ``level``'s rows of the span from ``start`` with the sums of ``finer``'s."""
+    await level.model.filter(**{level.column: start}).delete()
+    sums = {f"s_{column}": Sum(column) for column in COLUMNS}
+    in_span = {f"{finer.column}__gte": start, f"{finer.column}__lt": start + level.width}
+    rows = await (
+        finer.model.filter(**in_span)
+        .annotate(**sums)
+        .group_by("key_id", "organization_id")
+        .values("key_id", "organization_id", *sums)
+    )
+    await level.model.bulk_create(
+        [
+            level.model(
+                key_id=row["key_id"],
+                organization_id=row["organization_id"],
+                **{level.column: start},
+                **{column: int(row[f"s_{column}"] or 0) for column in COLUMNS},
+            )
+            for row in rows
+        ]
+    )

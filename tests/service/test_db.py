@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -22,7 +25,18 @@ from wfa_keys.db import (
     ping,
     tortoise_config,
 )
-from wfa_keys.models import AccessToken, ApiKey, AuditEvent, Organization, Session, User
+from wfa_keys.models import (
+    AccessToken,
+    ApiKey,
+    AuditEvent,
+    KeyUsage,
+    KeyUsageDay,
+    KeyUsageWeek,
+    Organization,
+    OrganizationUsageHour,
+    Session,
+    User,
+)
 
 
 async def test_migrations_create_every_table_and_can_run_again(database_url: str) -> None:
@@ -106,3 +120,59 @@ async def test_keys_made_before_scopes_existed_keep_every_scope_after_migrating(
 
         key = await ApiKey.get(key_id="wfak_old")
         assert (key.scopes, key.allowed_cidrs) == (["workflows:read", "workflows:write"], [])
+
+
+async def test_migrating_fills_the_usage_rollups_from_the_hours_already_recorded(
+    empty_database_url: str,
+) -> None:
+    url = empty_database_url
+    check_sqlite_file(url)
+    acme, globex = uuid.UUID(int=1), uuid.UUID(int=2)
+    sunday = datetime(2026, 3, 8, tzinfo=UTC)  # the hours cross a day and a week (Monday)
+    hours = [("wfak_a", acme, sunday + timedelta(hours=h), h + 1) for h in (0, 5, 23, 24, 30, 200)]
+    hours += [("wfak_b", acme, sunday + timedelta(hours=5), 7)]
+    hours += [("wfak_c", globex, sunday + timedelta(hours=24), 11)]
+    async with TortoiseContext() as ctx:
+        await ctx.init(config=tortoise_config(url))
+        connection = get_connection("default")
+        executor = MigrationExecutor(connection, tortoise_config("")["apps"])
+        await executor.migrate(targets=[MigrationTarget("wfa_keys", "0010_scale_indexes")])
+        for key_id, organization_id, hour, calls in hours:
+            await KeyUsage.create(
+                key_id=key_id,
+                organization_id=organization_id,
+                hour=hour,
+                success=calls,
+                invalid_secret=1,
+            )
+
+        await executor.migrate()
+
+        def expected(start_of: Any, by_key: bool) -> dict[tuple[Any, datetime], list[int]]:
+            sums: dict[tuple[Any, datetime], list[int]] = {}
+            for key_id, organization_id, hour, calls in hours:
+                at = (key_id if by_key else organization_id, start_of(hour))
+                total = sums.setdefault(at, [0, 0])
+                total[0] += calls
+                total[1] += 1
+            return sums
+
+        async def rows(model: Any, by: str, at: str) -> dict[tuple[Any, datetime], list[int]]:
+            found = await model.all().values(by, at, "success", "invalid_secret")
+            return {
+                (row[by], row[at].astimezone(UTC)): [row["success"], row["invalid_secret"]]
+                for row in found
+            }
+
+        def day(hour: datetime) -> datetime:
+            return hour.replace(hour=0)
+
+        def week(hour: datetime) -> datetime:
+            return day(hour) - timedelta(days=hour.weekday())
+
+        assert await rows(OrganizationUsageHour, "organization_id", "hour") == expected(
+            lambda hour: hour, by_key=False
+        )
+        assert await rows(KeyUsageDay, "key_id", "day") == expected(day, by_key=True)
+        assert await rows(KeyUsageWeek, "key_id", "week") == expected(week, by_key=True)
+        assert len(expected(week, by_key=True)) == 5  # wfak_a's hours are in three weeks

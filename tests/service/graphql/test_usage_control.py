@@ -11,7 +11,8 @@ import pytest
 from support.gql import Api, errors_of
 from wfa_auth import Quota, quota_window
 from wfa_keys.graphql import GraphQLApp
-from wfa_keys.models import ApiKey, AuditEvent, KeyUsage, Organization
+from wfa_keys.models import ApiKey, AuditEvent, Organization
+from wfa_keys.usage import COLUMNS, TortoiseCallSink
 
 LIMITS = "id rateLimit { requests perSeconds } quota { requests period used resetsAt }"
 CREATE = f"""
@@ -158,9 +159,13 @@ async def test_quota_used_is_what_the_counter_store_counted_this_period(
     assert body["data"]["apiKey"]["quota"]["used"] == 7
 
 
-async def _usage_row(key_id: str, hour: datetime, **counts: Any) -> None:
-    organization = await Organization.get(name="Acme")
-    await KeyUsage.create(key_id=key_id, organization_id=organization.id, hour=hour, **counts)
+async def _usage_row(
+    key_id: str, hour: datetime, organization: str = "Acme", **counts: int
+) -> None:
+    """Counts written as the service writes them: through the flush (rollups included)."""
+    organization_id = str((await Organization.get(name=organization)).id)
+    values = [counts.get(column, 0) for column in COLUMNS]
+    await TortoiseCallSink().record_calls({(key_id, organization_id, hour): values})
 
 
 def _hour(hours_ago: int) -> datetime:
@@ -234,10 +239,7 @@ async def test_organization_usage_totals_the_buckets_and_ranks_keys_deleted_ones
     await _usage_row(quiet["id"], _hour(1), success=3)
     await _usage_row("wfak_deletedkeydeletedkey", _hour(2), success=7, invalid_secret=1)
     outsider = await create(other_admin, name="Outsider")
-    globex = await Organization.get(name="Globex")
-    await KeyUsage.create(
-        key_id=outsider["id"], organization_id=globex.id, hour=_hour(1), success=99
-    )
+    await _usage_row(outsider["id"], _hour(1), organization="Globex", success=99)
     since = (datetime.now(UTC) - timedelta(days=6)).isoformat()
     body = await admin(ORG_USAGE, since=since)
     assert "errors" not in body, body
