@@ -21,6 +21,15 @@ from wfa_keys.settings import DEFAULT_DATABASE_URL
 APP_LABEL = "wfa_keys"
 
 
+def parameterized_sql(query: Any) -> tuple[str, list[Any]]:
+    """The SQL Tortoise would send for ``query`` (a queryset), with its parameters apart."""
+    # Tortoise has no public way to a queryset's parameterised SQL with its parameters.
+    query._choose_db_if_not_chosen()
+    query._make_query()
+    sql, parameters = query.query.get_parameterized_sql()
+    return sql, list(parameters)
+
+
 def is_postgres_url(database_url: str) -> bool:
     """True for the PostgreSQL URLs Tortoise accepts."""
     return database_url.startswith(("postgres://", "postgresql://", "asyncpg://", "psycopg://"))

@@ -23,10 +23,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from tortoise.expressions import Q
+from tortoise.filters import escape_like
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
@@ -116,6 +117,68 @@ def key_status(key: ApiKey, now: datetime | None = None) -> KeyStatus:
     if key.expires_at is not None and key.expires_at <= now:
         return KeyStatus.EXPIRED
     return KeyStatus.ACTIVE if key.enabled else KeyStatus.DISABLED
+
+
+@dataclass(frozen=True, slots=True)
+class KeyFilter:
+    """Which of an organization's keys a list shows, checked (see :meth:`KeyManager.key_filter`).
+
+    Lists of one :attr:`shape` differ only in the values their SQL compares with, which
+    :meth:`parameters` gives without building a query: the admin list builds its statement
+    once per shape (``graphql/pagination.py``).
+    """
+
+    model: ClassVar[type[ApiKey]] = ApiKey
+    organization_id: UUID | str
+    text: str | None
+    whole_key_id: bool
+    status: KeyStatus | None
+    expiring_within_days: int | None
+    now: datetime
+
+    @property
+    def shape(self) -> tuple[bool, bool, KeyStatus | None, bool]:
+        """What the filter's SQL depends on, apart from the values."""
+        return (
+            self.text is not None,
+            self.whole_key_id,
+            self.status,
+            self.expiring_within_days is not None,
+        )
+
+    def query(self) -> QuerySet[ApiKey]:
+        """The matching keys; unordered, nothing joined."""
+        query = ApiKey.filter(organization_id=self.organization_id)
+        text, now = self.text, self.now
+        if text is not None:
+            by_key_id = Q(key_id__iexact=text) if self.whole_key_id else Q(key_id__icontains=text)
+            query = query.filter(Q(name__icontains=text) | by_key_id)
+        not_expired = Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+        if self.status is KeyStatus.EXPIRED:
+            query = query.filter(expires_at__lte=now)
+        elif self.status is KeyStatus.ACTIVE:
+            query = query.filter(not_expired, enabled=True)
+        elif self.status is KeyStatus.DISABLED:
+            query = query.filter(not_expired, enabled=False)
+        if self.expiring_within_days is not None:
+            until = now + timedelta(days=self.expiring_within_days)
+            query = query.filter(expires_at__gt=now, expires_at__lte=until)
+        return query
+
+    def parameters(self) -> list[Any]:
+        """The values :meth:`query`'s SQL compares with, in the order of its placeholders, as
+        Tortoise sends them (checked against Tortoise's on a shape's first use)."""
+        values: list[Any] = [str(self.organization_id)]
+        if self.text is not None:
+            pattern = f"%{escape_like(self.text)}%"
+            values += (pattern, self.text if self.whole_key_id else pattern)
+        if self.status is KeyStatus.EXPIRED:
+            values.append(self.now)
+        elif self.status is not None:
+            values += (self.now, self.status is KeyStatus.ACTIVE)
+        if self.expiring_within_days is not None:
+            values += (self.now, self.now + timedelta(days=self.expiring_within_days))
+        return values
 
 
 async def _record_change(
@@ -232,16 +295,17 @@ class KeyManager:
         expiring_within_days: int | None = None,
     ) -> QuerySet[ApiKey]:
         """The organization's keys, newest first, owners and organizations loaded; page it as
-        the face needs. See :meth:`matching` for the filters."""
+        the face needs. See :meth:`key_filter` for the filters."""
         return (
-            self.matching(
+            self.key_filter(
                 actor, search=search, status=status, expiring_within_days=expiring_within_days
             )
+            .query()
             .select_related("owner__organization")
             .order_by("-created_at", "-id")
         )
 
-    def matching(
+    def key_filter(
         self,
         actor: Actor,
         *,
@@ -249,34 +313,23 @@ class KeyManager:
         status: KeyStatus | None = None,
         expiring_within_days: int | None = None,
         now: datetime | None = None,
-    ) -> QuerySet[ApiKey]:
+    ) -> KeyFilter:
         """The organization's keys whose name or Key ID contains ``search`` (ignoring case),
         of ``status`` (as the API computes it), expiring between now and
-        ``expiring_within_days`` days from now; unordered, nothing joined (a page of plain
-        rows is built from it)."""
+        ``expiring_within_days`` days from now: checked, as a filter (its :meth:`KeyFilter.query`
+        is unordered, nothing joined: a page of plain rows is built from it)."""
         text = validation.search_text(search)
         days = validation.expiring_within_days(expiring_within_days)
-        now = now or datetime.now(UTC)
-        query = ApiKey.filter(organization_id=actor.organization_id)
-        if text is not None:
+        return KeyFilter(
+            organization_id=actor.organization_id,
+            text=text,
             # Every Key ID has the same length: one that contains a whole Key ID is that Key
             # ID, found by a B-tree on UPPER(key_id) (0010) instead of twenty-odd trigrams.
-            by_key_id = (
-                Q(key_id__iexact=text)
-                if is_valid_key_id(text[:5].lower() + text[5:])  # the search ignores case
-                else Q(key_id__icontains=text)
-            )
-            query = query.filter(Q(name__icontains=text) | by_key_id)
-        not_expired = Q(expires_at__isnull=True) | Q(expires_at__gt=now)
-        if status is KeyStatus.EXPIRED:
-            query = query.filter(expires_at__lte=now)
-        elif status is KeyStatus.ACTIVE:
-            query = query.filter(not_expired, enabled=True)
-        elif status is KeyStatus.DISABLED:
-            query = query.filter(not_expired, enabled=False)
-        if days is not None:
-            query = query.filter(expires_at__gt=now, expires_at__lte=now + timedelta(days=days))
-        return query
+            whole_key_id=text is not None and is_valid_key_id(text[:5].lower() + text[5:]),
+            status=status,
+            expiring_within_days=days,
+            now=now or datetime.now(UTC),
+        )
 
     async def create_key(
         self,

@@ -9,9 +9,10 @@ import pytest
 
 from support.gql import LOGIN, PASSWORD, Api, only_error_code
 from support.settings import cheap_settings
+from wfa_keys import sessions
 from wfa_keys.crypto import sha256_hex
 from wfa_keys.models import AuditAction, AuditEvent, Role, Session, User
-from wfa_keys.sessions import COOKIE_NAME, REFRESH_INTERVAL, load_session
+from wfa_keys.sessions import COOKIE_NAME, REFRESH_INTERVAL, load_session, start_session
 from wfa_keys.settings import Settings
 
 ME = "{ me { email } }"
@@ -271,3 +272,24 @@ async def test_load_session_ignores_values_that_cannot_be_ours(
 async def test_role_change_takes_effect_on_the_next_request(admin: Api) -> None:
     await User.filter(email=EMAIL).update(role=Role.MEMBER)
     assert only_error_code(await admin("{ apiKeys { totalCount } }")) == "FORBIDDEN"
+
+
+async def test_each_session_is_found_by_its_own_id_with_its_user_and_organization(
+    make_user: UserFactory, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sessions, "_lookups", {})
+    ada = await make_user(EMAIL)
+    bob = await make_user("bob@globex.example", organization="Globex")
+    ids = [await start_session(user, settings) for user in (ada, bob, ada)]
+
+    found = [await load_session(session_id, settings) for session_id in ids]
+    missing = await load_session("y" * 43, settings)
+
+    assert [(s.user.email, s.user.organization.name) for s in found if s is not None] == [
+        (EMAIL, "Acme"),
+        ("bob@globex.example", "Globex"),
+        (EMAIL, "Acme"),
+    ]
+    assert [s.id_hash for s in found if s is not None] == [sha256_hex(i) for i in ids]
+    assert missing is None
+    assert len(sessions._lookups) == 1  # one statement, built once, sent four times

@@ -15,20 +15,30 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Awaitable, Callable, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from types import LambdaType
+from typing import Any, Protocol
 
 from tortoise.connection import get_connection
 from tortoise.expressions import Q
-from tortoise.queryset import QuerySet
+from tortoise.fields import DatetimeField, UUIDField
+from tortoise.models import Model
+from tortoise.queryset import QuerySet, ValuesQuery
+from tortoise.timezone import get_default_timezone, get_use_tz
 
+from wfa_keys.db import parameterized_sql
 from wfa_keys.graphql.errors import BadUserInput
 from wfa_keys.limits import MAX_PAGE_SIZE
 
+logger = logging.getLogger("wfa_keys.graphql.pagination")
+
 Row = dict[str, Any]
 Count = Callable[[], Awaitable[int]]
+#: Makes a page's converter of one column's values (a new one a page: UUIDs are memoized).
+Convert = Callable[[], Callable[[Any], Any]]
 
 #: Up to this many matching rows a total is exact; above it, PostgreSQL's estimate.
 EXACT_COUNT_LIMIT = 10_000
@@ -87,16 +97,153 @@ def check_page_size(first: int, field: str = "first") -> None:
         raise BadUserInput(field, f"{field} must be between 1 and {MAX_PAGE_SIZE}.")
 
 
+class Filter(Protocol):
+    """A filter whose SQL depends on its :attr:`shape` alone, apart from :meth:`parameters`.
+
+    Building a query through Tortoise (filters resolved, joins made, SQL written) costs more
+    than running it on a warm database. The statements of a filter's pages and totals are
+    built by Tortoise on the shape's first use, and Tortoise's parameters compared with
+    :meth:`parameters` (a statement whose parameters differ is never kept: Tortoise's goes
+    out instead); later calls of that shape send the kept SQL with their own parameters.
+    The SQL text is Tortoise's, the values apart: nothing from a client is in it.
+    """
+
+    @property
+    def model(self) -> type[Model]:
+        """The model whose rows the filter keeps."""
+        ...
+
+    @property
+    def shape(self) -> Hashable:
+        """What the filter's SQL depends on, apart from the values it compares with."""
+        ...
+
+    def query(self) -> QuerySet[Any]:
+        """The matching rows, unordered."""
+        ...
+
+    def parameters(self) -> list[Any]:
+        """The values the SQL of :meth:`query` compares with, in the order Tortoise sends."""
+        ...
+
+
 async def newest_first(
-    query: QuerySet[Any], *, fields: Sequence[str], first: int, after: str | None
+    query: QuerySet[Any] | Filter, *, fields: Sequence[str], first: int, after: str | None
 ) -> Page:
     """The page of ``query`` of at most ``first`` rows, newest first, after ``after``.
 
-    Each row is a dict of ``fields`` (which must include ``id`` and ``created_at``).
+    Each row is a dict of ``fields`` (which must include ``id`` and ``created_at``), with
+    the values ``.values()`` gives.
     """
     check_page_size(first)
     position = decode_cursor(after) if after is not None else None
-    matching = query
+    key, make, values = _statement_of(query)
+    if values is not None:
+        if position is not None:
+            created_at, pk = position
+            values += (created_at, created_at, created_at, pk)
+        values.append(first + 1)
+    rows = await _rows(
+        key and ("page", *key, tuple(fields), position is not None),
+        lambda: _page_of(make(), position, first).values(*fields),
+        values,
+    )
+    end = rows[first - 1] if len(rows) > first else (rows[-1] if rows else None)
+    return Page(
+        rows=rows[:first],
+        has_next_page=len(rows) > first,
+        end_cursor=encode_cursor(end["created_at"], end["id"]) if end is not None else None,
+        count=lambda: count_rows(query),
+    )
+
+
+async def count_rows(query: QuerySet[Any] | Filter) -> int:
+    """How many rows ``query`` matches: exact up to :data:`EXACT_COUNT_LIMIT`, and above it,
+    on PostgreSQL, the planner's estimate (exact on other databases)."""
+    key, make, values = _statement_of(query)
+    if get_connection("default").capabilities.dialect != "postgres":
+        rows = await _rows(key and ("count", *key), lambda: make().count(), values)
+        return int(next(iter(rows[0].values())))
+    # Counting at most one more than the limit reads at most that many entries of the index
+    # the pages are read from (in its order: an index scan however the rows lie in the table).
+    rows = await _rows(
+        key and ("limited count", *key),
+        lambda: (
+            make()
+            .order_by("-created_at", "-id")
+            .limit(EXACT_COUNT_LIMIT + 1)
+            .values_list("id", flat=True)
+        ),
+        None if values is None else [*values, EXACT_COUNT_LIMIT + 1],
+        'SELECT COUNT(*) "n" FROM ({}) "matching"',
+    )
+    exact = int(rows[0]["n"])
+    if exact <= EXACT_COUNT_LIMIT:
+        return exact
+    rows = await _rows(
+        key and ("estimate", *key),
+        lambda: make().values_list("id", flat=True),
+        values,
+        "EXPLAIN (FORMAT JSON) {}",
+    )
+    plan = rows[0]["QUERY PLAN"]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    # Never below what was just counted: an estimate from stale statistics can be lower.
+    return max(exact, int(plan[0]["Plan"]["Plan Rows"]))
+
+
+Statement = tuple[Hashable, ...]
+
+#: Statements of filters, by dialect, statement, filter class and shape: a few per shape.
+_kept: dict[Statement, tuple[str, list[tuple[str, Convert]]]] = {}
+
+
+def _statement_of(
+    query: QuerySet[Any] | Filter,
+) -> tuple[Statement | None, Callable[[], QuerySet[Any]], list[Any] | None]:
+    """How to find ``query``'s statements (None: build them each time), how to build the
+    query, and the values its filter compares with (None: whatever they are)."""
+    if isinstance(query, QuerySet):
+        return None, lambda: query, None
+    return (type(query), query.shape), query.query, query.parameters()
+
+
+async def _rows(
+    key: Statement | None,
+    make: Callable[[], Any],
+    parameters: list[Any] | None,
+    template: str = "{}",
+) -> list[Row]:
+    """The rows of statement ``key`` (None: not kept): ``template`` around the SQL of
+    ``make()``, a query whose parameters are ``parameters`` (None: whatever they are)."""
+    connection = get_connection("default")
+    kept = None
+    if key is not None:
+        key = (connection.capabilities.dialect, *key)
+        kept = _kept.get(key)
+    if kept is None:
+        query = make()
+        sql, expected = parameterized_sql(query)
+        # Tortoise's own parameterised SQL in a template of ours: nothing from a client.
+        kept = (template.format(sql), _converters(query))
+        if parameters is not None and expected != parameters:
+            logger.error("statement %r: the parameters differ from Tortoise's", key)
+        elif key is not None:
+            _kept[key] = kept
+        parameters = expected
+    sql, columns = kept
+    rows: list[Row] = await connection.execute_query_dict(sql, parameters)
+    if columns and rows:
+        converters = [(name, convert()) for name, convert in columns]
+        for row in rows:
+            for name, function in converters:
+                row[name] = function(row[name])
+    return rows
+
+
+def _page_of(query: QuerySet[Any], position: tuple[datetime, int] | None, first: int) -> Any:
+    """``query``'s page after ``position`` (with one row more), newest first."""
     if position is not None:
         created_at, pk = position
         # The redundant upper bound makes the position an index condition: without it the
@@ -105,45 +252,60 @@ async def newest_first(
             Q(created_at__lte=created_at),
             Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk),
         )
-    rows: list[Row] = await query.order_by("-created_at", "-id").limit(first + 1).values(*fields)
-    has_next = len(rows) > first
-    rows = rows[:first]
-    end = rows[-1] if rows else None
-    cursor = encode_cursor(end["created_at"], end["id"]) if end is not None else None
-    return Page(
-        rows=rows, has_next_page=has_next, end_cursor=cursor, count=lambda: count_rows(matching)
-    )
+    return query.order_by("-created_at", "-id").limit(first + 1)
 
 
-def _sql_of(query: Any) -> tuple[str, list[Any]]:
-    # Tortoise has no public way to a queryset's parameterised SQL with its parameters.
-    query._choose_db_if_not_chosen()
-    query._make_query()
-    sql, params = query.query.get_parameterized_sql()
-    return sql, list(params)
+def _converters(query: Any) -> list[tuple[str, Convert]]:
+    """The columns of a ``.values()`` query that Tortoise converts, with how to convert them
+    to what Tortoise would give (as its ``ValuesQuery._execute`` does, faster)."""
+    if not isinstance(query, ValuesQuery):
+        return []
+    columns = []
+    for alias, name in query._fields_for_select.items():
+        function = query.resolve_to_python_value(query.model, name)
+        if isinstance(function, LambdaType):  # a value Tortoise leaves as it is
+            continue
+        field = getattr(function, "__self__", None)
+        if isinstance(field, DatetimeField):
+            columns.append((alias, _datetimes(function)))
+        elif isinstance(field, UUIDField):
+            columns.append((alias, _memoized(function)))
+        else:
+            columns.append((alias, _as_is(function)))
+    return columns
 
 
-async def count_rows(query: QuerySet[Any]) -> int:
-    """How many rows ``query`` matches: exact up to :data:`EXACT_COUNT_LIMIT`, and above it,
-    on PostgreSQL, the planner's estimate (exact on other databases)."""
-    connection = get_connection("default")
-    postgres = connection.capabilities.dialect == "postgres"
-    if not postgres:
-        return await query.count()
-    # Counting at most one more than the limit reads at most that many entries of the index
-    # the pages are read from (in its order: an index scan however the rows lie in the table).
-    limited = query.order_by("-created_at", "-id").limit(EXACT_COUNT_LIMIT + 1)
-    sql, params = _sql_of(limited.values_list("id", flat=True))
-    # Tortoise's own parameterised SQL, parameters apart: nothing from a client in the text.
-    counted = f'SELECT COUNT(*) "n" FROM ({sql}) "matching"'  # noqa: S608
-    _, rows = await connection.execute_query(counted, params)
-    exact = int(rows[0]["n"])
-    if exact <= EXACT_COUNT_LIMIT:
-        return exact
-    sql, params = _sql_of(query.values_list("id", flat=True))
-    _, rows = await connection.execute_query(f"EXPLAIN (FORMAT JSON) {sql}", params)
-    plan = rows[0]["QUERY PLAN"]
-    if isinstance(plan, str):
-        plan = json.loads(plan)
-    # Never below what was just counted: an estimate from stale statistics can be lower.
-    return max(exact, int(plan[0]["Plan"]["Plan Rows"]))
+def _as_is(function: Callable[[Any], Any]) -> Convert:
+    return lambda: function
+
+
+def _datetimes(slow: Callable[[Any], Any]) -> Convert:
+    if not (get_use_tz() and str(get_default_timezone()) == "UTC"):
+        return _as_is(slow)
+
+    def convert(value: Any) -> Any:
+        # A time in UTC (text with its offset on SQLite, a datetime from asyncpg) is the
+        # instant Tortoise would give, and it reads the same: Tortoise changes only the tzinfo.
+        if value is None:
+            return None
+        moment = datetime.fromisoformat(value) if type(value) is str else value
+        if type(moment) is datetime and moment.tzinfo is UTC:
+            return moment
+        return slow(value)
+
+    return lambda: convert
+
+
+def _memoized(slow: Callable[[Any], Any]) -> Convert:
+    def make() -> Callable[[Any], Any]:
+        seen: dict[Any, Any] = {}
+
+        def convert(value: Any) -> Any:
+            found = seen.get(value)
+            if found is None:
+                found = seen[value] = slow(value)
+            return found
+
+        return convert
+
+    return make

@@ -63,14 +63,14 @@ async def resolve_api_keys(
 ) -> ApiKeyConnection:
     context = info.context
     with domain_errors(_LIST_FIELDS, request_id=context.request_id):
-        query = context.services.keys.matching(
+        matching = context.services.keys.key_filter(
             context.actor,
             search=search,
             status=KeyStatus(status.value) if status is not None else None,
             expiring_within_days=expiring_within_days,
         )
     page = await newest_first(
-        query,
+        matching,
         fields=API_KEY_FIELDS,
         first=DEFAULT_PAGE_SIZE if first is None else first,
         after=after,
