@@ -57,11 +57,11 @@ class _Lease:
         "low",
         "oldest",
         "pair",
+        "pair_from",
         "pair_header",
-        "pair_later",
-        "pair_reset",
         "pair_state",
         "pair_template",
+        "pair_until",
         "policy",
         "refill",
         "slot",
@@ -112,12 +112,11 @@ class _Lease:
         self.pair_state = b""
         #: The ``RateLimit-Policy`` header of this lease and the last one after it.
         self.pair_header = (b"ratelimit-policy", b"")
-        #: The two reset times (unclamped) ``pair_template`` was last filled with, and
-        #: ``pair_state`` with them filled in (formatted with the two remaining counts):
-        #: the reset times change at most once a second, the remaining counts every call.
-        self.pair_reset: int | None = None
-        self.pair_later: int | None = None
+        #: ``pair_state`` with the two reset times filled in (formatted with the two
+        #: remaining counts), and the wall times from and until which those reset times
+        #: hold: they change at most once a second, the remaining counts every call.
         self.pair_template = b""
+        self.pair_from = self.pair_until = 0.0
 
     def limit_left(self, policy: Policy) -> int:
         """What remains of the policy's limit, as this process last learned it."""
@@ -139,19 +138,36 @@ def _pair_headers(first: _Lease, second: _Lease, now: float) -> Headers:
         first.pair = second.item
         first.pair_header = (b"ratelimit-policy", first.item + b", " + second.item)
         first.pair_state = first.state_b + b", " + second.state_b
-        first.pair_reset = first.pair_later = None
-    reset, later = _ceil(first.frees - now), _ceil(second.frees - now)
-    if reset != first.pair_reset or later != first.pair_later:
-        # Fill in the reset times, keeping the remaining counts' slots (%d).
-        first.pair_reset, first.pair_later = reset, later
-        first.pair_template = first.pair_state % (
-            b"%d",
-            reset if reset > 0 else 0,
-            b"%d",
-            later if later > 0 else 0,
-        )
+        first.pair_until = 0.0
+    if not first.pair_from <= now < first.pair_until:
+        _fill_reset_times(first, second, now)
     state = first.pair_template % (left if left > 0 else 0, right if right > 0 else 0)
     return [first.pair_header, (b"ratelimit", state)]
+
+
+def _fill_reset_times(first: _Lease, second: _Lease, now: float) -> None:
+    """Fill ``first.pair_template`` with the reset times of both leases at ``now``, and
+    note from and until when they hold (a lease's ``frees`` changes only with its
+    ``item``, which makes :func:`_pair_headers` start again)."""
+    reset, later = _ceil(first.frees - now), _ceil(second.frees - now)
+    # Keeping the remaining counts' slots (%d).
+    first.pair_template = first.pair_state % (
+        b"%d",
+        reset if reset > 0 else 0,
+        b"%d",
+        later if later > 0 else 0,
+    )
+    # ceil(frees - now) is t while frees - t <= now < frees - t + 1, and at most 0 (shown
+    # as 0) from frees on.
+    if reset > 0:
+        starts, ends = first.frees - reset, first.frees - reset + 1
+    else:
+        starts, ends = first.frees, math.inf
+    if later > 0:
+        starts, ends = max(starts, second.frees - later), min(ends, second.frees - later + 1)
+    else:
+        starts = max(starts, second.frees)
+    first.pair_from, first.pair_until = starts, ends
 
 
 class Limiter:
@@ -352,7 +368,11 @@ class Limiter:
         lease.total = taken.total
         lease.base = lease.limit - taken.total
         lease.oldest = taken.oldest
-        lease.frees = policy.frees_at(taken.oldest, ends)
+        frees = policy.frees_at(taken.oldest, ends)
+        if frees != lease.frees:
+            lease.frees = frees
+            # A new item: the RateLimit templates that hold this reset time start again.
+            lease.adopt(lease.policy)
         if taken.granted == 0:
             lease.full_until = policy.frees_at(taken.oldest, ends)
 
