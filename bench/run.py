@@ -47,7 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, NamedTuple
@@ -143,9 +143,15 @@ def server(
 
 
 @contextmanager
-def serve(database_url: str, log_path: Path, wrapper: Sequence[str] = ()) -> Iterator[Server]:
+def serve(
+    database_url: str,
+    log_path: Path,
+    wrapper: Sequence[str] = (),
+    settings: Mapping[str, str] | None = None,
+) -> Iterator[Server]:
     """``wfa-keys serve`` as users run it, logging its JSON lines (INFO) to ``log_path``;
-    with a ``wrapper`` (valgrind), ``python -m wfa_keys serve``, the same command."""
+    with a ``wrapper`` (valgrind), ``python -m wfa_keys serve``, the same command.
+    ``settings``: more ``WFA_*`` variables (``WFA_THROTTLE_STORE``, say)."""
     port = free_port()
     if wrapper:  # the wrapper runs the interpreter itself, not the script's shebang
         command = [*wrapper, sys.executable, "-m", "wfa_keys"]
@@ -153,7 +159,7 @@ def serve(database_url: str, log_path: Path, wrapper: Sequence[str] = ()) -> Ite
         command = [str(Path(sys.executable).with_name("wfa-keys"))]
     command += ["serve", "--host", "127.0.0.1", "--port", str(port)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("WFA_")}
-    env |= {"WFA_DATABASE_URL": database_url, "WFA_LOG_LEVEL": "INFO"}
+    env |= {"WFA_DATABASE_URL": database_url, "WFA_LOG_LEVEL": "INFO", **(settings or {})}
     with log_path.open("wb") as log, running("serve", port, command, env, stderr=log) as served:
         yield served
 

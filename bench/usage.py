@@ -27,8 +27,20 @@
         --redis redis://127.0.0.1:6379/5
     .venv/bin/python -P bench/usage.py postgres://... --parts 3   # the usage query only
 
+4. **The same comparison over HTTP**, the shape users deploy: a real ``wfa-keys serve``
+   (one worker, on CPU 0, with ``taskset``) on the given database, driven by wrk (on CPU 1)
+   with a warm Basic call to ``/api/v1/whoami`` of each key, the two keys interleaved in
+   ``--rounds`` rounds of ``--seconds`` seconds (through bench/run.py's helpers), with the
+   database counter store (``WFA_THROTTLE_STORE=database``), then with Redis (``--redis``).
+   The ratio printed is the median of the per-round ratios of requests per second; beside
+   it, the ratio of the server's CPU time a request. Part 1's figure is the harsher; this one
+   is what a deployment sees. Needs wrk (installed with apt-get when missing)::
+
+    .venv/bin/python -P bench/usage.py postgres://postgres@127.0.0.1:5432/wfa_bench \
+        --redis redis://127.0.0.1:6379/5 --parts 4 --rounds 9
+
 (``-P``: bench/graphql.py would otherwise shadow the graphql package.) ``--parts 12`` runs
-1. and 2. only, on any database (no seeding).
+1. and 2. only, ``--parts 4`` 4. only, on any database (no seeding).
 """
 
 from __future__ import annotations
@@ -36,11 +48,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import importlib
 import random
 import statistics
+import sys
+import tempfile
 import time
 import timeit
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -61,6 +77,13 @@ from wfa_keys.settings import Settings
 from wfa_keys.usage import COLUMNS
 
 SETTINGS = Settings(database_url="unused", argon2_time_cost=2)
+#: The limited key's rate limit and quota: never reached in a run, always counted.
+LIMITS = {
+    "rate_limit_requests": 1_000_000,
+    "rate_limit_per_seconds": 60,
+    "quota_requests": 1_000_000_000,
+    "quota_period": "month",
+}
 SEED_EMAIL, SEED_PASSWORD = "bench@usage.example", "bench usage password"
 
 
@@ -98,8 +121,11 @@ async def _key(owner: User, **limits: Any) -> tuple[str, str]:
     return key.key_id, secret
 
 
+def _basic(key_id: str, secret: str) -> bytes:
+    return b"Basic " + base64.b64encode(f"{key_id}:{secret}".encode())
+
+
 def _scope(key_id: str, secret: str) -> dict[str, Any]:
-    raw = base64.b64encode(f"{key_id}:{secret}".encode())
     return {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -110,7 +136,7 @@ def _scope(key_id: str, secret: str) -> dict[str, Any]:
         "raw_path": b"/v1/whoami",
         "root_path": "",
         "query_string": b"",
-        "headers": [(b"host", b"bench"), (b"authorization", b"Basic " + raw)],
+        "headers": [(b"host", b"bench"), (b"authorization", _basic(key_id, secret))],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 80),
     }
@@ -137,15 +163,7 @@ async def _calls_per_second(app: Any, scope: dict[str, Any], calls: int) -> floa
 async def warm_ratio(store: CounterStore, owner: User, rounds: int, calls: int) -> float:
     api = create_api(SETTINGS, counter_store=store, call_sink=NullSink())
     plain = _scope(*await _key(owner))
-    limited = _scope(
-        *await _key(
-            owner,
-            rate_limit_requests=1_000_000,
-            rate_limit_per_seconds=60,
-            quota_requests=1_000_000_000,
-            quota_period="month",
-        )
-    )
+    limited = _scope(*await _key(owner, **LIMITS))
     ratios = []
     async with api.running():
         for scope in (plain, limited):  # verified once: every call below is warm
@@ -155,6 +173,33 @@ async def warm_ratio(store: CounterStore, owner: User, rounds: int, calls: int) 
             with_limits = await _calls_per_second(api, limited, calls)
             ratios.append(with_limits / without)
             print(f"    {without:9,.0f} calls/s without, {with_limits:9,.0f} with limits")
+    return statistics.median(ratios)
+
+
+def http_ratio(
+    database_url: str, store: str, plain: tuple[str, str], limited: tuple[str, str], args: Any
+) -> float:
+    """Part 4 with ``store`` as ``WFA_THROTTLE_STORE``: the median of the per-round ratios
+    of requests per second, limited / unlimited, through one ``wfa-keys serve``."""
+    sys.path.append(str(Path(__file__).resolve().parent))  # last, as -P leaves it out
+    # Imported by name: this folder is put on the path here, not known to mypy.
+    run = importlib.import_module("run")
+    binary = run.ensure_tool("wrk")
+    path = "/api/v1/whoami"
+    with tempfile.TemporaryDirectory(prefix="wfa-usage-http-") as tmp:
+        settings = {"WFA_THROTTLE_STORE": store}
+        with run.serve(database_url, Path(tmp) / "serve.log", settings=settings) as service:
+            cases = {
+                "without": (service, path, {"Authorization": _basic(*plain).decode()}),
+                "with limits": (service, path, {"Authorization": _basic(*limited).decode()}),
+            }
+            for _target, _path, headers in cases.values():
+                # Verified once (argon2) before wrk's many connections ask at once.
+                httpx2.get(service.url + path, headers=headers, timeout=10).raise_for_status()
+            results = run.run_rounds(binary, cases, args)
+    run.print_ratio(results, "with limits", "without", "limited / unlimited")
+    pairs = zip(results["with limits"], results["without"], strict=True)
+    ratios: list[float] = [limits.rate / without.rate for limits, without in pairs]
     return statistics.median(ratios)
 
 
@@ -291,6 +336,8 @@ async def main() -> None:
         "--org-queries", type=int, default=200, help="organizationUsage queries per shape"
     )
     parser.add_argument("--parts", default="123", help="the parts to run (default: 123)")
+    parser.add_argument("--seconds", type=int, default=5, help="part 4: seconds a round")
+    parser.add_argument("--connections", type=int, default=32, help="part 4: wrk's")
     args = parser.parse_args()
     await open_global(args.database_url)
     try:
@@ -315,6 +362,15 @@ async def main() -> None:
             print("   organizationUsage (targets: p99 <= 50 ms for 7 days, <= 100 ms for 90)")
             for label, (p50, p99) in (await organization_usage_ms(args.org_queries)).items():
                 print(f"   {label}: p50 {p50:.1f} ms, p99 {p99:.1f} ms over {args.org_queries}")
+        if "4" in args.parts:
+            print("4. warm call over HTTP, wfa-keys serve, limited / unlimited")
+            plain, limited = await _key(owner), await _key(owner, **LIMITS)
+            stores = {"database store": "database"}
+            if args.redis:
+                stores["Redis store"] = args.redis
+            for label, store in stores.items():
+                ratio = http_ratio(args.database_url, store, plain, limited, args)
+                print(f"   {label}: {ratio:.3f}")
     finally:
         await close_global()
 

@@ -40,6 +40,7 @@ Headers = list[tuple[bytes, bytes]]
 # A request that keeps finding its lease spent by concurrent ones gives up after this.
 _MAX_TRIES = 20
 _MAX_PENDING_RETURNS = 100_000
+_ceil = math.ceil
 
 
 class _Lease:
@@ -57,11 +58,11 @@ class _Lease:
         "low",
         "oldest",
         "pair",
+        "pair_from",
         "pair_header",
-        "pair_later",
-        "pair_reset",
         "pair_state",
         "pair_template",
+        "pair_until",
         "policy",
         "refill",
         "slot",
@@ -112,46 +113,48 @@ class _Lease:
         self.pair_state = b""
         #: The ``RateLimit-Policy`` header of this lease and the last one after it.
         self.pair_header = (b"ratelimit-policy", b"")
-        #: The two reset times (unclamped) ``pair_template`` was last filled with, and
-        #: ``pair_state`` with them filled in (formatted with the two remaining counts):
-        #: the reset times change at most once a second, the remaining counts every call.
-        self.pair_reset: int | None = None
-        self.pair_later: int | None = None
+        #: ``pair_state`` with the two reset times filled in (formatted with the two
+        #: remaining counts), and the wall times from and until which those reset times
+        #: hold: they change at most once a second, the remaining counts every call.
         self.pair_template = b""
+        self.pair_from = self.pair_until = 0.0
 
     def limit_left(self, policy: Policy) -> int:
         """What remains of the policy's limit, as this process last learned it."""
         return policy.limit - self.total + self.allowance
 
+    def pair_with(self, second: _Lease) -> None:
+        """Announce this lease first and ``second`` after it from now on: both items joined
+        once (formatted with the reset times by :meth:`fill_reset_times`)."""
+        self.pair = second.item
+        self.pair_header = (b"ratelimit-policy", self.item + b", " + second.item)
+        self.pair_state = self.state_b + b", " + second.state_b
+        self.pair_until = 0.0
 
-_ceil = math.ceil
-
-
-def _pair_headers(first: _Lease, second: _Lease, now: float) -> Headers:
-    """The ``RateLimit-Policy`` and ``RateLimit`` headers of two spent leases."""
-    # The tightest first, as header_values orders them: fewest remaining, then the
-    # soonest reset (the same now for both: the sooner ``frees``); ties keep the order.
-    left = first.base + first.allowance
-    right = second.base + second.allowance
-    if right < left or (right == left and second.frees < first.frees):
-        first, second, left, right = second, first, right, left
-    if first.pair is not second.item:
-        first.pair = second.item
-        first.pair_header = (b"ratelimit-policy", first.item + b", " + second.item)
-        first.pair_state = first.state_b + b", " + second.state_b
-        first.pair_reset = first.pair_later = None
-    reset, later = _ceil(first.frees - now), _ceil(second.frees - now)
-    if reset != first.pair_reset or later != first.pair_later:
-        # Fill in the reset times, keeping the remaining counts' slots (%d).
-        first.pair_reset, first.pair_later = reset, later
-        first.pair_template = first.pair_state % (
+    def fill_reset_times(self, second: _Lease, now: float) -> None:
+        """Fill ``pair_template`` with the reset times of this lease and ``second`` at
+        ``now``, and note from and until when they hold (a lease's ``frees`` changes only
+        with its ``item``, which makes the warm path pair the two again)."""
+        reset, later = _ceil(self.frees - now), _ceil(second.frees - now)
+        # Keeping the remaining counts' slots (%d).
+        self.pair_template = self.pair_state % (
             b"%d",
             reset if reset > 0 else 0,
             b"%d",
             later if later > 0 else 0,
         )
-    state = first.pair_template % (left if left > 0 else 0, right if right > 0 else 0)
-    return [first.pair_header, (b"ratelimit", state)]
+        # ceil(frees - now) is t while frees - t <= now < frees - t + 1, and at most 0
+        # (shown as 0) from frees on.
+        if reset > 0:
+            starts, ends = self.frees - reset, self.frees - reset + 1
+        else:
+            starts, ends = self.frees, math.inf
+        if later > 0:
+            starts = max(starts, second.frees - later)
+            ends = min(ends, second.frees - later + 1)
+        else:
+            starts = max(starts, second.frees)
+        self.pair_from, self.pair_until = starts, ends
 
 
 class Limiter:
@@ -188,32 +191,48 @@ class Limiter:
         leases = self._leases
         policies = limits.policies
         if len(policies) == 2:
-            # The usual case (a rate limit and a quota) with both leases live, spent here:
-            # what _spend does for two leases, inlined (this is every limited call).
+            # The usual case (a rate limit and a quota) with both leases live, spent here
+            # with both headers made (this is every limited call).
             one, two = policies
-            first = leases.get(one.bucket)
-            second = leases.get(two.bucket)
-            if (
-                first is not None
-                and second is not None
-                and first.allowance > 0
-                and second.allowance > 0
-                and now < first.ends
-                and now < second.ends
-            ):
-                if first.policy is not one:
-                    first.adopt(one)
-                if second.policy is not two:
-                    second.adopt(two)
-                first.allowance -= 1
-                first.used_at = now
-                if first.allowance < first.low:
-                    self._start_top_up(first, now)
-                second.allowance -= 1
-                second.used_at = now
-                if second.allowance < second.low:
-                    self._start_top_up(second, now)
-                return _pair_headers(first, second, now)
+            try:
+                # Subscripts, not get(): no method call (a missing lease is the rare case).
+                first = leases[one.bucket]
+                second = leases[two.bucket]
+            except KeyError:
+                pass  # one not taken yet: see below
+            else:
+                allowance, later_allowance = first.allowance, second.allowance
+                if allowance > 0 and later_allowance > 0 and now < first.ends and now < second.ends:
+                    if first.policy is not one:
+                        first.adopt(one)
+                    if second.policy is not two:
+                        second.adopt(two)
+                    allowance -= 1
+                    later_allowance -= 1
+                    first.allowance = allowance
+                    second.allowance = later_allowance
+                    first.used_at = second.used_at = now
+                    if allowance < first.low:
+                        self._start_top_up(first, now)
+                    if later_allowance < second.low:
+                        self._start_top_up(second, now)
+                    # The tightest first, as header_values orders them: fewest remaining, then
+                    # the soonest reset (the same now for both: the sooner ``frees``); ties keep
+                    # the order.
+                    left = first.base + allowance
+                    right = second.base + later_allowance
+                    if right < left or (right == left and second.frees < first.frees):
+                        first, second, left, right = second, first, right, left
+                    if first.pair is not second.item:
+                        first.pair_with(second)
+                    # Two comparisons rather than a chained one: each specialized for floats.
+                    if now >= first.pair_until or now < first.pair_from:
+                        first.fill_reset_times(second, now)
+                    state = first.pair_template % (
+                        left if left > 0 else 0,
+                        right if right > 0 else 0,
+                    )
+                    return [first.pair_header, (b"ratelimit", state)]
         spent: list[_Lease] = []
         for policy in limits.policies:
             lease = leases.get(policy.bucket)
@@ -246,13 +265,10 @@ class Limiter:
                 await self._take(policy, now, strict=True)
                 break
             else:
-                leases = []
-                for policy in limits.policies:
-                    lease = self._leases[policy.bucket]
-                    if lease.policy is not policy:
-                        lease.adopt(policy)
-                    leases.append(lease)
-                return self._spend(leases, now)
+                # Every lease is live: spent as on the warm path (None if one has just ended).
+                admitted = self.admit(limits)
+                if admitted is not None:
+                    return admitted
         raise AuthenticationRefused(self._unavailable)
 
     def _spend(self, leases: list[_Lease], now: float) -> Headers:
@@ -268,8 +284,6 @@ class Limiter:
             reset = _ceil(lease.frees - now)
             state = lease.state % (left if left > 0 else 0, reset if reset > 0 else 0)
             return [(b"ratelimit-policy", lease.item), (b"ratelimit", state)]
-        if len(leases) == 2:
-            return _pair_headers(leases[0], leases[1], now)
         states = [
             self._state(lease.policy, lease, now, lease.limit_left(lease.policy))
             for lease in leases
@@ -352,7 +366,11 @@ class Limiter:
         lease.total = taken.total
         lease.base = lease.limit - taken.total
         lease.oldest = taken.oldest
-        lease.frees = policy.frees_at(taken.oldest, ends)
+        frees = policy.frees_at(taken.oldest, ends)
+        if frees != lease.frees:
+            lease.frees = frees
+            # A new item: the RateLimit templates that hold this reset time start again.
+            lease.adopt(lease.policy)
         if taken.granted == 0:
             lease.full_until = policy.frees_at(taken.oldest, ends)
 

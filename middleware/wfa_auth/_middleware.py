@@ -72,8 +72,11 @@ def _seconds(clock: Callable[[], datetime]) -> Callable[[], float]:
 def _with_headers(send: Send, headers: Headers) -> Send:
     """``send`` adding ``headers`` to the response's start (or a websocket's accept)."""
 
-    # A plain function returning send's awaitable: no coroutine of its own per message.
-    def send_with_headers(message: Message) -> Awaitable[None]:
+    # A plain function returning send's awaitable: no coroutine of its own per message;
+    # send and headers as defaults rather than a closure's cells: none to make per call.
+    def send_with_headers(
+        message: Message, send: Send = send, headers: Headers = headers
+    ) -> Awaitable[None]:
         if message["type"] in ("http.response.start", "websocket.accept"):
             # A copy: the app's message and its header list stay as the app made them.
             message = {**message}

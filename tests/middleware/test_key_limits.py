@@ -260,9 +260,29 @@ def test_a_quota_period_other_than_day_or_month_is_refused(period: str) -> None:
         quota_policy("wfak_x", Quota(requests=1, period=period))
 
 
-async def test_the_headers_of_admitted_calls_are_those_header_values_gives_at_each_moment() -> None:
-    """The warm path formats its headers from bytes built once per slot: the same as
-    formatting every state afresh, the order of the two policies included."""
+def _record(key_id: str, rate: RateLimit, quota: Quota | None = None) -> MemoryKeyRecord:
+    """A key record with a rate limit (and a quota), for the Limiter alone."""
+    return MemoryKeyRecord(
+        key_id=key_id,
+        name="CI",
+        secret_hash="unused",
+        owner_id="ada",
+        owner_email="ada@example.com",
+        organization_id="org",
+        organization_name="Acme",
+        rate_limit=rate,
+        quota=quota,
+    )
+
+
+# Back in time, the day's quota of 30 is not renewed: 25 calls.
+@pytest.mark.parametrize(("step", "calls"), [(0.37, 44), (-0.37, 25)])
+async def test_the_headers_of_admitted_calls_are_those_header_values_gives_at_each_moment(
+    step: float, calls: int
+) -> None:
+    """The warm path formats its headers from bytes built once per slot, and its reset
+    times once a second: the same as formatting every state afresh, the order of the two
+    policies included, and when the wall clock steps back too."""
     from wfa_auth._limits import Limiter
     from wfa_auth._policies import header_values, limits_of
 
@@ -271,23 +291,16 @@ async def test_the_headers_of_admitted_calls_are_those_header_values_gives_at_ea
     def now() -> float:
         return clock().timestamp()
 
-    record = MemoryKeyRecord(
-        key_id="wfak_headers",
-        name="CI",
-        secret_hash="unused",
-        owner_id="ada",
-        owner_email="ada@example.com",
-        organization_id="org",
-        organization_name="Acme",
-        rate_limit=RateLimit(requests=40, per_seconds=10),
-        quota=Quota(requests=30, period="day"),
+    limits = limits_of(
+        _record(
+            "wfak_headers", RateLimit(requests=40, per_seconds=10), Quota(requests=30, period="day")
+        )
     )
-    limits = limits_of(record)
     assert limits is not None
     limiter = Limiter(MemoryCounterStore(), clock=now)
     orders = set()
-    for _ in range(44):
-        clock.advance(0.37)  # across rate slots and the end of the UTC day
+    for _ in range(calls):
+        clock.advance(step)  # across rate slots, and the end of the UTC day going forward
         admitted = limiter.admit(limits) or await limiter.acquire(limits)
         assert isinstance(admitted, list)
         states = [
@@ -301,7 +314,44 @@ async def test_the_headers_of_admitted_calls_are_those_header_values_gives_at_ea
             b"ratelimit": state.encode(),
         }
         orders.add(policy.split(";")[0])
-    assert orders == {'"rate"', '"quota"'}  # each was the tightest at some point
+    if step > 0:
+        assert orders == {'"rate"', '"quota"'}  # each was the tightest at some point
+
+
+async def test_a_window_that_frees_sooner_after_a_top_up_is_announced_from_that_call() -> None:
+    """When another process gives back its units of the window's oldest slot, the next
+    lease taken in the same slot frees sooner, and the reset time says so at once (the
+    warm path reuses the reset times it formatted only while they hold)."""
+    from wfa_auth._limits import Limiter
+    from wfa_auth._policies import limits_of
+
+    clock = at(12, 0, 0.5)
+
+    def now() -> float:
+        return clock().timestamp()
+
+    # Slots of 1 s, leases of 2.
+    rate_limit = RateLimit(requests=40, per_seconds=10)
+    limits = limits_of(_record("wfak_frees", rate_limit, Quota(requests=1000, period="day")))
+    assert limits is not None
+    rate = limits.policies[0]
+    store = MemoryCounterStore()
+    # Another process leases 2 units of the current slot.
+    slot = rate.slot_at(now())[0]
+    await store.take(rate.bucket, slot, 2, limit=rate.limit, span=rate.span)
+    clock.advance(1)  # the next slot: the window's oldest counted slot is the other one's
+    limiter = Limiter(store, clock=now)
+    first = await limiter.acquire(limits)
+    second = limiter.admit(limits)
+    assert isinstance(first, list)
+    assert isinstance(second, list)
+    assert dict(first)[b"ratelimit"] == b'"rate";r=37;t=10, "quota";r=999;t=43199'
+    assert dict(second)[b"ratelimit"] == b'"rate";r=36;t=10, "quota";r=998;t=43199'
+    await store.give_back({(rate.bucket, slot): 2})  # it had spent none of them
+    assert limiter.admit(limits) is None  # the lease of 2 is spent
+    third = await limiter.acquire(limits)
+    assert isinstance(third, list)
+    assert dict(third)[b"ratelimit"] == b'"rate";r=37;t=11, "quota";r=997;t=43199'
 
 
 async def test_calls_spent_without_a_pause_start_one_top_up_not_one_each() -> None:
@@ -313,16 +363,7 @@ async def test_calls_spent_without_a_pause_start_one_top_up_not_one_each() -> No
     from wfa_auth._policies import limits_of
 
     clock = at(12)
-    record = MemoryKeyRecord(
-        key_id="wfak_burst",
-        name="CI",
-        secret_hash="unused",
-        owner_id="ada",
-        owner_email="ada@example.com",
-        organization_id="org",
-        organization_name="Acme",
-        rate_limit=RateLimit(requests=1000, per_seconds=60),  # leases of 50
-    )
+    record = _record("wfak_burst", RateLimit(requests=1000, per_seconds=60))  # leases of 50
     limits = limits_of(record)
     assert limits is not None
     counters = CountingCounters()
