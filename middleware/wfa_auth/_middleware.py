@@ -190,6 +190,9 @@ class ApiKeyAuthMiddleware:
         self._public_exact = frozenset(p for p in public_paths if not p.endswith("*"))
         self._public_prefixes = tuple(p[:-1] for p in public_paths if p.endswith("*"))
         self._has_public_paths = bool(public_paths)
+        # A path below the mount point ends with it: most paths are told apart from the exact
+        # public paths by the full path's end alone, without working out the route path.
+        self._public_ends = tuple(self._public_exact)
         self.allow_anonymous = allow_anonymous
         self.usage = UsageRecorder(store, interval=caching.usage_interval, clock=timer, now=clock)
         #: How many :meth:`running` contexts are entered: while one is, its tasks write the
@@ -310,7 +313,11 @@ class ApiKeyAuthMiddleware:
         ):
             await self._token_endpoint(scope, receive, send)
             return
-        if self._has_public_paths and self._is_public(scope):
+        if (
+            self._has_public_paths
+            and (self._public_prefixes or scope["path"].endswith(self._public_ends))
+            and self._is_public(scope)
+        ):
             scope["user"] = UnauthenticatedUser()
             scope["auth"] = AuthCredentials()
             await self.app(scope, receive, send)
