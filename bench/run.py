@@ -212,13 +212,17 @@ def wrk(
     connections: int,
     headers: dict[str, str],
     expect_errors: bool = False,
+    script: Sequence[str] = (),
 ) -> Run:
+    """One wrk run; ``script``, if given, is a Lua script and its arguments (``wrk -s``)."""
     command = [*pin(LOAD_CPU), binary, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
+    if script:
+        command += ["-s", script[0]]
     cpu_before = cpu_seconds(target.pid)
     result = subprocess.run(
-        [*command, target.url + path],
+        [*command, target.url + path, *(["--", *script[1:]] if script else [])],
         capture_output=True,
         text=True,
         check=True,

@@ -11,17 +11,36 @@ known secret, so that authentication can be measured with real hashes), and prin
 - cold Basic authentication (argon2 with the service's parameters and a key lookup): p50
   and p99 over distinct keys, through the service's middleware and key store;
 - at the largest size: warm throughput over 50,000 distinct keys and over 50,000 distinct
-  tokens against one key (and the store lookups made while warm: 0 means no SQL per warm
-  call), the process's RSS after warming 200,000 distinct keys, the inactivity sweep
-  disabling 400,000 keys, and how long ``wfa-keys serve`` takes to answer ``/healthz``.
+  tokens against one, two ways: the middleware called directly in this process around a
+  trivial app (what a warm call costs the Python code, and the CPU's caches over 50,000
+  entries), and over HTTP (wrk, 32 connections, cycling through all the distinct
+  Authorization headers with a Lua script) to ``/api/v1/whoami`` of the whole service
+  (``create_app`` under uvicorn as ``wfa-keys serve`` runs it, request log on) pinned to
+  CPU 0, wrk on CPU 1, interleaved rounds: what users deploy; each with the store lookups
+  made while warm (0 means no SQL per warm call); the process's RSS after warming 200,000
+  distinct keys, the inactivity sweep disabling 400,000 keys, and how long
+  ``wfa-keys serve`` takes to answer ``/healthz``;
+- with ``--small-database-url``: cold Basic authentication side by side in the largest
+  database and in one of 1,000 keys (one process each on the same CPU, calls alternating),
+  the difference of their p50 and p99, and the key lookup alone, by the clock and by the
+  database's own time (``EXPLAIN ANALYZE``).
 
     .venv/bin/python bench/scale.py --database-url postgres://postgres@127.0.0.1:5432/wfa_scale
     .venv/bin/python bench/scale.py --database-url ... --sizes 1000,100000   # quicker
 
 The database is emptied first: give it one of its own. The warm-cache figures use argon2 at
 argon2-cffi's cheapest parameters for the keys they warm (the first keys, as many as those
-figures call, are seeded with that hash), so that warming 200,000 keys takes minutes, not
+figures call, are seeded with that hash; the server of the HTTP figures verifies with those
+parameters, so that it never rehashes them), so that warming 200,000 keys takes minutes, not
 hours; everything else, the cold authentication included, uses the service's own parameters.
+
+The 10^6 seed takes minutes and loads the machine: seed once, then measure parts of the tail
+on the keys seeded, as often as needed:
+
+    .venv/bin/python bench/scale.py --database-url URL --sizes 1000000 --seed-only
+    .venv/bin/python bench/scale.py --database-url URL --reuse --parts http,rss
+    .venv/bin/python bench/scale.py --database-url URL --reuse --parts cold \
+        --small-database-url URL_OF_ANOTHER   # seeded with --sizes 1000 --seed-only
 """
 
 from __future__ import annotations
@@ -35,15 +54,20 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import argparse
 import asyncio
 import base64
+import functools
+import importlib.util
 import json
 import logging
 import os
 import resource
+import signal
 import statistics
 import subprocess
+import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -54,6 +78,7 @@ from tortoise.connection import get_connection
 from wfa_auth import ApiKeyAuthMiddleware, Argon2Verifier, Caching
 from wfa_auth._keyformat import SECRET_PREFIX, base62_checksum
 from wfa_auth._tokens import new_access_token, secret_fingerprint, token_digest
+from wfa_keys import api, cli
 from wfa_keys.app import create_app
 from wfa_keys.db import database, listener_connect_args
 from wfa_keys.inactivity import disable_inactive_keys
@@ -174,6 +199,16 @@ async def seed_tokens(conn: Any, count: int, cheap_hash: str) -> list[str]:
 
 
 # -- Measuring ----------------------------------------------------------------------------
+
+
+def service_verifier() -> Argon2Verifier:
+    """argon2 with the service's parameters (its settings' defaults), at the normal priority."""
+    settings = Settings()
+    return Argon2Verifier(
+        time_cost=settings.argon2_time_cost,
+        memory_cost_kib=settings.argon2_memory_cost_kib,
+        parallelism=settings.argon2_parallelism,
+    )
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -436,6 +471,262 @@ async def rss_child(database_url: str) -> None:
         )
 
 
+# -- The warm cache over HTTP -------------------------------------------------------------
+
+# Each wrk connection sends the requests of the file named by the script's argument (one
+# Authorization header a line) in turn, formatted once beforehand so that wrk's own work is
+# the same for one header as for 50,000.
+CYCLE_LUA = """
+local requests, count, n = {}, 0, 0
+function init(args)
+  for line in io.lines(args[1]) do
+    count = count + 1
+    requests[count] = wrk.format("GET", nil, {["Authorization"] = line})
+  end
+end
+function request()
+  n = n % count + 1
+  return requests[n]
+end
+"""
+
+
+def bench_run() -> Any:
+    """bench/run.py's helpers (wrk, CPU pinning, starting a server), loaded from its file:
+    this script keeps its own folder off ``sys.path`` (see the top)."""
+    spec = importlib.util.spec_from_file_location("bench_run", Path(__file__).with_name("run.py"))
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def counting_serve(counts_path: str, argv: list[str]) -> int:
+    """``wfa-keys serve`` (``argv``) with its key and token stores counting lookups, which
+    SIGUSR1 writes to ``counts_path``; argon2 at the cheap hash's parameters (so that the
+    50,000 warm keys are never rehashed to the service's, as :func:`warm_middleware`)."""
+    lookups = {"keys": 0, "tokens": 0}
+    get_key, get_token = TortoiseKeyStore.get_key, TortoiseTokenStore.get_token
+
+    async def counted_key(self: TortoiseKeyStore, key_id: str) -> Any:
+        lookups["keys"] += 1
+        return await get_key(self, key_id)
+
+    async def counted_token(self: TortoiseTokenStore, token_hash: str) -> Any:
+        lookups["tokens"] += 1
+        return await get_token(self, token_hash)
+
+    def write_counts(_signal: int, _frame: object) -> None:
+        partial = Path(counts_path + ".partial")
+        partial.write_text(json.dumps(lookups))
+        partial.rename(counts_path)
+
+    TortoiseKeyStore.get_key = counted_key  # type: ignore[method-assign]
+    TortoiseTokenStore.get_token = counted_token  # type: ignore[method-assign]
+
+    def cheap_hasher(settings: Settings) -> Argon2Verifier:
+        del settings  # and at the normal priority: warming is not what this measures
+        return Argon2Verifier(time_cost=1, memory_cost_kib=8, parallelism=1)
+
+    api.hasher_for = cheap_hasher  # type: ignore[attr-defined]
+    signal.signal(signal.SIGUSR1, write_counts)
+    return cli.main(argv)
+
+
+def lookups_of(pid: int, counts_path: Path) -> int:
+    """The store lookups the counting server ``pid`` has made so far."""
+    counts_path.unlink(missing_ok=True)
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while not counts_path.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit("the server did not report its lookups")
+        time.sleep(0.01)
+    counts: dict[str, int] = json.loads(counts_path.read_text())
+    return counts["keys"] + counts["tokens"]
+
+
+@contextmanager
+def counting_server(database_url: str, tmp: Path) -> Iterator[Any]:
+    """The whole service (``create_app`` under uvicorn, as ``wfa-keys serve`` runs it, request
+    log on at INFO into a file) on the server CPU, counting its store lookups."""
+    run = bench_run()
+    port = run.free_port()
+    command = [
+        *(sys.executable, __file__, "--counting-serve", str(tmp / "lookups")),
+        *("serve", "--host", "127.0.0.1", "--port", str(port), "--database-url", database_url),
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WFA_")}
+    # Records trusted an hour, the most the setting allows: warming 50,000 keys over HTTP on
+    # a busy CPU can take longer than warm_middleware's 10 minutes. (The default, 60 s, would
+    # re-read each of the 50,000 records once a minute: a lookup per key a minute.)
+    env |= {"WFA_LOG_LEVEL": "INFO", "WFA_RECORD_CACHE_TTL": "3600"}
+    with (tmp / "serve.log").open("wb") as log, run.running("serve", port, command, env, log) as up:
+        yield up
+
+
+async def warm_over_http(url: str, headers: list[str]) -> float:
+    """Each header sent once to ``/api/v1/whoami`` (8 at a time); the seconds it took."""
+    pending = iter(headers)
+    started = time.perf_counter()
+    limits = httpx2.Limits(max_connections=8)
+    async with httpx2.AsyncClient(base_url=url, limits=limits, trust_env=False) as client:
+
+        async def worker() -> None:
+            for header in pending:
+                response = await client.get("/api/v1/whoami", headers={"Authorization": header})
+                assert response.status_code == 200, response.text
+
+        # Not more: each unverified credential in flight holds one of the 20 attempts that
+        # the service's throttling grants a client address at a time (Throttling).
+        await asyncio.gather(*(worker() for _ in range(8)))
+    return time.perf_counter() - started
+
+
+def http_warm_throughput(
+    database_url: str, tokens: list[str], seconds: int = 5, rounds: int = 3
+) -> None:
+    """Warm calls over HTTP (wrk, 32 connections, on its own CPU) to ``/api/v1/whoami`` of
+    the whole service: one key against 50,000 keys, then one token against 50,000 tokens,
+    interleaved rounds, with the store lookups made during those rounds."""
+    run = bench_run()
+    binary = run.ensure_tool("wrk")
+    keys = [basic_header(n).decode() for n in usable_keys(1, WARM_KEYS)]
+    bearers = [f"Bearer {t}" for t in tokens]
+    with tempfile.TemporaryDirectory(prefix="wfa-scale-") as name:
+        tmp = Path(name)
+        (tmp / "cycle.lua").write_text(CYCLE_LUA)
+        with counting_server(database_url, tmp) as service:
+
+            def wrk(script: tuple[str, str], duration: int) -> Any:
+                path = "/api/v1/whoami"
+                return run.wrk(binary, service, path, duration, 32, {}, script=script)
+
+            for one, many in (("1 key", keys), ("1 token", bearers)):
+                label = f"{len(many):,} {one.split()[1]}s"
+                took = asyncio.run(warm_over_http(service.url, many))
+                print(f"  warmed {label} over HTTP in {took:.1f} s")
+                scripts: dict[str, tuple[str, str]] = {}
+                for case, lines in ((one, many[:1]), (label, many)):
+                    headers = tmp / f"headers{len(scripts)}.txt"
+                    headers.write_text("\n".join(lines) + "\n")
+                    scripts[case] = (str(tmp / "cycle.lua"), str(headers))
+
+                lookups = lookups_of(service.pid, tmp / "lookups")
+                for case in scripts:  # wrk's own warm-up: connections
+                    wrk(scripts[case], 1)
+                results: dict[str, list[Any]] = {case: [] for case in scripts}
+                for _ in range(rounds):
+                    for case in scripts:
+                        results[case].append(wrk(scripts[case], seconds))
+                lookups = lookups_of(service.pid, tmp / "lookups") - lookups
+                for case, runs in results.items():
+                    rate = statistics.median(r.rate for r in runs)
+                    rates = " ".join(f"{r.rate:.0f}" for r in runs)
+                    print(f"  HTTP warm {case:>14}: {rate:9.0f} req/s (rounds: {rates})")
+                run.print_ratio(results, label, one, f"{label} / {one}")
+                calls = sum(r.rate for rs in results.values() for r in rs) * seconds
+                print(f"  store lookups during those rounds (~{calls:,.0f} calls): {lookups}")
+
+
+# -- Cold Basic at two sizes, side by side ----------------------------------------------------
+
+
+async def cold_child(database_url: str, first: int) -> None:
+    """Cold Basic calls and key lookups on demand, for :func:`cold_side_by_side`: a line
+    ``basic``, ``lookup`` or ``sql`` on stdin, its time in ms on stdout, each on a key never
+    used before (from ``first`` on)."""
+    verifier = service_verifier()
+    async with database(database_url, migrate=False):
+        store = TortoiseKeyStore()
+        app = ApiKeyAuthMiddleware(
+            _ok, store=store, token_store=TortoiseTokenStore(), verifier=verifier
+        )
+        # 451 keys for cold_side_by_side's 200 + 200 + 50 calls: of 1,000 keys, 850 are usable.
+        numbers = iter(usable_keys(first, 800))
+        await drive(app, scopes_of([basic_header(next(numbers))]))  # the first call's setup
+        while line := (await asyncio.to_thread(sys.stdin.readline)).strip():
+            n = next(numbers)
+            if line == "sql":
+                elapsed = await sql_ms(functools.partial(store.get_key, key_id(n)))
+                print(f"{elapsed:.4f}", flush=True)
+                continue
+            started = time.perf_counter()
+            if line == "basic":
+                await drive(app, scopes_of([basic_header(n)]))
+            else:
+                assert await store.get_key(key_id(n)) is not None
+            elapsed = (time.perf_counter() - started) * 1000
+            print(f"{elapsed:.4f}", flush=True)
+
+
+def cold_side_by_side(large_url: str, small_url: str, samples: int = 200) -> None:
+    """Cold Basic (argon2 with the service's parameters and a lookup) in the largest database
+    and in one of 1,000 keys, one process each on the same CPU, calls alternating between
+    them (the order swapped each time): p50 and p99 of each, their differences, the median of
+    the paired differences; then the key lookup alone, and its SQL (EXPLAIN ANALYZE)."""
+    run = bench_run()
+    children: dict[str, subprocess.Popen[str]] = {}
+    for label, url, first in (("large", large_url, 0), ("1,000 keys", small_url, 1)):
+        size = asyncio.run(table_size(url))
+        if label == "large":
+            label = f"{size:,} keys"
+        children[label] = subprocess.Popen(
+            [
+                *run.pin(run.SERVER_CPU),
+                sys.executable,
+                __file__,
+                "--database-url",
+                url,
+                "--cold-child",
+                "--cold-first",
+                str(first or size - 1000 + 1),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+    try:
+        for command, count in (("basic", samples), ("lookup", samples), ("sql", 50)):
+            times: dict[str, list[float]] = {label: [] for label in children}
+            for i in range(count):
+                for label in list(children) if i % 2 == 0 else list(children)[::-1]:
+                    child = children[label]
+                    assert child.stdin is not None
+                    assert child.stdout is not None
+                    child.stdin.write(command + "\n")
+                    child.stdin.flush()
+                    times[label].append(float(child.stdout.readline()))
+            large, small = (times[label] for label in children)
+            differences = [a - b for a, b in zip(large, small, strict=True)]
+            for label, values in times.items():
+                p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
+                print(f"  cold {command:>6}, {label:>14}: p50 {p50:7.3f} ms  p99 {p99:7.3f} ms")
+            p50 = percentile(large, 0.5) - percentile(small, 0.5)
+            p99 = percentile(large, 0.99) - percentile(small, 0.99)
+            paired = statistics.median(differences)
+            print(
+                f"  cold {command:>6}, {'difference':>14}: p50 {p50:+7.3f} ms  p99 {p99:+7.3f} ms"
+                f"  (median of the {count} paired differences {paired:+7.3f} ms)",
+                flush=True,
+            )
+    finally:
+        for child in children.values():
+            assert child.stdin is not None
+            child.stdin.close()
+            child.wait(timeout=60)
+
+
+async def table_size(database_url: str) -> int:
+    conn = await asyncpg.connect(**listener_connect_args(database_url))
+    try:
+        size: int = await conn.fetchval("SELECT count(*) FROM api_key")
+        return size
+    finally:
+        await conn.close()
+
+
 # -- The sweep and the start --------------------------------------------------------------
 
 
@@ -517,15 +808,12 @@ def serve_start(database_url: str) -> None:
 ROOT = Path(__file__).resolve().parents[1]
 
 
-async def run(database_url: str, sizes: list[int]) -> None:
-    async with database(database_url):  # migrated
-        pass
+async def run(database_url: str, sizes: list[int], small_url: str | None) -> None:
+    for url in (database_url, small_url) if small_url else (database_url,):
+        async with database(url):  # migrated
+            pass
     settings = Settings(database_url=database_url)
-    real_hash = Argon2Verifier(
-        time_cost=settings.argon2_time_cost,
-        memory_cost_kib=settings.argon2_memory_cost_kib,
-        parallelism=settings.argon2_parallelism,
-    )
+    real_hash = service_verifier()
     cheap_hash = Argon2Verifier(time_cost=1, memory_cost_kib=8, parallelism=1).hash(SECRET)
     password_hash = real_hash.hash(PASSWORD)
     secret_hash = real_hash.hash(SECRET)
@@ -553,15 +841,17 @@ async def run(database_url: str, sizes: list[int]) -> None:
                 print(f"  {'cold Basic (argon2)':>24}: {cold}", flush=True)
                 if largest and size >= WARM_KEYS:
                     await warm_throughput(tokens)
+            if largest and size >= WARM_KEYS:
+                await asyncio.to_thread(http_warm_throughput, database_url, tokens)
             if largest and size >= RSS_KEYS:
-                await asyncio.to_thread(
-                    subprocess.run,
-                    [
-                        *(sys.executable, __file__, "--database-url", database_url),
-                        *("--rss-child", "--rss-keys", str(RSS_KEYS)),
-                    ],
-                    check=True,
-                )
+                await asyncio.to_thread(rss, database_url)
+            if largest and small_url is not None:
+                small = await asyncpg.connect(**listener_connect_args(small_url))
+                try:
+                    await seed(small, 1000, cheap_hash, secret_hash, password_hash)
+                finally:
+                    await small.close()
+                await asyncio.to_thread(cold_side_by_side, database_url, small_url)
             if largest:
                 await asyncio.to_thread(serve_start, database_url)
                 async with database(database_url, migrate=False):
@@ -570,44 +860,80 @@ async def run(database_url: str, sizes: list[int]) -> None:
         await conn.close()
 
 
-async def reuse(database_url: str) -> None:
-    """The largest size's warm, RSS, start and sweep figures on the keys already seeded."""
+async def seed_only(database_url: str, size: int) -> None:
+    """Empty the database and seed ``size`` keys, for ``--reuse``."""
+    async with database(database_url):  # migrated
+        pass
+    real_hash = service_verifier()
+    cheap_hash = Argon2Verifier(time_cost=1, memory_cost_kib=8, parallelism=1).hash(SECRET)
+    conn = await asyncpg.connect(**listener_connect_args(database_url))
+    try:
+        started = time.perf_counter()
+        await seed(conn, size, cheap_hash, real_hash.hash(SECRET), real_hash.hash(PASSWORD))
+        print(f"{size:,} keys seeded in {time.perf_counter() - started:.1f} s", flush=True)
+    finally:
+        await conn.close()
+
+
+#: What ``--reuse`` measures, in this order, unless ``--parts`` names fewer.
+PARTS = ("warm", "http", "rss", "cold", "start", "sweep")
+
+
+async def reuse(database_url: str, parts: set[str], small_url: str | None) -> None:
+    """The largest size's tail (``parts`` of :data:`PARTS`) on the keys already seeded."""
+    if "cold" in parts and small_url is None:
+        raise SystemExit("--parts cold needs --small-database-url (a database of 1,000 keys)")
     conn = await asyncpg.connect(**listener_connect_args(database_url))
     try:
         cheap_hash = await conn.fetchval(
             "SELECT secret_hash FROM api_key WHERE key_id = $1", key_id(1)
         )
         await reset_as_seeded(conn)
-        await conn.execute("DELETE FROM access_token")
         size = await conn.fetchval("SELECT count(*) FROM api_key")
         print(f"\n{size:,} keys (seeded before)", flush=True)
-        tokens = await seed_tokens(conn, WARM_KEYS, cheap_hash)
-        async with database(database_url, migrate=False):
-            await warm_throughput(tokens)
-        await asyncio.to_thread(
-            subprocess.run,
-            [
-                *(sys.executable, __file__, "--database-url", database_url),
-                *("--rss-child", "--rss-keys", str(RSS_KEYS)),
-            ],
-            check=True,
-        )
-        await asyncio.to_thread(serve_start, database_url)
-        async with database(database_url, migrate=False):
-            await sweep(conn)
+        tokens: list[str] = []
+        if parts & {"warm", "http"}:
+            await conn.execute("DELETE FROM access_token")
+            tokens = await seed_tokens(conn, WARM_KEYS, cheap_hash)
+        if "warm" in parts:
+            async with database(database_url, migrate=False):
+                await warm_throughput(tokens)
+        if "http" in parts:
+            await asyncio.to_thread(http_warm_throughput, database_url, tokens)
+        if "rss" in parts:
+            await asyncio.to_thread(rss, database_url)
+        if "cold" in parts and small_url is not None:
+            await asyncio.to_thread(cold_side_by_side, database_url, small_url)
+        if "start" in parts:
+            await asyncio.to_thread(serve_start, database_url)
+        if "sweep" in parts:
+            async with database(database_url, migrate=False):
+                await sweep(conn)
     finally:
         await conn.close()
 
 
+def rss(database_url: str) -> None:
+    """:func:`rss_child` in a process of its own."""
+    subprocess.run(
+        [
+            *(sys.executable, __file__, "--database-url", database_url),
+            *("--rss-child", "--rss-keys", str(RSS_KEYS)),
+        ],
+        check=True,
+    )
+
+
 async def reset_as_seeded(conn: Any) -> None:
-    """Every key enabled and used as :data:`SEED` made it (undoing a sweep and the bench's
-    own uses)."""
+    """Every key enabled and used as :data:`SEED` made it, no attempt throttled (undoing a
+    sweep and the bench's own uses)."""
     await conn.execute(
         "UPDATE api_key SET enabled = substr(key_id, 6)::bigint % 10 <> 9, "
         "last_used_at = CASE WHEN substr(key_id, 6)::bigint % 5 < 2 "
         "THEN now() - interval '200 days' ELSE now() - interval '1 day' END"
     )
     await conn.execute("DELETE FROM key_change")
+    await conn.execute("DELETE FROM throttle_slot")  # a failed run's attempts
     await conn.execute("VACUUM ANALYZE api_key")
 
 
@@ -623,6 +949,8 @@ async def resweep(database_url: str) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--counting-serve"]:  # the server of http_warm_throughput
+        raise SystemExit(counting_serve(sys.argv[2], sys.argv[3:]))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", required=True, help="postgres://... (emptied)")
     parser.add_argument("--sizes", default="1000,100000,1000000")
@@ -634,12 +962,32 @@ def main() -> None:
     parser.add_argument(
         "--resweep", action="store_true", help="the sweep alone, on the keys seeded"
     )
+    parser.add_argument(
+        "--seed-only", action="store_true", help="seed the last size, then stop (for the above)"
+    )
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"with --reuse, which of {','.join(PARTS)} (default: all)",
+    )
+    parser.add_argument(
+        "--small-database-url",
+        help="postgres://... (emptied): 1,000 keys, for cold Basic side by side with the largest",
+    )
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cold-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cold-first", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     global WARM_KEYS, RSS_KEYS
     WARM_KEYS, RSS_KEYS = args.warm_keys, args.rss_keys
+    if args.seed_only:
+        asyncio.run(seed_only(args.database_url, int(args.sizes.split(",")[-1])))
+        return
     if args.reuse:
-        asyncio.run(reuse(args.database_url))
+        parts = set(args.parts.split(","))
+        if parts - set(PARTS):
+            parser.error(f"--parts: unknown {', '.join(sorted(parts - set(PARTS)))}")
+        asyncio.run(reuse(args.database_url, parts, args.small_database_url))
         return
     if args.resweep:
         asyncio.run(resweep(args.database_url))
@@ -647,7 +995,11 @@ def main() -> None:
     if args.rss_child:
         asyncio.run(rss_child(args.database_url))
         return
-    asyncio.run(run(args.database_url, [int(size) for size in args.sizes.split(",")]))
+    if args.cold_child:
+        asyncio.run(cold_child(args.database_url, args.cold_first))
+        return
+    sizes = [int(size) for size in args.sizes.split(",")]
+    asyncio.run(run(args.database_url, sizes, args.small_database_url))
 
 
 if __name__ == "__main__":
