@@ -127,6 +127,16 @@ class FeedLost(Exception):
 _BEAT, _LOST = object(), object()
 
 
+class _Unheard:
+    """When the oldest heartbeat not heard back yet was sent (the event loop's time), or
+    None when every one sent was heard."""
+
+    __slots__ = ("since",)
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+
 class ChangeListener:
     """Applies every committed key change, from any process, to this process's middleware.
 
@@ -137,8 +147,11 @@ class ChangeListener:
     A connection that dies silently raises nothing (a half-open link, a blackholed route),
     so the feed proves itself: every ``heartbeat_interval`` seconds the listener sends a
     ``NOTIFY`` on a channel of its own through its connection, and it must hear each one
-    back through the same connection. When ``heartbeat_timeout`` seconds pass without one
-    (or without a successful poll on SQLite), the feed counts as lost. TCP keepalive is on
+    back through the same connection. When a heartbeat is not heard back within
+    ``heartbeat_timeout`` seconds of its sending (or a poll does not succeed within them on
+    SQLite), the feed counts as lost. The time runs from the sending, not from the last
+    heartbeat heard: an event loop held up by this process's own work sends nothing
+    meanwhile, and its delay is not the feed's. TCP keepalive is on
     as well, so that the kernel also gives up on a dead link.
 
     It fails safe: while the feed is down (before the first connection, after losing it,
@@ -245,19 +258,29 @@ class ChangeListener:
                 # rows committed while the feed was down can be read without a gap.
                 await self._catch_up()
             self._restore()
-            beats = asyncio.create_task(self._beat(connection, beat_channel))
             loop = asyncio.get_running_loop()
-            heard = loop.time()
+            unheard = _Unheard()
+            beats = asyncio.create_task(self._beat(connection, beat_channel, unheard))
             while True:
-                left = heard + self.heartbeat_timeout - loop.time()
-                if left <= 0:
-                    raise FeedLost("no heartbeat")
-                try:
-                    item = await asyncio.wait_for(queue.get(), timeout=left)
-                except TimeoutError:
-                    continue
+                if queue.empty():
+                    sent = unheard.since
+                    left = (
+                        self.heartbeat_timeout
+                        if sent is None
+                        else sent + self.heartbeat_timeout - loop.time()
+                    )
+                    if left <= 0:
+                        raise FeedLost("no heartbeat")
+                    try:
+                        item = await asyncio.wait_for(queue.get(), timeout=left)
+                    except TimeoutError:
+                        continue
+                else:
+                    # Delivered but not read yet: a busy loop can run a timeout before the
+                    # delivery it was waiting for.
+                    item = queue.get_nowait()
                 if item is _BEAT:
-                    heard = loop.time()
+                    unheard.since = None
                 elif item is _LOST:
                     return
                 else:
@@ -268,9 +291,13 @@ class ChangeListener:
             # Never a polite close: on a dead link it would wait for an answer.
             connection.terminate()
 
-    async def _beat(self, connection: Any, channel: str) -> None:
-        """NOTIFY ``channel`` through ``connection`` every ``heartbeat_interval`` seconds."""
+    async def _beat(self, connection: Any, channel: str, unheard: _Unheard) -> None:
+        """NOTIFY ``channel`` through ``connection`` every ``heartbeat_interval`` seconds,
+        noting when the oldest heartbeat not heard back yet was sent."""
+        loop = asyncio.get_running_loop()
         while True:
+            if unheard.since is None:
+                unheard.since = loop.time()
             # Not awaited for an answer beyond the feed's own deadline: a statement stuck on
             # a dead link is what the missing heartbeat reports.
             await connection.execute(f"NOTIFY {channel}", timeout=self.heartbeat_timeout * 4)

@@ -133,6 +133,34 @@ async def test_a_lost_feed_shortens_the_ttl_and_the_missed_changes_are_caught_up
         proxy.close()
 
 
+async def test_an_event_loop_held_up_by_its_own_work_keeps_the_feed(
+    db: TortoiseContext, database_url: str, target: Target
+) -> None:
+    """A heartbeat's time runs from its sending: while this process's own work holds the
+    event loop past the deadline (a CPU-bound stretch, a blocking call), nothing is sent, and
+    the beat sent before it was heard back meanwhile, in the socket: the feed is not lost and
+    nothing cached is dropped."""
+    if not database_url.startswith("postgres"):
+        pytest.skip("the LISTEN connection exists on PostgreSQL only")
+    change_listener = ChangeListener(
+        target, database_url, healthy_ttl=60, heartbeat_interval=0.05, heartbeat_timeout=0.3
+    )
+    await change_listener.start()
+    try:
+        await eventually(lambda: change_listener.healthy, "the feed is up")
+        flushed = target.all_changed
+        for _ in range(3):
+            time.sleep(0.6)  # noqa: ASYNC251  # the loop held up, on purpose
+            await asyncio.sleep(0.2)
+        assert change_listener.healthy
+        assert target.all_changed == flushed
+        async with in_transaction():
+            await publish_key_change("after-the-stall")
+        await eventually(lambda: "after-the-stall" in target.changed, "the change applied")
+    finally:
+        await change_listener.stop()
+
+
 @pytest.mark.parametrize("fault", FAULTS)
 async def test_a_feed_that_stops_answering_is_lost_within_a_second_and_found_again(
     db: TortoiseContext, database_url: str, target: Target, fault: str
