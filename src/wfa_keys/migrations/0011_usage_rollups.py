@@ -15,6 +15,8 @@ from tortoise.indexes import Index
 from tortoise.migrations import operations as ops
 from tortoise.migrations.schema_editor.base import BaseSchemaEditor
 
+#: wfa_auth.CALL_OUTCOMES as they were when this migration was written: a migration keeps
+#: its own copy, so that a later change of the outcomes does not rewrite history.
 COUNTS = (
     "success",
     "rate_limited",
