@@ -357,8 +357,10 @@ def test_serve_writes_each_answer_in_one_system_call(
     )
     servers.append(server)
     written = _writes_for_answers(server.base_url, server.process.pid)
-    # A few writes of the server's own (a change feed's poll, say) may fall in the while.
-    assert 200 <= written < 250
+    # Writes of the server's own fall in the while too: on PostgreSQL each process's change
+    # feed sends a heartbeat every 0.25 s (two workers, a loaded CI machine: 252 seen). Two
+    # writes an answer would be 400.
+    assert 200 <= written < 300
 
 
 @pytest.mark.parametrize("http", ["auto", "wfa_keys.transport:CoalescingHttpProtocol"])
