@@ -68,8 +68,15 @@ def listener_connect_args(database_url: str) -> dict[str, Any]:
 
 
 def _connection(database_url: str, timeout: float | None) -> str | dict[str, Any]:
-    """The ``connections`` entry for ``database_url``: the URL itself, or with ``timeout`` on
-    asyncpg, Tortoise's parsing of it with every step bounded (:mod:`wfa_keys.pgclient`)."""
+    """The ``connections`` entry for ``database_url``: Tortoise's parsing of it with the
+    engine of our own for SQLite (transactions that take the write lock first,
+    :mod:`wfa_keys.sqliteclient`) and, with ``timeout`` on asyncpg, for PostgreSQL (every
+    step bounded, :mod:`wfa_keys.pgclient`); other URLs as they are."""
+    if database_url.startswith("sqlite:"):
+        parsed = expand_db_url(database_url)
+        if parsed["engine"] == "tortoise.backends.sqlite":
+            return {"engine": "wfa_keys.sqliteclient", "credentials": parsed["credentials"]}
+        return database_url
     if timeout is None or not database_url.startswith(_ASYNCPG_SCHEMES):
         return database_url
     credentials = expand_db_url(database_url)["credentials"]

@@ -15,6 +15,7 @@ import pytest
 from tortoise.connection import get_connection
 from tortoise.context import TortoiseContext
 from tortoise.migrations.executor import MigrationExecutor, MigrationTarget
+from tortoise.transactions import in_transaction
 
 from support.postgres import scratch_database
 from wfa_keys.db import (
@@ -176,3 +177,36 @@ async def test_migrating_fills_the_usage_rollups_from_the_hours_already_recorded
         assert await rows(KeyUsageDay, "key_id", "day") == expected(day, by_key=True)
         assert await rows(KeyUsageWeek, "key_id", "week") == expected(week, by_key=True)
         assert len(expected(week, by_key=True)) == 5  # wfak_a's hours are in three weeks
+
+
+async def test_a_sqlite_transaction_that_reads_first_is_not_refused_for_another_process_write(
+    tmp_path: Path,
+) -> None:
+    # Tortoise's plain BEGIN read on a snapshot and SQLite refused the first write at once
+    # ("database is locked") when another process had written since: a second worker, the
+    # command line. Begun with BEGIN IMMEDIATE, the transaction holds the write lock from its
+    # start and the other writer waits for it instead.
+    path = tmp_path / "two-writers.sqlite3"
+    with sqlite3.connect(path) as setup:
+        setup.execute("CREATE TABLE probe (n INTEGER)")
+    setup.close()
+
+    def write_elsewhere() -> None:  # another process's connection, as sqlite3 opens it
+        other = sqlite3.connect(path, timeout=10)
+        try:
+            with other:
+                other.execute("INSERT INTO probe (n) VALUES (2)")
+        finally:
+            other.close()
+
+    async with database(f"sqlite://{path}", migrate=False), in_transaction() as transaction:
+        await transaction.execute_query("SELECT count(*) FROM probe")
+        elsewhere = asyncio.ensure_future(asyncio.to_thread(write_elsewhere))
+        # Long enough for the other write to commit if nothing holds it back.
+        await asyncio.wait([elsewhere], timeout=1)
+        await transaction.execute_query("INSERT INTO probe (n) VALUES (1)")
+    await elsewhere
+
+    with sqlite3.connect(path) as check:
+        assert sorted(n for (n,) in check.execute("SELECT n FROM probe")) == [1, 2]
+    check.close()
