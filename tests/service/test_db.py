@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 from tortoise.connection import get_connection
 from tortoise.context import TortoiseContext
+from tortoise.migrations.autodetector import MigrationAutodetector
 from tortoise.migrations.executor import MigrationExecutor, MigrationTarget
 from tortoise.transactions import in_transaction
 
@@ -210,3 +211,12 @@ async def test_a_sqlite_transaction_that_reads_first_is_not_refused_for_another_
     with sqlite3.connect(path) as check:
         assert sorted(n for (n,) in check.execute("SELECT n FROM probe")) == [1, 2]
     check.close()
+
+
+async def test_the_migrations_describe_the_models_as_they_are(tmp_path: Path) -> None:
+    # What `tortoise makemigrations` would write: nothing, or a model changed without one.
+    async with database(f"sqlite://{tmp_path / 'drift.sqlite3'}", migrate=False) as ctx:
+        assert ctx.apps is not None
+        writers = await MigrationAutodetector(ctx.apps, tortoise_config("")["apps"]).changes()
+
+    assert [operation for writer in writers for operation in writer.operations] == []
