@@ -100,9 +100,13 @@ async def send_expiry_reminders(now: datetime | None = None) -> int:
 
 async def _remind(due: QuerySet[ApiKey], kind: str, event_type: str, now: datetime) -> int:
     """Claim and announce the reminder ``kind`` of the keys of ``due`` not reminded yet."""
-    keys: list[tuple[str, Any, datetime | None]] = await due.exclude(
-        key_id__in=Subquery(KeyReminder.filter(kind=kind).values("key_id"))
-    ).values_list("key_id", "organization_id", "expires_at")
+    # In Key ID order: processes checking at once claim (lock) the same keys in the same
+    # order, so that one waits for the other instead of both deadlocking.
+    keys: list[tuple[str, Any, datetime | None]] = (
+        await due.exclude(key_id__in=Subquery(KeyReminder.filter(kind=kind).values("key_id")))
+        .order_by("key_id")
+        .values_list("key_id", "organization_id", "expires_at")
+    )
     sent = 0
     for start in range(0, len(keys), _BATCH):
         sent += await _remind_batch(keys[start : start + _BATCH], kind, event_type, now)

@@ -71,6 +71,22 @@ async def test_processes_checking_at_once_send_each_reminder_once(
     assert len(await payloads("key.expiring")) == 1
 
 
+async def test_processes_checking_many_keys_at_once_send_each_reminder_once(
+    actor: Actor, key_manager: KeyManager, webhooks: WebhookManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await webhooks.create_endpoint(actor, url=URL)
+    keys = [
+        (await key_manager.create_key(actor, name=f"k{n}", lifetime_days=5)).key for n in range(7)
+    ]
+    assert keys[0].expires_at is not None
+    monkeypatch.setattr(reminders, "_BATCH", 2)
+    now = keys[0].expires_at - timedelta(days=3)
+    sent = await asyncio.gather(*(send_expiry_reminders(now=now) for _ in range(4)))
+    assert sum(sent) == 7
+    reminded = [r["data"]["key"]["id"] for r in await payloads("key.expiring")]
+    assert sorted(reminded) == sorted(key.key_id for key in keys)
+
+
 async def test_a_key_that_expires_within_a_day_gets_only_the_one_day_reminder(
     actor: Actor, key_manager: KeyManager, webhooks: WebhookManager
 ) -> None:
