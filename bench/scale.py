@@ -4,10 +4,16 @@ For each size it empties the database, seeds the keys with one SQL statement
 (``generate_series``: seconds, not argon2; every key shares one of two argon2 hashes of one
 known secret, so that authentication can be measured with real hashes), and prints:
 
+- how long the first expiry-reminder check takes on the keys just seeded (every server
+  process runs one at its start: some 23,000 reminders at 10^6), run before the app starts so
+  that this one-time burst does not run beside the figures below;
 - p99 (and p50) at concurrency 1 of the admin list through the whole app as a signed-in admin
   (``apiKeys(first: 100)``): the first page, the 50th page (keyset cursors), a search by a
   name fragment and by a full Key ID, ``status: DISABLED`` and ``status: EXPIRED``,
-  ``expiringWithinDays: 7``, and ``totalCount`` alone;
+  ``expiringWithinDays: 7``, and ``totalCount`` alone. The app is called directly, as an ASGI
+  server would (no HTTP client, whose own work would count as the server's; as
+  ``bench/graphql.py`` does), and beside each time the CPU time of this process per call (the
+  server's work: the rest of the time is waiting for the database and for a CPU);
 - cold Basic authentication (argon2 with the service's parameters and a key lookup): p50
   and p99 over distinct keys, through the service's middleware and key store;
 - at the largest size: warm throughput over 50,000 distinct keys and over 50,000 distinct
@@ -38,6 +44,7 @@ The 10^6 seed takes minutes and loads the machine: seed once, then measure parts
 on the keys seeded, as often as needed:
 
     .venv/bin/python bench/scale.py --database-url URL --sizes 1000000 --seed-only
+    .venv/bin/python bench/scale.py --database-url URL --reuse --parts list
     .venv/bin/python bench/scale.py --database-url URL --reuse --parts http,rss
     .venv/bin/python bench/scale.py --database-url URL --reuse --parts cold \
         --small-database-url URL_OF_ANOTHER   # seeded with --sizes 1000 --seed-only
@@ -84,6 +91,7 @@ from wfa_keys.db import database, listener_connect_args
 from wfa_keys.inactivity import disable_inactive_keys
 from wfa_keys.settings import Settings
 from wfa_keys.store import TortoiseKeyStore, TortoiseTokenStore
+from wfa_keys.webhooks.reminders import send_expiry_reminders
 
 EMAIL, PASSWORD = "scale@acme.example", "a bench password"
 SECRET = SECRET_PREFIX + "S" * 32 + base62_checksum("S" * 32)
@@ -157,7 +165,7 @@ async def seed(conn: Any, size: int, cheap_hash: str, real_hash: str, password_h
     """
     await conn.execute(
         'TRUNCATE audit_event, access_token, session, api_key, "user", organization, '
-        "key_change, key_network, throttle_slot CASCADE"
+        "key_change, key_network, key_reminder, throttle_slot CASCADE"
     )
     org, admin = uuid.uuid4(), uuid.uuid4()
     now = datetime.now(UTC)
@@ -216,34 +224,110 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def latencies(call: Callable[[], Awaitable[object]], samples: int = SAMPLES) -> str:
-    """p50 and p99 of ``call`` in milliseconds, one at a time, after two warm-up calls."""
+async def latencies(
+    call: Callable[[], Awaitable[object]], samples: int = SAMPLES, *, cpu: bool = False
+) -> str:
+    """p50 and p99 of ``call`` in milliseconds, one at a time, after two warm-up calls;
+    with ``cpu``, also the p50 and p99 of this process's CPU time per call."""
     for _ in range(2):
         await call()
-    times = []
+    times, cpu_times = [], []
     for _ in range(samples):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         await call()
         times.append((time.perf_counter() - started) * 1000)
-    return f"p50 {percentile(times, 0.5):7.2f} ms  p99 {percentile(times, 0.99):7.2f} ms"
+        cpu_times.append((time.process_time() - cpu_started) * 1000)
+    figure = f"p50 {percentile(times, 0.5):7.2f} ms  p99 {percentile(times, 0.99):7.2f} ms"
+    if cpu:
+        figure += (
+            f"  (CPU p50 {percentile(cpu_times, 0.5):5.2f} ms,"
+            f" p99 {percentile(cpu_times, 0.99):5.2f} ms)"
+        )
+    return figure
 
 
-async def admin_list(client: httpx2.AsyncClient) -> dict[str, str]:
-    """The admin queries' latencies through the whole app."""
+async def asgi_call(
+    app: Any, body: bytes, cookie: str = ""
+) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """One ``POST /graphql`` through ``app``, called directly as an ASGI server would (no
+    HTTP client: its own work would be counted as the server's); status, body, headers."""
+    headers = [
+        (b"host", b"bench"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if cookie:
+        headers.append((b"cookie", cookie.encode()))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/graphql",
+        "raw_path": b"/graphql",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("bench", 80),
+    }
+    delivered, done = False, asyncio.Event()
+    status, chunks, answer_headers = 0, [], []
 
-    async def graphql(query: str, **variables: Any) -> dict[str, Any]:
-        response = await client.post("/graphql", json={"query": query, "variables": variables})
-        body: dict[str, Any] = response.json()
-        assert response.status_code == 200, body
-        assert "errors" not in body, body
-        return body
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status, answer_headers
+        if message["type"] == "http.response.start":
+            status, answer_headers = message["status"], list(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    done.set()
+    return status, b"".join(chunks), answer_headers
+
+
+async def sign_in(app: Any) -> str:
+    """The session cookie of the bench's admin."""
+    body = json.dumps({"query": LOGIN, "variables": {"e": EMAIL, "p": PASSWORD}}).encode()
+    status, answer, headers = await asgi_call(app, body)
+    assert status == 200, answer
+    assert b'"errors"' not in answer, answer
+    cookies = [v.decode().split(";")[0] for k, v in headers if k.lower() == b"set-cookie"]
+    assert cookies, headers
+    return "; ".join(cookies)
+
+
+async def admin_list(app: Any, cookie: str) -> dict[str, str]:
+    """The admin queries' latencies through the whole app (called directly, as
+    ``bench/graphql.py`` does), with the CPU time of this process per call: the server's
+    own work (the bench's share is a dict and a few bytes), apart from waiting for the
+    database and for a CPU."""
+
+    async def graphql(query: str, **variables: Any) -> bytes:
+        body = json.dumps({"query": query, "variables": variables}).encode()
+        status, answer, _ = await asgi_call(app, body, cookie)
+        assert status == 200, answer[:300]
+        assert b'"errors"' not in answer, answer[:300]
+        return answer
+
+    def page_of(answer: bytes) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(answer)["data"]["apiKeys"]
+        return parsed
 
     after: str | None = None
     for _ in range(49):  # the cursor of the 49th page leads to the 50th
-        page = await graphql(LIST, first=100, after=after)
-        after = page["data"]["apiKeys"]["pageInfo"]["endCursor"]
+        after = page_of(await graphql(LIST, first=100, after=after))["pageInfo"]["endCursor"]
     fragment = key_id(123_456 % 900 + 7)
-    name = (await graphql(LIST, first=1, search=fragment))["data"]["apiKeys"]["nodes"][0]["name"]
+    name = page_of(await graphql(LIST, first=1, search=fragment))["nodes"][0]["name"]
     cases: dict[str, Callable[[], Awaitable[object]]] = {
         "first page": lambda: graphql(LIST, first=100),
         "50th page": lambda: graphql(LIST, first=100, after=after),
@@ -255,9 +339,21 @@ async def admin_list(client: httpx2.AsyncClient) -> dict[str, str]:
         "totalCount": lambda: graphql(COUNT),
     }
     return {
-        name: f"{await latencies(call)}  (SQL {await sql_ms(call):6.2f} ms)"
+        name: f"{await latencies(call, cpu=True)}  (SQL {await sql_ms(call):6.2f} ms)"
         for name, call in cases.items()
     }
+
+
+async def first_reminder_check(database_url: str) -> None:
+    """The first expiry-reminder check on the keys seeded, timed, before any app starts:
+    every server process runs one at its start, and on freshly seeded keys it has some
+    23,000 reminders to write at 10^6 (a one-time burst, printed as its own figure, that
+    would otherwise run beside the first figures measured)."""
+    async with database(database_url, migrate=False):
+        started = time.perf_counter()
+        sent = await send_expiry_reminders()
+        elapsed = time.perf_counter() - started
+    print(f"  {'first reminder check':>24}: {sent:,} reminders written in {elapsed:.2f} s")
 
 
 class _Statements(logging.Handler):
@@ -825,18 +921,11 @@ async def run(database_url: str, sizes: list[int], small_url: str | None) -> Non
             print(f"\n{size:,} keys (seeded in {time.perf_counter() - started:.1f} s)", flush=True)
             largest = size == max(sizes)
             tokens = await seed_tokens(conn, min(WARM_KEYS, size), cheap_hash) if largest else []
+            await first_reminder_check(database_url)
             app = create_app(settings)
             async with app.router.lifespan_context(app):
-                transport = httpx2.ASGITransport(app=app, client=("127.0.0.1", 50000))
-                async with httpx2.AsyncClient(
-                    transport=transport, base_url="http://bench"
-                ) as client:
-                    response = await client.post(
-                        "/graphql", json={"query": LOGIN, "variables": {"e": EMAIL, "p": PASSWORD}}
-                    )
-                    assert "errors" not in response.json(), response.text
-                    for name, figure in (await admin_list(client)).items():
-                        print(f"  {name:>24}: {figure}", flush=True)
+                for name, figure in (await admin_list(app, await sign_in(app))).items():
+                    print(f"  {name:>24}: {figure}", flush=True)
                 cold = await cold_basic(real_hash, size - 300)
                 print(f"  {'cold Basic (argon2)':>24}: {cold}", flush=True)
                 if largest and size >= WARM_KEYS:
@@ -876,11 +965,12 @@ async def seed_only(database_url: str, size: int) -> None:
 
 
 #: What ``--reuse`` measures, in this order, unless ``--parts`` names fewer.
-PARTS = ("warm", "http", "rss", "cold", "start", "sweep")
+PARTS = ("list", "warm", "http", "rss", "cold", "start", "sweep")
 
 
 async def reuse(database_url: str, parts: set[str], small_url: str | None) -> None:
-    """The largest size's tail (``parts`` of :data:`PARTS`) on the keys already seeded."""
+    """The admin list and the largest size's tail (``parts`` of :data:`PARTS`) on the keys
+    already seeded, after the first expiry-reminder check."""
     if "cold" in parts and small_url is None:
         raise SystemExit("--parts cold needs --small-database-url (a database of 1,000 keys)")
     conn = await asyncpg.connect(**listener_connect_args(database_url))
@@ -891,6 +981,12 @@ async def reuse(database_url: str, parts: set[str], small_url: str | None) -> No
         await reset_as_seeded(conn)
         size = await conn.fetchval("SELECT count(*) FROM api_key")
         print(f"\n{size:,} keys (seeded before)", flush=True)
+        await first_reminder_check(database_url)
+        if "list" in parts:
+            app = create_app(Settings(database_url=database_url))
+            async with app.router.lifespan_context(app):
+                for name, figure in (await admin_list(app, await sign_in(app))).items():
+                    print(f"  {name:>24}: {figure}", flush=True)
         tokens: list[str] = []
         if parts & {"warm", "http"}:
             await conn.execute("DELETE FROM access_token")
@@ -925,8 +1021,10 @@ def rss(database_url: str) -> None:
 
 
 async def reset_as_seeded(conn: Any) -> None:
-    """Every key enabled and used as :data:`SEED` made it, no attempt throttled (undoing a
-    sweep and the bench's own uses)."""
+    """Every key enabled and used as :data:`SEED` made it, no attempt throttled, no inactivity
+    limit (undoing a sweep and the bench's own uses: with the limit :func:`sweep` set, every
+    app started would begin disabling 400,000 keys beside what is measured)."""
+    await conn.execute("UPDATE organization SET key_inactivity_days = NULL")
     await conn.execute(
         "UPDATE api_key SET enabled = substr(key_id, 6)::bigint % 10 <> 9, "
         "last_used_at = CASE WHEN substr(key_id, 6)::bigint % 5 < 2 "
@@ -957,7 +1055,7 @@ def main() -> None:
     parser.add_argument("--warm-keys", type=int, default=50_000)
     parser.add_argument("--rss-keys", type=int, default=200_000)
     parser.add_argument(
-        "--reuse", action="store_true", help="the last size's tail again, on the keys seeded"
+        "--reuse", action="store_true", help="the list and the tail again, on the keys seeded"
     )
     parser.add_argument(
         "--resweep", action="store_true", help="the sweep alone, on the keys seeded"

@@ -141,7 +141,8 @@ class ChangeListener:
     """Applies every committed key change, from any process, to this process's middleware.
 
     On PostgreSQL it LISTENs on :data:`CHANNEL` through a connection of its own (a pooled
-    Tortoise connection runs ``UNLISTEN *`` each time it goes back to the pool). On SQLite
+    Tortoise connection goes back to the pool after each statement, its listeners dropped,
+    and pooled connections must hold no session state: :mod:`wfa_keys.pgclient`). On SQLite
     it polls ``key_change`` every ``poll_interval`` seconds.
 
     A connection that dies silently raises nothing (a half-open link, a blackholed route),

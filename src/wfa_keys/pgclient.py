@@ -8,6 +8,17 @@ through to asyncpg (``timeout``, ``command_timeout``), but takes pooled connecti
 no timeout. :class:`DeadlinePool` gives ``acquire`` (and so the release's reset, which asyncpg
 bounds by the acquire's timeout) a default one.
 
+The pool's reset skips asyncpg's reset *query* (:func:`keep_session`): by default, each time
+Tortoise hands a connection back, that is, after every statement outside a transaction,
+asyncpg sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` and waits for
+the answer, which doubled the round trips of a request (a signed-in admin's page: the
+session's lookup and the page, each followed by a reset). The service's pooled connections
+hold no session state for it to undo: its advisory locks are transaction-scoped
+(``pg_advisory_xact_lock``), it LISTENs on a connection of its own
+(:mod:`wfa_keys.changes`), never SETs a session setting and declares no cursor outside a
+transaction. asyncpg still rolls back a transaction left open and drops the connection's
+listeners on release (``Connection._reset``, which runs whatever the reset).
+
 :func:`wfa_keys.db.tortoise_config` names this module as the engine of ``postgres://`` URLs.
 """
 
@@ -18,13 +29,19 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 from tortoise.backends.asyncpg.client import AsyncpgDBClient
 
-__all__ = ["DeadlineAsyncpgClient", "DeadlinePool", "client_class"]
+__all__ = ["DeadlineAsyncpgClient", "DeadlinePool", "client_class", "keep_session"]
 
 #: asyncpg.create_pool's own defaults, for the arguments it fills in before building a Pool.
 _POOL_DEFAULTS: dict[str, Any] = {
     "max_queries": 50000,
     "max_inactive_connection_lifetime": 300.0,
 }
+
+
+async def keep_session(connection: asyncpg.Connection) -> None:
+    """The pool's reset of a connection handed back: nothing beyond what asyncpg always
+    does (roll back an open transaction, drop listeners); no round trip (see above)."""
+    del connection
 
 
 class DeadlinePool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg is untyped
@@ -49,7 +66,7 @@ class DeadlineAsyncpgClient(AsyncpgDBClient):
         self.acquire_timeout = acquire_timeout
 
     async def create_pool(self, **kwargs: Any) -> DeadlinePool:
-        options = _POOL_DEFAULTS | {"record_class": asyncpg.Record} | kwargs
+        options = _POOL_DEFAULTS | {"record_class": asyncpg.Record, "reset": keep_session} | kwargs
         pool: DeadlinePool = await DeadlinePool(
             None, acquire_timeout=self.acquire_timeout, **options
         )

@@ -28,7 +28,9 @@ __all__ = [
     "announce_audit_event",
     "announce_batch",
     "enqueue",
+    "keys_data",
     "message_body",
+    "outbox_messages",
 ]
 
 TEST_EVENT = "webhook.test"
@@ -91,9 +93,16 @@ async def enqueue(
         else {"id": str(organization_id)},
         **data,
     }
-    for message in _messages(targets, event_type, message_body(event_type, body_data, now), now):
+    for message in outbox_messages(targets, event_type, body_data, now):
         await message.save()
     return len(targets)
+
+
+def outbox_messages(
+    targets: list[WebhookEndpoint], event_type: str, data: dict[str, Any], now: datetime
+) -> list[Message]:
+    """The messages of an event of ``data`` at ``now``, one for each endpoint (not saved)."""
+    return _messages(targets, event_type, message_body(event_type, data, now), now)
 
 
 def _messages(
@@ -136,6 +145,13 @@ async def key_data(key_id: str) -> dict[str, Any]:
     return _key_of(rows[0]) if rows else {"id": key_id}
 
 
+async def keys_data(key_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """:func:`key_data` of each key, in one statement (its ID alone for a key gone)."""
+    rows = await ApiKey.filter(key_id__in=key_ids).values(*_KEY_COLUMNS)
+    found = {row["key_id"]: _key_of(row) for row in rows}
+    return {key_id: found.get(key_id) or {"id": key_id} for key_id in key_ids}
+
+
 async def announce_audit_event(event: AuditEvent) -> None:
     """Write the webhook messages of an audit event (a key change), in its transaction."""
     event_type = _FROM_AUDIT.get(event.action)
@@ -169,13 +185,12 @@ async def announce_batch(
     now = datetime.now(UTC)
     names = await Organization.filter(id=organization_id).values_list("name", flat=True)
     organization = {"id": str(organization_id), "name": names[0]} if names else None
-    rows = await ApiKey.filter(key_id__in=key_ids).values(*_KEY_COLUMNS)
-    keys = {row["key_id"]: _key_of(row) for row in rows}
+    keys = await keys_data(key_ids)
     messages: list[Message] = []
     for key_id in key_ids:
         data = {
             "organization": organization or {"id": str(organization_id)},
-            "key": keys.get(key_id, {"id": key_id}),
+            "key": keys[key_id],
             "detail": detail,
         }
         messages.extend(_messages(targets, event_type, message_body(event_type, data, now), now))

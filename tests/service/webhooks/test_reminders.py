@@ -10,11 +10,14 @@ from typing import Any
 import pytest
 from tortoise.connection import get_connection
 
+from service.conftest import UserFactory
+from support.gql import OTHER_ORGANIZATION
 from wfa_auth import Usage
 from wfa_keys.keys import Actor, KeyManager
 from wfa_keys.models import KeyNetwork
 from wfa_keys.models import WebhookMessage as Message
 from wfa_keys.store import TortoiseKeyStore
+from wfa_keys.webhooks import reminders
 from wfa_keys.webhooks.endpoints import WebhookManager
 from wfa_keys.webhooks.reminders import network_of, send_expiry_reminders
 
@@ -68,6 +71,22 @@ async def test_processes_checking_at_once_send_each_reminder_once(
     assert len(await payloads("key.expiring")) == 1
 
 
+async def test_processes_checking_many_keys_at_once_send_each_reminder_once(
+    actor: Actor, key_manager: KeyManager, webhooks: WebhookManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await webhooks.create_endpoint(actor, url=URL)
+    keys = [
+        (await key_manager.create_key(actor, name=f"k{n}", lifetime_days=5)).key for n in range(7)
+    ]
+    assert keys[0].expires_at is not None
+    monkeypatch.setattr(reminders, "_BATCH", 2)
+    now = keys[0].expires_at - timedelta(days=3)
+    sent = await asyncio.gather(*(send_expiry_reminders(now=now) for _ in range(4)))
+    assert sum(sent) == 7
+    reminded = [r["data"]["key"]["id"] for r in await payloads("key.expiring")]
+    assert sorted(reminded) == sorted(key.key_id for key in keys)
+
+
 async def test_a_key_that_expires_within_a_day_gets_only_the_one_day_reminder(
     actor: Actor, key_manager: KeyManager, webhooks: WebhookManager
 ) -> None:
@@ -76,6 +95,47 @@ async def test_a_key_that_expires_within_a_day_gets_only_the_one_day_reminder(
     assert await send_expiry_reminders() == 1
     assert [r["data"]["reminder"] for r in await payloads("key.expiring")] == ["1d"]
     assert new.key.key_id
+
+
+async def test_many_due_keys_are_reminded_a_batch_per_transaction_each_once(
+    actor: Actor,
+    key_manager: KeyManager,
+    webhooks: WebhookManager,
+    make_user: UserFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await webhooks.create_endpoint(actor, url=URL, events=["key.expiring"])
+    listened = [
+        (await key_manager.create_key(actor, name=f"k{n}", lifetime_days=5)).key for n in range(5)
+    ]
+    other = await make_user("admin@globex.example", organization=OTHER_ORGANIZATION)
+    await other.fetch_related("organization")
+    unheard = await key_manager.create_key(
+        Actor(other, client_ip="127.0.0.1"), name="other", lifetime_days=5
+    )
+    assert unheard.key.expires_at is not None
+    now = unheard.key.expires_at - timedelta(days=3)
+    monkeypatch.setattr(reminders, "_BATCH", 2)
+    claims: list[str] = []
+    connection = get_connection("default")
+    execute = type(connection).execute_query_dict
+
+    async def counting(self: Any, sql: str, values: Any = None) -> Any:
+        if "key_reminder" in sql and sql.lstrip().startswith("INSERT"):
+            claims.append(sql)
+        return await execute(self, sql, values)
+
+    monkeypatch.setattr(type(connection), "execute_query_dict", counting)
+    assert await send_expiry_reminders(now=now) == 6
+    assert len(claims) == 3  # six keys, two a batch
+    assert await send_expiry_reminders(now=now) == 0
+    monkeypatch.undo()
+
+    sent = await payloads("key.expiring")
+    assert sorted(r["data"]["key"]["id"] for r in sent) == sorted(k.key_id for k in listened)
+    assert {r["data"]["reminder"] for r in sent} == {"7d"}
+    assert {r["data"]["expiresInHours"] for r in sent} == {3 * 24 - 1}
+    assert {r["data"]["organization"]["name"] for r in sent} == {"Acme"}
 
 
 def test_addresses_are_grouped_by_slash_24_and_slash_64() -> None:
