@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -99,12 +100,16 @@ class TortoiseCallSink:
         """Add each (Key ID, organization, hour)'s counts to its row, creating missing ones,
         and to the rollups of its key's day and week and its organization's hour: all or
         nothing."""
-        rollups: dict[_Level, dict[tuple[str, str, datetime], list[int]]] = {}
-        hours: dict[tuple[str, datetime], list[int]] = {}
+        rollups: list[dict[tuple[str, str, datetime], Sequence[int]]] = [{} for _ in _ROLLUPS]
+        hours: dict[tuple[str, datetime], Sequence[int]] = {}
+        # A flush holds an hour or two: each rollup's start worked out once per hour.
+        starts_of: dict[datetime, tuple[datetime, ...]] = {}
         for (key_id, organization_id, hour), values in counts.items():
-            for level in _ROLLUPS:
-                start = level.floor(hour)
-                _sum_into(rollups.setdefault(level, {}), (key_id, organization_id, start), values)
+            starts = starts_of.get(hour)
+            if starts is None:
+                starts = starts_of[hour] = tuple(level.floor(hour) for level in _ROLLUPS)
+            for sums, start in zip(rollups, starts, strict=True):
+                _sum_into(sums, (key_id, organization_id, start), values)
             _sum_into(hours, (organization_id, hour), values)
         # One statement per table, its rows sorted: every process locks rows in one order
         # (hours, days, weeks of keys, then organizations' hours), so two flushes that add
@@ -112,7 +117,7 @@ class TortoiseCallSink:
         # which every flush of the hour adds to, comes last and is locked for the shortest
         # time.
         async with in_transaction() as connection:
-            for level, rows in [(_HOURS, counts), *rollups.items()]:
+            for level, rows in zip((_HOURS, *_ROLLUPS), (counts, *rollups), strict=True):
                 table = level.model._meta.db_table
                 await _upsert(connection, table, ("key_id", level.column), rows)
             await _upsert(connection, "organization_usage_hour", ("organization_id", "hour"), hours)
@@ -121,17 +126,18 @@ class TortoiseCallSink:
             self.on_recorded(totals)
 
 
-def _sum_into(sums: dict[Any, list[int]], key: Any, values: Sequence[int]) -> None:
+def _sum_into(sums: dict[Any, Sequence[int]], key: Any, values: Sequence[int]) -> None:
+    """Add ``values`` to ``sums[key]``; never changes a sequence in place (a key's counts
+    are shared by its hour and its rollups)."""
     total = sums.get(key)
-    if total is None:
-        sums[key] = list(values)
-    else:
-        for i, value in enumerate(values):
-            total[i] += value
+    sums[key] = values if total is None else [a + b for a, b in zip(total, values, strict=True)]
 
 
-#: Rows per statement: 11 parameters at most each, well under SQLite's and PostgreSQL's limits.
+#: Rows per statement on SQLite: 11 parameters at most each, well under its limit.
 _BATCH = 1000
+#: The PostgreSQL type of each column an upsert writes (the counts are all BIGINT).
+_PG_TYPES = {"key_id": "text", "organization_id": "uuid", "hour": "timestamptz"}
+_PG_TYPES.update({"day": "timestamptz", "week": "timestamptz"})
 
 
 async def _upsert(
@@ -144,38 +150,77 @@ async def _upsert(
     their keys: (Key ID, organization, start) for a key's table, (organization, hour) else;
     ``unique`` names the table's unique columns."""
     order = sorted(sums)
+    if not order:
+        return
     keyed = unique[0] == "key_id"
-    columns = [*unique, *(["organization_id"] if keyed else []), *COLUMNS]
     postgres = connection.capabilities.dialect == "postgres"
-    added = ", ".join(f'"{c}" = "{table}"."{c}" + excluded."{c}"' for c in COLUMNS)
+    if postgres:
+        # One statement for the whole batch, its rows one JSON text: tens of thousands of
+        # keys a flush at scale, where eleven parameters a row (or an array a column, which
+        # asyncpg checks element by element) cost the process a second of CPU per flush.
+        text = functools.cache(datetime.isoformat)
+        if keyed:
+            rows = [(key[0], text(key[2]), key[1], *sums[key]) for key in order]
+        else:
+            rows = [(key[0], text(key[1]), *sums[key]) for key in order]
+        await connection.execute_query(
+            _postgres_upsert(table, unique), [json.dumps(rows, separators=(",", ":"))]
+        )
+        return
+    row = "(" + ", ".join(["?"] * len(_columns(unique))) + ")"
     for first in range(0, len(order), _BATCH):
+        chunk = order[first : first + _BATCH]
         parameters: list[Any] = []
-        for key in order[first : first + _BATCH]:
+        for key in chunk:
             # (key_id, organization, start) for a key's tables, (organization, hour) else.
             names = (key[0], key[2], key[1]) if keyed else key
-            parameters += [_parameter(value, postgres) for value in names]
+            parameters += [_parameter(value) for value in names]
             parameters += sums[key]
-        width = len(columns)
-        rows = len(parameters) // width
-        if postgres:
-            values = ", ".join(
-                "(" + ", ".join(f"${row * width + i + 1}" for i in range(width)) + ")"
-                for row in range(rows)
-            )
-        else:
-            values = ", ".join(["(" + ", ".join(["?"] * width) + ")"] * rows)
-        names_sql = ", ".join(f'"{c}"' for c in columns)
-        conflict = ", ".join(f'"{c}"' for c in unique)
-        # Names from this module only; every value is a parameter.
-        sql = f'INSERT INTO "{table}" ({names_sql}) VALUES {values} '  # noqa: S608
-        await connection.execute_query(
-            sql + f"ON CONFLICT ({conflict}) DO UPDATE SET {added}", parameters
-        )
+        sql = _sqlite_upsert(table, unique).format(values=", ".join([row] * len(chunk)))
+        await connection.execute_query(sql, parameters)
 
 
-def _parameter(value: Any, postgres: bool) -> Any:
-    """A key column's value as the driver takes it: SQLite stores Tortoise's ISO text."""
-    if isinstance(value, datetime) and not postgres:
+def _columns(unique: tuple[str, str]) -> list[str]:
+    """The columns an upsert into a table with these unique columns writes, in order."""
+    return [*unique, *(["organization_id"] if unique[0] == "key_id" else []), *COLUMNS]
+
+
+def _on_conflict(table: str, unique: tuple[str, str]) -> str:
+    added = ", ".join(f'"{c}" = "{table}"."{c}" + excluded."{c}"' for c in COLUMNS)
+    conflict = ", ".join(f'"{c}"' for c in unique)
+    return f"ON CONFLICT ({conflict}) DO UPDATE SET {added}"
+
+
+@functools.cache
+def _postgres_upsert(table: str, unique: tuple[str, str]) -> str:
+    """PostgreSQL's upsert of ``table``: the rows as one JSON array of arrays, each with the
+    values of :func:`_columns` in order."""
+    columns = _columns(unique)
+    values = ", ".join(
+        f'("row" ->> {i})::{_PG_TYPES.get(c, "bigint")}' for i, c in enumerate(columns)
+    )
+    names = ", ".join(f'"{c}"' for c in columns)
+    # Names from this module only; every value is a parameter.
+    return (
+        f'INSERT INTO "{table}" ({names}) SELECT {values} '  # noqa: S608
+        'FROM json_array_elements($1::json) AS "row" ' + _on_conflict(table, unique)
+    )
+
+
+@functools.cache
+def _sqlite_upsert(table: str, unique: tuple[str, str]) -> str:
+    """SQLite's upsert of ``table``, its rows left as ``{values}``."""
+    names = ", ".join(f'"{c}"' for c in _columns(unique))
+    # Names from this module only; every value is a parameter.
+    return (
+        f'INSERT INTO "{table}" ({names}) VALUES {{values}} '  # noqa: S608
+        + _on_conflict(table, unique)
+    )
+
+
+def _parameter(value: Any) -> Any:
+    """A key column's value as SQLite takes it: Tortoise's ISO text for a datetime."""
+    if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat(" ")
     return value
 
@@ -348,7 +393,7 @@ async def organization_usage(
     # Sent together (on PostgreSQL, over as many pooled connections): the answer waits for
     # the slowest, not for the sum of the round trips.
     per_hour, *ranked = await asyncio.gather(*(_rows(q) for q in [buckets, *rankings]))
-    sums: dict[str, list[int]] = {}
+    sums: dict[str, Sequence[int]] = {}
     # Ranked here, not in SQL: ties go by Key ID in code point order, whatever the
     # database's collation.
     for rows in ranked:

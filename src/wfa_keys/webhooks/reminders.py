@@ -18,6 +18,7 @@ per key in 30 days (and so at most one a day).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -170,8 +171,13 @@ async def _announce(
     await WebhookMessage.bulk_create(messages, batch_size=_BATCH)
 
 
+@functools.lru_cache(maxsize=4096)
 def network_of(address: str) -> str | None:
-    """The /24 (IPv4) or /64 (IPv6) an address belongs to; None for no address."""
+    """The /24 (IPv4) or /64 (IPv6) an address belongs to; None for no address.
+
+    Remembered for the last 4,096 addresses: a flush of uses asks for tens of thousands of
+    keys' addresses, most of them shared (a service's egress, a NAT), and ``ipaddress``
+    costs some 10 microseconds an address."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
