@@ -14,6 +14,7 @@ import asyncio
 import functools
 import json
 import operator
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -158,13 +159,15 @@ async def _upsert(
         # One statement for the whole batch, its rows one JSON text: tens of thousands of
         # keys a flush at scale, where eleven parameters a row (or an array a column, which
         # asyncpg checks element by element) cost the process a second of CPU per flush.
-        text = functools.cache(datetime.isoformat)
+        text = functools.cache(_utc_text)
         if keyed:
             rows = [(key[0], text(key[2]), key[1], *sums[key]) for key in order]
         else:
             rows = [(key[0], text(key[1]), *sums[key]) for key in order]
         await connection.execute_query(
-            _postgres_upsert(table, unique), [json.dumps(rows, separators=(",", ":"))]
+            # default=str: an organization's ID given as a UUID rather than its text.
+            _postgres_upsert(table, unique),
+            [json.dumps(rows, separators=(",", ":"), default=str)],
         )
         return
     row = "(" + ", ".join(["?"] * len(_columns(unique))) + ")"
@@ -218,10 +221,19 @@ def _sqlite_upsert(table: str, unique: tuple[str, str]) -> str:
     )
 
 
+def _utc_text(moment: datetime) -> str:
+    """A start as ISO text with its offset; a naive one is UTC (as asyncpg reads it)."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+
+
 def _parameter(value: Any) -> Any:
-    """A key column's value as SQLite takes it: Tortoise's ISO text for a datetime."""
+    """A key column's value as SQLite takes it: Tortoise's ISO text for a datetime (a naive
+    one is UTC), text for a UUID."""
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat(" ")
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat(" ")
+    if isinstance(value, uuid.UUID):
+        return str(value)
     return value
 
 

@@ -204,3 +204,18 @@ async def test_a_batch_of_more_rows_than_one_statement_takes_is_written_whole(
     assert await KeyUsage.all().count() == await KeyUsageDay.all().count() == 10
     assert [row.success for row in await OrganizationUsageHour.all()] == [55]
     assert [row.success for row in await KeyUsageWeek.filter(key_id="wfak_k10")] == [10]
+
+
+async def test_a_batch_with_a_naive_hour_and_an_organization_uuid_is_written_as_utc(
+    db: TortoiseContext,
+) -> None:
+    # A naive hour is UTC and an organization's ID may come as a UUID, on either database.
+    naive = NOON.replace(tzinfo=None)
+    counts = {("wfak_naive", uuid.UUID(ACME), naive): [2, *[0] * (len(COLUMNS) - 1)]}
+
+    await TortoiseCallSink().record_calls(counts)  # type: ignore[arg-type]
+
+    row = await KeyUsage.get(key_id="wfak_naive")
+    assert (row.hour, str(row.organization_id), row.success) == (NOON, ACME, 2)
+    day = await KeyUsageDay.get(key_id="wfak_naive")
+    assert day.day == NOON.replace(hour=0)
