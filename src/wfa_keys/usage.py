@@ -137,8 +137,13 @@ def _sum_into(sums: dict[Any, Sequence[int]], key: Any, values: Sequence[int]) -
 #: Rows per statement on SQLite: 11 parameters at most each, well under its limit.
 _BATCH = 1000
 #: The PostgreSQL type of each column an upsert writes (the counts are all BIGINT).
-_PG_TYPES = {"key_id": "text", "organization_id": "uuid", "hour": "timestamptz"}
-_PG_TYPES.update({"day": "timestamptz", "week": "timestamptz"})
+_PG_TYPES = {
+    "key_id": "text",
+    "organization_id": "uuid",
+    "hour": "timestamptz",
+    "day": "timestamptz",
+    "week": "timestamptz",
+}
 
 
 async def _upsert(
