@@ -272,8 +272,12 @@ class ChangeListener:
                     )
                     if left <= 0:
                         raise FeedLost("no heartbeat")
+                    # asyncio.timeout, not wait_for: on Python 3.11, wait_for loses a
+                    # cancellation (stop()) that lands as an item arrives, and the loop runs
+                    # on (python/cpython#86296).
                     try:
-                        item = await asyncio.wait_for(queue.get(), timeout=left)
+                        async with asyncio.timeout(left):
+                            item = await queue.get()
                     except TimeoutError:
                         continue
                 else:

@@ -197,8 +197,10 @@ class ChangeFeed:
                 # The streams stay open (heartbeats go on); the next poll catches up.
                 logger.warning("cannot read key changes (%s)", type(exc).__name__)
             self._wake.clear()
+            # asyncio.timeout, not wait_for, which can lose a cancellation on 3.11.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._wake.wait()
         # Idle: the next stream starts from the newest change, not from a backlog.
         self._started = False
         self._seen.clear()

@@ -104,8 +104,10 @@ class WebhookWorker:
             if done:
                 continue  # an endpoint's next message may be due at once
             self._wake.clear()
+            # asyncio.timeout, not wait_for, which can lose a cancellation on 3.11.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
 
     async def run_once(self) -> int:
         """Claim and deliver each enabled endpoint's due head message; how many were tried."""
