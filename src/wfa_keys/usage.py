@@ -226,25 +226,28 @@ def _sqlite_upsert(table: str, unique: tuple[str, str]) -> str:
     )
 
 
+def _utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; a naive one is UTC already (as asyncpg and the tables read it)."""
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _utc_text(moment: datetime) -> str:
-    """A start as ISO text with its offset; a naive one is UTC (as asyncpg reads it)."""
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+    """A start as ISO text with its offset, for PostgreSQL."""
+    return _utc(moment).isoformat()
 
 
 def _parameter(value: Any) -> Any:
     """A key column's value as SQLite takes it: Tortoise's ISO text for a datetime (a naive
     one is UTC), text for a UUID."""
     if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return moment.astimezone(UTC).isoformat(" ")
+        return _utc(value).isoformat(" ")
     if isinstance(value, uuid.UUID):
         return str(value)
     return value
 
 
 def _floor(moment: datetime, granularity: Granularity) -> datetime:
-    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    moment = moment.replace(minute=0, second=0, microsecond=0)
+    moment = _utc(moment).replace(minute=0, second=0, microsecond=0)
     return moment.replace(hour=0) if granularity is Granularity.DAY else moment
 
 
