@@ -91,6 +91,15 @@ class WriteCoalescingTransport:
         self._held = None
         self._transport.abort()
 
+    # Asked on every request (by uvicorn when a response completes, by CoalescingHttpProtocol
+    # after each read): methods of their own, not __getattr__, which Python reaches only after
+    # the usual lookup has failed with an AttributeError (about 0.4 us a call).
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._transport.get_protocol()
+
     def get_write_buffer_size(self) -> int:
         held = self._held
         return self._transport.get_write_buffer_size() + (0 if held is None else len(held))
