@@ -9,10 +9,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from tortoise.connection import get_connection
 from tortoise.context import TortoiseContext
 
 from wfa_keys import usage
-from wfa_keys.models import KeyUsage, KeyUsageDay, KeyUsageWeek, OrganizationUsageHour
+from wfa_keys.models import (
+    KeyNetwork,
+    KeyUsage,
+    KeyUsageDay,
+    KeyUsageWeek,
+    OrganizationUsageHour,
+)
 from wfa_keys.usage import (
     COLUMNS,
     Granularity,
@@ -23,6 +30,7 @@ from wfa_keys.usage import (
     prune_usage,
     usage_range,
 )
+from wfa_keys.webhooks.reminders import note_key_uses
 
 ACME, GLOBEX = str(uuid.UUID(int=1)), str(uuid.UUID(int=2))
 #: A Tuesday noon: ranges around it start and end mid-day and mid-week.
@@ -219,3 +227,56 @@ async def test_a_batch_with_a_naive_hour_and_an_organization_uuid_is_written_as_
     assert (row.hour, str(row.organization_id), row.success) == (NOON, ACME, 2)
     day = await KeyUsageDay.get(key_id="wfak_naive")
     assert day.day == NOON.replace(hour=0)
+
+
+async def _pages(table: str, by: str) -> dict[str, int]:
+    """The page of each row of ``table``, by its ``by`` column."""
+    rows = await get_connection("default").execute_query_dict(
+        f'SELECT "{by}"::text AS "name", (ctid::text::point)[0]::int AS "page" '  # noqa: S608
+        f'FROM "{table}"'
+    )
+    return {row["name"]: row["page"] for row in rows}
+
+
+async def test_flushes_adding_to_rows_already_there_update_them_on_their_own_pages(
+    db: TortoiseContext, database_url: str
+) -> None:
+    # PostgreSQL only (migration 0013): the tables a flush updates keep room on each page, so
+    # that a flush's new version of a row fits beside the old one (a HOT update, no index
+    # entry) and the table does not grow by a copy of its rows each flush.
+    if not database_url.startswith("postgres"):
+        pytest.skip("pages and fillfactor are PostgreSQL's")
+    keys = [f"wfak_page{n:04d}" for n in range(600)]
+    counts = {(key_id, ACME, NOON): [1, *[0] * (len(COLUMNS) - 1)] for key_id in keys}
+    sink = TortoiseCallSink()
+    await sink.record_calls(counts)
+    await note_key_uses([(key_id, "10.0.0.7", NOON) for key_id in keys])
+    tables = {
+        "key_usage": "key_id",
+        "key_usage_day": "key_id",
+        "key_usage_week": "key_id",
+        "organization_usage_hour": "organization_id",
+        "key_network": "key_id",
+    }
+    before = {table: await _pages(table, by) for table, by in tables.items()}
+
+    for minutes in (1, 2, 3):
+        await sink.record_calls(counts)
+        later = NOON + timedelta(minutes=minutes)
+        await note_key_uses([(key_id, "10.0.0.7", later) for key_id in keys])
+
+    for table, by in tables.items():
+        after = await _pages(table, by)
+        moved = [name for name, page in after.items() if page != before[table][name]]
+        assert len(moved) <= len(after) // 20, (table, len(moved), len(after))
+    assert [row.success for row in await KeyUsage.filter(key_id="wfak_page0599")] == [4]
+    seen = await KeyNetwork.get(key_id="wfak_page0599")
+    assert seen.last_seen_at == NOON + timedelta(minutes=3)
+    options = await get_connection("default").execute_query_dict(
+        "SELECT relname, reloptions FROM pg_class WHERE relname = ANY($1::text[])",
+        [[*tables, "api_key"]],
+    )
+    assert {row["relname"]: row["reloptions"] for row in options} == {
+        **{table: ["fillfactor=50"] for table in tables},
+        "api_key": ["fillfactor=90"],
+    }
