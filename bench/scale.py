@@ -97,6 +97,7 @@ EMAIL, PASSWORD = "scale@acme.example", "a bench password"
 SECRET = SECRET_PREFIX + "S" * 32 + base62_checksum("S" * 32)
 WARM_KEYS = 50_000
 RSS_KEYS = 200_000
+HTTP_ROUNDS = 3
 SAMPLES = 200
 
 LIST = """query Keys($first: Int!, $after: String, $search: String, $status: ApiKeyStatus,
@@ -931,7 +932,9 @@ async def run(database_url: str, sizes: list[int], small_url: str | None) -> Non
                 if largest and size >= WARM_KEYS:
                     await warm_throughput(tokens)
             if largest and size >= WARM_KEYS:
-                await asyncio.to_thread(http_warm_throughput, database_url, tokens)
+                await asyncio.to_thread(
+                    http_warm_throughput, database_url, tokens, rounds=HTTP_ROUNDS
+                )
             if largest and size >= RSS_KEYS:
                 await asyncio.to_thread(rss, database_url)
             if largest and small_url is not None:
@@ -995,7 +998,7 @@ async def reuse(database_url: str, parts: set[str], small_url: str | None) -> No
             async with database(database_url, migrate=False):
                 await warm_throughput(tokens)
         if "http" in parts:
-            await asyncio.to_thread(http_warm_throughput, database_url, tokens)
+            await asyncio.to_thread(http_warm_throughput, database_url, tokens, rounds=HTTP_ROUNDS)
         if "rss" in parts:
             await asyncio.to_thread(rss, database_url)
         if "cold" in parts and small_url is not None:
@@ -1069,6 +1072,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,100000,1000000")
     parser.add_argument("--warm-keys", type=int, default=50_000)
     parser.add_argument("--rss-keys", type=int, default=200_000)
+    parser.add_argument("--http-rounds", type=int, default=3, help="rounds of --parts http")
     parser.add_argument(
         "--reuse", action="store_true", help="the list and the tail again, on the keys seeded"
     )
@@ -1091,8 +1095,8 @@ def main() -> None:
     parser.add_argument("--cold-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cold-first", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    global WARM_KEYS, RSS_KEYS
-    WARM_KEYS, RSS_KEYS = args.warm_keys, args.rss_keys
+    global WARM_KEYS, RSS_KEYS, HTTP_ROUNDS
+    WARM_KEYS, RSS_KEYS, HTTP_ROUNDS = args.warm_keys, args.rss_keys, args.http_rounds
     if args.seed_only:
         asyncio.run(seed_only(args.database_url, int(args.sizes.split(",")[-1])))
         return
