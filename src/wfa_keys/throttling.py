@@ -125,7 +125,7 @@ class DatabaseThrottleStore:
                 bucket=bucket, member=member, expires_at=expires_at, using_db=connection
             )
             return True, None
-        oldest: list[datetime] = (
+        oldest: list[Any] = (
             await ThrottleSlot.filter(bucket=bucket)
             .using_db(connection)
             .order_by("expires_at")
