@@ -25,8 +25,7 @@ known secret, so that authentication can be measured with real hashes), and prin
   CPU 0, wrk on CPU 1, interleaved rounds (``--http-rounds``, 3 by default) starting 70 s
   after the warm-up, once its own write-behind is done: what users deploy; each with the
   store lookups made while warm (0 means no SQL per warm call); the process's RSS after
-  warming 200,000
-  distinct keys, the inactivity sweep disabling 400,000 keys, and how long
+  warming 200,000 distinct keys, the inactivity sweep disabling 400,000 keys, and how long
   ``wfa-keys serve`` takes to answer ``/healthz``;
 - with ``--small-database-url``: cold Basic authentication side by side in the largest
   database and in one of 1,000 keys (one process each on the same CPU, calls alternating),
