@@ -48,9 +48,10 @@ class Caching:
     A key record read from the store is trusted ``record_ttl`` seconds (a change made by
     another process is seen within that time, or at once with ``key_changed``). A verified
     secret is remembered ``verified_ttl`` seconds, as a keyed digest, so that a warm request
-    costs no argon2. ``last_used_at`` is written at most once per key and ``usage_interval``
-    seconds, with the time of the latest use. At most ``max_concurrent_verifications``
-    argon2 checks run at once, in threads, so that they never starve the event loop.
+    costs no argon2. ``last_used_at`` is written about once per key and ``usage_interval``
+    seconds (at most once per 59/60 of it), with the time of the latest use. At most
+    ``max_concurrent_verifications`` argon2 checks run at once, in threads, so that they
+    never starve the event loop.
 
     ``max_warm_entries`` bounds what a process remembers, each part on its own, with the least
     recently used going first: the warm memo (one entry per verified credential: a key's

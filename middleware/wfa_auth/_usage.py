@@ -19,15 +19,25 @@ from wfa_auth.base import KeyStore, Usage
 logger = logging.getLogger("wfa_auth")
 
 _MAX_WRITTEN = 100_000
+#: Timed writes start at least this share of the interval apart (a second of a minute), and
+#: each takes the keys whose interval ends before the next could start. When tens of
+#: thousands of keys call, their intervals end all over the minute (each began at the key's
+#: own last write) and new keys keep coming: one write a second rather than one transaction
+#: after another, a few keys each.
+_SPACING = 1 / 60
 
 
 class UsageRecorder:
-    """Writes each key's latest use at most once per ``interval`` seconds, in batches.
+    """Writes each key's latest use about once per ``interval`` seconds, in batches.
 
     The first use of a key is written at once; uses inside the interval that follows are
     deferred, never dropped: the latest is written when the key's interval ends, so the
     stored time is never more than ``interval`` behind the real last use, and the address
-    written with it is the one of that use. :meth:`run` is the
+    written with it is the one of that use. Timed writes are a sixtieth of ``interval``
+    apart at least (a second of a minute), each with the keys whose interval ends before
+    the next: a key is written at most once per 59/60 of ``interval``, a first use within
+    a second when another write was just made, and many keys at a write a second.
+    :meth:`run` is the
     timer task that does so; without it, due writes happen in :meth:`write_due`, which the
     middleware calls after a response. :meth:`flush` writes everything pending (at shutdown).
 
@@ -56,6 +66,8 @@ class UsageRecorder:
         #: (due, Key ID), earliest first; an entry whose key is no longer pending is skipped.
         self._queue: list[tuple[float, str]] = []
         self.next_due = math.inf
+        #: The earliest clock reading of the next timed write.
+        self._next_write = -math.inf
         self._lock = anyio.Lock()
         self._wake: anyio.Event | None = None
         self.running = False
@@ -78,12 +90,21 @@ class UsageRecorder:
 
     def write_is_due(self) -> bool:
         """True when a write is due and no :meth:`run` task will make it (no lock taken)."""
-        return not self.running and self.next_due <= self._clock() and not self._lock.locked()
+        return (
+            not self.running
+            and max(self.next_due, self._next_write) <= self._clock()
+            and not self._lock.locked()
+        )
 
     async def write_due(self) -> None:
-        """Write the keys whose interval has ended, in one ``record_usage`` call."""
+        """Write the keys whose interval has ended, with those whose interval ends before
+        the next write may start, in one ``record_usage`` call; nothing if none has ended or
+        the last write started less than a sixtieth of the interval ago."""
         async with self._lock:
-            await self._write(self._clock())
+            now = self._clock()
+            if max(self.next_due, self._next_write) <= now:
+                self._next_write = now + self.interval * _SPACING
+                await self._write(self._next_write)
 
     async def flush(self) -> None:
         """Write every pending use now, whatever its interval (waits for a running write)."""
@@ -106,7 +127,7 @@ class UsageRecorder:
     async def _timer(self) -> None:
         while True:
             self._wake = anyio.Event()
-            delay = self.next_due - self._clock()
+            delay = max(self.next_due, self._next_write) - self._clock()
             if delay > 0:
                 # Whichever comes first: the earliest due time, or an earlier one being noted.
                 async with anyio.create_task_group() as waits:

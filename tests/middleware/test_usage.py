@@ -1,4 +1,4 @@
-"""UsageRecorder: each key's latest use written at most once per interval, never dropped."""
+"""UsageRecorder: each key's latest use written about once per interval, never dropped."""
 
 from __future__ import annotations
 
@@ -104,6 +104,55 @@ async def test_keys_due_together_are_written_in_one_batch(clock: MonotonicClock)
         usage.note(key_id, clock())
     await usage.write_due()
     assert store.writes == [{"a": at(0), "b": at(0), "c": at(0)}]
+
+
+async def test_keys_whose_intervals_end_within_a_second_are_written_in_one_batch(
+    clock: MonotonicClock,
+) -> None:
+    # 50,000 keys used all the time have intervals ending all over the minute: written key
+    # by key as each ended, the writes (a transaction each) ran back to back.
+    store = RecordingStore()
+    usage = recorder(store, clock)
+    for second, key_id in ((0.0, "a"), (1.0, "b"), (2.5, "c")):
+        clock.now = second
+        usage.note(key_id, clock())
+        await usage.write_due()  # each key's first use, at once
+    clock.now = 10.0
+    for key_id in ("a", "b", "c"):
+        usage.note(key_id, clock())
+    clock.now = 60.0
+    await usage.write_due()
+    # a's interval ended, b's ends within a second (a sixtieth of the interval): one write.
+    assert store.writes[3:] == [{"a": at(10), "b": at(10)}]
+    clock.now = 61.5
+    await usage.write_due()
+    assert len(store.writes) == 4  # c's ends at 62.5
+    clock.now = 62.5
+    await usage.write_due()
+    assert store.writes[4:] == [{"c": at(10)}]
+
+
+async def test_first_uses_within_a_second_of_a_write_wait_for_the_next_a_second_later(
+    clock: MonotonicClock,
+) -> None:
+    # New keys coming one after another are written a second at a time, not each at once.
+    store = RecordingStore()
+    usage = recorder(store, clock)
+    usage.note("a", clock())
+    await usage.write_due()
+    for second, key_id in ((0.25, "b"), (0.5, "c")):
+        clock.now = second
+        usage.note(key_id, clock())
+        assert not usage.write_is_due()
+        await usage.write_due()
+    assert store.writes == [{"a": at(0)}]
+    clock.now = 1.0
+    assert usage.write_is_due()
+    await usage.write_due()
+    assert store.writes == [{"a": at(0)}, {"b": at(0.25), "c": at(0.5)}]
+    clock.now = 5.0
+    usage.note("d", clock())
+    assert usage.write_is_due()  # no write in the last second: at once
 
 
 async def test_uses_noted_during_a_write_wait_for_the_next_and_flush_waits_for_the_write(
