@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from collections.abc import Sequence
@@ -71,6 +72,13 @@ def canonical_ip(host: object) -> str | None:
     """
     if not isinstance(host, str) or len(host) > 64:
         return None
+    return _canonical_ip(host)
+
+
+# A write of last uses puts each key's latest address in this form: 50,000 keys calling from
+# a few addresses parsed the same ones 50,000 times (3 microseconds each; cached: 0.1).
+@functools.lru_cache(maxsize=4096)
+def _canonical_ip(host: str) -> str | None:
     try:
         address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
