@@ -23,9 +23,13 @@ known secret, so that authentication can be measured with real hashes), and prin
   Authorization headers with a Lua script) to ``/api/v1/whoami`` of the whole service
   (``create_app`` under uvicorn as ``wfa-keys serve`` runs it, request log on) pinned to
   CPU 0, wrk on CPU 1, interleaved rounds (``--http-rounds``, 3 by default) starting 70 s
-  after the warm-up, once its own write-behind is done: what users deploy; each with the
-  store lookups made while warm (0 means no SQL per warm call); the process's RSS after
-  warming 200,000 distinct keys, the inactivity sweep disabling 400,000 keys, and how long
+  after the warm-up, once its own write-behind is done, each round as long as the server's
+  interval between writes of call analytics and followed by a pause as long, so that no
+  round pays for the other case's writes: what users deploy; each with the store lookups
+  made while warm (0 means no SQL per warm call), the writes of last uses, and the CPU a
+  request of the server and of PostgreSQL (which runs the flushes of call counts and last
+  uses, more rows the more keys are used); the process's RSS after warming 200,000
+  distinct keys, the inactivity sweep disabling 400,000 keys, and how long
   ``wfa-keys serve`` takes to answer ``/healthz``;
 - with ``--small-database-url``: cold Basic authentication side by side in the largest
   database and in one of 1,000 keys (one process each on the same CPU, calls alternating),
@@ -83,7 +87,7 @@ import asyncpg  # type: ignore[import-untyped]  # PostgreSQL only, as this bench
 import httpx2
 from tortoise.connection import get_connection
 
-from wfa_auth import ApiKeyAuthMiddleware, Argon2Verifier, Caching
+from wfa_auth import ApiKeyAuthMiddleware, Argon2Verifier, Caching, Metering
 from wfa_auth._keyformat import SECRET_PREFIX, base62_checksum
 from wfa_auth._tokens import new_access_token, secret_fingerprint, token_digest
 from wfa_keys import api, cli
@@ -601,11 +605,13 @@ def bench_run() -> Any:
 
 
 def counting_serve(counts_path: str, argv: list[str]) -> int:
-    """``wfa-keys serve`` (``argv``) with its key and token stores counting lookups, which
-    SIGUSR1 writes to ``counts_path``; argon2 at the cheap hash's parameters (so that the
-    50,000 warm keys are never rehashed to the service's, as :func:`warm_middleware`)."""
-    lookups = {"keys": 0, "tokens": 0}
+    """``wfa-keys serve`` (``argv``) with its key and token stores counting lookups and
+    writes of last uses, which SIGUSR1 writes to ``counts_path``; argon2 at the cheap
+    hash's parameters (so that the 50,000 warm keys are never rehashed to the service's,
+    as :func:`warm_middleware`)."""
+    lookups = {"keys": 0, "tokens": 0, "writes": 0, "written": 0}
     get_key, get_token = TortoiseKeyStore.get_key, TortoiseTokenStore.get_token
+    record_usage = TortoiseKeyStore.record_usage
 
     async def counted_key(self: TortoiseKeyStore, key_id: str) -> Any:
         lookups["keys"] += 1
@@ -615,6 +621,11 @@ def counting_serve(counts_path: str, argv: list[str]) -> int:
         lookups["tokens"] += 1
         return await get_token(self, token_hash)
 
+    async def counted_usage(self: TortoiseKeyStore, last_used: Any) -> None:
+        lookups["writes"] += 1
+        lookups["written"] += len(last_used)
+        await record_usage(self, last_used)
+
     def write_counts(_signal: int, _frame: object) -> None:
         partial = Path(counts_path + ".partial")
         partial.write_text(json.dumps(lookups))
@@ -622,6 +633,7 @@ def counting_serve(counts_path: str, argv: list[str]) -> int:
 
     TortoiseKeyStore.get_key = counted_key  # type: ignore[method-assign]
     TortoiseTokenStore.get_token = counted_token  # type: ignore[method-assign]
+    TortoiseKeyStore.record_usage = counted_usage  # type: ignore[method-assign]
 
     def cheap_hasher(settings: Settings) -> Argon2Verifier:
         del settings  # and at the normal priority: warming is not what this measures
@@ -632,8 +644,9 @@ def counting_serve(counts_path: str, argv: list[str]) -> int:
     return cli.main(argv)
 
 
-def lookups_of(pid: int, counts_path: Path) -> int:
-    """The store lookups the counting server ``pid`` has made so far."""
+def counts_of(pid: int, counts_path: Path) -> dict[str, int]:
+    """The counting server ``pid``'s store lookups so far (``keys``, ``tokens``), and its
+    writes of last uses (``writes``, of ``written`` keys in all)."""
     counts_path.unlink(missing_ok=True)
     os.kill(pid, signal.SIGUSR1)
     deadline = time.monotonic() + 10
@@ -642,7 +655,7 @@ def lookups_of(pid: int, counts_path: Path) -> int:
             raise SystemExit("the server did not report its lookups")
         time.sleep(0.01)
     counts: dict[str, int] = json.loads(counts_path.read_text())
-    return counts["keys"] + counts["tokens"]
+    return counts
 
 
 @contextmanager
@@ -700,12 +713,34 @@ async def warm_over_http(url: str, headers: list[str], database_url: str) -> flo
     return time.perf_counter() - started
 
 
-def http_warm_throughput(
-    database_url: str, tokens: list[str], seconds: int = 5, rounds: int = 3
-) -> None:
+def database_cpu_seconds() -> float:
+    """The CPU time every PostgreSQL process of this machine has used so far (the flushes'
+    share of a warm call is spent there, on either CPU: the server is not ours to pin)."""
+    run = bench_run()
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if stat.read_text().startswith(f"{stat.parent.name} (postgres)"):
+                total += run.cpu_seconds(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue  # a process that ended meanwhile
+    return total
+
+
+#: How often the server writes the call analytics of the keys that called: each round of
+#: :func:`http_warm_throughput` lasts this long, then waits as long and a second more.
+CALLS_INTERVAL = int(Metering().flush_interval)
+
+
+def http_warm_throughput(database_url: str, tokens: list[str], rounds: int = 3) -> None:
     """Warm calls over HTTP (wrk, 32 connections, on its own CPU) to ``/api/v1/whoami`` of
     the whole service: one key against 50,000 keys, then one token against 50,000 tokens,
-    interleaved rounds, with the store lookups made during those rounds."""
+    interleaved rounds, with the store lookups made during those rounds.
+
+    A round pays for writing its own calls' analytics, not for the other case's: each lasts
+    one interval of those writes, so that one write (of the calls made since the round
+    began) falls within it, and the next round starts once the rest are written."""
+    seconds = CALLS_INTERVAL
     run = bench_run()
     binary = run.ensure_tool("wrk")
     keys = [basic_header(n).decode() for n in usable_keys(1, WARM_KEYS)]
@@ -730,21 +765,34 @@ def http_warm_throughput(
                     headers.write_text("\n".join(lines) + "\n")
                     scripts[case] = (str(tmp / "cycle.lua"), str(headers))
 
-                lookups = lookups_of(service.pid, tmp / "lookups")
+                before_rounds = counts_of(service.pid, tmp / "lookups")
                 for case in scripts:  # wrk's own warm-up: connections
                     wrk(scripts[case], 1)
                 results: dict[str, list[Any]] = {case: [] for case in scripts}
+                database_cpu = dict.fromkeys(scripts, 0.0)
                 for _ in range(rounds):
                     for case in scripts:
+                        before = database_cpu_seconds()
                         results[case].append(wrk(scripts[case], seconds))
-                lookups = lookups_of(service.pid, tmp / "lookups") - lookups
+                        database_cpu[case] += database_cpu_seconds() - before
+                        time.sleep(CALLS_INTERVAL + 1)
+                after_rounds = counts_of(service.pid, tmp / "lookups")
+                made = {name: after_rounds[name] - before_rounds[name] for name in after_rounds}
                 for case, runs in results.items():
                     rate = statistics.median(r.rate for r in runs)
                     rates = " ".join(f"{r.rate:.0f}" for r in runs)
-                    print(f"  HTTP warm {case:>14}: {rate:9.0f} req/s (rounds: {rates})")
+                    server = statistics.median(r.cpu_per_request for r in runs) * 1e6
+                    database = database_cpu[case] / sum(r.rate * seconds for r in runs) * 1e6
+                    print(
+                        f"  HTTP warm {case:>14}: {rate:9.0f} req/s (rounds: {rates}); CPU a "
+                        f"request: server {server:.1f} us, PostgreSQL {database:.1f} us"
+                    )
                 run.print_ratio(results, label, one, f"{label} / {one}")
                 calls = sum(r.rate for rs in results.values() for r in rs) * seconds
+                lookups = made["keys"] + made["tokens"]
                 print(f"  store lookups during those rounds (~{calls:,.0f} calls): {lookups}")
+                writes, written = made["writes"], made["written"]
+                print(f"  last-use writes during those rounds: {writes:,} ({written:,} keys)")
 
 
 # -- Cold Basic at two sizes, side by side ----------------------------------------------------
