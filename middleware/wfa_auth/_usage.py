@@ -37,9 +37,10 @@ class UsageRecorder:
     apart at least (a second of a minute), each with the keys whose interval ends before
     the next: a key is written at most once per 59/60 of ``interval``, a first use within
     a second when another write was just made, and many keys at a write a second.
-    :meth:`run` is the
-    timer task that does so; without it, due writes happen in :meth:`write_due`, which the
-    middleware calls after a response. :meth:`flush` writes everything pending (at shutdown).
+
+    :meth:`run` is the timer task that does so; without it, due writes happen in
+    :meth:`write_due`, which the middleware calls after a response. :meth:`flush` writes
+    everything pending (at shutdown).
 
     Times are kept as ``clock`` (monotonic) readings, which cost less than a datetime on the
     hot path, and turned into ``now()``-based datetimes when written.
