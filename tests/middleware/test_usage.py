@@ -23,14 +23,18 @@ class RecordingStore(MemoryKeyStore):
         self.addresses: list[dict[str, str | None]] = []
         self.fail = fail
         self.gate: anyio.Event | None = None
+        #: The writes that returned (not cancelled, not failed).
+        self.completed: list[dict[str, datetime]] = []
 
     async def record_usage(self, last_used: Mapping[str, Usage]) -> None:
-        self.writes.append({key_id: usage.at for key_id, usage in last_used.items()})
+        written = {key_id: usage.at for key_id, usage in last_used.items()}
+        self.writes.append(written)
         self.addresses.append({key_id: usage.ip for key_id, usage in last_used.items()})
         if self.gate is not None:
             await self.gate.wait()
         if self.fail:
             raise ConnectionRefusedError(111, "refused")
+        self.completed.append(written)
 
 
 def at(seconds: float) -> datetime:
@@ -220,6 +224,28 @@ async def test_the_timer_task_writes_each_key_when_its_window_ends(clock: Monoto
         usage.note("a", clock())
     # Leaving the context writes what is pending.
     assert store.writes == [{"a": at(0)}, {"a": at(20)}, {"a": at(70)}]
+
+
+async def test_leaving_the_timer_task_lets_a_write_in_progress_end_and_loses_no_use(
+    clock: MonotonicClock,
+) -> None:
+    # At shutdown the timer task was cancelled mid-write: its transaction rolled back, and
+    # the keys it had taken off the pending ones were written by nobody.
+    store = RecordingStore()
+    store.gate = anyio.Event()
+    usage = recorder(store, clock)
+
+    async def answer_later() -> None:
+        await anyio.wait_all_tasks_blocked()
+        assert store.gate is not None
+        store.gate.set()
+
+    async with anyio.create_task_group() as tasks, usage.run():
+        usage.note("a", clock())
+        await anyio.wait_all_tasks_blocked()
+        assert store.writes == [{"a": at(0)}]  # the store has not answered yet
+        tasks.start_soon(answer_later)
+    assert store.completed == [{"a": at(0)}]
 
 
 async def test_the_address_written_is_the_one_of_the_latest_use(clock: MonotonicClock) -> None:
