@@ -144,7 +144,10 @@ class CallRecorder:
                 yield
             finally:
                 self.running = False
-                tasks.cancel_scope.cancel()
+                # A write in progress ends first: cancelled, its transaction would be rolled
+                # back, and its counts (no longer pending) lost to the flush below.
+                async with self._lock:
+                    tasks.cancel_scope.cancel()
         await self.flush()
 
     async def _timer(self) -> None:

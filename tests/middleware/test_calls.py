@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
+import anyio
 import pytest
 
 from support.clock import MonotonicClock
@@ -116,3 +117,27 @@ async def test_while_the_sink_is_down_memory_stays_bounded(monkeypatch: pytest.M
             ("wfak_a", "org-1", hour(13)): outcomes(success=2),
         }
     ]
+
+
+async def test_leaving_run_lets_a_write_in_progress_end() -> None:
+    # At shutdown the timer task was cancelled mid-write: its transaction rolled back, and
+    # the counts it had taken were written by nobody.
+    started, answer = anyio.Event(), anyio.Event()
+
+    class SlowSink(Sink):
+        async def record_calls(self, counts: Batch) -> None:
+            started.set()
+            await answer.wait()
+            await super().record_calls(counts)
+
+    async def answer_later() -> None:
+        await anyio.wait_all_tasks_blocked()
+        answer.set()
+
+    sink = SlowSink()
+    recorder = CallRecorder(sink, interval=0.01, clock=MonotonicClock(NOON))
+    async with anyio.create_task_group() as tasks, recorder.run():
+        recorder.count("wfak_a", "org-1", SUCCESS)
+        await started.wait()  # the timer's write is waiting for the sink
+        tasks.start_soon(answer_later)
+    assert sink.batches == [{("wfak_a", "org-1", hour(12)): outcomes(success=1)}]
