@@ -24,7 +24,7 @@ known secret, so that authentication can be measured with real hashes), and prin
   (``create_app`` under uvicorn as ``wfa-keys serve`` runs it, request log on) pinned to
   CPU 0, wrk on CPU 1, interleaved rounds (``--http-rounds``, 3 by default) starting 70 s
   after the warm-up, once its own write-behind is done, each round as long as the server's
-  interval between writes of call analytics and followed by a pause as long, so that no
+  interval between writes of call analytics and followed by a pause a second longer, so no
   round pays for the other case's writes: what users deploy; each with the store lookups
   made while warm (0 means no SQL per warm call), the writes of last uses, and the CPU a
   request of the server and of PostgreSQL (which runs the flushes of call counts and last
