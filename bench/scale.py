@@ -593,9 +593,11 @@ end
 """
 
 
+@functools.cache
 def bench_run() -> Any:
     """bench/run.py's helpers (wrk, CPU pinning, starting a server), loaded from its file:
-    this script keeps its own folder off ``sys.path`` (see the top)."""
+    this script keeps its own folder off ``sys.path`` (see the top). Loaded once:
+    :func:`database_cpu_seconds` asks for it around every round."""
     spec = importlib.util.spec_from_file_location("bench_run", Path(__file__).with_name("run.py"))
     assert spec is not None
     assert spec.loader is not None

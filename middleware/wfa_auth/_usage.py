@@ -91,11 +91,12 @@ class UsageRecorder:
 
     def write_is_due(self) -> bool:
         """True when a write is due and no :meth:`run` task will make it (no lock taken)."""
-        return (
-            not self.running
-            and max(self.next_due, self._next_write) <= self._clock()
-            and not self._lock.locked()
-        )
+        return not self.running and self._write_at() <= self._clock() and not self._lock.locked()
+
+    def _write_at(self) -> float:
+        """The clock reading from which the next timed write is due: the earliest key's,
+        not before the spacing after the last write."""
+        return max(self.next_due, self._next_write)
 
     async def write_due(self) -> None:
         """Write the keys whose interval has ended, with those whose interval ends before
@@ -103,7 +104,7 @@ class UsageRecorder:
         the last write started less than a sixtieth of the interval ago."""
         async with self._lock:
             now = self._clock()
-            if max(self.next_due, self._next_write) <= now:
+            if self._write_at() <= now:
                 self._next_write = now + self.interval * _SPACING
                 await self._write(self._next_write)
 
@@ -131,7 +132,7 @@ class UsageRecorder:
     async def _timer(self) -> None:
         while True:
             self._wake = anyio.Event()
-            delay = max(self.next_due, self._next_write) - self._clock()
+            delay = self._write_at() - self._clock()
             if delay > 0:
                 # Whichever comes first: the earliest due time, or an earlier one being noted.
                 async with anyio.create_task_group() as waits:
