@@ -5,12 +5,13 @@ a time (a twentieth of a rate limit, a two-hundredth of a quota) and spends them
 a warm request costs a dict lookup and a decrement. A lease running low is topped up in
 the background; only a request that finds none left (the first of a slot, or one that
 outran the top-up) waits for the store. Units a process leased but did not use are given
-back when their slot ends or the key has been idle ``idle`` seconds, and at shutdown.
+back when their slot ends (before the process takes units of the next one), when the key
+has been idle ``idle`` seconds, and at shutdown.
 
-Error bound: the store grants units atomically within the limit, and a unit is spent only
-in the slot it was granted for, so the calls accepted across every process never exceed
-the limit (no overshoot). Units leased and not yet spent or given back are the only
-error, and it is on the safe side: at most ``chunk`` per process and policy are held back
+Error bound: the store grants units atomically within the limit, and a unit is spent only in
+the slot it was granted for, so the calls accepted across every process never exceed the
+limit (no overshoot). Units leased and not yet spent or given back are the only error, and
+it is on the safe side: under one and a half ``chunk`` per process and policy are held back
 (a quota's ``used`` counts them until they are given back, a second after the key idles).
 
 When the store fails, leased units are still spent; a request that needs more is answered
@@ -326,9 +327,11 @@ class Limiter:
         )
 
     async def _top_up(self, lease: _Lease, now: float) -> None:
-        """Lease more units of ``lease``'s policy in the background."""
+        """Lease more units of ``lease``'s policy in the background, unless a request has
+        already replaced it with a lease of the next slot."""
         try:
-            await self._take(lease.policy, now, strict=False)
+            if self._leases.get(lease.policy.bucket) is lease:
+                await self._take(lease.policy, now, strict=False)
         finally:
             lease.topping_up = False
 
@@ -340,13 +343,22 @@ class Limiter:
         lease = self._leases.get(bucket)
         if lease is not None and lease.refill is not None:
             return
+        # Units of an ended slot's lease are given back before the new slot's are taken:
+        # until then they count as used, and the window could fill without them.
+        stale = stale_slot = 0
         if lease is None or lease.slot != slot:
             if lease is not None and lease.allowance > 0:
-                self._give_back_later(bucket, lease.slot, lease.allowance)
+                stale, stale_slot = lease.allowance, lease.slot
             lease = _Lease(policy, slot, starts, ends, now)
             self._leases[bucket] = lease
         event = lease.refill = anyio.Event()
         try:
+            if stale:
+                try:
+                    await self.store.give_back({(bucket, stale_slot): stale})
+                except Exception:
+                    self._give_back_later(bucket, stale_slot, stale)
+                    raise
             taken = await self.store.take(
                 bucket, slot, policy.chunk, limit=policy.limit, span=policy.span
             )

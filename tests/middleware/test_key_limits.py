@@ -239,6 +239,63 @@ async def test_two_processes_sharing_a_store_accept_no_more_than_the_limit(
     assert 90 <= accepted <= 100
 
 
+async def test_units_left_when_a_slot_ends_are_given_back_before_the_next_slots_are_taken() -> None:
+    """Two processes alternate calls across the end of a slot, each holding part of a lease
+    when it ends; with no periodic give-back at all, every unit of the limit is still
+    accepted, because each process gives its stale units back before it takes new ones."""
+    from wfa_auth._errors import Refusal
+    from wfa_auth._limits import Limiter
+    from wfa_auth._policies import limits_of
+
+    clock = at(12, 0, 0.952)  # 24 calls 2 ms apart, then slot 12:00:01-12:00:02 begins
+    record = _record("wfak_slots", RateLimit(requests=100, per_seconds=10))  # leases of 5
+    limits = limits_of(record)
+    assert limits is not None
+    shared = MemoryCounterStore()
+    limiters = [Limiter(shared, clock=lambda: clock().timestamp()) for _ in range(2)]
+    accepted = refused = 0
+    for i in range(1000):
+        limiter = limiters[i % 2]
+        answer = limiter.admit(limits) or await limiter.acquire(limits)
+        accepted += isinstance(answer, list)
+        refused += isinstance(answer, Refusal)
+        clock.advance(0.002)
+    # At the slot's end each had taken 15 units and spent 12.
+    assert (accepted, refused) == (100, 900)
+
+
+async def test_a_top_up_started_in_a_slot_that_ended_leaves_the_next_slots_lease_alone() -> None:
+    """A background top-up that only runs once a request has taken a lease of the next slot
+    neither replaces that lease nor takes units of the slot that ended."""
+    import anyio.lowlevel
+
+    from wfa_auth._limits import Limiter
+    from wfa_auth._policies import limits_of
+
+    clock = at(12, 0, 0.5)
+    record = _record("wfak_late", RateLimit(requests=100, per_seconds=10))  # leases of 5
+    limits = limits_of(record)
+    assert limits is not None
+    bucket = limits.policies[0].bucket
+    shared = MemoryCounterStore()
+    limiter = Limiter(shared, clock=lambda: clock().timestamp())
+    async with limiter.run():
+        assert isinstance(await limiter.acquire(limits), list)
+        for _ in range(3):  # 1 left of 5: a top-up is started, and has not run yet
+            assert isinstance(limiter.admit(limits), list)
+        clock.advance(0.5)  # the next slot
+        assert isinstance(await limiter.acquire(limits), list)
+        for _ in range(5):
+            await anyio.lowlevel.checkpoint()
+        lease = limiter._leases[bucket]
+        assert (lease.slot, lease.allowance) == (
+            limits.policies[0].slot_at(clock().timestamp())[0],
+            4,
+        )
+        # The slot that ended: its 4 spent units, the one left given back, none taken late.
+        assert await shared.count(bucket, lease.slot - 1) == 4
+
+
 def _app(store: Any, verifier: Any, clock: Clock, metering: Metering) -> ApiKeyAuthMiddleware:
     from support.keys import inner_app
 
