@@ -68,13 +68,15 @@ class CallRecorder:
         self.sink = sink
         self.interval = interval
         self._clock = clock
-        #: Counts of earlier hours not written yet (an hour left, or a failed write).
-        self._counts: dict[tuple[str, str, int], list[int]] = {}
+        #: Counts of earlier hours not written yet (an hour left, or a failed write), by
+        #: (Key ID, organization ID, start of the hour): as :meth:`CallSink.record_calls`
+        #: takes them.
+        self._counts: dict[tuple[str, str, datetime], list[int]] = {}
         #: The current hour's counts by Key ID, and each key's organization ID.
         self._current: dict[str, list[int]] = {}
         self._organizations: dict[str, str] = {}
-        #: The current hour (POSIX seconds // 3600) and the wall times it spans.
-        self._hour = 0
+        #: The current hour, and the wall times it spans.
+        self._hour = datetime.fromtimestamp(0, UTC)
         self._hour_starts = self._hour_ends = -math.inf
         self.next_flush = clock() + interval
         self._lock = anyio.Lock()
@@ -96,15 +98,22 @@ class CallRecorder:
     def _enter_hour(self, now: float) -> None:
         """Set the counts of the hour the clock left aside, and start counting ``now``'s."""
         self._set_aside()
-        self._hour = int(now // 3600)
-        self._hour_starts = self._hour * 3600.0
+        self._hour_starts = now // 3600 * 3600.0
         self._hour_ends = self._hour_starts + 3600.0
+        self._hour = datetime.fromtimestamp(self._hour_starts, UTC)
 
     def _set_aside(self) -> None:
         """Move the current hour's counts to those waiting for the next flush."""
         hour, organizations = self._hour, self._organizations
-        for key_id, counts in self._current.items():
-            _add(self._counts, (key_id, organizations[key_id], hour), counts)
+        if self._counts:
+            for key_id, counts in self._current.items():
+                _add(self._counts, (key_id, organizations[key_id], hour), counts)
+        else:
+            # The usual case (the last flush was written): tens of thousands of keys at scale.
+            self._counts = {
+                (key_id, organizations[key_id], hour): counts
+                for key_id, counts in self._current.items()
+            }
         self._current, self._organizations = {}, {}
 
     def flush_is_due(self) -> bool:
@@ -119,16 +128,12 @@ class CallRecorder:
             if not self._counts:
                 return
             pending, self._counts = self._counts, {}
-            batch = {
-                (key_id, org, datetime.fromtimestamp(hour * 3600, UTC)): counts
-                for (key_id, org, hour), counts in pending.items()
-            }
             try:
-                await self.sink.record_calls(batch)
+                await self.sink.record_calls(pending)
             except Exception as exc:
                 logger.warning(
                     "could not record the calls of %d key-hour(s): %s",
-                    len(batch),
+                    len(pending),
                     type(exc).__name__,
                 )
                 for entry, counts in pending.items():
@@ -157,7 +162,9 @@ class CallRecorder:
 
 
 def _add(
-    pending: dict[tuple[str, str, int], list[int]], entry: tuple[str, str, int], counts: list[int]
+    pending: dict[tuple[str, str, datetime], list[int]],
+    entry: tuple[str, str, datetime],
+    counts: list[int],
 ) -> None:
     """Add ``counts`` to those of ``entry`` in ``pending``."""
     mine = pending.get(entry)
