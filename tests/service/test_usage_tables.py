@@ -120,6 +120,18 @@ async def test_every_rollup_row_is_the_sum_of_its_hours(db: TortoiseContext) -> 
     assert await _rollup_rows() == await _rollup_rows_from_hours()
 
 
+
+async def test_every_rollup_row_is_the_sum_of_its_hours_when_each_flush_holds_one_hour(
+    db: TortoiseContext,
+) -> None:
+    """The usual flush, inside one hour, holds each key once (its day's and week's rows are
+    then its hour's); the flushes above hold several hours of a key, summed."""
+    counts = _random_counts(seed=11)
+    sink = TortoiseCallSink()
+    for hour in sorted({hour for _, _, hour in counts}):
+        await sink.record_calls({key: v for key, v in counts.items() if key[2] == hour})
+    assert await _rollup_rows() == await _rollup_rows_from_hours()
+
 RANGES = [
     # (since, until, granularity): ranges of hours that start and end mid-day, cross
     # several days or stay inside one; ranges of days (whole UTC days, by definition).
@@ -155,7 +167,9 @@ async def test_a_failed_flush_writes_no_table(
     tables = (KeyUsage, KeyUsageDay, KeyUsageWeek, OrganizationUsageHour)
     before = [await model.all().values() for model in tables]
 
-    upsert = usage._upsert
+    dialect = get_connection("default").capabilities.dialect
+    name = "_upsert_postgres" if dialect == "postgres" else "_upsert_sqlite"
+    upsert = getattr(usage, name)
 
     async def refuse_organizations(connection: Any, table: str, *args: Any) -> None:
         if table == "organization_usage_hour":
@@ -163,7 +177,7 @@ async def test_a_failed_flush_writes_no_table(
         await upsert(connection, table, *args)
 
     # The organization's hour is written last: the key's rows were written and are undone.
-    monkeypatch.setattr(usage, "_upsert", refuse_organizations)
+    monkeypatch.setattr(usage, name, refuse_organizations)
     with pytest.raises(ConnectionResetError):
         await sink.record_calls(
             {
