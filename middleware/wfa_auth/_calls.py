@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -47,6 +48,7 @@ OUTCOME_OF_ERROR = {
 #: so that the call is counted under that outcome rather than ``success``.
 SCOPE_OUTCOME = "wfa_auth.outcome"
 _MAX_PENDING = 200_000
+_NONE = (0,) * len(CALL_OUTCOMES)
 
 
 class CallRecorder:
@@ -71,8 +73,9 @@ class CallRecorder:
         #: Counts of earlier hours not written yet (an hour left, or a failed write), by
         #: (Key ID, organization ID, start of the hour): as :meth:`CallSink.record_calls`
         #: takes them.
-        self._counts: dict[tuple[str, str, datetime], list[int]] = {}
-        #: The current hour's counts by Key ID, and each key's organization ID.
+        self._counts: dict[tuple[str, str, datetime], tuple[int, ...]] = {}
+        #: The current hour's counts by Key ID since the last flush, and each key's
+        #: organization ID. A key's list stays from one flush to the next while it calls.
         self._current: dict[str, list[int]] = {}
         self._organizations: dict[str, str] = {}
         #: The current hour, and the wall times it spans.
@@ -103,18 +106,22 @@ class CallRecorder:
         self._hour = datetime.fromtimestamp(self._hour_starts, UTC)
 
     def _set_aside(self) -> None:
-        """Move the current hour's counts to those waiting for the next flush."""
-        hour, organizations = self._hour, self._organizations
-        if self._counts:
-            for key_id, counts in self._current.items():
-                _add(self._counts, (key_id, organizations[key_id], hour), counts)
-        else:
-            # The usual case (the last flush was written): tens of thousands of keys at scale.
-            self._counts = {
-                (key_id, organizations[key_id], hour): counts
-                for key_id, counts in self._current.items()
-            }
-        self._current, self._organizations = {}, {}
+        """Move the current hour's counts to those waiting for the next flush (as tuples).
+
+        A key's list is zeroed and kept for its next calls, and dropped when it had none
+        since the last flush. Made anew each flush, tens of thousands of lists (one a key
+        calling) outlived a few young collections each time, and then made the garbage
+        collector's full passes over every warm key's objects come about once a flush."""
+        hour, organizations, pending = self._hour, self._organizations, self._counts
+        current, idle = self._current, []
+        for key_id, counts in current.items():
+            if not any(counts):
+                idle.append(key_id)
+                continue
+            _add(pending, (key_id, organizations[key_id], hour), counts)
+            counts[:] = _NONE
+        for key_id in idle:
+            del current[key_id], organizations[key_id]
 
     def flush_is_due(self) -> bool:
         """True when a flush is due and no :meth:`run` task will make it."""
@@ -162,14 +169,10 @@ class CallRecorder:
 
 
 def _add(
-    pending: dict[tuple[str, str, datetime], list[int]],
+    pending: dict[tuple[str, str, datetime], tuple[int, ...]],
     entry: tuple[str, str, datetime],
-    counts: list[int],
+    counts: Sequence[int],
 ) -> None:
     """Add ``counts`` to those of ``entry`` in ``pending``."""
     mine = pending.get(entry)
-    if mine is None:
-        pending[entry] = counts
-        return
-    for index, value in enumerate(counts):
-        mine[index] += value
+    pending[entry] = tuple(counts) if mine is None else tuple(map(operator.add, mine, counts))

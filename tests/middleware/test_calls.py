@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -97,6 +98,45 @@ async def test_a_write_takes_what_was_counted_and_the_next_calls_start_from_zero
     await recorder.flush()
     entry = ("wfak_a", "org-1", hour(12))
     assert sink.batches == [{entry: outcomes(success=1)}, {entry: outcomes(success=1)}]
+
+
+async def test_a_key_that_keeps_calling_is_counted_without_making_objects() -> None:
+    """Its counts are kept from one write to the next, so no new object outlives the young
+    collections and joins the full ones (a list a key a write, at scale)."""
+    sink, clock = Sink(), MonotonicClock(NOON)
+    recorder = CallRecorder(sink, clock=clock)
+    keys = [f"wfak_{n}" for n in range(1000)]
+    for key_id in keys:
+        recorder.count(key_id, "org-1", SUCCESS)
+    await recorder.flush()
+    gc.disable()  # so that the count of objects made is not reset by a collection
+    try:
+        made = gc.get_count()[0]
+        for key_id in keys:
+            recorder.count(key_id, "org-1", SUCCESS)
+        made = gc.get_count()[0] - made
+    finally:
+        gc.enable()
+    assert made < 10  # none a key (one a key when each write made them anew); the loop's own
+    await recorder.flush()
+    assert sink.batches[1] == {(key_id, "org-1", hour(12)): outcomes(success=1) for key_id in keys}
+
+
+async def test_a_key_without_calls_between_two_writes_is_forgotten() -> None:
+    sink, clock = Sink(), MonotonicClock(NOON)
+    recorder = CallRecorder(sink, clock=clock)
+    recorder.count("wfak_a", "org-1", SUCCESS)
+    recorder.count("wfak_b", "org-1", SUCCESS)
+    await recorder.flush()
+    recorder.count("wfak_b", "org-1", RATE_LIMITED)
+    await recorder.flush()
+    assert list(recorder._current) == ["wfak_b"]  # wfak_a made no call since the first write
+    recorder.count("wfak_a", "org-1", SUCCESS)
+    await recorder.flush()
+    assert sink.batches[1:] == [
+        {("wfak_b", "org-1", hour(12)): outcomes(rate_limited=1)},
+        {("wfak_a", "org-1", hour(12)): outcomes(success=1)},
+    ]
 
 
 async def test_while_the_sink_is_down_memory_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
