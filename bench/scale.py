@@ -67,6 +67,7 @@ import argparse
 import asyncio
 import base64
 import functools
+import gc
 import importlib.util
 import json
 import logging
@@ -78,6 +79,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -608,10 +610,24 @@ def bench_run() -> Any:
 
 def counting_serve(counts_path: str, argv: list[str]) -> int:
     """``wfa-keys serve`` (``argv``) with its key and token stores counting lookups and
-    writes of last uses, which SIGUSR1 writes to ``counts_path``; argon2 at the cheap
-    hash's parameters (so that the 50,000 warm keys are never rehashed to the service's,
-    as :func:`warm_middleware`)."""
+    writes of last uses, and the garbage collector counting its passes and their time,
+    which SIGUSR1 writes to ``counts_path``; argon2 at the cheap hash's parameters (so that
+    the 50,000 warm keys are never rehashed to the service's, as :func:`warm_middleware`)."""
     lookups = {"keys": 0, "tokens": 0, "writes": 0, "written": 0}
+    lookups |= {"collections": 0, "full_collections": 0, "collecting_us": 0, "full_us": 0}
+    collecting_since = [0.0]
+
+    def on_collection(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collecting_since[0] = time.perf_counter()
+            return
+        took = round((time.perf_counter() - collecting_since[0]) * 1e6)
+        lookups["collections"] += 1
+        lookups["collecting_us"] += took
+        if info["generation"] == 2:
+            lookups["full_collections"] += 1
+            lookups["full_us"] += took
+
     get_key, get_token = TortoiseKeyStore.get_key, TortoiseTokenStore.get_token
     record_usage = TortoiseKeyStore.record_usage
 
@@ -643,12 +659,14 @@ def counting_serve(counts_path: str, argv: list[str]) -> int:
 
     api.hasher_for = cheap_hasher  # type: ignore[attr-defined]
     signal.signal(signal.SIGUSR1, write_counts)
+    gc.callbacks.append(on_collection)
     return cli.main(argv)
 
 
 def counts_of(pid: int, counts_path: Path) -> dict[str, int]:
-    """The counting server ``pid``'s store lookups so far (``keys``, ``tokens``), and its
-    writes of last uses (``writes``, of ``written`` keys in all)."""
+    """The counting server ``pid``'s store lookups so far (``keys``, ``tokens``), its writes
+    of last uses (``writes``, of ``written`` keys in all), and its garbage collections
+    (``collections``, ``collecting_us``; the full ones: ``full_collections``, ``full_us``)."""
     counts_path.unlink(missing_ok=True)
     os.kill(pid, signal.SIGUSR1)
     deadline = time.monotonic() + 10
@@ -767,18 +785,22 @@ def http_warm_throughput(database_url: str, tokens: list[str], rounds: int = 3) 
                     headers.write_text("\n".join(lines) + "\n")
                     scripts[case] = (str(tmp / "cycle.lua"), str(headers))
 
-                before_rounds = counts_of(service.pid, tmp / "lookups")
+                server = (service.pid, tmp / "lookups")
+                before_rounds = counts_of(*server)
                 for case in scripts:  # wrk's own warm-up: connections
                     wrk(scripts[case], 1)
                 results: dict[str, list[Any]] = {case: [] for case in scripts}
                 database_cpu = dict.fromkeys(scripts, 0.0)
+                collected = {case: Counter[str]() for case in scripts}
                 for _ in range(rounds):
                     for case in scripts:
-                        before = database_cpu_seconds()
+                        before, collections = database_cpu_seconds(), counts_of(*server)
                         results[case].append(wrk(scripts[case], seconds))
                         database_cpu[case] += database_cpu_seconds() - before
+                        collected[case].update(counts_of(*server))
+                        collected[case].subtract(collections)
                         time.sleep(CALLS_INTERVAL + 1)
-                after_rounds = counts_of(service.pid, tmp / "lookups")
+                after_rounds = counts_of(*server)
                 made = {name: after_rounds[name] - before_rounds[name] for name in after_rounds}
                 for case, runs in results.items():
                     rate = statistics.median(r.rate for r in runs)
@@ -788,6 +810,13 @@ def http_warm_throughput(database_url: str, tokens: list[str], rounds: int = 3) 
                     print(
                         f"  HTTP warm {case:>14}: {rate:9.0f} req/s (rounds: {rates}); CPU a "
                         f"request: server {server:.1f} us, PostgreSQL {database:.1f} us"
+                    )
+                    gc_counts, requests = collected[case], sum(r.rate * seconds for r in runs)
+                    print(
+                        f"  {'garbage collection':>24}: {gc_counts['collecting_us'] / requests:.1f}"
+                        f" us a request, {gc_counts['collections']:,} passes, of them "
+                        f"{gc_counts['full_collections']} full ({gc_counts['full_us'] / 1e3:,.0f}"
+                        " ms in all)"
                     )
                 run.print_ratio(results, label, one, f"{label} / {one}")
                 calls = sum(r.rate for rs in results.values() for r in rs) * seconds
