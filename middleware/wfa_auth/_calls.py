@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import operator
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -49,6 +48,8 @@ OUTCOME_OF_ERROR = {
 SCOPE_OUTCOME = "wfa_auth.outcome"
 _MAX_PENDING = 200_000
 _NONE = (0,) * len(CALL_OUTCOMES)
+#: How long (seconds) a key's count list is kept without calls.
+_KEEP_IDLE = 60.0
 
 
 class CallRecorder:
@@ -78,6 +79,8 @@ class CallRecorder:
         #: organization ID. A key's list stays from one flush to the next while it calls.
         self._current: dict[str, list[int]] = {}
         self._organizations: dict[str, str] = {}
+        #: How many flushes in a row found no calls of a key (keys with none only).
+        self._quiet: dict[str, int] = {}
         #: The current hour, and the wall times it spans.
         self._hour = datetime.fromtimestamp(0, UTC)
         self._hour_starts = self._hour_ends = -math.inf
@@ -108,20 +111,26 @@ class CallRecorder:
     def _set_aside(self) -> None:
         """Move the current hour's counts to those waiting for the next flush (as tuples).
 
-        A key's list is zeroed and kept for its next calls, and dropped when it had none
-        since the last flush. Made anew each flush, tens of thousands of lists (one a key
-        calling) outlived a few young collections each time, and then made the garbage
-        collector's full passes over every warm key's objects come about once a flush."""
+        A key's list is zeroed and kept for its next calls, and dropped once the key has
+        made none for a minute (:data:`_KEEP_IDLE`). Made anew each flush, or after each
+        pause in a key's calls, tens of thousands of lists (one a key calling) outlived a
+        few young collections each time, and then made the garbage collector's full passes
+        over every warm key's objects come about once a flush."""
         hour, organizations, pending = self._hour, self._organizations, self._counts
-        current, idle = self._current, []
+        current, quiet, idle = self._current, self._quiet, []
         for key_id, counts in current.items():
-            if not any(counts):
+            if any(counts):
+                _add(pending, (key_id, organizations[key_id], hour), counts)
+                counts[:] = _NONE
+                if key_id in quiet:
+                    del quiet[key_id]
+            else:
                 idle.append(key_id)
-                continue
-            _add(pending, (key_id, organizations[key_id], hour), counts)
-            counts[:] = _NONE
+        most = max(1, math.ceil(_KEEP_IDLE / self.interval))
         for key_id in idle:
-            del current[key_id], organizations[key_id]
+            flushes = quiet[key_id] = quiet.get(key_id, 0) + 1
+            if flushes >= most:
+                del current[key_id], organizations[key_id], quiet[key_id]
 
     def flush_is_due(self) -> bool:
         """True when a flush is due and no :meth:`run` task will make it."""
@@ -175,4 +184,6 @@ def _add(
 ) -> None:
     """Add ``counts`` to those of ``entry`` in ``pending``."""
     mine = pending.get(entry)
-    pending[entry] = tuple(counts) if mine is None else tuple(map(operator.add, mine, counts))
+    if mine is not None:
+        counts = [a + b for a, b in zip(mine, counts, strict=True)]
+    pending[entry] = tuple(counts)
