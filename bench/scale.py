@@ -28,7 +28,8 @@ known secret, so that authentication can be measured with real hashes), and prin
   round pays for the other case's writes: what users deploy; each with the store lookups
   made while warm (0 means no SQL per warm call), the writes of last uses, and the CPU a
   request of the server and of PostgreSQL (which runs the flushes of call counts and last
-  uses, more rows the more keys are used); the process's RSS after warming 200,000
+  uses, more rows the more keys are used), and the server's garbage collection (its time a
+  request, its passes, the full ones); the process's RSS after warming 200,000
   distinct keys, the inactivity sweep disabling 400,000 keys, and how long
   ``wfa-keys serve`` takes to answer ``/healthz``;
 - with ``--small-database-url``: cold Basic authentication side by side in the largest

@@ -120,7 +120,6 @@ async def test_every_rollup_row_is_the_sum_of_its_hours(db: TortoiseContext) -> 
     assert await _rollup_rows() == await _rollup_rows_from_hours()
 
 
-
 async def test_every_rollup_row_is_the_sum_of_its_hours_when_each_flush_holds_one_hour(
     db: TortoiseContext,
 ) -> None:
@@ -131,6 +130,7 @@ async def test_every_rollup_row_is_the_sum_of_its_hours_when_each_flush_holds_on
     for hour in sorted({hour for _, _, hour in counts}):
         await sink.record_calls({key: v for key, v in counts.items() if key[2] == hour})
     assert await _rollup_rows() == await _rollup_rows_from_hours()
+
 
 RANGES = [
     # (since, until, granularity): ranges of hours that start and end mid-day, cross
