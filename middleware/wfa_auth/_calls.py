@@ -76,7 +76,8 @@ class CallRecorder:
         #: takes them.
         self._counts: dict[tuple[str, str, datetime], tuple[int, ...]] = {}
         #: The current hour's counts by Key ID since the last flush, and each key's
-        #: organization ID. A key's list stays from one flush to the next while it calls.
+        #: organization ID. A key's list stays from one flush to the next, and a minute
+        #: after its last call.
         self._current: dict[str, list[int]] = {}
         self._organizations: dict[str, str] = {}
         #: How many flushes in a row found no calls of a key (keys with none only).
