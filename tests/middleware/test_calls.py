@@ -135,7 +135,7 @@ async def test_a_key_without_calls_for_a_minute_is_forgotten() -> None:
         recorder.count("wfak_b", "org-1", RATE_LIMITED)
         await recorder.flush()
     assert sorted(recorder._current) == ["wfak_a", "wfak_b"]
-    await recorder.flush()  # a minute: forgotten, and so is wfak_b's after its last call
+    await recorder.flush()  # a minute without calls: forgotten (wfak_b called 10 s ago)
     assert list(recorder._current) == ["wfak_b"]
     recorder.count("wfak_a", "org-1", SUCCESS)
     await recorder.flush()
