@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import threading
@@ -33,7 +34,7 @@ from wfa_auth import (
 )
 from wfa_keys.db import tortoise_config
 from wfa_keys.limits import MAX_TOKENS_PER_KEY
-from wfa_keys.models import AccessToken, ApiKey, Organization, Role, User
+from wfa_keys.models import AccessToken, ApiKey, KeyNetwork, Organization, Role, User
 from wfa_keys.store import TortoiseKeyStore, TortoiseTokenStore
 
 VERIFIER = Argon2Verifier(time_cost=1, memory_cost_kib=8, parallelism=1)
@@ -482,3 +483,56 @@ async def test_record_usage_writes_a_whole_flush_in_one_statement(
         assert key.last_used_at == when + timedelta(minutes=n)
     await keys[2].refresh_from_db()
     assert keys[2].last_used_at == when + timedelta(hours=1)  # a newer use stays
+
+
+async def young_survivors(write: Any) -> int:
+    """How many objects ``write`` (an awaitable) leaves in the young generations when they
+    are collected: each such object joins the oldest generation, whose full collections,
+    over every object of a busy process (the warm keys of 50,000 included), come once
+    enough have joined. The collector runs every hundred objects here, so that a write's
+    objects alive across one of its collections are counted; tuples are not, the collector
+    stops tracking those that hold none of the objects it tracks."""
+    survivors = 0
+
+    def on_collection(phase: str, info: dict[str, int]) -> None:
+        nonlocal survivors
+        if phase == "start" and info["generation"] == 1:
+            young = gc.get_objects(0) + gc.get_objects(1)
+            survivors += sum(1 for o in young if type(o) is not tuple)
+
+    gc.collect()
+    threshold = gc.get_threshold()
+    gc.set_threshold(100, 1, 1_000_000)
+    gc.callbacks.append(on_collection)
+    try:
+        await write
+    finally:
+        gc.callbacks.remove(on_collection)
+        gc.set_threshold(*threshold)
+    return survivors
+
+
+async def test_a_write_of_known_keys_last_uses_makes_no_lasting_object_a_key(
+    db: TortoiseContext,
+) -> None:
+    """Once a minute a busy process writes the last use of every key that called, and the
+    networks they were seen from: at 50,000 keys, objects made a key and alive across a
+    statement (rows, per-key dicts, iterators) joined the oldest generation by the thousand a
+    second, and brought a full collection every few seconds."""
+    store = TortoiseKeyStore()
+    keys = [f"wfak_gc{n:05d}" for n in range(2000)]
+    when = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+
+    def uses(at: datetime) -> dict[str, Usage]:
+        return {key_id: Usage(at, f"10.{n % 100}.{n // 100}.9") for n, key_id in enumerate(keys)}
+
+    await store.record_usage(uses(when))  # each key's network remembered
+    later = uses(when + timedelta(minutes=1))
+
+    survivors = await young_survivors(store.record_usage(later))
+
+    assert survivors < len(keys) / 10  # five a key before
+    assert await ApiKey.filter(key_id__in=keys).count() == 0  # (only their networks exist)
+    seen = await KeyNetwork.filter(key_id__in=keys).values_list("last_seen_at", flat=True)
+    assert len(seen) == len(keys)
+    assert set(seen) == {when + timedelta(minutes=1)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -143,6 +144,26 @@ def test_addresses_are_grouped_by_slash_24_and_slash_64() -> None:
     assert network_of("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
     assert network_of("::ffff:203.0.113.9") == "203.0.113.0/24"
     assert network_of("not an address") is None
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [*itertools.permutations([("a", 3), ("b", 1), ("c", 2)]), [("a", 2), ("b", 2)], [("a", 5)]],
+)
+def test_a_keys_newest_network_and_newest_other_in_any_order(rows: list[tuple[str, int]]) -> None:
+    """A flush reads its keys' networks in no particular order, and keeps per key only the
+    newest network and when the newest other was seen: whether a use is from a network
+    new while another is live depends on them."""
+    day = datetime(2030, 1, 1, tzinfo=UTC)
+    newest = None
+    for network, days in rows:
+        newest = reminders._newer(newest, network, day + timedelta(days=days))
+    latest = max(days for _, days in rows)
+    assert newest is not None
+    assert newest[0] == day + timedelta(days=latest)
+    assert dict(rows)[newest[1]] == latest
+    others = [days for network, days in rows if network != newest[1]]
+    assert newest[2] == (day + timedelta(days=max(others)) if others else None)
 
 
 async def test_a_use_from_a_new_network_is_announced_once_per_network(
