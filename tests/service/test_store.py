@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import socket
 import threading
@@ -21,6 +20,7 @@ from tortoise.connection import get_connection
 from tortoise.context import TortoiseContext
 from tortoise.transactions import in_transaction
 
+from support.collector import young_survivors
 from wfa_auth import (
     ApiKeyAuthMiddleware,
     Argon2Verifier,
@@ -483,33 +483,6 @@ async def test_record_usage_writes_a_whole_flush_in_one_statement(
         assert key.last_used_at == when + timedelta(minutes=n)
     await keys[2].refresh_from_db()
     assert keys[2].last_used_at == when + timedelta(hours=1)  # a newer use stays
-
-
-async def young_survivors(write: Any) -> int:
-    """How many objects ``write`` (an awaitable) leaves in the young generations when they
-    are collected: each such object joins the oldest generation, whose full collections,
-    over every object of a busy process (the warm keys of 50,000 included), come once
-    enough have joined. The collector runs every hundred objects here, so that a write's
-    objects alive across one of its collections are counted; tuples are not, the collector
-    stops tracking those that hold none of the objects it tracks."""
-    survivors = 0
-
-    def on_collection(phase: str, info: dict[str, int]) -> None:
-        nonlocal survivors
-        if phase == "start" and info["generation"] == 1:
-            young = gc.get_objects(0) + gc.get_objects(1)
-            survivors += sum(1 for o in young if type(o) is not tuple)
-
-    gc.collect()
-    threshold = gc.get_threshold()
-    gc.set_threshold(100, 1, 1_000_000)
-    gc.callbacks.append(on_collection)
-    try:
-        await write
-    finally:
-        gc.callbacks.remove(on_collection)
-        gc.set_threshold(*threshold)
-    return survivors
 
 
 async def test_a_write_of_known_keys_last_uses_makes_no_lasting_object_a_key(

@@ -12,6 +12,7 @@ import pytest
 from tortoise.connection import get_connection
 from tortoise.context import TortoiseContext
 
+from support.collector import young_survivors
 from wfa_keys import usage
 from wfa_keys.models import (
     KeyNetwork,
@@ -226,6 +227,21 @@ async def test_a_batch_of_more_rows_than_one_statement_takes_is_written_whole(
     assert await KeyUsage.all().count() == await KeyUsageDay.all().count() == 10
     assert [row.success for row in await OrganizationUsageHour.all()] == [55]
     assert [row.success for row in await KeyUsageWeek.filter(key_id="wfak_k10")] == [10]
+
+
+async def test_a_flush_of_many_keys_makes_no_lasting_object_a_key(db: TortoiseContext) -> None:
+    """Every 10 s a busy process writes the calls of every key that called: at 50,000 keys,
+    an object a key alive across a statement (an iterator a key's counts, summing the
+    organization's) joined the garbage collector's oldest generation by the ten thousand."""
+    keys = [f"wfak_gc{n:05d}" for n in range(2000)]
+    counts = {(key_id, ACME, NOON): (n, 1, 0, 0, 0, 0, 0, 0) for n, key_id in enumerate(keys)}
+
+    survivors = await young_survivors(TortoiseCallSink().record_calls(counts))
+
+    assert survivors < len(keys) / 10  # one a key before
+    [organization] = await OrganizationUsageHour.all()
+    assert (organization.success, organization.rate_limited) == (sum(range(2000)), 2000)
+    assert await KeyUsageWeek.filter(key_id__in=keys).count() == len(keys)
 
 
 async def test_a_batch_with_a_naive_hour_and_an_organization_uuid_is_written_as_utc(
