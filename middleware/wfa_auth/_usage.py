@@ -7,7 +7,7 @@ import heapq
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -163,12 +163,7 @@ class UsageRecorder:
             self._written = {k: t for k, t in self._written.items() if t > now - self.interval}
         if not uses:
             return
-        wall = self._now()
-        batch = {
-            # Canonical here, once per write rather than on every request.
-            key_id: Usage(at=wall - timedelta(seconds=now - used), ip=canonical_ip(ip))
-            for key_id, (used, ip) in uses.items()
-        }
+        batch = _Uses(uses, self._now(), now)
         try:
             await self.store.record_usage(batch)
         except Exception as exc:
@@ -182,3 +177,28 @@ class UsageRecorder:
                     pending[key_id] = used
                     heapq.heappush(queue, (now + self.interval, key_id))
             self.next_due = queue[0][0]
+
+
+class _Uses(Mapping[str, Usage]):
+    """The uses of a write, as :meth:`~wfa_auth.base.KeyStore.record_usage` reads them: each
+    key's :class:`~wfa_auth.base.Usage` made when it is read, and gone once the store has
+    read it. Made all at once, a write's (tens of thousands at scale) lived as long as the
+    store's write and joined the garbage collector's oldest generation, whose full
+    collections over every warm key's objects then came more often."""
+
+    __slots__ = ("_now", "_uses", "_wall")
+
+    def __init__(self, uses: dict[str, tuple[float, str | None]], wall: datetime, now: float):
+        #: Key ID -> clock reading and address of its use; ``wall`` is the time at ``now``.
+        self._uses, self._wall, self._now = uses, wall, now
+
+    def __getitem__(self, key_id: str) -> Usage:
+        used, ip = self._uses[key_id]
+        # Canonical here, once per write rather than on every request.
+        return Usage(at=self._wall - timedelta(seconds=self._now - used), ip=canonical_ip(ip))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._uses)
+
+    def __len__(self) -> int:
+        return len(self._uses)

@@ -6,9 +6,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from support.clock import MonotonicClock
+from support.collector import young_survivors
 from wfa_auth import MemoryKeyStore, Usage
 from wfa_auth._usage import UsageRecorder
 
@@ -47,7 +49,7 @@ def clock() -> MonotonicClock:
     return MonotonicClock(start=0.0)
 
 
-def recorder(store: RecordingStore, clock: MonotonicClock, **options: object) -> UsageRecorder:
+def recorder(store: MemoryKeyStore, clock: MonotonicClock, **options: object) -> UsageRecorder:
     return UsageRecorder(
         store,
         interval=60,
@@ -280,3 +282,41 @@ async def test_only_a_canonical_ip_is_written_as_the_last_used_address(
     usage.note("a", clock(), host)
     await usage.write_due()
     assert store.addresses == [{"a": written}]
+
+
+class DriverLikeStore(MemoryKeyStore):
+    """Reads each use into a row, as a database store does, then writes them across a few
+    awaits, making objects meanwhile, as a database driver does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, tuple[datetime, str | None]] = {}
+
+    async def record_usage(self, last_used: Mapping[str, Usage]) -> None:
+        rows = {key_id: (usage.at, usage.ip) for key_id, usage in last_used.items()}
+        held: list[list[list[object]]] = []
+        for _ in range(3):
+            held.append([[] for _ in range(300)])  # alive across the awaits, as a driver's
+            await anyio.lowlevel.checkpoint()
+        self.rows |= rows
+
+
+async def test_a_write_makes_no_object_a_key_that_lives_as_long_as_the_store_takes(
+    clock: MonotonicClock,
+) -> None:
+    """A write at scale carries tens of thousands of keys: an object made for each before
+    the store is called lives across the store's awaits, and joins the garbage collector's
+    oldest generation, whose full collections over every warm key's objects then come
+    more often. The store reads each key's use as it goes instead."""
+
+    async def survivors(keys: int) -> int:
+        store = DriverLikeStore()
+        usage = recorder(store, clock)
+        for n in range(keys):
+            usage.note(f"wfak_{n}", clock(), "10.0.0.1")
+        found = await young_survivors(usage.flush())
+        assert store.rows == {f"wfak_{n}": (at(clock.now), "10.0.0.1") for n in range(keys)}
+        return found
+
+    few, many = await survivors(10), await survivors(2010)
+    assert many - few < 200  # 2,000 (a Usage a key) before
