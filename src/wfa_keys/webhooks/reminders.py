@@ -253,19 +253,16 @@ async def _networks_of(connection: BaseDBAsyncClient, key_ids: Sequence[str]) ->
     across the statement, joined the garbage collector's oldest generation, whose full
     collections over every warm key's objects then came every few seconds."""
     if connection.capabilities.dialect == "postgres":
-        _, rows = await connection.execute_query(_NETWORKS_POSTGRES, [list(key_ids)])
+        _, rows = await connection.execute_query(_NETWORKS_POSTGRES, [key_ids])
         ids, keys, networks, seen = rows[0]
         if ids is None:  # no row: array_agg of nothing is NULL
             return [], [], [], []
         return ids, keys, networks, seen
     _, rows = await connection.execute_query(_NETWORKS_SQLITE, [orjson.dumps(key_ids).decode()])
     ids, keys, networks, seen = (orjson.loads(column) for column in rows[0])
-    return ids, keys, networks, [_utc(datetime.fromisoformat(text)) for text in seen]
-
-
-def _utc(moment: datetime) -> datetime:
-    """``moment`` in UTC; a naive one is UTC already (as Tortoise writes SQLite's)."""
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    # SQLite's text, read as Tortoise reads the column.
+    column = KeyNetwork._meta.fields_map["last_seen_at"]
+    return ids, keys, networks, [column.to_python_value(text) for text in seen]
 
 
 #: A key's most recently seen network, when, and when the most recent of its others was.
