@@ -600,7 +600,7 @@ end
 def bench_run() -> Any:
     """bench/run.py's helpers (wrk, CPU pinning, starting a server), loaded from its file:
     this script keeps its own folder off ``sys.path`` (see the top). Loaded once:
-    :func:`database_cpu_seconds` asks for it around every round."""
+    :func:`database_cpu` asks for it around every round."""
     spec = importlib.util.spec_from_file_location("bench_run", Path(__file__).with_name("run.py"))
     assert spec is not None
     assert spec.loader is not None
@@ -734,18 +734,27 @@ async def warm_over_http(url: str, headers: list[str], database_url: str) -> flo
     return time.perf_counter() - started
 
 
-def database_cpu_seconds() -> float:
-    """The CPU time every PostgreSQL process of this machine has used so far (the flushes'
-    share of a warm call is spent there, on either CPU: the server is not ours to pin)."""
+def database_cpu() -> dict[int, float]:
+    """The CPU time each PostgreSQL process of this machine has used so far, by process ID
+    (the flushes' share of a warm call is spent there, on either CPU: the server is not ours
+    to pin)."""
     run = bench_run()
-    total = 0.0
+    used = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             if stat.read_text().startswith(f"{stat.parent.name} (postgres)"):
-                total += run.cpu_seconds(int(stat.parent.name))
+                pid = int(stat.parent.name)
+                used[pid] = run.cpu_seconds(pid)
         except (OSError, ValueError):
             continue  # a process that ended meanwhile
-    return total
+    return used
+
+
+def database_cpu_since(before: dict[int, float]) -> float:
+    """The CPU time PostgreSQL's processes used since ``before`` (:func:`database_cpu`),
+    process by process: one that started meanwhile counts all of its time, one that ended
+    counts nothing (a sum of totals went below zero when a connection closed in a round)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in database_cpu().items())
 
 
 #: How often the server writes the call analytics of the keys that called: each round of
@@ -791,13 +800,13 @@ def http_warm_throughput(database_url: str, tokens: list[str], rounds: int = 3) 
                 for case in scripts:  # wrk's own warm-up: connections
                     wrk(scripts[case], 1)
                 results: dict[str, list[Any]] = {case: [] for case in scripts}
-                database_cpu = dict.fromkeys(scripts, 0.0)
+                database_seconds = dict.fromkeys(scripts, 0.0)
                 collected = {case: Counter[str]() for case in scripts}
                 for _ in range(rounds):
                     for case in scripts:
-                        before, collections = database_cpu_seconds(), counts_of(*server)
+                        before, collections = database_cpu(), counts_of(*server)
                         results[case].append(wrk(scripts[case], seconds))
-                        database_cpu[case] += database_cpu_seconds() - before
+                        database_seconds[case] += database_cpu_since(before)
                         collected[case].update(counts_of(*server))
                         collected[case].subtract(collections)
                         time.sleep(CALLS_INTERVAL + 1)
@@ -807,7 +816,7 @@ def http_warm_throughput(database_url: str, tokens: list[str], rounds: int = 3) 
                     rate = statistics.median(r.rate for r in runs)
                     rates = " ".join(f"{r.rate:.0f}" for r in runs)
                     server = statistics.median(r.cpu_per_request for r in runs) * 1e6
-                    database = database_cpu[case] / sum(r.rate * seconds for r in runs) * 1e6
+                    database = database_seconds[case] / sum(r.rate * seconds for r in runs) * 1e6
                     print(
                         f"  HTTP warm {case:>14}: {rate:9.0f} req/s (rounds: {rates}); CPU a "
                         f"request: server {server:.1f} us, PostgreSQL {database:.1f} us"
