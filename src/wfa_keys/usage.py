@@ -115,7 +115,7 @@ class TortoiseCallSink:
                 # and week's rows are then its hour's, summed only otherwise.
                 hours = _json_rows(counts, keyed=True)
                 grouped = len({key_id for key_id, _, _ in counts}) < len(counts)
-                await _upsert_postgres(connection, _KEY_TABLES, _BY_KEY, hours, grouped)
+                await _upsert_postgres_keys(connection, hours, grouped)
                 rows = _json_rows(organizations, keyed=False)
                 await _upsert_postgres(connection, _ORGANIZATION_HOURS, _BY_ORGANIZATION, rows)
             else:
@@ -133,10 +133,6 @@ class TortoiseCallSink:
 #: The organizations' hours, and their unique columns.
 _ORGANIZATION_HOURS = "organization_usage_hour"
 _BY_ORGANIZATION = ("organization_id", "hour")
-#: What :func:`_upsert_postgres` names a key's three tables by (``key_usage`` and its
-#: rollups, written by one statement), and their source's unique columns.
-_KEY_TABLES = "key_usage, key_usage_day, key_usage_week"
-_BY_KEY = ("key_id", "hour")
 
 
 def _rollups(
@@ -202,16 +198,19 @@ def _json_rows(sums: Mapping[Any, Sequence[int]], *, keyed: bool) -> str:
     return orjson.dumps(rows).decode()
 
 
-async def _upsert_postgres(
-    connection: Any, table: str, unique: tuple[str, str], rows: str, grouped: bool = False
-) -> None:
-    """Add the rows of ``rows`` (:func:`_json_rows`) to ``table``, creating missing ones:
-    an organization's hours, or (``table`` :data:`_KEY_TABLES`) a key's hours, to each of
-    its three tables; ``grouped``: summed by ``unique`` first. One statement for the whole
-    batch: tens of thousands of keys a flush at scale, where eleven parameters a row (or an
-    array a column, which asyncpg checks element by element) cost the process a second of
-    CPU per flush."""
-    await connection.execute_query(_postgres_upsert(table, unique, grouped), [rows])
+async def _upsert_postgres_keys(connection: Any, hours: str, grouped: bool) -> None:
+    """Add a key's hours (``hours``, :func:`_json_rows`) to ``key_usage`` and to its day's
+    and week's rows, creating missing ones; ``grouped``: summed by key and start first. One
+    statement for the whole batch and the three tables: tens of thousands of keys a flush at
+    scale, where eleven parameters a row (or an array a column, which asyncpg checks element
+    by element) cost the process a second of CPU per flush."""
+    await connection.execute_query(_postgres_key_upsert(grouped), [hours])
+
+
+async def _upsert_postgres(connection: Any, table: str, unique: tuple[str, str], rows: str) -> None:
+    """Add the rows of ``rows`` (:func:`_json_rows`, organizations' hours) to ``table``,
+    whose unique columns are ``unique``, creating missing ones, in one statement."""
+    await connection.execute_query(_postgres_upsert(table, unique), [rows])
 
 
 async def _upsert_sqlite(
@@ -250,24 +249,14 @@ def _on_conflict(table: str, unique: tuple[str, str]) -> str:
 
 
 @functools.cache
-def _postgres_upsert(table: str, unique: tuple[str, str], grouped: bool) -> str:
-    """PostgreSQL's upsert from ``$1``, a JSON array of :func:`_json_rows`: of ``table``'s
-    rows, an organization's hours; or, ``table`` :data:`_KEY_TABLES`, of a key's three
-    tables from its hours, each start the hour truncated to the table's span (``grouped``:
-    summed by key and start).
+def _postgres_key_upsert(grouped: bool) -> str:
+    """PostgreSQL's upsert of a key's three tables from ``$1``, a JSON array of a key's
+    hours (:func:`_json_rows`), each start the hour truncated to the table's span
+    (``grouped``: summed by key and start).
 
-    The JSON is parsed once a statement: a key's three tables read it from one
-    ``MATERIALIZED`` CTE, each written by a data-modifying CTE of that statement (parsed a
-    table, a flush of 50,000 keys took PostgreSQL 1.1 s of CPU; parsed once, 0.8 s)."""
-    # jsonb, parsed once: each ``->>`` of a json row parses its text again, eleven times a
-    # row (a 50,000-row flush took PostgreSQL 600 ms a table; 350 ms as jsonb).
-    values = ", ".join(
-        f'("row" ->> {i})::{_PG_TYPES.get(c, "bigint")} AS "{c}"'
-        for i, c in enumerate(_columns(unique))
-    )
-    parsed = f'SELECT {values} FROM jsonb_array_elements($1::jsonb) AS "row"'  # noqa: S608
-    if table != _KEY_TABLES:
-        return _insert_from(f'({parsed}) AS "rows"', table, unique, grouped)
+    The JSON is parsed once: the three tables read it from one ``MATERIALIZED`` CTE, the
+    day's and week's written by data-modifying CTEs of the same statement (parsed once a
+    table, a flush of 50,000 keys took PostgreSQL 1.07 s of CPU; parsed once, 0.77 s)."""
     hours, days, weeks = [
         _insert_from('"rows"', level.model._meta.db_table, ("key_id", level.column), grouped)
         for level in _LEVELS
@@ -275,7 +264,26 @@ def _postgres_upsert(table: str, unique: tuple[str, str], grouped: bool) -> str:
     # PostgreSQL runs the main statement first, then its data-modifying CTEs last to first:
     # hours, days, weeks, the order of the statements a table that came before.
     rollups = f'"weeks" AS ({weeks}), "days" AS ({days})'
-    return f'WITH "rows" AS MATERIALIZED ({parsed}), {rollups} {hours}'
+    return f'WITH "rows" AS MATERIALIZED ({_parsed(("key_id", "hour"))}), {rollups} {hours}'
+
+
+@functools.cache
+def _postgres_upsert(table: str, unique: tuple[str, str]) -> str:
+    """PostgreSQL's upsert of ``table`` (organizations' hours) from ``$1``, a JSON array of
+    :func:`_json_rows`."""
+    return _insert_from(f'({_parsed(unique)}) AS "rows"', table, unique, grouped=False)
+
+
+def _parsed(unique: tuple[str, str]) -> str:
+    """The rows of ``$1``, a JSON array of :func:`_json_rows`, as the columns of
+    :func:`_columns` of a table whose unique columns are ``unique``."""
+    # jsonb, parsed once: each ``->>`` of a json row parses its text again, eleven times a
+    # row (a 50,000-row flush took PostgreSQL 600 ms a table; 350 ms as jsonb).
+    values = ", ".join(
+        f'("row" ->> {i})::{_PG_TYPES.get(c, "bigint")} AS "{c}"'
+        for i, c in enumerate(_columns(unique))
+    )
+    return f'SELECT {values} FROM jsonb_array_elements($1::jsonb) AS "row"'  # noqa: S608
 
 
 def _insert_from(source: str, table: str, unique: tuple[str, str], grouped: bool) -> str:
