@@ -188,7 +188,9 @@ class _Uses(Mapping[str, Usage]):
 
     __slots__ = ("_now", "_uses", "_wall")
 
-    def __init__(self, uses: dict[str, tuple[float, str | None]], wall: datetime, now: float):
+    def __init__(
+        self, uses: dict[str, tuple[float, str | None]], wall: datetime, now: float
+    ) -> None:
         #: Key ID -> clock reading and address of its use; ``wall`` is the time at ``now``.
         self._uses, self._wall, self._now = uses, wall, now
 
