@@ -261,8 +261,9 @@ def _postgres_key_upsert(grouped: bool) -> str:
         _insert_from('"rows"', level.model._meta.db_table, ("key_id", level.column), grouped)
         for level in _LEVELS
     ]
-    # PostgreSQL runs the main statement first, then its data-modifying CTEs last to first:
-    # hours, days, weeks, the order of the statements a table that came before.
+    # Every process sends this same statement, so every process locks a key's rows in one
+    # order. (PostgreSQL 15 runs the main statement first, then the data-modifying CTEs
+    # last to first: hours, days, weeks, the order of the statements a table before.)
     rollups = f'"weeks" AS ({weeks}), "days" AS ({days})'
     return f'WITH "rows" AS MATERIALIZED ({_parsed(("key_id", "hour"))}), {rollups} {hours}'
 

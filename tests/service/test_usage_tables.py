@@ -233,7 +233,8 @@ async def test_a_flush_writes_a_keys_three_tables_in_one_statement_on_postgresql
     db: TortoiseContext, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # PostgreSQL only: a flush's JSON is parsed once for a key's hour, day and week tables
-    # (a data-modifying CTE each), not once a table; the organizations' hours come second.
+    # (the day's and week's written by data-modifying CTEs), not once a table; the
+    # organizations' hours come second.
     if not database_url.startswith("postgres"):
         pytest.skip("SQLite writes a table a statement")
     statements: list[str] = []
