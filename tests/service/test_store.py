@@ -16,11 +16,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from tortoise.connection import get_connection
 from tortoise.context import TortoiseContext
 from tortoise.transactions import in_transaction
 
 from support.collector import young_survivors
+from support.statements import sent_statements
 from wfa_auth import (
     ApiKeyAuthMiddleware,
     Argon2Verifier,
@@ -462,21 +462,13 @@ async def test_record_usage_writes_a_whole_flush_in_one_statement(
     keys = [(await make_key())[0] for _ in range(3)]
     when = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
     await ApiKey.filter(key_id=keys[2].key_id).update(last_used_at=when + timedelta(hours=1))
-    statements: list[str] = []
-    connection = get_connection("default")
-    execute = type(connection).execute_query
-
-    async def counting(self: Any, sql: str, values: Any = None) -> Any:
-        if "UPDATE" in sql.upper() and '"api_key"' in sql:
-            statements.append(sql)
-        return await execute(self, sql, values)
-
-    monkeypatch.setattr(type(connection), "execute_query", counting)
+    sent = sent_statements(monkeypatch)
     await TortoiseKeyStore().record_usage(
         {key.key_id: Usage(when + timedelta(minutes=n), None) for n, key in enumerate(keys)}
     )
     monkeypatch.undo()
 
+    statements = [sql for sql in sent if "UPDATE" in sql.upper() and '"api_key"' in sql]
     assert len(statements) == 1
     for n, key in enumerate(keys[:2]):
         await key.refresh_from_db()

@@ -13,6 +13,7 @@ from tortoise.connection import get_connection
 from tortoise.context import TortoiseContext
 
 from support.collector import young_survivors
+from support.statements import sent_statements
 from wfa_keys import usage
 from wfa_keys.models import (
     KeyNetwork,
@@ -237,15 +238,7 @@ async def test_a_flush_writes_a_keys_three_tables_in_one_statement_on_postgresql
     # organizations' hours come second.
     if not database_url.startswith("postgres"):
         pytest.skip("SQLite writes a table a statement")
-    statements: list[str] = []
-    connection = get_connection("default")
-    execute = type(connection).execute_query
-
-    async def counting(self: Any, sql: str, values: Any = None) -> Any:
-        statements.append(sql)
-        return await execute(self, sql, values)
-
-    monkeypatch.setattr(type(connection), "execute_query", counting)
+    statements = sent_statements(monkeypatch)
     flushes = [
         # Two hours of one key in a flush: its day and week rows are summed.
         {

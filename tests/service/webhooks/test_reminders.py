@@ -13,6 +13,7 @@ from tortoise.connection import get_connection
 
 from service.conftest import UserFactory
 from support.gql import OTHER_ORGANIZATION
+from support.statements import sent_statements
 from wfa_auth import Usage
 from wfa_keys.keys import Actor, KeyManager
 from wfa_keys.models import KeyNetwork
@@ -201,33 +202,21 @@ async def test_a_flush_of_keys_first_seen_or_seen_again_from_their_network_is_tw
     keys = [(await key_manager.create_key(actor, name=f"k{n}")).key.key_id for n in range(5)]
     store = TortoiseKeyStore()
     start = datetime.now(UTC)
-    statements: list[str] = []
-    connection = get_connection("default")
-    execute = type(connection).execute_query
-    execute_many = type(connection).execute_many
+    sent = sent_statements(monkeypatch)
 
-    async def counting(self: Any, sql: str, values: Any = None) -> Any:
-        if "key_network" in sql:
-            statements.append(sql)
-        return await execute(self, sql, values)
+    def statements() -> list[str]:
+        return [sql for sql in sent if "key_network" in sql]
 
-    async def counting_many(self: Any, sql: str, values: Any) -> Any:
-        if "key_network" in sql:
-            statements.append(sql)
-        return await execute_many(self, sql, values)
-
-    monkeypatch.setattr(type(connection), "execute_query", counting)
-    monkeypatch.setattr(type(connection), "execute_many", counting_many)
     # Each key's first network: remembered, nothing to compare it with.
     await store.record_usage({key_id: Usage(at=start, ip="198.51.100.10") for key_id in keys})
-    assert len(statements) <= 2  # one read, one insert, for the whole flush
+    assert len(statements()) <= 2  # one read, one insert, for the whole flush
     assert await KeyNetwork.filter(key_id__in=keys).count() == len(keys)
-    statements.clear()
+    sent.clear()
     later = {key_id: start + timedelta(minutes=n + 1) for n, key_id in enumerate(keys)}
     await store.record_usage(
         {key_id: Usage(at=at, ip="198.51.100.11") for key_id, at in later.items()}
     )
-    assert len(statements) == 2  # one read, one update
+    assert len(statements()) == 2  # one read, one update
     monkeypatch.undo()
 
     seen = dict(await KeyNetwork.filter(key_id__in=keys).values_list("key_id", "last_seen_at"))
